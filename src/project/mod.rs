@@ -1,0 +1,3 @@
+//! The project on disk: `lake.toml`, YAML property files, model discovery and templating.
+
+pub mod model;

@@ -1,0 +1,211 @@
+//! Nodes of a project: SQL and Rust models, sources, seeds and data tests, as parsed from files.
+//!
+//! These are plain data. `graph` builds the DAG from them; `run` executes them. Nothing here
+//! knows about Iceberg or DataFusion.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// How a model is materialized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Materialized {
+    /// Rebuilt in full on every run, committed as one `overwrite` snapshot.
+    #[default]
+    Table,
+    /// Only new rows are computed and committed (see [`IncrementalStrategy`]).
+    Incremental,
+    /// Never written: inlined as a CTE into the models that reference it.
+    Ephemeral,
+}
+
+impl Materialized {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Materialized::Table => "table",
+            Materialized::Incremental => "incremental",
+            Materialized::Ephemeral => "ephemeral",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "table" => Some(Materialized::Table),
+            "incremental" => Some(Materialized::Incremental),
+            "ephemeral" => Some(Materialized::Ephemeral),
+            _ => None,
+        }
+    }
+}
+
+/// How an incremental model commits its new rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IncrementalStrategy {
+    /// Append the new rows in one `append` snapshot.
+    #[default]
+    Append,
+}
+
+impl IncrementalStrategy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IncrementalStrategy::Append => "append",
+        }
+    }
+}
+
+/// One field of an Iceberg partition spec, as written in `partition_by`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionField {
+    pub column: String,
+    /// `identity`, `year`, `month`, `day`, `hour`, `bucket[N]` or `truncate[N]`.
+    pub transform: String,
+}
+
+/// A model's configuration, merged from `lake.toml` defaults, YAML `config:` and the SQL's `config(...)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct ModelConfig {
+    pub materialized: Materialized,
+    pub incremental_strategy: IncrementalStrategy,
+    pub unique_key: Vec<String>,
+    /// Column whose max value among written rows is stored as the watermark.
+    pub watermark: Option<String>,
+    pub partition_by: Vec<PartitionField>,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    /// Allow this model to read from a later layer than its own.
+    pub allow_back_edges: bool,
+    /// Any other keys given, kept for `manifest.json` and selection (`config.<key>:<value>`).
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// A reference from a model to another model (`ref`) or to a source table (`source`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Dependency {
+    Model { name: String, line: usize },
+    Source { source: String, table: String, line: usize },
+}
+
+/// What a model runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "language", rename_all = "snake_case")]
+pub enum ModelBody {
+    /// Jinja-templated SQL, as read from the file.
+    Sql { raw_sql: String },
+    /// A Rust function registered in the binary's [`crate::rust_models::Registry`].
+    Rust { function: String },
+}
+
+/// A data test declared in YAML on a model, source or column.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DataTest {
+    /// Unique name, e.g. `not_null_stg_orders_order_id`.
+    pub name: String,
+    pub kind: DataTestKind,
+    pub column: Option<String>,
+    pub severity: Severity,
+    /// Optional SQL predicate applied to the tested table first (`config: {where: ...}`).
+    pub where_clause: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "test", rename_all = "snake_case")]
+pub enum DataTestKind {
+    Unique,
+    NotNull,
+    AcceptedValues { values: Vec<serde_json::Value> },
+    /// `to` is a model name or `source.table`; `field` the column there.
+    Relationships { to: Dependency, field: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    #[default]
+    Error,
+    Warn,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColumnDoc {
+    pub name: String,
+    pub description: Option<String>,
+    pub data_type: Option<String>,
+}
+
+/// A model: one Iceberg table `<layer>.<name>` (unless ephemeral).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Model {
+    pub name: String,
+    /// First folder under `models/`; also the Iceberg namespace.
+    pub layer: String,
+    /// File that defines the model, relative to the project root (`.sql`, or the `.yml` for Rust models).
+    pub path: PathBuf,
+    pub body: ModelBody,
+    pub config: ModelConfig,
+    pub depends_on: Vec<Dependency>,
+    pub description: Option<String>,
+    pub columns: Vec<ColumnDoc>,
+    pub tests: Vec<DataTest>,
+}
+
+impl Model {
+    /// `<layer>.<name>`, the Iceberg table identifier.
+    pub fn table_name(&self) -> String {
+        format!("{}.{}", self.layer, self.name)
+    }
+}
+
+/// A table declared under `sources:`: read, never written, by models.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceTable {
+    /// The source name, which is also the Iceberg namespace.
+    pub source: String,
+    pub table: String,
+    pub description: Option<String>,
+    pub path: PathBuf,
+    pub tests: Vec<DataTest>,
+}
+
+impl SourceTable {
+    pub fn table_name(&self) -> String {
+        format!("{}.{}", self.source, self.table)
+    }
+}
+
+/// File format of a seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeedFormat {
+    Csv,
+    Ndjson,
+}
+
+/// A seed: CSV/NDJSON files under `seeds/` loaded into one raw table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Seed {
+    pub name: String,
+    /// Target Iceberg namespace and table.
+    pub namespace: String,
+    pub table: String,
+    pub format: SeedFormat,
+    /// Files matched by the seed's glob, relative to the project root, sorted.
+    pub files: Vec<PathBuf>,
+    /// Column name -> SQL type (`bigint`, `varchar`, `timestamp`, ...), in declared order.
+    pub column_types: Vec<(String, String)>,
+    pub path: PathBuf,
+}
+
+/// A singular data test: a `.sql` file under the test path returning failing rows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SingularTest {
+    pub name: String,
+    pub path: PathBuf,
+    pub raw_sql: String,
+    pub depends_on: Vec<Dependency>,
+    pub severity: Severity,
+}
