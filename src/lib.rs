@@ -6,4 +6,5 @@
 //! lakehouse ([`lakehouse`]: catalogs, writers, commits, watermarks), with [`run`] scheduling
 //! the work and writing artifacts.
 
+pub mod graph;
 pub mod project;
