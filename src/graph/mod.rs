@@ -14,8 +14,10 @@
 //! [`SourceTable`]: crate::project::model::SourceTable
 
 mod dag;
+mod selector;
 
 pub use dag::{Graph, GraphError};
+pub use selector::{SelectionError, select};
 
 /// The candidate closest to `target`, if any is close enough to be a plausible typo.
 fn did_you_mean<'a>(target: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
