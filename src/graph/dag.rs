@@ -257,7 +257,7 @@ impl Graph {
 
     /// Deterministic topological order of `subset`: a model comes after every model of the
     /// subset it depends on, directly or through models outside the subset. Ties are broken
-    /// by layer rank, then name.
+    /// by layer rank, then name. Panics if `subset` holds an index that is not a node.
     pub fn run_order(&self, subset: &BTreeSet<usize>) -> Vec<usize> {
         // Edges between subset members, following paths through non-members.
         let mut successors: HashMap<usize, Vec<usize>> = HashMap::with_capacity(subset.len());
