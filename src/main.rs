@@ -1,1 +1,6 @@
-fn main() {}
+//! The `lake` binary: the library's command line with the built-in Rust models.
+
+fn main() {
+    let registry = lake::engine::rust_model::Registry::with_builtins();
+    std::process::exit(lake::cli::main_with_registry(registry));
+}

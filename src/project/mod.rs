@@ -1,3 +1,566 @@
 //! The project on disk: `lake.toml`, YAML property files, model discovery and templating.
+//!
+//! [`Project::load`] reads everything under the project root into plain data ([`model`]);
+//! nothing here touches the catalog.
 
+pub mod config;
 pub mod model;
+pub mod properties;
+pub mod templates;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value as Json;
+
+use config::{ConfigOverrides, ProjectConfig};
+use model::{
+    Dependency, IncrementalStrategy, Materialized, Model, ModelBody, ModelConfig, PartitionField,
+    Seed, SeedFormat, Severity, SingularTest, SourceTable,
+};
+use templates::{Mode, TemplateVars};
+
+/// A parsed project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub config: ProjectConfig,
+    pub models: Vec<Model>,
+    pub sources: Vec<SourceTable>,
+    pub seeds: Vec<Seed>,
+    pub singular_tests: Vec<SingularTest>,
+}
+
+impl Project {
+    /// Load the project rooted at `root`.
+    pub fn load(root: &Path, overrides: &ConfigOverrides) -> Result<Project> {
+        let config = ProjectConfig::load(root, overrides)?;
+        Self::load_with_config(config)
+    }
+
+    pub fn load_with_config(config: ProjectConfig) -> Result<Project> {
+        let vars = template_vars(&config);
+        let rel = |p: &Path| p.strip_prefix(&config.root).unwrap_or(p).to_path_buf();
+
+        let mut sql_files = Vec::new();
+        let mut yaml_files = Vec::new();
+        if config.model_path.is_dir() {
+            walk(&config.model_path, &mut |p| match p.extension().and_then(|e| e.to_str()) {
+                Some("sql") => sql_files.push(p.to_path_buf()),
+                Some("yml") | Some("yaml") => yaml_files.push(p.to_path_buf()),
+                _ => {}
+            })?;
+        }
+        let mut seed_yaml = Vec::new();
+        if config.seed_path.is_dir() {
+            walk(&config.seed_path, &mut |p| {
+                if matches!(p.extension().and_then(|e| e.to_str()), Some("yml") | Some("yaml")) {
+                    seed_yaml.push(p.to_path_buf());
+                }
+            })?;
+        }
+
+        // Property files first: descriptions, tests and YAML config by model name.
+        let mut model_defs: HashMap<String, (PathBuf, properties::ModelDef)> = HashMap::new();
+        let mut sources = Vec::new();
+        let mut seed_defs = Vec::new();
+        for path in yaml_files.iter().chain(&seed_yaml) {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let file = properties::parse(&rel(path), &text)?;
+            for source in file.sources {
+                for table in source.tables {
+                    let tests = properties::data_tests(
+                        &rel(path),
+                        &format!("{}_{}", source.name, table.name),
+                        &[table.data_tests.clone(), table.tests.clone()].concat(),
+                        &table.columns,
+                    )?;
+                    sources.push(SourceTable {
+                        source: source.name.clone(),
+                        table: table.name.clone(),
+                        description: table.description.clone(),
+                        path: rel(path),
+                        tests,
+                    });
+                }
+            }
+            for m in file.models {
+                if let Some((other, _)) = model_defs.get(&m.name) {
+                    bail!(
+                        "{}: model '{}' is already described in {}",
+                        rel(path).display(),
+                        m.name,
+                        other.display()
+                    );
+                }
+                model_defs.insert(m.name.clone(), (rel(path), m));
+            }
+            for s in file.seeds {
+                seed_defs.push((rel(path), s));
+            }
+        }
+
+        let mut models = Vec::new();
+        for path in &sql_files {
+            let relative = rel(path);
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .ok_or_else(|| anyhow!("{}: model file name is not UTF-8", relative.display()))?
+                .to_string();
+            let layer = layer_of(&config, path)?;
+            let raw_sql = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", relative.display()))?;
+            let rendered = templates::render(&relative, &raw_sql, &vars, &Mode::Parse)?;
+            let def = model_defs.remove(&name);
+            let mut cfg = def.as_ref().map(|(_, d)| d.config.clone()).unwrap_or_default();
+            cfg.extend(rendered.config);
+            let config_parsed = model_config(&relative, &cfg)?;
+            if let Some(f) = cfg.get("function") {
+                bail!("{}: `function` ({f}) is for Rust models declared in YAML; a .sql model runs its SQL", relative.display());
+            }
+            models.push(finish_model(
+                name,
+                layer,
+                relative,
+                ModelBody::Sql { raw_sql },
+                config_parsed,
+                rendered.depends_on,
+                def.map(|(p, d)| (p, d)),
+            )?);
+        }
+        // YAML entries left are Rust models (or descriptions of missing SQL files).
+        let mut rest: Vec<_> = model_defs.into_values().collect();
+        rest.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        for (path, def) in rest {
+            let Some(function) = def.config.get("function").and_then(|f| f.as_str()).map(str::to_string) else {
+                bail!(
+                    "{}: model '{}' has no SQL file and no `config: function:` naming a Rust model",
+                    path.display(),
+                    def.name
+                );
+            };
+            let layer = layer_of(&config, &config.root.join(&path))?;
+            let depends_on = rust_inputs(&path, &def.config)?;
+            let cfg = model_config(&path, &def.config)?;
+            if cfg.materialized == Materialized::Ephemeral {
+                bail!("{}: Rust model '{}' cannot be ephemeral", path.display(), def.name);
+            }
+            models.push(finish_model(
+                def.name.clone(),
+                layer,
+                path.clone(),
+                ModelBody::Rust { function },
+                cfg,
+                depends_on,
+                Some((path, def)),
+            )?);
+        }
+        models.retain(|m| m.config.enabled);
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let seeds = seed_defs
+            .into_iter()
+            .map(|(path, def)| seed(&config, &path, def))
+            .collect::<Result<Vec<_>>>()?;
+        let singular_tests = singular_tests(&config, &vars)?;
+        Ok(Project {
+            config,
+            models,
+            sources,
+            seeds,
+            singular_tests,
+        })
+    }
+
+    pub fn template_vars(&self) -> TemplateVars {
+        template_vars(&self.config)
+    }
+
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.name == name)
+    }
+}
+
+fn template_vars(config: &ProjectConfig) -> TemplateVars {
+    TemplateVars {
+        vars: config.vars.clone(),
+        target: config.target.clone(),
+    }
+}
+
+fn finish_model(
+    name: String,
+    layer: String,
+    path: PathBuf,
+    body: ModelBody,
+    config: ModelConfig,
+    depends_on: Vec<Dependency>,
+    def: Option<(PathBuf, properties::ModelDef)>,
+) -> Result<Model> {
+    let (description, columns, tests) = match def {
+        Some((yaml_path, d)) => {
+            let tests = properties::data_tests(
+                &yaml_path,
+                &name,
+                &[d.data_tests.clone(), d.tests.clone()].concat(),
+                &d.columns,
+            )?;
+            (
+                d.description.clone(),
+                d.columns.iter().map(|c| c.doc()).collect(),
+                tests,
+            )
+        }
+        None => (None, Vec::new(), Vec::new()),
+    };
+    if config.materialized == Materialized::Ephemeral && !tests.is_empty() {
+        bail!("{}: ephemeral model '{name}' is never written, so it cannot have data tests", path.display());
+    }
+    Ok(Model {
+        name,
+        layer,
+        path,
+        body,
+        config,
+        depends_on,
+        description,
+        columns,
+        tests,
+    })
+}
+
+/// The layer of a file under the model path: the first folder below it.
+fn layer_of(config: &ProjectConfig, path: &Path) -> Result<String> {
+    let relative = path.strip_prefix(&config.model_path).unwrap_or(path);
+    let mut parts = relative.components();
+    let first = parts.next().and_then(|c| c.as_os_str().to_str()).unwrap_or("");
+    let display = path.strip_prefix(&config.root).unwrap_or(path).display().to_string();
+    if parts.next().is_none() {
+        bail!(
+            "{display}: models live in a layer folder (models/<layer>/...); layers: {}",
+            config.layers.join(", ")
+        );
+    }
+    if !config.layers.iter().any(|l| l == first) {
+        bail!(
+            "{display}: '{first}' is not a layer in lake.toml (layers: {})",
+            config.layers.join(", ")
+        );
+    }
+    Ok(first.to_string())
+}
+
+const CONFIG_KEYS: &[&str] = &[
+    "materialized",
+    "incremental_strategy",
+    "unique_key",
+    "watermark",
+    "partition_by",
+    "tags",
+    "enabled",
+    "allow_back_edges",
+    "function",
+    "inputs",
+    "params",
+    "meta",
+    "description",
+];
+
+/// Parse and validate a model's merged `config`.
+fn model_config(path: &Path, cfg: &serde_json::Map<String, Json>) -> Result<ModelConfig> {
+    let at = |key: &str| format!("{}: config {key}", path.display());
+    let mut out = ModelConfig {
+        enabled: true,
+        ..Default::default()
+    };
+    for (key, value) in cfg {
+        match key.as_str() {
+            "materialized" => {
+                let s = value.as_str().unwrap_or_default();
+                out.materialized = Materialized::parse(s).ok_or_else(|| {
+                    anyhow!("{} = {value}: use 'table', 'incremental' or 'ephemeral'", at(key))
+                })?;
+            }
+            "incremental_strategy" => {
+                out.incremental_strategy = match value.as_str() {
+                    Some("append") => IncrementalStrategy::Append,
+                    Some(s @ ("merge" | "replace_range" | "delete+insert" | "insert_overwrite")) => bail!(
+                        "{} = '{s}' is not available yet; this version supports 'append'",
+                        at(key)
+                    ),
+                    _ => bail!("{} = {value}: use 'append'", at(key)),
+                };
+            }
+            "unique_key" => out.unique_key = strings(value).ok_or_else(|| anyhow!("{} must be a column name or a list of them", at(key)))?,
+            "watermark" => {
+                out.watermark = Some(
+                    value
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| anyhow!("{} must be a column name", at(key)))?
+                        .to_string(),
+                )
+            }
+            "partition_by" => {
+                let fields = strings(value).ok_or_else(|| {
+                    anyhow!("{} must be a list like ['day(created_at)', 'country']", at(key))
+                })?;
+                out.partition_by = fields
+                    .iter()
+                    .map(|f| parse_partition_field(f).ok_or_else(|| anyhow!("{}: cannot read '{f}' (use col, day(col), month(col), year(col), hour(col), bucket(N, col), truncate(N, col))", at(key))))
+                    .collect::<Result<_>>()?;
+            }
+            "tags" => out.tags = strings(value).ok_or_else(|| anyhow!("{} must be a tag or a list of tags", at(key)))?,
+            "enabled" => out.enabled = value.as_bool().ok_or_else(|| anyhow!("{} must be true or false", at(key)))?,
+            "allow_back_edges" => out.allow_back_edges = value.as_bool().ok_or_else(|| anyhow!("{} must be true or false", at(key)))?,
+            other if CONFIG_KEYS.contains(&other) => {
+                out.extra.insert(other.to_string(), value.clone());
+            }
+            other => {
+                let hint = CONFIG_KEYS
+                    .iter()
+                    .map(|k| (strsim::jaro_winkler(k, other), k))
+                    .filter(|(s, _)| *s > 0.85)
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, k)| format!("; did you mean '{k}'?"))
+                    .unwrap_or_default();
+                bail!("{}: unknown config key '{other}'{hint}", path.display());
+            }
+        }
+    }
+    if out.materialized == Materialized::Incremental && out.watermark.is_none() && out.unique_key.is_empty() {
+        // Append without a watermark is allowed (the SQL filters itself), but warn-worthy; keep it.
+    }
+    Ok(out)
+}
+
+fn strings(value: &Json) -> Option<Vec<String>> {
+    match value {
+        Json::String(s) => Some(vec![s.clone()]),
+        Json::Array(a) => a.iter().map(|v| v.as_str().map(str::to_string)).collect(),
+        _ => None,
+    }
+}
+
+/// `col` → identity; `day(col)`; `bucket(16, col)` → `bucket[16]`.
+pub fn parse_partition_field(s: &str) -> Option<PartitionField> {
+    let s = s.trim();
+    let Some(open) = s.find('(') else {
+        return is_ident(s).then(|| PartitionField {
+            column: s.to_string(),
+            transform: "identity".into(),
+        });
+    };
+    let func = s[..open].trim().to_ascii_lowercase();
+    let inner = s[open + 1..].strip_suffix(')')?;
+    let args: Vec<&str> = inner.split(',').map(str::trim).collect();
+    match (func.as_str(), args.as_slice()) {
+        ("identity" | "year" | "month" | "day" | "hour", [col]) if is_ident(col) => Some(PartitionField {
+            column: col.to_string(),
+            transform: func,
+        }),
+        ("bucket" | "truncate", [n, col]) if n.parse::<u32>().is_ok_and(|n| n > 0) && is_ident(col) => {
+            Some(PartitionField {
+                column: col.to_string(),
+                transform: format!("{func}[{n}]"),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// A Rust model's `inputs:`: model names, or `source.table` for sources.
+fn rust_inputs(path: &Path, cfg: &serde_json::Map<String, Json>) -> Result<Vec<Dependency>> {
+    let Some(inputs) = cfg.get("inputs") else {
+        return Ok(Vec::new());
+    };
+    let names = strings(inputs).ok_or_else(|| {
+        anyhow!("{}: config inputs must be a list of model names or source.table", path.display())
+    })?;
+    Ok(names
+        .into_iter()
+        .map(|n| match n.split_once('.') {
+            Some((s, t)) => Dependency::Source {
+                source: s.to_string(),
+                table: t.to_string(),
+                line: 0,
+            },
+            None => Dependency::Model { name: n, line: 0 },
+        })
+        .collect())
+}
+
+fn seed(config: &ProjectConfig, path: &Path, def: properties::SeedDef) -> Result<Seed> {
+    let at = |k: &str| format!("{}: seed '{}': {k}", path.display(), def.name);
+    let namespace = def.config.namespace.clone().unwrap_or_else(|| "raw".into());
+    let table = def.config.table.clone().unwrap_or_else(|| def.name.clone());
+    let pattern = def.config.files.clone();
+    let mut files = Vec::new();
+    let candidates: Vec<String> = match &pattern {
+        Some(p) => vec![p.clone()],
+        None => vec![format!("{}.csv", def.name), format!("{}.ndjson", def.name)],
+    };
+    for pat in &candidates {
+        let full = config.seed_path.join(pat);
+        let full = full.to_string_lossy().to_string();
+        for entry in glob_files(&full)? {
+            files.push(entry.strip_prefix(&config.root).unwrap_or(&entry).to_path_buf());
+        }
+    }
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        bail!(
+            "{}: no file matches {} under {}",
+            at("files"),
+            candidates.join(" or "),
+            config.seed_path.strip_prefix(&config.root).unwrap_or(&config.seed_path).display()
+        );
+    }
+    let format = match def.config.format.as_deref() {
+        Some("csv") => SeedFormat::Csv,
+        Some("ndjson") | Some("jsonl") | Some("json") => SeedFormat::Ndjson,
+        Some(other) => bail!("{} = '{other}': use csv or ndjson", at("format")),
+        None => {
+            let ext = files[0].extension().and_then(|e| e.to_str()).unwrap_or("");
+            match ext {
+                "csv" => SeedFormat::Csv,
+                "ndjson" | "jsonl" | "json" => SeedFormat::Ndjson,
+                _ => bail!("{}: cannot tell the format of {}; set config.format", at("format"), files[0].display()),
+            }
+        }
+    };
+    let column_types = match &def.config.column_types {
+        Some(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let k = k.as_str().ok_or_else(|| anyhow!("{}: column names must be strings", at("column_types")))?;
+                let v = v.as_str().ok_or_else(|| anyhow!("{}: type of '{k}' must be a string", at("column_types")))?;
+                Ok((k.to_string(), v.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None => bail!("{}: declare every column and its type, e.g. `column_types: {{id: bigint}}`", at("column_types")),
+    };
+    Ok(Seed {
+        name: def.name,
+        namespace,
+        table,
+        format,
+        files,
+        column_types,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Files matching a glob with `*` and `?` in the last path component.
+fn glob_files(pattern: &str) -> Result<Vec<PathBuf>> {
+    let path = Path::new(pattern);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.contains(['*', '?']) {
+        return Ok(if path.is_file() { vec![path.to_path_buf()] } else { vec![] });
+    }
+    let mut out = Vec::new();
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if let Some(file) = entry.file_name().to_str() {
+                if entry.path().is_file() && wildcard_match(name, file) {
+                    out.push(entry.path());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `*` and `?` wildcard matching.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+fn singular_tests(config: &ProjectConfig, vars: &TemplateVars) -> Result<Vec<SingularTest>> {
+    let mut files = Vec::new();
+    if config.test_path.is_dir() {
+        // Only top-level and nested .sql files; Rust tests (tests/it/*.rs) are ignored.
+        walk(&config.test_path, &mut |p| {
+            if p.extension().and_then(|e| e.to_str()) == Some("sql") {
+                files.push(p.to_path_buf());
+            }
+        })?;
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let relative = path.strip_prefix(&config.root).unwrap_or(&path).to_path_buf();
+        let raw_sql = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", relative.display()))?;
+        let rendered = templates::render(&relative, &raw_sql, vars, &Mode::Parse)?;
+        let severity = match rendered.config.get("severity").and_then(|s| s.as_str()) {
+            Some(s) if s.eq_ignore_ascii_case("warn") => Severity::Warn,
+            _ => Severity::Error,
+        };
+        out.push(SingularTest {
+            name: path.file_stem().and_then(|s| s.to_str()).unwrap_or("test").to_string(),
+            path: relative,
+            raw_sql,
+            depends_on: rendered.depends_on,
+            severity,
+        });
+    }
+    Ok(out)
+}
+
+/// Visit every file below `dir`, in sorted order, skipping hidden entries.
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, f)?;
+        } else {
+            f(&path);
+        }
+    }
+    Ok(())
+}
+
+/// Model names by layer, for messages.
+pub fn models_by_layer(models: &[Model]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in models {
+        out.entry(m.layer.clone()).or_default().push(m.name.clone());
+    }
+    out
+}

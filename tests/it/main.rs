@@ -1,3 +1,8 @@
-//! Integration tests, one binary for the whole crate.
+//! Integration tests, one binary for the whole crate (each extra binary relinks DataFusion).
 
+mod cli_errors;
+mod demo;
 mod graph;
+mod incremental;
+mod polars_bridge;
+mod support;

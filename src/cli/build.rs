@@ -1,0 +1,163 @@
+//! `lake seed`, `lake run`, `lake test` and `lake build`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::project_cmds::{connect, load, selection};
+use super::{CliResult, EXIT_FAILED, EXIT_OK, ExecArgs, ExitCodeExt, GlobalArgs, SelectArgs};
+use crate::engine::rust_model::Registry;
+use crate::run::report::Reporter;
+use crate::run::results::{NodeResult, write_manifest, write_run_results};
+use crate::run::{self, RunContext, RunOptions, seeds};
+
+pub(super) async fn seed(g: &GlobalArgs, names: &[String], full_refresh: bool) -> CliResult {
+    let (project, graph) = load(g)?;
+    let lakehouse = connect(&project).await?;
+    let started = chrono::Utc::now();
+    let clock = Instant::now();
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let mut reporter = Reporter::new(g.log_format);
+    let results = load_seeds(&project, &lakehouse, &mut reporter, names, &run_id, full_refresh).await?;
+    let elapsed = clock.elapsed().as_secs_f64();
+    reporter.summary(&results, elapsed);
+    finish(&project, &graph, &run_id, "seed", started, elapsed, &results, &Default::default())
+}
+
+async fn load_seeds(
+    project: &crate::project::Project,
+    lakehouse: &crate::lakehouse::catalog::Lakehouse,
+    reporter: &mut Reporter,
+    names: &[String],
+    run_id: &str,
+    full_refresh: bool,
+) -> CliResult<Vec<NodeResult>> {
+    for n in names {
+        if !project.seeds.iter().any(|s| &s.name == n) {
+            let known: Vec<&str> = project.seeds.iter().map(|s| s.name.as_str()).collect();
+            return Err(anyhow::anyhow!("no seed named '{n}' (seeds: {})", known.join(", "))).usage();
+        }
+    }
+    let seeds: Vec<_> = project
+        .seeds
+        .iter()
+        .filter(|s| names.is_empty() || names.contains(&s.name))
+        .collect();
+    reporter.begin("seed", seeds.len());
+    let mut results = Vec::new();
+    for s in seeds {
+        reporter.started("seed", &s.name);
+        let r = seeds::load_seed(lakehouse, &project.config.root, s, run_id, full_refresh, &project.config.write).await;
+        reporter.finished(&r);
+        results.push(r);
+    }
+    Ok(results)
+}
+
+/// `lake run` (`build = false`) and `lake build` (seeds, then models each followed by their tests).
+pub(super) async fn run(
+    g: &GlobalArgs,
+    select: &SelectArgs,
+    exec: &ExecArgs,
+    registry: Registry,
+    build: bool,
+) -> CliResult {
+    let (project, graph) = load(g)?;
+    let selected = selection(&graph, select)?;
+    if exec.threads == Some(0) {
+        return Err(anyhow::anyhow!("--threads must be at least 1")).usage();
+    }
+    let lakehouse = connect(&project).await?;
+    let started = chrono::Utc::now();
+    let clock = Instant::now();
+    let mut reporter = Reporter::new(g.log_format);
+    let mut results = Vec::new();
+    let run_id = uuid::Uuid::now_v7().to_string();
+    if build {
+        results.extend(load_seeds(&project, &lakehouse, &mut reporter, &[], &run_id, exec.full_refresh).await?);
+    }
+    let options = RunOptions {
+        full_refresh: exec.full_refresh,
+        threads: exec.threads.unwrap_or(project.config.threads),
+        fail_fast: exec.fail_fast,
+        with_tests: build,
+    };
+    let runnable = selected
+        .iter()
+        .filter(|&&i| graph.model(i).config.materialized != crate::project::model::Materialized::Ephemeral)
+        .count();
+    reporter.begin(if build { "build" } else { "run" }, runnable);
+    let mut ctx = RunContext::new(project.clone(), graph.clone(), lakehouse, registry, reporter, options);
+    ctx.run_id = run_id.clone();
+    ctx.pin_inputs(&selected).await.environment()?;
+    let ctx = Arc::new(ctx);
+    results.extend(run::run_models(ctx.clone(), &selected).await);
+    if build {
+        // Singular tests run once the models they read are built.
+        let failed_models: Vec<String> = results
+            .iter()
+            .filter(|r| r.kind == "model" && r.status != crate::run::results::Status::Success)
+            .map(|r| r.name.clone())
+            .collect();
+        let all = select.select.is_empty() && select.exclude.is_empty();
+        for t in run::singular_tests_for(&ctx, &selected, all) {
+            let blocked = t.depends_on.iter().any(|d| {
+                matches!(d, crate::project::model::Dependency::Model { name, .. } if failed_models.contains(name))
+            });
+            let r = if blocked {
+                NodeResult::new("test", &t.name, None, crate::run::results::Status::Skipped)
+                    .with_message("a model it reads failed")
+            } else {
+                ctx.reporter.started("test", &t.name);
+                run::run_singular_test(&ctx, t).await
+            };
+            ctx.reporter.finished(&r);
+            results.push(r);
+        }
+    }
+    let elapsed = clock.elapsed().as_secs_f64();
+    let read = ctx.pins.snapshot_ids();
+    let mut ctx = Arc::try_unwrap(ctx).map_err(|_| anyhow::anyhow!("run still in use")).environment()?;
+    ctx.reporter.summary(&results, elapsed);
+    finish(&project, &graph, &run_id, if build { "build" } else { "run" }, started, elapsed, &results, &read)
+}
+
+pub(super) async fn test(g: &GlobalArgs, select: &SelectArgs, registry: Registry) -> CliResult {
+    let (project, graph) = load(g)?;
+    let selected = selection(&graph, select)?;
+    let lakehouse = connect(&project).await?;
+    let started = chrono::Utc::now();
+    let clock = Instant::now();
+    let mut reporter = Reporter::new(g.log_format);
+    let all = select.select.is_empty() && select.exclude.is_empty();
+    let mut ctx = RunContext::new(project.clone(), graph.clone(), lakehouse, registry, Reporter::new(g.log_format), RunOptions::default());
+    reporter.begin("test", run::test_count(&ctx, &selected, all));
+    ctx.reporter = reporter;
+    ctx.pin_inputs(&selected).await.environment()?;
+    let results = run::run_tests(&ctx, &selected, all).await;
+    let elapsed = clock.elapsed().as_secs_f64();
+    let run_id = ctx.run_id.clone();
+    let read = ctx.pins.snapshot_ids();
+    ctx.reporter.summary(&results, elapsed);
+    finish(&project, &graph, &run_id, "test", started, elapsed, &results, &read)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    project: &crate::project::Project,
+    graph: &crate::graph::Graph,
+    run_id: &str,
+    command: &str,
+    started: chrono::DateTime<chrono::Utc>,
+    elapsed: f64,
+    results: &[NodeResult],
+    read: &std::collections::BTreeMap<String, Option<i64>>,
+) -> CliResult {
+    let dir = project.config.artifact_dir();
+    write_manifest(&dir, project, graph).environment()?;
+    write_run_results(&dir, run_id, command, started, elapsed, results, read).environment()?;
+    Ok(if results.iter().any(|r| r.status.is_failure()) {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    })
+}

@@ -1,0 +1,248 @@
+//! The command line: clap definitions, exit codes, and one module per command.
+//!
+//! Exit codes: 0 success; 1 a model, seed or test failed; 2 a project or usage error (bad
+//! `lake.toml`, template, graph or selector); 3 the catalog or storage could not be reached.
+
+mod build;
+mod inspect;
+mod init;
+mod project_cmds;
+mod sql;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::rust_model::Registry;
+use crate::run::report::LogFormat;
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: a model, seed or data test failed.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: project or usage error.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: the catalog or storage failed.
+pub const EXIT_ENVIRONMENT: i32 = 3;
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+pub type CliResult<T = i32> = Result<T, CliError>;
+
+/// Tag an error with its exit code.
+pub trait ExitCodeExt<T> {
+    fn usage(self) -> CliResult<T>;
+    fn environment(self) -> CliResult<T>;
+}
+
+impl<T, E: Into<anyhow::Error>> ExitCodeExt<T> for Result<T, E> {
+    fn usage(self) -> CliResult<T> {
+        self.map_err(|e| CliError {
+            code: EXIT_USAGE,
+            error: e.into(),
+        })
+    }
+    fn environment(self) -> CliResult<T> {
+        self.map_err(|e| CliError {
+            code: EXIT_ENVIRONMENT,
+            error: e.into(),
+        })
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lake",
+    version,
+    about = "Keep an Apache Iceberg lakehouse fresh: templated SQL and Rust models, a DAG, atomic commits.",
+    after_help = "Exit codes: 0 success, 1 a model/seed/test failed, 2 project or usage error, 3 catalog or storage error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Project folder (holding lake.toml).
+    #[arg(long, global = true, env = "LAKE_PROJECT_DIR", default_value = ".")]
+    pub project_dir: PathBuf,
+    /// Named target from lake.toml [targets.NAME].
+    #[arg(long, global = true)]
+    pub target: Option<String>,
+    /// Project variables as YAML or JSON, e.g. '{"currency": "EUR"}'.
+    #[arg(long, global = true)]
+    pub vars: Option<String>,
+    /// Output: text (progress on a terminal) or json (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LAKE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct SelectArgs {
+    /// Nodes to select (dbt grammar: name, stg_*, +m, m+, n+m, m+n, @m, tag:x, path:p, layer:l, config.k:v).
+    #[arg(long, short = 's', num_args = 1..)]
+    pub select: Vec<String>,
+    /// Nodes to leave out (same grammar).
+    #[arg(long, num_args = 1..)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct ExecArgs {
+    /// Rebuild incremental models (and reload seeds) from scratch.
+    #[arg(long)]
+    pub full_refresh: bool,
+    /// Models run in parallel (default: run.threads in lake.toml, else 4).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Stop at the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new project that builds at once.
+    Init {
+        /// Folder to create (default: the current folder).
+        dir: Option<PathBuf>,
+    },
+    /// Load seed files (CSV/NDJSON under seeds/) into raw tables; each file once.
+    Seed {
+        /// Seeds to load (by name; default all).
+        #[arg(long, short = 's', num_args = 1..)]
+        select: Vec<String>,
+        /// Replace each seed table with all of its files.
+        #[arg(long)]
+        full_refresh: bool,
+    },
+    /// Run the selected models into Iceberg tables.
+    Run {
+        #[command(flatten)]
+        select: SelectArgs,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Run data tests of the selected models (and sources, when nothing is selected).
+    Test {
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Seed, then run each selected model followed by its tests; a failed test skips descendants.
+    Build {
+        #[command(flatten)]
+        select: SelectArgs,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// List the selected models in run order.
+    Ls {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// name or json.
+        #[arg(long, value_enum, default_value_t = LsOutput::Name)]
+        output: LsOutput,
+    },
+    /// Render the selected models' SQL into target/compiled/.
+    Compile {
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Run a SQL query over every table in the catalog (time travel: snapshot('ns.t', id)).
+    Sql {
+        /// The query.
+        query: String,
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
+    },
+    /// Show a table: schema, partitioning, snapshots and their summaries.
+    Show {
+        /// namespace.table
+        table: String,
+    },
+    /// Show the stored watermark of each selected incremental model.
+    Watermarks {
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LsOutput {
+    Name,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqlFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+/// Entry point for the `lake` binary and for team binaries with their own Rust models.
+///
+/// ```no_run
+/// let mut registry = lake::engine::rust_model::Registry::with_builtins();
+/// // registry.register("my_model", |ctx| { ... });
+/// std::process::exit(lake::cli::main_with_registry(registry));
+/// ```
+pub fn main_with_registry(registry: Registry) -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.global.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_ENVIRONMENT;
+        }
+    };
+    let format = cli.global.log_format;
+    match runtime.block_on(dispatch(cli, registry)) {
+        Ok(code) => code,
+        Err(CliError { code, error }) => {
+            match format {
+                LogFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({"event": "error", "exit_code": code, "message": format!("{error:#}")})
+                ),
+                LogFormat::Text => eprintln!("error: {error:#}"),
+            }
+            code
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
+    let g = cli.global;
+    match cli.command {
+        Command::Init { dir } => init::init(dir.unwrap_or_else(|| g.project_dir.clone())),
+        Command::Seed { select, full_refresh } => build::seed(&g, &select, full_refresh).await,
+        Command::Run { select, exec } => build::run(&g, &select, &exec, registry, false).await,
+        Command::Build { select, exec } => build::run(&g, &select, &exec, registry, true).await,
+        Command::Test { select } => build::test(&g, &select, registry).await,
+        Command::Ls { select, output } => project_cmds::ls(&g, &select, output),
+        Command::Compile { select } => project_cmds::compile(&g, &select).await,
+        Command::Sql { query, format } => sql::sql(&g, &query, format).await,
+        Command::Show { table } => inspect::show(&g, &table).await,
+        Command::Watermarks { select } => inspect::watermarks(&g, &select).await,
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.without_time().try_init(),
+    };
+}

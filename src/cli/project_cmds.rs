@@ -1,0 +1,108 @@
+//! Commands that need only the project and its graph: `lake ls`, `lake compile`; and the
+//! loading steps every other command starts with.
+
+use anyhow::Context;
+
+use super::{CliResult, ExitCodeExt, GlobalArgs, LsOutput, SelectArgs};
+use crate::graph::{Graph, select};
+use crate::lakehouse::catalog::{Lakehouse, table_ident};
+use crate::lakehouse::summary;
+use crate::project::Project;
+use crate::project::config::ConfigOverrides;
+use crate::project::model::{Materialized, ModelBody};
+use crate::run::compile;
+use crate::run::results::write_manifest;
+
+/// Load the project and build its graph (exit code 2 on any problem).
+pub(super) fn load(g: &GlobalArgs) -> CliResult<(Project, Graph)> {
+    let overrides = ConfigOverrides {
+        target: g.target.clone(),
+        vars: g.vars.clone(),
+    };
+    let project = Project::load(&g.project_dir, &overrides).usage()?;
+    let graph = Graph::build(project.models.clone(), &project.sources, &project.config.layers).usage()?;
+    Ok((project, graph))
+}
+
+/// Resolve `--select` / `--exclude` to model indices in run order.
+pub(super) fn selection(graph: &Graph, args: &SelectArgs) -> CliResult<Vec<usize>> {
+    select(graph, &args.select, &args.exclude).usage()
+}
+
+pub(super) async fn connect(project: &Project) -> CliResult<Lakehouse> {
+    Lakehouse::connect(&project.config.catalog).await.environment()
+}
+
+pub(super) fn ls(g: &GlobalArgs, args: &SelectArgs, output: LsOutput) -> CliResult {
+    let (project, graph) = load(g)?;
+    let selected = selection(&graph, args)?;
+    match output {
+        LsOutput::Name => {
+            for i in &selected {
+                println!("{}", graph.model(*i).table_name());
+            }
+        }
+        LsOutput::Json => {
+            for i in &selected {
+                let m = graph.model(*i);
+                let parents: Vec<String> = graph.parents(*i).into_iter().map(|p| graph.model(p).name.clone()).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "name": m.name,
+                        "relation": m.table_name(),
+                        "layer": m.layer,
+                        "path": m.path,
+                        "language": match m.body { ModelBody::Sql { .. } => "sql", ModelBody::Rust { .. } => "rust" },
+                        "materialized": m.config.materialized,
+                        "incremental_strategy": (m.config.materialized == Materialized::Incremental).then_some(m.config.incremental_strategy),
+                        "tags": m.config.tags,
+                        "depends_on": parents,
+                    })
+                );
+            }
+        }
+    }
+    write_manifest(&project.config.artifact_dir(), &project, &graph).environment()?;
+    Ok(0)
+}
+
+/// Render selected SQL models into `target/compiled/<path>`, as they would run now.
+pub(super) async fn compile(g: &GlobalArgs, args: &SelectArgs) -> CliResult {
+    let (project, graph) = load(g)?;
+    let selected = selection(&graph, args)?;
+    // The catalog tells whether a model runs incrementally and its watermark; without one,
+    // compile as a first run.
+    let lakehouse = Lakehouse::connect(&project.config.catalog).await.ok();
+    let out_dir = project.config.artifact_dir().join("compiled");
+    let vars = project.template_vars();
+    for &i in &selected {
+        let m = graph.model(i);
+        if !matches!(m.body, ModelBody::Sql { .. }) {
+            continue;
+        }
+        let (is_incremental, watermark) = match (&lakehouse, m.config.materialized) {
+            (Some(lh), Materialized::Incremental) => {
+                match lh.load_table(&table_ident(&m.table_name()).usage()?).await.environment()? {
+                    Some(t) => {
+                        let w = summary::watermark(&t).map(|w| {
+                            crate::engine::watermark::Watermark { kind: w.data_type, value: w.value }.sql_literal()
+                        });
+                        (true, w)
+                    }
+                    None => (false, None),
+                }
+            }
+            _ => (false, None),
+        };
+        let compiled = compile::compile(&graph, m, &vars, is_incremental, watermark).usage()?;
+        let path = out_dir.join(&m.path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display())).environment()?;
+        }
+        std::fs::write(&path, &compiled.sql).with_context(|| format!("cannot write {}", path.display())).environment()?;
+        println!("{}", path.strip_prefix(&project.config.root).unwrap_or(&path).display());
+    }
+    write_manifest(&project.config.artifact_dir(), &project, &graph).environment()?;
+    Ok(0)
+}

@@ -1,0 +1,284 @@
+//! Connecting to an Iceberg catalog (SQL on SQLite/Postgres, or REST) and the storage behind it.
+//!
+//! [`Lakehouse`] is the one handle the rest of `lake` uses for catalog access: it loads and
+//! creates tables and owns the compare-and-swap that our own commits need (see [`super::commit`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use iceberg::spec::{Schema, UnboundPartitionSpec};
+use iceberg::table::Table;
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
+use iceberg_catalog_rest::RestCatalogBuilder;
+use iceberg_catalog_sql::SqlCatalogBuilder;
+use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
+use sqlx::AnyPool;
+
+/// Which catalog to connect to, fully resolved (paths absolute, `${ENV}` expanded).
+#[derive(Debug, Clone)]
+pub enum CatalogSpec {
+    /// A JDBC-compatible SQL catalog (`iceberg_tables`), on SQLite or Postgres.
+    Sql {
+        name: String,
+        uri: String,
+        warehouse: String,
+        /// Storage properties passed to FileIO (`s3.endpoint`, ...).
+        props: HashMap<String, String>,
+    },
+    /// An Iceberg REST catalog.
+    Rest {
+        name: String,
+        uri: String,
+        warehouse: Option<String>,
+        /// `credential`, `token`, `header.*` and storage properties.
+        props: HashMap<String, String>,
+    },
+}
+
+impl CatalogSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            CatalogSpec::Sql { name, .. } | CatalogSpec::Rest { name, .. } => name,
+        }
+    }
+}
+
+/// How our own commits swap a table's metadata pointer.
+#[derive(Debug, Clone)]
+pub(crate) enum PointerStore {
+    /// `UPDATE iceberg_tables SET metadata_location = new WHERE ... AND metadata_location = old`.
+    Sql {
+        pool: AnyPool,
+        catalog_name: String,
+        postgres: bool,
+    },
+    /// REST catalogs apply updates server-side; see [`super::commit`].
+    Rest,
+}
+
+/// A connected catalog plus the storage it writes to.
+#[derive(Clone)]
+pub struct Lakehouse {
+    catalog: Arc<dyn Catalog>,
+    pub(crate) pointers: PointerStore,
+    spec: CatalogSpec,
+}
+
+impl std::fmt::Debug for Lakehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lakehouse").field("catalog", &self.spec.name()).finish()
+    }
+}
+
+impl Lakehouse {
+    /// Connect to the catalog. For SQLite the database file (and its folder) is created.
+    pub async fn connect(spec: &CatalogSpec) -> Result<Self> {
+        let storage = Arc::new(OpenDalResolvingStorageFactory::new());
+        match spec {
+            CatalogSpec::Sql {
+                name,
+                uri,
+                warehouse,
+                props,
+            } => {
+                validate_pool_props(props)?;
+                if let Some(dir) = warehouse.strip_prefix("file://") {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create the warehouse folder {dir}"))?;
+                }
+                let postgres = uri.starts_with("postgres:") || uri.starts_with("postgresql:");
+                if let Some(path) = sqlite_path(uri) {
+                    if let Some(dir) = std::path::Path::new(path).parent() {
+                        std::fs::create_dir_all(dir).with_context(|| {
+                            format!("cannot create the folder of the SQLite catalog {path}")
+                        })?;
+                    }
+                }
+                let uri = if uri.starts_with("sqlite:") && !uri.contains("mode=") {
+                    format!("{uri}{}mode=rwc", if uri.contains('?') { '&' } else { '?' })
+                } else {
+                    uri.clone()
+                };
+                let mut all = props.clone();
+                all.insert("uri".into(), uri.clone());
+                all.insert("warehouse".into(), warehouse.clone());
+                all.insert(
+                    "sql_bind_style".into(),
+                    if postgres { "DollarNumeric" } else { "QMark" }.into(),
+                );
+                let catalog = SqlCatalogBuilder::default()
+                    .with_storage_factory(storage)
+                    .load(name.clone(), all)
+                    .await
+                    .map_err(|e| anyhow!("cannot open the SQL catalog at {}: {e}", redact_uri(&uri)))?;
+                sqlx::any::install_default_drivers();
+                let pool = sqlx::any::AnyPoolOptions::new()
+                    .max_connections(2)
+                    .connect(&uri)
+                    .await
+                    .with_context(|| format!("cannot connect to {}", redact_uri(&uri)))?;
+                Ok(Lakehouse {
+                    catalog: Arc::new(catalog),
+                    pointers: PointerStore::Sql {
+                        pool,
+                        catalog_name: name.clone(),
+                        postgres,
+                    },
+                    spec: spec.clone(),
+                })
+            }
+            CatalogSpec::Rest {
+                name,
+                uri,
+                warehouse,
+                props,
+            } => {
+                let mut all = props.clone();
+                all.insert("uri".into(), uri.clone());
+                if let Some(w) = warehouse {
+                    all.insert("warehouse".into(), w.clone());
+                }
+                let catalog = RestCatalogBuilder::default()
+                    .with_storage_factory(storage)
+                    .load(name.clone(), all)
+                    .await
+                    .map_err(|e| anyhow!("cannot open the REST catalog at {uri}: {e}"))?;
+                Ok(Lakehouse {
+                    catalog: Arc::new(catalog),
+                    pointers: PointerStore::Rest,
+                    spec: spec.clone(),
+                })
+            }
+        }
+    }
+
+    pub fn catalog(&self) -> Arc<dyn Catalog> {
+        self.catalog.clone()
+    }
+
+    pub fn spec(&self) -> &CatalogSpec {
+        &self.spec
+    }
+
+    /// Load a table, or `None` when it does not exist.
+    pub async fn load_table(&self, ident: &TableIdent) -> Result<Option<Table>> {
+        if !self
+            .catalog
+            .table_exists(ident)
+            .await
+            .with_context(|| format!("cannot look up table {ident}"))?
+        {
+            return Ok(None);
+        }
+        let table = self
+            .catalog
+            .load_table(ident)
+            .await
+            .with_context(|| format!("cannot load table {ident}"))?;
+        Ok(Some(table))
+    }
+
+    /// Load a table that must exist.
+    pub async fn table(&self, ident: &TableIdent) -> Result<Table> {
+        self.load_table(ident)
+            .await?
+            .ok_or_else(|| anyhow!("table {ident} does not exist in catalog '{}'", self.spec.name()))
+    }
+
+    /// Create the namespace if it is missing.
+    pub async fn ensure_namespace(&self, namespace: &NamespaceIdent) -> Result<()> {
+        if !self.catalog.namespace_exists(namespace).await? {
+            match self.catalog.create_namespace(namespace, HashMap::new()).await {
+                Ok(_) => {}
+                // Another model of the same run may have created it meanwhile.
+                Err(_) if self.catalog.namespace_exists(namespace).await? => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot create namespace {}", namespace.join("."))
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Create a table (v2) with the given schema and partition spec.
+    pub async fn create_table(
+        &self,
+        ident: &TableIdent,
+        schema: Schema,
+        partition_spec: Option<UnboundPartitionSpec>,
+        properties: HashMap<String, String>,
+    ) -> Result<Table> {
+        self.ensure_namespace(ident.namespace()).await?;
+        let creation = TableCreation::builder()
+            .name(ident.name().to_string())
+            .schema(schema)
+            .partition_spec_opt(partition_spec)
+            .properties(properties)
+            .build();
+        self.catalog
+            .create_table(ident.namespace(), creation)
+            .await
+            .with_context(|| format!("cannot create table {ident}"))
+    }
+
+    /// Every table in every top-level namespace, sorted.
+    pub async fn list_tables(&self) -> Result<Vec<TableIdent>> {
+        let mut out = Vec::new();
+        for ns in self.catalog.list_namespaces(None).await? {
+            out.extend(self.catalog.list_tables(&ns).await?);
+        }
+        out.sort_by_key(|t| t.to_string());
+        Ok(out)
+    }
+}
+
+/// Parse `"namespace.table"` into a [`TableIdent`].
+pub fn table_ident(name: &str) -> Result<TableIdent> {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
+        bail!("'{name}' is not a table name of the form namespace.table");
+    }
+    Ok(TableIdent::from_strs(parts)?)
+}
+
+fn sqlite_path(uri: &str) -> Option<&str> {
+    let rest = uri.strip_prefix("sqlite:")?;
+    let rest = rest.trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// `pool.*` values make iceberg-catalog-sql panic when malformed: check them first.
+fn validate_pool_props(props: &HashMap<String, String>) -> Result<()> {
+    for (key, kind) in [
+        ("pool.max-connections", "a whole number"),
+        ("pool.idle-timeout", "a whole number of seconds"),
+        ("pool.test-before-acquire", "true or false"),
+    ] {
+        if let Some(v) = props.get(key) {
+            let ok = match key {
+                "pool.test-before-acquire" => v.parse::<bool>().is_ok(),
+                _ => v.parse::<u64>().is_ok(),
+            };
+            if !ok {
+                bail!("catalog property {key} = {v:?} must be {kind}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hide a password in a database URI (`postgres://user:secret@host` → `postgres://user:***@host`).
+pub fn redact_uri(uri: &str) -> String {
+    if let Some((scheme, rest)) = uri.split_once("://") {
+        if let Some((auth, host)) = rest.split_once('@') {
+            if let Some((user, _)) = auth.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    uri.to_string()
+}

@@ -1,0 +1,492 @@
+//! Our own Iceberg snapshot commits: one atomic snapshot per change, with `lake.*` properties.
+//!
+//! iceberg-rust 0.10 commits only fast appends, so this module builds snapshots from the
+//! library's public manifest, manifest-list and metadata builders and swaps the catalog's
+//! metadata pointer with compare-and-swap:
+//!
+//! - [`Change::Append`]: one `append` snapshot that keeps every existing manifest.
+//! - [`Change::ReplaceAll`]: one `overwrite` snapshot that marks every live file deleted and adds
+//!   the new ones, so readers see the old rows or the new, never an empty table.
+//!
+//! Schema and partition-spec changes ride in the same metadata update as the snapshot.
+//! On a lost race the commit reloads the table, rebuilds its manifest list on the new base and
+//! retries; files of a commit that failed for certain are deleted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use iceberg::spec::{
+    DataContentType, DataFile, FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter,
+    ManifestWriterBuilder, Operation, Schema, Snapshot, SnapshotReference, SnapshotRetention,
+    Summary, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec,
+};
+use iceberg::table::Table;
+use iceberg::{MetadataLocation, TableIdent};
+use sqlx::Row;
+
+use super::catalog::{Lakehouse, PointerStore};
+
+/// What a snapshot does to the table's files.
+#[derive(Debug)]
+pub enum Change {
+    /// Add files; keep everything that is there.
+    Append(Vec<DataFile>),
+    /// Replace every live file with these (may be empty: the table becomes empty).
+    ReplaceAll(Vec<DataFile>),
+}
+
+/// Schema or partition-spec changes committed together with the snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataChanges {
+    pub schema: Option<Schema>,
+    pub partition_spec: Option<UnboundPartitionSpec>,
+}
+
+impl MetadataChanges {
+    pub fn is_empty(&self) -> bool {
+        self.schema.is_none() && self.partition_spec.is_none()
+    }
+
+    fn apply(&self, mut builder: TableMetadataBuilder) -> Result<TableMetadataBuilder> {
+        if let Some(schema) = &self.schema {
+            builder = builder.add_current_schema(schema.clone())?;
+        }
+        if let Some(spec) = &self.partition_spec {
+            builder = builder.add_default_partition_spec(spec.clone())?;
+        }
+        Ok(builder)
+    }
+
+    /// The table metadata the data files must be written against (current schema and spec).
+    pub fn target_metadata(&self, base: &Table) -> Result<TableMetadata> {
+        if self.is_empty() {
+            return Ok(base.metadata().clone());
+        }
+        let builder = self.apply(base.metadata().clone().into_builder(None))?;
+        Ok(builder.build()?.metadata)
+    }
+}
+
+/// What a successful commit did.
+#[derive(Debug, Clone)]
+pub struct CommitOutcome {
+    pub snapshot_id: i64,
+    pub operation: String,
+    pub files_added: usize,
+    pub files_removed: usize,
+    pub rows_added: u64,
+    pub rows_removed: u64,
+    pub metadata_location: String,
+    /// Number of compare-and-swap attempts that lost a race before this one won.
+    pub retries: u32,
+}
+
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Commit `change` to `ident` as one snapshot carrying `properties` in its summary.
+///
+/// `base` is the table as loaded before the data files were written; `changes` are the schema
+/// and spec changes those files were written against.
+pub async fn commit(
+    lakehouse: &Lakehouse,
+    base: Table,
+    changes: &MetadataChanges,
+    change: Change,
+    properties: HashMap<String, String>,
+) -> Result<CommitOutcome> {
+    let ident = base.identifier().clone();
+    let file_io = base.file_io().clone();
+    let commit_id = uuid::Uuid::now_v7();
+    let (operation, added) = match &change {
+        Change::Append(files) => (Operation::Append, files.clone()),
+        Change::ReplaceAll(files) => (Operation::Overwrite, files.clone()),
+    };
+    let target = changes.target_metadata(&base)?;
+    let location = base.metadata().location().trim_end_matches('/').to_string();
+
+    // The manifest of added files does not depend on the base snapshot: written once, reused on retry.
+    let mut written: Vec<String> = Vec::new();
+    let added_manifest = if added.is_empty() {
+        None
+    } else {
+        let path = format!("{location}/metadata/{commit_id}-m0.avro");
+        let out = file_io.new_output(&path)?;
+        let mut writer = ManifestWriterBuilder::new(
+            out,
+            None,
+            target.current_schema().clone(),
+            target.default_partition_spec().as_ref().clone(),
+        )
+        .build_v2_data();
+        for file in &added {
+            // -1: the sequence number is inherited from the manifest list at commit.
+            writer.add_file(file.clone(), -1)?;
+        }
+        written.push(path);
+        let mut manifest = writer.write_manifest_file().await?;
+        manifest.added_snapshot_id = 0; // set per attempt below
+        Some(manifest)
+    };
+
+    let mut base = base;
+    let mut attempt = 0u32;
+    loop {
+        let result = attempt_commit(
+            lakehouse,
+            &base,
+            changes,
+            &change,
+            operation.clone(),
+            &added,
+            added_manifest.clone(),
+            &properties,
+            commit_id,
+            attempt,
+            &mut written,
+        )
+        .await;
+        match result {
+            Ok(Attempt::Committed(mut outcome)) => {
+                outcome.retries = attempt;
+                return Ok(outcome);
+            }
+            Ok(Attempt::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
+                base = lakehouse.table(&ident).await?;
+                if !changes.is_empty()
+                    && changes.target_metadata(&base)?.current_schema_id() != target.current_schema_id()
+                {
+                    cleanup(&file_io, &written, &added).await;
+                    bail!(
+                        "commit to {ident} conflicted with a concurrent schema change; nothing was committed, run again"
+                    );
+                }
+            }
+            Ok(Attempt::Conflict) => {
+                cleanup(&file_io, &written, &added).await;
+                bail!(
+                    "commit to {ident} lost {MAX_ATTEMPTS} races with concurrent writers; nothing was committed"
+                );
+            }
+            Err(e) => {
+                // The pointer swap was never attempted or failed before the update: safe to clean.
+                cleanup(&file_io, &written, &added).await;
+                return Err(e.context(format!("commit to {ident} failed; nothing was committed")));
+            }
+        }
+    }
+}
+
+enum Attempt {
+    Committed(CommitOutcome),
+    Conflict,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn attempt_commit(
+    lakehouse: &Lakehouse,
+    base: &Table,
+    changes: &MetadataChanges,
+    change: &Change,
+    operation: Operation,
+    added: &[DataFile],
+    added_manifest: Option<ManifestFile>,
+    properties: &HashMap<String, String>,
+    commit_id: uuid::Uuid,
+    attempt: u32,
+    written: &mut Vec<String>,
+) -> Result<Attempt> {
+    let file_io = base.file_io();
+    let metadata = base.metadata();
+    if metadata.format_version() != FormatVersion::V2 {
+        bail!(
+            "table {} has Iceberg format {:?}; lake writes format v2 tables",
+            base.identifier(),
+            metadata.format_version()
+        );
+    }
+    let location = metadata.location().trim_end_matches('/').to_string();
+    let base_location = base
+        .metadata_location()
+        .ok_or_else(|| anyhow!("table {} has no metadata location", base.identifier()))?
+        .to_string();
+    let snapshot_id = new_snapshot_id(metadata);
+    let parent_id = metadata.current_snapshot_id();
+    let sequence_number = metadata.next_sequence_number();
+
+    // Manifests carried into the new snapshot, and the files this snapshot removes.
+    let mut manifests: Vec<ManifestFile> = Vec::new();
+    let mut removed: Vec<DataFile> = Vec::new();
+    if let Some(current) = metadata.current_snapshot() {
+        let list = base.manifest_list_reader(current).load().await?;
+        match change {
+            Change::Append(_) => manifests.extend(list.consume_entries()),
+            Change::ReplaceAll(_) => {
+                // Every live entry becomes a DELETED entry, grouped by spec and content.
+                let mut groups: BTreeMap<(i32, bool), Vec<(DataFile, i64, Option<i64>)>> =
+                    BTreeMap::new();
+                for manifest_file in list.entries() {
+                    let manifest = manifest_file.load_manifest(file_io).await?;
+                    // Every entry of a manifest shares its partition spec and content type.
+                    let key = (
+                        manifest_file.partition_spec_id,
+                        manifest_file.content == ManifestContentType::Data,
+                    );
+                    for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+                        let seq = entry.sequence_number().unwrap_or(0);
+                        let file_seq = entry.file_sequence_number.or(Some(seq));
+                        groups
+                            .entry(key)
+                            .or_default()
+                            .push((entry.data_file().clone(), seq, file_seq));
+                    }
+                }
+                for (n, ((spec_id, is_data), entries)) in groups.into_iter().enumerate() {
+                    let spec = metadata.partition_spec_by_id(spec_id).ok_or_else(|| {
+                        anyhow!("table {} has no partition spec {spec_id}", base.identifier())
+                    })?;
+                    let path = format!("{location}/metadata/{commit_id}-a{attempt}-d{n}.avro");
+                    let builder = ManifestWriterBuilder::new(
+                        file_io.new_output(&path)?,
+                        Some(snapshot_id),
+                        metadata.current_schema().clone(),
+                        spec.as_ref().clone(),
+                    );
+                    let mut writer = if is_data {
+                        builder.build_v2_data()
+                    } else {
+                        builder.build_v2_deletes()
+                    };
+                    for (file, seq, file_seq) in entries {
+                        removed.push(file.clone());
+                        writer.add_delete_file(file, seq, file_seq)?;
+                    }
+                    written.push(path);
+                    manifests.push(writer.write_manifest_file().await?);
+                }
+            }
+        }
+    }
+    if let Some(mut m) = added_manifest {
+        m.added_snapshot_id = snapshot_id;
+        m.sequence_number = sequence_number;
+        m.min_sequence_number = sequence_number;
+        manifests.insert(0, m);
+    }
+
+    let list_path = format!("{location}/metadata/snap-{snapshot_id}-{attempt}-{commit_id}.avro");
+    let mut list_writer = ManifestListWriter::v2(
+        file_io.new_output(&list_path)?.writer().await?,
+        snapshot_id,
+        parent_id,
+        sequence_number,
+    );
+    written.push(list_path.clone());
+    list_writer.add_manifests(manifests.into_iter())?;
+    list_writer.close().await?;
+
+    let previous = metadata.current_snapshot().map(|s| s.summary().clone());
+    let summary = summarize(operation.clone(), added, &removed, previous.as_ref(), properties);
+    let target_schema_id = changes.target_metadata(base)?.current_schema_id();
+    let snapshot = Snapshot::builder()
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(parent_id)
+        .with_sequence_number(sequence_number)
+        .with_manifest_list(list_path)
+        .with_summary(summary)
+        .with_schema_id(target_schema_id)
+        .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
+        .build();
+
+    let builder = changes.apply(metadata.clone().into_builder(Some(base_location.clone())))?;
+    let new_metadata = builder
+        .add_snapshot(snapshot)?
+        .set_ref(
+            MAIN_BRANCH,
+            SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
+        )?
+        .build()?
+        .metadata;
+    let new_location =
+        MetadataLocation::from_str(&base_location)?.with_new_metadata(&new_metadata);
+    new_metadata.write_to(file_io, &new_location).await?;
+    let new_location = new_location.to_string();
+    written.push(new_location.clone());
+
+    let swapped = swap_pointer(lakehouse, base.identifier(), &base_location, &new_location).await?;
+    if !swapped {
+        return Ok(Attempt::Conflict);
+    }
+    Ok(Attempt::Committed(CommitOutcome {
+        snapshot_id,
+        operation: operation.as_str().to_string(),
+        files_added: added.len(),
+        files_removed: removed.len(),
+        rows_added: added.iter().map(|f| f.record_count()).sum(),
+        rows_removed: removed.iter().map(|f| f.record_count()).sum(),
+        metadata_location: new_location,
+        retries: 0,
+    }))
+}
+
+/// Compare-and-swap the table's metadata pointer. `Ok(false)` means another writer won.
+async fn swap_pointer(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    expected: &str,
+    new: &str,
+) -> Result<bool> {
+    match &lakehouse.pointers {
+        PointerStore::Sql {
+            pool,
+            catalog_name,
+            postgres,
+        } => {
+            let sql = if *postgres {
+                "UPDATE iceberg_tables SET metadata_location = $1, previous_metadata_location = $2 \
+                 WHERE catalog_name = $3 AND table_namespace = $4 AND table_name = $5 \
+                 AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = $6"
+            } else {
+                "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+                 WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
+                 AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?"
+            };
+            let result = sqlx::query(sql)
+                .bind(new)
+                .bind(expected)
+                .bind(catalog_name.as_str())
+                .bind(ident.namespace().join("."))
+                .bind(ident.name())
+                .bind(expected)
+                .execute(pool)
+                .await
+                .with_context(|| format!("cannot update the catalog pointer of {ident}"))?;
+            Ok(result.rows_affected() == 1)
+        }
+        PointerStore::Rest => bail!(
+            "replacing files in a table of a REST catalog is not supported yet (table {ident}); use a SQL catalog"
+        ),
+    }
+}
+
+/// The metadata location the catalog currently records for `ident` (SQL catalogs only).
+pub async fn catalog_pointer(lakehouse: &Lakehouse, ident: &TableIdent) -> Result<Option<String>> {
+    match &lakehouse.pointers {
+        PointerStore::Sql {
+            pool,
+            catalog_name,
+            postgres,
+        } => {
+            let sql = if *postgres {
+                "SELECT metadata_location FROM iceberg_tables WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3"
+            } else {
+                "SELECT metadata_location FROM iceberg_tables WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?"
+            };
+            let row = sqlx::query(sql)
+                .bind(catalog_name.as_str())
+                .bind(ident.namespace().join("."))
+                .bind(ident.name())
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.and_then(|r| r.try_get::<String, _>(0).ok()))
+        }
+        PointerStore::Rest => Ok(None),
+    }
+}
+
+async fn cleanup(file_io: &iceberg::io::FileIO, written: &[String], added: &[DataFile]) {
+    for path in written
+        .iter()
+        .map(String::as_str)
+        .chain(added.iter().map(|f| f.file_path()))
+    {
+        if let Err(e) = file_io.delete(path).await {
+            tracing::warn!(path, error = %e, "could not remove a file of a failed commit");
+        }
+    }
+}
+
+/// Remove data files that were written but will never be committed.
+pub async fn discard_files(table: &Table, files: &[DataFile]) {
+    cleanup(table.file_io(), &[], files).await;
+}
+
+fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
+    loop {
+        let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
+        let id = ((a ^ b) & (i64::MAX as u64)) as i64;
+        if id != 0 && metadata.snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+/// The snapshot summary: user properties, this commit's counts, and running totals.
+fn summarize(
+    operation: Operation,
+    added: &[DataFile],
+    removed: &[DataFile],
+    previous: Option<&Summary>,
+    properties: &HashMap<String, String>,
+) -> Summary {
+    let mut props: HashMap<String, String> = properties.clone();
+    let count = |files: &[DataFile], content: DataContentType| -> (u64, u64, u64) {
+        files
+            .iter()
+            .filter(|f| f.content_type() == content)
+            .fold((0, 0, 0), |(n, rows, bytes), f| {
+                (n + 1, rows + f.record_count(), bytes + f.file_size_in_bytes())
+            })
+    };
+    let (add_files, add_rows, add_bytes) = count(added, DataContentType::Data);
+    let (del_files, del_rows, del_bytes) = count(removed, DataContentType::Data);
+    let del_delete_files = removed.len() as u64 - del_files;
+    let prev = |key: &str| -> u64 {
+        previous
+            .and_then(|s| s.additional_properties.get(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut set = |key: &str, value: u64, always: bool| {
+        if always || value > 0 {
+            props.insert(key.to_string(), value.to_string());
+        }
+    };
+    set("added-data-files", add_files, false);
+    set("added-records", add_rows, false);
+    set("added-files-size", add_bytes, false);
+    set("deleted-data-files", del_files, false);
+    set("deleted-records", del_rows, false);
+    set("removed-files-size", del_bytes, false);
+    set("removed-delete-files", del_delete_files, false);
+    set(
+        "total-data-files",
+        (prev("total-data-files") + add_files).saturating_sub(del_files),
+        true,
+    );
+    set(
+        "total-records",
+        (prev("total-records") + add_rows).saturating_sub(del_rows),
+        true,
+    );
+    set(
+        "total-files-size",
+        (prev("total-files-size") + add_bytes).saturating_sub(del_bytes),
+        true,
+    );
+    let remaining_deletes = prev("total-delete-files").saturating_sub(del_delete_files);
+    set("total-delete-files", remaining_deletes, true);
+    let deletes_gone = matches!(operation, Operation::Overwrite) && remaining_deletes == 0;
+    let position = if deletes_gone { 0 } else { prev("total-position-deletes") };
+    let equality = if deletes_gone { 0 } else { prev("total-equality-deletes") };
+    set("total-position-deletes", position, true);
+    set("total-equality-deletes", equality, true);
+    Summary {
+        operation,
+        additional_properties: props,
+    }
+}
+

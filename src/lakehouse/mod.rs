@@ -1,0 +1,8 @@
+//! The lakehouse: Iceberg catalogs, Parquet data-file writing, snapshot commits and the `lake.*`
+//! summary keys (watermarks, seed files). It knows nothing about models or templates.
+
+pub mod catalog;
+pub mod commit;
+pub mod schema;
+pub mod summary;
+pub mod writer;

@@ -1,0 +1,171 @@
+//! Writing Arrow batches as Iceberg Parquet data files (ZSTD by default), partitioned by the
+//! table's spec. Writing does not commit: the files become visible only through [`super::commit`].
+
+
+use anyhow::{Result, anyhow};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef as ArrowSchemaRef;
+use iceberg::arrow::RecordBatchPartitionSplitter;
+use iceberg::io::FileIO;
+use iceberg::spec::{DataFile, DataFileFormat, PartitionSpecRef, SchemaRef};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::partitioning::PartitioningWriter;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::schema::{conform_batch, writer_arrow_schema};
+
+/// Parquet compression for data files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Codec {
+    #[default]
+    Zstd,
+    Snappy,
+    Uncompressed,
+}
+
+impl Codec {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "zstd" => Some(Codec::Zstd),
+            "snappy" => Some(Codec::Snappy),
+            "none" | "uncompressed" => Some(Codec::Uncompressed),
+            _ => None,
+        }
+    }
+}
+
+/// How data files are written.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// Roll to a new file once this many bytes are written (files overshoot by up to one batch).
+    pub target_file_size: usize,
+    pub codec: Codec,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            target_file_size: 128 * 1024 * 1024,
+            codec: Codec::Zstd,
+        }
+    }
+}
+
+type Builder = DataFileWriterBuilder<
+    ParquetWriterBuilder,
+    DefaultLocationGenerator,
+    DefaultFileNameGenerator,
+>;
+
+enum Inner {
+    Unpartitioned(UnpartitionedWriter<Builder>),
+    Partitioned {
+        splitter: RecordBatchPartitionSplitter,
+        writer: FanoutWriter<Builder>,
+    },
+}
+
+/// Writes batches to new data files under `<table location>/data`.
+pub struct DataWriter {
+    inner: Inner,
+    arrow_schema: ArrowSchemaRef,
+    rows: u64,
+}
+
+impl DataWriter {
+    /// A writer for `schema` and `spec` (which must be the ones the commit will record).
+    pub fn new(
+        file_io: FileIO,
+        table_location: &str,
+        schema: SchemaRef,
+        spec: PartitionSpecRef,
+        options: &WriteOptions,
+    ) -> Result<Self> {
+        let props = WriterProperties::builder()
+            .set_compression(match options.codec {
+                Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
+                Codec::Snappy => Compression::SNAPPY,
+                Codec::Uncompressed => Compression::UNCOMPRESSED,
+            })
+            .build();
+        // A unique prefix per writer: file names never collide across writers or restarts.
+        let names = DefaultFileNameGenerator::new(
+            uuid::Uuid::now_v7().to_string(),
+            None,
+            DataFileFormat::Parquet,
+        );
+        let locations = DefaultLocationGenerator::with_data_location(format!(
+            "{}/data",
+            table_location.trim_end_matches('/')
+        ));
+        let rolling = RollingFileWriterBuilder::new(
+            ParquetWriterBuilder::new(props, schema.clone()),
+            options.target_file_size,
+            file_io,
+            locations,
+            names,
+        );
+        let builder = DataFileWriterBuilder::new(rolling);
+        let inner = if spec.is_unpartitioned() {
+            Inner::Unpartitioned(UnpartitionedWriter::new(builder))
+        } else {
+            Inner::Partitioned {
+                splitter: RecordBatchPartitionSplitter::try_new_with_computed_values(
+                    schema.clone(),
+                    spec,
+                )
+                .map_err(|e| anyhow!("cannot partition by the table's spec: {e}"))?,
+                writer: FanoutWriter::new(builder),
+            }
+        };
+        Ok(DataWriter {
+            inner,
+            arrow_schema: writer_arrow_schema(&schema)?,
+            rows: 0,
+        })
+    }
+
+    /// The Arrow schema batches are cast to before writing.
+    pub fn arrow_schema(&self) -> &ArrowSchemaRef {
+        &self.arrow_schema
+    }
+
+    /// Cast `batch` to the table schema and write it.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = conform_batch(batch, &self.arrow_schema)?;
+        self.rows += batch.num_rows() as u64;
+        match &mut self.inner {
+            Inner::Unpartitioned(w) => w.write(batch).await?,
+            Inner::Partitioned { splitter, writer } => {
+                for (key, part) in splitter.split(&batch)? {
+                    writer.write(key, part).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Finish every open file and return them, ready to commit.
+    pub async fn close(self) -> Result<Vec<DataFile>> {
+        Ok(match self.inner {
+            Inner::Unpartitioned(w) => w.close().await?,
+            Inner::Partitioned { writer, .. } => writer.close().await?,
+        })
+    }
+}
+

@@ -1,0 +1,315 @@
+//! Jinja templating of SQL models with minijinja: `config()`, `ref()`, `source()`, `this`,
+//! `is_incremental()`, `watermark`, `var()` and `env_var()`, as dbt users write them.
+//!
+//! A template is rendered twice in a run's life: at parse time ([`Mode::Parse`]) to collect its
+//! configuration and dependencies, and at execution time ([`Mode::Execute`]) with real relation
+//! names, the incremental flag and the stored watermark.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Result, anyhow};
+use minijinja::value::{Kwargs, Value};
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+use serde_json::Value as Json;
+
+use super::model::Dependency;
+
+/// Values every template can see.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateVars {
+    /// `lake.toml` `[vars]` merged with `--vars`.
+    pub vars: serde_json::Map<String, Json>,
+    /// The chosen target name, as `{{ target.name }}`.
+    pub target: Option<String>,
+}
+
+/// How `ref()` and `source()` resolve.
+pub enum Mode<'a> {
+    /// Collect config and dependencies; relations render as placeholders.
+    Parse,
+    /// Render runnable SQL.
+    Execute {
+        /// The SQL relation for a dependency (`"staging"."stg_orders"` or an ephemeral CTE name).
+        relation: &'a (dyn Fn(&Dependency) -> Option<String> + Sync),
+        this: String,
+        is_incremental: bool,
+        /// The stored watermark rendered as a SQL literal (`NULL` when there is none).
+        watermark: Option<String>,
+    },
+}
+
+/// The result of rendering a template.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub sql: String,
+    /// Keyword arguments of `config(...)` calls, later calls winning.
+    pub config: serde_json::Map<String, Json>,
+    /// Dependencies in call order (with the line of the call in the file).
+    pub depends_on: Vec<Dependency>,
+}
+
+#[derive(Default)]
+struct State {
+    config: serde_json::Map<String, Json>,
+    depends_on: Vec<Dependency>,
+}
+
+/// Render `raw` (from `path`) in `mode`. Errors name the file and line.
+pub fn render(path: &Path, raw: &str, vars: &TemplateVars, mode: &Mode<'_>) -> Result<Rendered> {
+    match mode {
+        Mode::Parse => {
+            // Render both branches of `is_incremental()` so refs in either are seen.
+            let mut full = render_once(path, raw, vars, mode, false)?;
+            let incremental = render_once(path, raw, vars, mode, true)?;
+            for dep in incremental.depends_on {
+                if !full.depends_on.contains(&dep) {
+                    full.depends_on.push(dep);
+                }
+            }
+            Ok(full)
+        }
+        Mode::Execute { is_incremental, .. } => render_once(path, raw, vars, mode, *is_incremental),
+    }
+}
+
+fn render_once(
+    path: &Path,
+    raw: &str,
+    vars: &TemplateVars,
+    mode: &Mode<'_>,
+    is_incremental: bool,
+) -> Result<Rendered> {
+    let state = Arc::new(Mutex::new(State::default()));
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+
+    let st = state.clone();
+    env.add_function("config", move |kwargs: Kwargs| -> Result<String, Error> {
+        let mut st = st.lock().expect("template state");
+        for key in kwargs.args() {
+            let v: Value = kwargs.get(key)?;
+            let json = serde_json::to_value(&v).map_err(|e| {
+                Error::new(ErrorKind::InvalidOperation, format!("config({key}=...): {e}"))
+            })?;
+            st.config.insert(key.to_string(), json);
+        }
+        Ok(String::new())
+    });
+
+    let vars_map = vars.vars.clone();
+    env.add_function(
+        "var",
+        move |name: String, default: Option<Value>| -> Result<Value, Error> {
+            match vars_map.get(&name) {
+                Some(v) => Ok(Value::from_serialize(v)),
+                None => default.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::UndefinedError,
+                        format!("var('{name}') is not set in lake.toml [vars] or --vars, and has no default"),
+                    )
+                }),
+            }
+        },
+    );
+    env.add_function(
+        "env_var",
+        |name: String, default: Option<String>| -> Result<String, Error> {
+            std::env::var(&name).ok().or(default).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::UndefinedError,
+                    format!("env_var('{name}'): the environment variable is not set and no default was given"),
+                )
+            })
+        },
+    );
+    env.add_function("is_incremental", move || is_incremental);
+
+    // ref() and source() record the dependency, then resolve it per mode.
+    let resolve: Arc<dyn Fn(&Dependency) -> Result<String, Error> + Send + Sync> = match mode {
+        Mode::Parse => Arc::new(|dep: &Dependency| {
+            Ok(match dep {
+                Dependency::Model { name, .. } => format!("\"__ref\".\"{name}\""),
+                Dependency::Source { source, table, .. } => format!("\"{source}\".\"{table}\""),
+            })
+        }),
+        Mode::Execute { relation, .. } => {
+            // Resolve eagerly: the closure handed to minijinja must be 'static.
+            let mut known: Vec<(Dependency, String)> = Vec::new();
+            for dep in parse_dependencies(raw) {
+                if let Some(r) = relation(&dep) {
+                    known.push((strip_line(&dep), r));
+                }
+            }
+            Arc::new(move |dep: &Dependency| {
+                let key = strip_line(dep);
+                known
+                    .iter()
+                    .find(|(d, _)| *d == key)
+                    .map(|(_, r)| r.clone())
+                    .ok_or_else(|| {
+                        Error::new(ErrorKind::UndefinedError, format!("cannot resolve {}", describe(dep)))
+                    })
+            })
+        }
+    };
+
+    let (st, res) = (state.clone(), resolve.clone());
+    env.add_function("ref", move |args: &[Value]| -> Result<Value, Error> {
+        let name = match args {
+            [name] => name.as_str(),
+            [_package, name] => name.as_str(),
+            _ => None,
+        }
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "ref() takes a model name, e.g. ref('stg_orders')"))?;
+        let dep = Dependency::Model {
+            name: name.to_string(),
+            line: 0,
+        };
+        st.lock().expect("template state").depends_on.push(dep.clone());
+        Ok(Value::from_safe_string(res(&dep)?))
+    });
+    let (st, res) = (state.clone(), resolve.clone());
+    env.add_function("source", move |source: String, table: String| -> Result<Value, Error> {
+        let dep = Dependency::Source {
+            source,
+            table,
+            line: 0,
+        };
+        st.lock().expect("template state").depends_on.push(dep.clone());
+        Ok(Value::from_safe_string(res(&dep)?))
+    });
+
+    let mut ctx = serde_json::Map::new();
+    let (this, watermark) = match mode {
+        Mode::Parse => ("\"__this\"".to_string(), "NULL".to_string()),
+        Mode::Execute { this, watermark, .. } => {
+            (this.clone(), watermark.clone().unwrap_or_else(|| "NULL".to_string()))
+        }
+    };
+    ctx.insert("this".into(), Json::String(this));
+    ctx.insert("watermark".into(), Json::String(watermark));
+    let mut target = serde_json::Map::new();
+    target.insert(
+        "name".into(),
+        Json::String(vars.target.clone().unwrap_or_else(|| "default".into())),
+    );
+    ctx.insert("target".into(), Json::Object(target));
+
+    let name = path.display().to_string();
+    let sql = env
+        .render_named_str(&name, raw, Value::from_serialize(&ctx))
+        .map_err(|e| template_error(path, &e))?;
+
+    let state = std::mem::take(&mut *state.lock().expect("template state"));
+    let depends_on = state
+        .depends_on
+        .into_iter()
+        .map(|d| with_line(raw, d))
+        .fold(Vec::new(), |mut acc, d| {
+            if !acc.contains(&d) {
+                acc.push(d);
+            }
+            acc
+        });
+    Ok(Rendered {
+        sql,
+        config: state.config,
+        depends_on,
+    })
+}
+
+fn template_error(path: &Path, e: &Error) -> anyhow::Error {
+    let line = e.line().map(|l| format!(":{l}")).unwrap_or_default();
+    let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    anyhow!("{}{line}: template error: {detail}", path.display())
+}
+
+fn describe(dep: &Dependency) -> String {
+    match dep {
+        Dependency::Model { name, .. } => format!("ref('{name}')"),
+        Dependency::Source { source, table, .. } => format!("source('{source}', '{table}')"),
+    }
+}
+
+fn strip_line(dep: &Dependency) -> Dependency {
+    match dep {
+        Dependency::Model { name, .. } => Dependency::Model {
+            name: name.clone(),
+            line: 0,
+        },
+        Dependency::Source { source, table, .. } => Dependency::Source {
+            source: source.clone(),
+            table: table.clone(),
+            line: 0,
+        },
+    }
+}
+
+/// Give a dependency the line (1-based) of its first call in the raw template.
+fn with_line(raw: &str, dep: Dependency) -> Dependency {
+    let needle_names: Vec<String> = match &dep {
+        Dependency::Model { name, .. } => vec![name.clone()],
+        Dependency::Source { source, table, .. } => vec![source.clone(), table.clone()],
+    };
+    let call = match &dep {
+        Dependency::Model { .. } => "ref(",
+        Dependency::Source { .. } => "source(",
+    };
+    let line = raw
+        .lines()
+        .position(|l| {
+            l.contains(call)
+                && needle_names
+                    .iter()
+                    .all(|n| l.contains(&format!("'{n}'")) || l.contains(&format!("\"{n}\"")))
+        })
+        .map(|i| i + 1)
+        .unwrap_or(1);
+    match dep {
+        Dependency::Model { name, .. } => Dependency::Model { name, line },
+        Dependency::Source { source, table, .. } => Dependency::Source {
+            source,
+            table,
+            line,
+        },
+    }
+}
+
+/// Dependencies named by literal `ref('..')` / `source('..', '..')` calls in the raw text.
+fn parse_dependencies(raw: &str) -> Vec<Dependency> {
+    let mut out = Vec::new();
+    for (call, is_ref) in [("ref(", true), ("source(", false)] {
+        let mut rest = raw;
+        while let Some(pos) = rest.find(call) {
+            let after = &rest[pos + call.len()..];
+            let Some(end) = after.find(')') else { break };
+            let args: Vec<String> = after[..end]
+                .split(',')
+                .map(|a| a.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+                .collect();
+            let preceded_by_ident = pos > 0
+                && rest[..pos]
+                    .chars()
+                    .last()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_');
+            if !preceded_by_ident {
+                match (is_ref, args.as_slice()) {
+                    (true, [name]) | (true, [_, name]) => out.push(Dependency::Model {
+                        name: name.clone(),
+                        line: 0,
+                    }),
+                    (false, [s, t]) => out.push(Dependency::Source {
+                        source: s.clone(),
+                        table: t.clone(),
+                        line: 0,
+                    }),
+                    _ => {}
+                }
+            }
+            rest = &after[end..];
+        }
+    }
+    out
+}

@@ -1,0 +1,584 @@
+//! Executing a selection: the parallel scheduler over the DAG, per-model execution
+//! (compile → DataFusion or Rust → materialize), data tests, seeds and artifacts.
+
+pub mod compile;
+pub mod data_tests;
+pub mod report;
+pub mod results;
+pub mod seeds;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use arrow::array::RecordBatch;
+use futures::{StreamExt, TryStreamExt};
+use tokio::task::JoinSet;
+
+use crate::engine::rust_model::{Registry, run_rust_model};
+use crate::engine::session::{SnapshotPins, new_session, register};
+use crate::engine::watermark::Watermark;
+use crate::graph::Graph;
+use crate::lakehouse::catalog::{Lakehouse, table_ident};
+use crate::lakehouse::summary;
+use crate::materialize::{self, Strategy};
+use crate::project::Project;
+use crate::project::model::{
+    DataTest, Dependency, Materialized, Model, ModelBody, Severity, SingularTest,
+};
+use report::Reporter;
+use results::{NodeResult, Status};
+
+/// What to do with the selected nodes.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub full_refresh: bool,
+    pub threads: usize,
+    pub fail_fast: bool,
+    /// Run each model's data tests right after it (`lake build`).
+    pub with_tests: bool,
+}
+
+/// Everything the tasks of one run share.
+pub struct RunContext {
+    pub project: Project,
+    pub graph: Graph,
+    pub lakehouse: Lakehouse,
+    pub registry: Registry,
+    pub pins: SnapshotPins,
+    pub run_id: String,
+    pub reporter: Reporter,
+    pub options: RunOptions,
+}
+
+impl RunContext {
+    pub fn new(
+        project: Project,
+        graph: Graph,
+        lakehouse: Lakehouse,
+        registry: Registry,
+        reporter: Reporter,
+        options: RunOptions,
+    ) -> Self {
+        RunContext {
+            project,
+            graph,
+            lakehouse,
+            registry,
+            pins: SnapshotPins::default(),
+            run_id: uuid::Uuid::now_v7().to_string(),
+            reporter,
+            options,
+        }
+    }
+
+    /// Pin every existing table the selection may read, at its current snapshot: one run sees one
+    /// consistent lakehouse.
+    pub async fn pin_inputs(&self, selected: &[usize]) -> Result<()> {
+        let mut names = BTreeSet::new();
+        for &i in selected {
+            let m = self.graph.model(i);
+            names.insert(m.table_name());
+            for d in &m.depends_on {
+                match d {
+                    Dependency::Source { source, table, .. } => {
+                        names.insert(format!("{source}.{table}"));
+                    }
+                    Dependency::Model { name, .. } => {
+                        if let Some(p) = self.graph.index_of(name) {
+                            names.insert(self.graph.model(p).table_name());
+                        }
+                    }
+                }
+            }
+            for t in &m.tests {
+                if let crate::project::model::DataTestKind::Relationships { to, .. } = &t.kind {
+                    if let Some((ns, tb)) = self.resolve_table(to) {
+                        names.insert(format!("{ns}.{tb}"));
+                    }
+                }
+            }
+        }
+        for name in names {
+            let ident = table_ident(&name)?;
+            if let Some(table) = self.lakehouse.load_table(&ident).await? {
+                self.pins.pin(&name, table);
+            }
+        }
+        Ok(())
+    }
+
+    /// `(namespace, table)` a dependency is stored in (ephemeral models have none).
+    pub fn resolve_table(&self, dep: &Dependency) -> Option<(String, String)> {
+        match dep {
+            Dependency::Model { name, .. } => {
+                let m = self.graph.model(self.graph.index_of(name)?);
+                (m.config.materialized != Materialized::Ephemeral)
+                    .then(|| (m.layer.clone(), m.name.clone()))
+            }
+            Dependency::Source { source, table, .. } => Some((source.clone(), table.clone())),
+        }
+    }
+
+    /// A session with `tables` registered at their pinned snapshots (loading any not pinned yet).
+    async fn session_for(
+        &self,
+        tables: &BTreeSet<String>,
+    ) -> Result<(datafusion::prelude::SessionContext, BTreeMap<String, Option<i64>>)> {
+        let ctx = new_session();
+        let mut read = BTreeMap::new();
+        for name in tables {
+            let pinned = match self.pins.get(name) {
+                Some(p) => p,
+                None => {
+                    let table = self
+                        .lakehouse
+                        .load_table(&table_ident(name)?)
+                        .await?
+                        .ok_or_else(|| missing_table_error(&self.graph, name))?;
+                    self.pins.pin(name, table);
+                    self.pins.get(name).expect("just pinned")
+                }
+            };
+            register(&ctx, name, &pinned).await?;
+            read.insert(name.clone(), pinned.snapshot_id);
+        }
+        Ok((ctx, read))
+    }
+}
+
+fn missing_table_error(graph: &Graph, name: &str) -> anyhow::Error {
+    let (ns, table) = name.split_once('.').unwrap_or(("", name));
+    match graph.index_of(table).filter(|&i| graph.model(i).layer == ns) {
+        Some(_) => anyhow!(
+            "table {name} has not been built yet; build it first (e.g. `lake run --select +{table}`)"
+        ),
+        None => anyhow!(
+            "table {name} does not exist in the catalog; load it first (`lake seed`, or `lake ingest`)"
+        ),
+    }
+}
+
+/// Run the selected models (and, with `with_tests`, their tests) in dependency order, in parallel.
+pub async fn run_models(ctx: Arc<RunContext>, selected: &[usize]) -> Vec<NodeResult> {
+    let selected_set: BTreeSet<usize> = selected.iter().copied().collect();
+    let mut waiting: HashMap<usize, usize> = selected
+        .iter()
+        .map(|&i| {
+            let n = ctx
+                .graph
+                .parents(i)
+                .into_iter()
+                .filter(|p| selected_set.contains(p))
+                .count();
+            (i, n)
+        })
+        .collect();
+    // Position in run order; `ready` is kept sorted so that pop() yields the earliest node.
+    let position: HashMap<usize, usize> = selected.iter().enumerate().map(|(k, &v)| (v, k)).collect();
+    let mut ready: Vec<usize> = selected.iter().copied().filter(|i| waiting[i] == 0).collect();
+    ready.reverse();
+    let mut skipped: BTreeSet<usize> = BTreeSet::new();
+    let mut results: Vec<NodeResult> = Vec::new();
+    let mut running: JoinSet<(usize, Vec<NodeResult>, bool)> = JoinSet::new();
+    let threads = ctx.options.threads.max(1);
+    let mut stop = false;
+
+    loop {
+        while !stop && running.len() < threads {
+            let Some(i) = ready.pop() else { break };
+            if skipped.contains(&i) {
+                continue;
+            }
+            let ctx = ctx.clone();
+            running.spawn(async move {
+                let (node_results, ok) = execute_node(&ctx, i).await;
+                (i, node_results, ok)
+            });
+        }
+        let Some(joined) = running.join_next().await else { break };
+        let (i, node_results, ok) = match joined {
+            Ok(v) => v,
+            Err(e) => {
+                // A panic inside a task: report it against no node, stop scheduling.
+                results.push(
+                    NodeResult::new("model", "<internal>", None, Status::Error)
+                        .with_message(format!("internal error: {e}")),
+                );
+                stop = true;
+                continue;
+            }
+        };
+        results.extend(node_results);
+        if ok {
+            for c in ctx.graph.children(i) {
+                if let Some(n) = waiting.get_mut(&c) {
+                    *n -= 1;
+                    if *n == 0 && !skipped.contains(&c) {
+                        ready.push(c);
+                        ready.sort_by_key(|x| std::cmp::Reverse(position[x]));
+                    }
+                }
+            }
+        } else {
+            let cause = ctx.graph.model(i).name.clone();
+            for d in ctx.graph.descendants(i) {
+                if selected_set.contains(&d) && skipped.insert(d) {
+                    let m = ctx.graph.model(d);
+                    if m.config.materialized == Materialized::Ephemeral {
+                        continue;
+                    }
+                    let r = NodeResult::new("model", &m.name, Some(m.table_name()), Status::Skipped)
+                        .with_message(format!("upstream model {cause} failed"));
+                    ctx.reporter.finished(&r);
+                    results.push(r);
+                }
+            }
+            if ctx.options.fail_fast {
+                stop = true;
+            }
+        }
+    }
+    if stop {
+        // --fail-fast: everything not run is skipped.
+        let done: BTreeSet<String> = results.iter().map(|r| r.unique_id.clone()).collect();
+        for &i in selected {
+            let m = ctx.graph.model(i);
+            if m.config.materialized == Materialized::Ephemeral {
+                continue;
+            }
+            if !done.contains(&format!("model.{}", m.name)) {
+                let r = NodeResult::new("model", &m.name, Some(m.table_name()), Status::Skipped)
+                    .with_message("not run: --fail-fast stopped the run after a failure");
+                ctx.reporter.finished(&r);
+                results.push(r);
+            }
+        }
+    }
+    results
+}
+
+/// Run one model (and its tests when building). Returns its results and whether descendants may run.
+async fn execute_node(ctx: &RunContext, i: usize) -> (Vec<NodeResult>, bool) {
+    let model = ctx.graph.model(i);
+    if model.config.materialized == Materialized::Ephemeral {
+        return (Vec::new(), true);
+    }
+    ctx.reporter.started("model", &model.name);
+    let result = execute_model(ctx, model).await;
+    ctx.reporter.finished(&result);
+    let mut ok = result.status == Status::Success;
+    let mut out = vec![result];
+    if ok && ctx.options.with_tests {
+        for t in &model.tests {
+            ctx.reporter.started("test", &t.name);
+            let r = run_generic_test(ctx, &model.layer, &model.name, t).await;
+            ctx.reporter.finished(&r);
+            if r.status.is_failure() {
+                ok = false;
+            }
+            out.push(r);
+        }
+    }
+    (out, ok)
+}
+
+async fn execute_model(ctx: &RunContext, model: &Model) -> NodeResult {
+    let started = Instant::now();
+    let mut result = NodeResult::new("model", &model.name, Some(model.table_name()), Status::Success);
+    match materialize_model(ctx, model, &mut result).await {
+        Ok(()) => {}
+        Err(e) => {
+            result.status = Status::Error;
+            result.message = Some(format!(
+                "model {} ({}): {e:#}",
+                model.table_name(),
+                model.path.display()
+            ));
+        }
+    }
+    result.duration_seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeResult) -> Result<()> {
+    let name = model.table_name();
+    let ident = table_ident(&name)?;
+    let existing = match ctx.pins.get(&name) {
+        Some(p) => Some(p.table),
+        None => ctx.lakehouse.load_table(&ident).await?,
+    };
+    let incremental_model = model.config.materialized == Materialized::Incremental;
+    let is_incremental = incremental_model && existing.is_some() && !ctx.options.full_refresh;
+    let previous = existing.as_ref().and_then(summary::watermark).filter(|w| {
+        model.config.watermark.as_deref() == Some(w.column.as_str())
+    });
+    let previous = previous.map(|w| Watermark {
+        kind: w.data_type,
+        value: w.value,
+    });
+    result.watermark_before = previous.as_ref().map(|w| w.value.clone());
+    let strategy = if incremental_model && !ctx.options.full_refresh {
+        Strategy::Append
+    } else {
+        Strategy::Replace
+    };
+
+    let (schema, batches, reads): (arrow::datatypes::SchemaRef, futures::stream::BoxStream<'_, Result<RecordBatch>>, _) =
+        match &model.body {
+            ModelBody::Sql { .. } => {
+                let literal = if is_incremental {
+                    previous.as_ref().map(|w| w.sql_literal())
+                } else {
+                    None
+                };
+                let compiled = compile::compile(
+                    &ctx.graph,
+                    model,
+                    &ctx.project.template_vars(),
+                    is_incremental,
+                    literal,
+                )?;
+                let (session, reads) = ctx.session_for(&compiled.reads).await?;
+                let df = session
+                    .sql(&compiled.sql)
+                    .await
+                    .map_err(|e| anyhow!("SQL error: {e}"))?;
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                let stream = df
+                    .execute_stream()
+                    .await
+                    .map_err(|e| anyhow!("SQL error: {e}"))?
+                    .map_err(|e| anyhow!("SQL error while executing: {e}"))
+                    .boxed();
+                (schema, stream, reads)
+            }
+            ModelBody::Rust { function } => {
+                let f = ctx.registry.get(function).ok_or_else(|| {
+                    anyhow!(
+                        "no Rust model function '{function}' is registered in this binary (registered: {})",
+                        ctx.registry.names().join(", ")
+                    )
+                })?;
+                let tables: BTreeSet<String> = model
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| ctx.resolve_table(d).map(|(n, t)| format!("{n}.{t}")))
+                    .collect();
+                let (session, reads) = ctx.session_for(&tables).await?;
+                let mut inputs = Vec::new();
+                for dep in &model.depends_on {
+                    let (ns, t) = ctx
+                        .resolve_table(dep)
+                        .ok_or_else(|| anyhow!("input {dep:?} of a Rust model must be a table"))?;
+                    let df = session.table(compile::quoted(&ns, &t).as_str()).await?;
+                    let schema = Arc::new(df.schema().as_arrow().clone());
+                    let batches = df.collect().await?;
+                    let input_name = match dep {
+                        Dependency::Model { name, .. } => name.clone(),
+                        Dependency::Source { source, table, .. } => format!("{source}.{table}"),
+                    };
+                    inputs.push((input_name, schema, batches));
+                }
+                let params = model
+                    .config
+                    .extra
+                    .get("params")
+                    .and_then(|p| p.as_object())
+                    .cloned()
+                    .unwrap_or_default();
+                let model_name = model.name.clone();
+                let (schema, batches) = tokio::task::spawn_blocking(move || {
+                    run_rust_model(&f, &model_name, inputs, params)
+                })
+                .await
+                .context("the Rust model panicked")??;
+                (schema, futures::stream::iter(batches.into_iter().map(Ok)).boxed(), reads)
+            }
+        };
+    result.input_snapshots = reads.clone();
+
+    let mut properties = HashMap::new();
+    properties.insert(summary::RUN_ID.to_string(), ctx.run_id.clone());
+    properties.insert(summary::MODEL.to_string(), model.name.clone());
+    properties.insert(summary::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
+    properties.insert(summary::INPUT_SNAPSHOTS.to_string(), serde_json::to_string(&reads)?);
+    let request = materialize::Request {
+        ident: ident.clone(),
+        strategy,
+        partition_by: model
+            .config
+            .partition_by
+            .iter()
+            .map(|p| (p.column.clone(), p.transform.clone()))
+            .collect(),
+        watermark_column: model.config.watermark.clone(),
+        previous_watermark: previous,
+        properties,
+        write: &ctx.project.config.write,
+    };
+    let outcome = materialize::materialize(&ctx.lakehouse, request, schema, batches).await?;
+    result.rows_written = Some(outcome.rows_written);
+    result.watermark_after = outcome.watermark.as_ref().map(|w| w.value.clone());
+    match &outcome.commit {
+        Some(c) => {
+            result.operation = Some(c.operation.clone());
+            result.files_added = Some(c.files_added);
+            result.files_removed = Some(c.files_removed);
+            result.snapshot_id = Some(c.snapshot_id);
+        }
+        None => {
+            result.operation = Some("none".into());
+            result.files_added = Some(0);
+            result.files_removed = Some(0);
+        }
+    }
+    // Downstream models of this run read what was just committed.
+    let table = ctx.lakehouse.table(&ident).await?;
+    ctx.pins.pin(&name, table);
+    Ok(())
+}
+
+/// Run one generic data test on `layer.table`.
+pub async fn run_generic_test(ctx: &RunContext, namespace: &str, table: &str, test: &DataTest) -> NodeResult {
+    let started = Instant::now();
+    let relation = format!("{namespace}.{table}");
+    let mut result = NodeResult::new("test", &test.name, Some(relation.clone()), Status::Pass);
+    let outcome: Result<u64> = async {
+        let sql = data_tests::generic_test_sql(test, namespace, table, &|d| ctx.resolve_table(d))
+            .map_err(|e| anyhow!(e))?;
+        let mut tables = BTreeSet::from([relation.clone()]);
+        if let crate::project::model::DataTestKind::Relationships { to, .. } = &test.kind {
+            if let Some((n, t)) = ctx.resolve_table(to) {
+                tables.insert(format!("{n}.{t}"));
+            }
+        }
+        count_rows(ctx, &tables, &sql).await
+    }
+    .await;
+    finish_test(&mut result, outcome, test.severity);
+    result.duration_seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+/// Run a singular SQL test.
+pub async fn run_singular_test(ctx: &RunContext, test: &SingularTest) -> NodeResult {
+    let started = Instant::now();
+    let mut result = NodeResult::new("test", &test.name, None, Status::Pass);
+    let outcome: Result<u64> = async {
+        let compiled = compile::compile_standalone(
+            &ctx.graph,
+            &test.path,
+            &test.raw_sql,
+            &test.depends_on,
+            &ctx.project.template_vars(),
+        )?;
+        count_rows(ctx, &compiled.reads, &compiled.sql).await
+    }
+    .await;
+    finish_test(&mut result, outcome, test.severity);
+    if let Some(m) = &mut result.message {
+        *m = format!("{}: {m}", test.path.display());
+    }
+    result.duration_seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+fn finish_test(result: &mut NodeResult, outcome: Result<u64>, severity: Severity) {
+    match outcome {
+        Ok(0) => result.failures = Some(0),
+        Ok(n) => {
+            result.failures = Some(n);
+            result.status = match severity {
+                Severity::Error => Status::Fail,
+                Severity::Warn => Status::Warn,
+            };
+            result.message = Some(format!("{n} failing row{}", if n == 1 { "" } else { "s" }));
+        }
+        Err(e) => {
+            result.status = Status::Error;
+            result.message = Some(format!("{e:#}"));
+        }
+    }
+}
+
+async fn count_rows(ctx: &RunContext, tables: &BTreeSet<String>, sql: &str) -> Result<u64> {
+    let (session, _) = ctx.session_for(tables).await?;
+    let counted = format!("SELECT COUNT(*) AS n FROM (\n{sql}\n) AS failures");
+    let batches = session
+        .sql(&counted)
+        .await
+        .map_err(|e| anyhow!("SQL error: {e}"))?
+        .collect()
+        .await
+        .map_err(|e| anyhow!("SQL error: {e}"))?;
+    let n = batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(0);
+    Ok(n as u64)
+}
+
+/// Run the data tests of the selected models, then the singular tests that read them.
+pub async fn run_tests(
+    ctx: &RunContext,
+    selected: &[usize],
+    include_sources: bool,
+) -> Vec<NodeResult> {
+    let mut results = Vec::new();
+    if include_sources {
+        for s in &ctx.project.sources {
+            for t in &s.tests {
+                ctx.reporter.started("test", &t.name);
+                let r = run_generic_test(ctx, &s.source, &s.table, t).await;
+                ctx.reporter.finished(&r);
+                results.push(r);
+            }
+        }
+    }
+    for &i in selected {
+        let m = ctx.graph.model(i);
+        for t in &m.tests {
+            ctx.reporter.started("test", &t.name);
+            let r = run_generic_test(ctx, &m.layer, &m.name, t).await;
+            ctx.reporter.finished(&r);
+            results.push(r);
+        }
+    }
+    for t in singular_tests_for(ctx, selected, include_sources) {
+        ctx.reporter.started("test", &t.name);
+        let r = run_singular_test(ctx, t).await;
+        ctx.reporter.finished(&r);
+        results.push(r);
+    }
+    results
+}
+
+/// Singular tests that read at least one selected model (all of them when `all`).
+pub fn singular_tests_for<'a>(ctx: &'a RunContext, selected: &[usize], all: bool) -> Vec<&'a SingularTest> {
+    let names: BTreeSet<&str> = selected.iter().map(|&i| ctx.graph.model(i).name.as_str()).collect();
+    ctx.project
+        .singular_tests
+        .iter()
+        .filter(|t| {
+            all || t.depends_on.iter().any(|d| matches!(d, Dependency::Model { name, .. } if names.contains(name.as_str())))
+        })
+        .collect()
+}
+
+/// Number of data tests that would run for a selection.
+pub fn test_count(ctx: &RunContext, selected: &[usize], include_sources: bool) -> usize {
+    let model_tests: usize = selected.iter().map(|&i| ctx.graph.model(i).tests.len()).sum();
+    let source_tests: usize = if include_sources {
+        ctx.project.sources.iter().map(|s| s.tests.len()).sum()
+    } else {
+        0
+    };
+    model_tests + source_tests + singular_tests_for(ctx, selected, include_sources).len()
+}

@@ -1,0 +1,220 @@
+//! Results of executing nodes, and the artifacts written for schedulers and other tools:
+//! `target/manifest.json` (the parsed project) and `target/run_results.json` (what a run did).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::graph::Graph;
+use crate::project::Project;
+
+/// Outcome of one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A model or seed committed (or had nothing to commit).
+    Success,
+    /// A model or seed failed.
+    Error,
+    /// Not run because an upstream node failed (or `--fail-fast` stopped the run).
+    Skipped,
+    /// A data test found no failing rows.
+    Pass,
+    /// A data test with severity `error` found failing rows.
+    Fail,
+    /// A data test with severity `warn` found failing rows.
+    Warn,
+}
+
+impl Status {
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Error | Status::Fail)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Success => "OK",
+            Status::Error => "ERROR",
+            Status::Skipped => "SKIP",
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Warn => "WARN",
+        }
+    }
+}
+
+/// What happened to one node, as written to `run_results.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeResult {
+    /// `model.<name>`, `test.<name>`, `seed.<name>`.
+    pub unique_id: String,
+    pub kind: &'static str,
+    pub name: String,
+    /// The Iceberg table written or tested, if any.
+    pub relation: Option<String>,
+    pub status: Status,
+    pub message: Option<String>,
+    pub duration_seconds: f64,
+    pub rows_written: Option<u64>,
+    pub failures: Option<u64>,
+    pub operation: Option<String>,
+    pub files_added: Option<usize>,
+    pub files_removed: Option<usize>,
+    pub snapshot_id: Option<i64>,
+    pub watermark_before: Option<String>,
+    pub watermark_after: Option<String>,
+    /// Snapshot ids of the tables this node read.
+    pub input_snapshots: BTreeMap<String, Option<i64>>,
+}
+
+impl NodeResult {
+    pub fn new(kind: &'static str, name: &str, relation: Option<String>, status: Status) -> Self {
+        NodeResult {
+            unique_id: format!("{kind}.{name}"),
+            kind,
+            name: name.to_string(),
+            relation,
+            status,
+            message: None,
+            duration_seconds: 0.0,
+            rows_written: None,
+            failures: None,
+            operation: None,
+            files_added: None,
+            files_removed: None,
+            snapshot_id: None,
+            watermark_before: None,
+            watermark_after: None,
+            input_snapshots: BTreeMap::new(),
+        }
+    }
+
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+}
+
+/// Write `target/run_results.json`.
+pub fn write_run_results(
+    dir: &Path,
+    run_id: &str,
+    command: &str,
+    started: chrono::DateTime<chrono::Utc>,
+    elapsed: f64,
+    results: &[NodeResult],
+    read_snapshots: &BTreeMap<String, Option<i64>>,
+) -> Result<()> {
+    let doc = json!({
+        "metadata": {
+            "lake_version": env!("CARGO_PKG_VERSION"),
+            "invocation_id": run_id,
+            "command": command,
+            "generated_at": chrono::Utc::now().to_rfc3339(),
+            "started_at": started.to_rfc3339(),
+        },
+        "elapsed_time": elapsed,
+        "source_snapshots": read_snapshots,
+        "results": results,
+    });
+    write_json(&dir.join("run_results.json"), &doc)
+}
+
+/// Write `target/manifest.json`: nodes, dependencies, configs and file paths.
+pub fn write_manifest(dir: &Path, project: &Project, graph: &Graph) -> Result<()> {
+    let mut nodes = serde_json::Map::new();
+    for (i, m) in graph.models().iter().enumerate() {
+        let parents: Vec<String> = graph
+            .parents(i)
+            .into_iter()
+            .map(|p| format!("model.{}", graph.model(p).name))
+            .collect();
+        let sources: Vec<String> = m
+            .depends_on
+            .iter()
+            .filter_map(|d| match d {
+                crate::project::model::Dependency::Source { source, table, .. } => {
+                    Some(format!("source.{source}.{table}"))
+                }
+                _ => None,
+            })
+            .collect();
+        nodes.insert(
+            format!("model.{}", m.name),
+            json!({
+                "name": m.name,
+                "resource_type": "model",
+                "layer": m.layer,
+                "relation": if m.config.materialized == crate::project::model::Materialized::Ephemeral { None } else { Some(m.table_name()) },
+                "original_file_path": m.path,
+                "language": match &m.body { crate::project::model::ModelBody::Sql { .. } => "sql", _ => "rust" },
+                "function": match &m.body { crate::project::model::ModelBody::Rust { function } => Some(function), _ => None },
+                "config": m.config,
+                "description": m.description,
+                "columns": m.columns,
+                "data_tests": m.tests,
+                "depends_on": { "nodes": parents, "sources": sources },
+            }),
+        );
+    }
+    let sources: serde_json::Map<String, serde_json::Value> = project
+        .sources
+        .iter()
+        .map(|s| {
+            (
+                format!("source.{}.{}", s.source, s.table),
+                json!({
+                    "source_name": s.source,
+                    "name": s.table,
+                    "relation": s.table_name(),
+                    "description": s.description,
+                    "original_file_path": s.path,
+                    "data_tests": s.tests,
+                }),
+            )
+        })
+        .collect();
+    let seeds: serde_json::Map<String, serde_json::Value> = project
+        .seeds
+        .iter()
+        .map(|s| (format!("seed.{}", s.name), serde_json::to_value(s).unwrap_or_default()))
+        .collect();
+    let tests: serde_json::Map<String, serde_json::Value> = project
+        .singular_tests
+        .iter()
+        .map(|t| {
+            (
+                format!("test.{}", t.name),
+                json!({"name": t.name, "original_file_path": t.path, "depends_on": t.depends_on, "severity": t.severity}),
+            )
+        })
+        .collect();
+    let doc = json!({
+        "metadata": {
+            "lake_version": env!("CARGO_PKG_VERSION"),
+            "project_name": project.config.name,
+            "generated_at": chrono::Utc::now().to_rfc3339(),
+            "target": project.config.target,
+        },
+        "layers": project.config.layers,
+        "nodes": nodes,
+        "sources": sources,
+        "seeds": seeds,
+        "singular_tests": tests,
+    });
+    write_json(&dir.join("manifest.json"), &doc)
+}
+
+fn write_json(path: &Path, doc: &serde_json::Value) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(doc)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
