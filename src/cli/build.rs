@@ -85,8 +85,16 @@ pub(super) async fn run(
         .iter()
         .filter(|&&i| graph.model(i).config.materialized != crate::project::model::Materialized::Ephemeral)
         .count();
-    reporter.begin(if build { "build" } else { "run" }, runnable);
-    let mut ctx = RunContext::new(project.clone(), graph.clone(), lakehouse, registry, reporter, options);
+    let mut ctx = RunContext::new(project.clone(), graph.clone(), lakehouse, registry, Reporter::new(g.log_format), options);
+    let all = select.select.is_empty() && select.exclude.is_empty();
+    let tests = if build {
+        let model_tests: usize = selected.iter().map(|&i| graph.model(i).tests.len()).sum();
+        model_tests + run::singular_tests_for(&ctx, &selected, all).len()
+    } else {
+        0
+    };
+    reporter.begin(if build { "build" } else { "run" }, runnable + tests);
+    ctx.reporter = reporter;
     ctx.run_id = run_id.clone();
     ctx.pin_inputs(&selected).await.environment()?;
     let ctx = Arc::new(ctx);
@@ -98,7 +106,6 @@ pub(super) async fn run(
             .filter(|r| r.kind == "model" && r.status != crate::run::results::Status::Success)
             .map(|r| r.name.clone())
             .collect();
-        let all = select.select.is_empty() && select.exclude.is_empty();
         for t in run::singular_tests_for(&ctx, &selected, all) {
             let blocked = t.depends_on.iter().any(|d| {
                 matches!(d, crate::project::model::Dependency::Model { name, .. } if failed_models.contains(name))

@@ -93,7 +93,11 @@ impl Reporter {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
-                let what = result.relation.clone().unwrap_or_else(|| result.name.clone());
+                // Models and seeds by table; tests by name (several tests share a table).
+                let what = match (result.kind, &result.relation) {
+                    ("test", _) | (_, None) => result.name.clone(),
+                    (_, Some(relation)) => relation.clone(),
+                };
                 let detail = detail(result);
                 self.line(&format!(
                     "{n:>3} of {total:<3} {:<5} {:<6} {what} {detail}",

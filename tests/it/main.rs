@@ -5,4 +5,5 @@ mod demo;
 mod graph;
 mod incremental;
 mod polars_bridge;
+mod runs;
 mod support;

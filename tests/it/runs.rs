@@ -1,0 +1,141 @@
+//! Running: build skips descendants of a failed test, --fail-fast, parallel threads, json logs,
+//! compile output, targets and vars.
+
+use crate::support::TestProject;
+
+fn project() -> TestProject {
+    let p = TestProject::new();
+    p.write(
+        "lake.toml",
+        r#"name = "t"
+[vars]
+factor = 2
+[targets.other]
+vars = { factor = 10 }
+"#,
+    );
+    p.write(
+        "seeds/seeds.yml",
+        "seeds:\n  - name: items\n    config:\n      column_types: {id: bigint, v: bigint}\n",
+    );
+    p.write("seeds/items.csv", "id,v\n1,10\n2,20\n2,30\n");
+    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: items\n");
+    p.write(
+        "models/staging/stg_items.sql",
+        "select id, v * {{ var('factor') }} as v from {{ source('raw', 'items') }}\n",
+    );
+    p.write(
+        "models/staging/staging.yml",
+        "models:\n  - name: stg_items\n    columns:\n      - name: id\n        data_tests: [unique]\n",
+    );
+    p.write("models/marts/totals.sql", "select sum(v) as total from {{ ref('stg_items') }}\n");
+    p.write("models/marts/other.sql", "select 1 as one\n");
+    p
+}
+
+fn status(p: &TestProject, name: &str) -> String {
+    p.run_results()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| "absent".into())
+}
+
+#[test]
+fn build_skips_descendants_of_a_failed_test() {
+    let p = project();
+    let out = p.lake(&["build"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(status(&p, "stg_items"), "success");
+    assert_eq!(status(&p, "unique_stg_items_id"), "fail");
+    assert_eq!(status(&p, "totals"), "skipped");
+    assert_eq!(status(&p, "other"), "success");
+
+    // As a warning the test no longer blocks the descendants.
+    p.write(
+        "models/staging/staging.yml",
+        "models:\n  - name: stg_items\n    columns:\n      - name: id\n        data_tests:\n          - unique:\n              config: {severity: warn}\n",
+    );
+    let out = p.lake(&["build"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(status(&p, "unique_stg_items_id"), "warn");
+    assert_eq!(p.sql_count("select total from marts.totals"), 120);
+}
+
+#[test]
+fn fail_fast_stops_the_run() {
+    let p = project();
+    p.write("models/marts/other.sql", "select no_column from {{ ref('stg_items') }}\n");
+    p.lake(&["seed"]).assert_ok();
+    let out = p.lake(&["run", "--fail-fast", "--threads", "1"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(status(&p, "other"), "error");
+    // Run order is marts.other, marts.totals (by name) after staging: totals never ran.
+    assert_eq!(status(&p, "totals"), "skipped");
+}
+
+#[test]
+fn json_logs_targets_and_vars() {
+    let p = project();
+    p.lake(&["seed"]).assert_ok();
+    let out = p.lake(&["run", "--log-format", "json", "--target", "other"]);
+    out.assert_ok();
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not json: {l}: {e}")))
+        .collect();
+    assert!(events.iter().any(|e| e["event"] == "node_finish" && e["name"] == "totals" && e["status"] == "success"));
+    assert!(events.iter().any(|e| e["event"] == "summary"));
+    assert_eq!(p.sql_count("select total from marts.totals"), 600);
+
+    p.lake(&["run", "--vars", "{factor: 1}", "--select", "+totals"]).assert_ok();
+    assert_eq!(p.sql_count("select total from marts.totals"), 60);
+
+    let out = p.lake(&["run", "--target", "nope"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("no target 'nope'") && out.stderr.contains("other"), "{}", out.stderr);
+}
+
+#[test]
+fn parallel_run_records_input_snapshots() {
+    let p = project();
+    for i in 0..6 {
+        p.write(&format!("models/marts/m{i}.sql"), &format!("select {i} as i, count(*) as n from {{{{ ref('stg_items') }}}}\n"));
+    }
+    p.lake(&["seed"]).assert_ok();
+    p.lake(&["run", "--threads", "4"]).assert_ok();
+    let results = p.run_results();
+    let rows = results["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 9);
+    let stg_snapshot = rows.iter().find(|r| r["name"] == "stg_items").unwrap()["snapshot_id"].clone();
+    for r in rows.iter().filter(|r| r["name"].as_str().unwrap().starts_with('m')) {
+        assert_eq!(r["status"], "success");
+        assert_eq!(r["input_snapshots"]["staging.stg_items"], stg_snapshot, "{r}");
+    }
+    let raw = results["source_snapshots"]["raw.items"].clone();
+    assert!(raw.as_i64().is_some(), "{results}");
+    for i in 0..6 {
+        assert_eq!(p.sql_count(&format!("select n from marts.m{i}")), 3);
+    }
+}
+
+#[test]
+fn compile_writes_rendered_sql() {
+    let p = project();
+    p.write("models/staging/eph.sql", "{{ config(materialized='ephemeral') }}\nselect id from {{ ref('stg_items') }}\n");
+    p.write("models/marts/uses_eph.sql", "with x as (select * from {{ ref('eph') }}) select count(*) as n from x\n");
+    let out = p.lake(&["compile", "--select", "uses_eph"]);
+    out.assert_ok();
+    let sql = std::fs::read_to_string(p.path().join("target/compiled/models/marts/uses_eph.sql")).unwrap();
+    assert!(sql.contains("__lake_ephemeral_eph AS ("), "{sql}");
+    assert!(sql.contains("\"staging\".\"stg_items\""), "{sql}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("target/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["nodes"]["model.uses_eph"]["depends_on"]["nodes"][0], "model.eph");
+    p.lake(&["seed"]).assert_ok();
+    p.lake(&["run"]).assert_ok();
+    assert_eq!(p.sql_count("select n from marts.uses_eph"), 3);
+}
