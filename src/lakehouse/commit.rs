@@ -7,12 +7,16 @@
 //! - [`Change::Append`]: one `append` snapshot that keeps every existing manifest.
 //! - [`Change::ReplaceAll`]: one `overwrite` snapshot that marks every live file deleted and adds
 //!   the new ones, so readers see the old rows or the new, never an empty table.
+//! - [`Change::Rewrite`]: remove named files and add others in one snapshot (copy-on-write
+//!   merge, range replacement, compaction); only manifests holding a removed file are rewritten.
 //!
 //! Schema and partition-spec changes ride in the same metadata update as the snapshot.
-//! On a lost race the commit reloads the table, rebuilds its manifest list on the new base and
-//! retries; files of a commit that failed for certain are deleted.
+//! On a lost race the commit reloads the table, re-checks that the files it removes are still
+//! there ([`StaleChange`] if not), rebuilds its manifest list on the new base and retries.
+//! Files of a commit that failed for certain are deleted; when the catalog update's outcome is
+//! unknown ([`UnknownOutcome`]) they are kept.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -35,7 +39,39 @@ pub enum Change {
     Append(Vec<DataFile>),
     /// Replace every live file with these (may be empty: the table becomes empty).
     ReplaceAll(Vec<DataFile>),
+    /// Remove these live files (by path) and add those, as one snapshot: copy-on-write merge
+    /// and range replacement (`overwrite`), compaction (`replace`), deletes (`delete`).
+    /// Fails, without retrying, when another writer already removed a file it names.
+    Rewrite {
+        removed: Vec<String>,
+        added: Vec<DataFile>,
+        operation: Operation,
+    },
 }
+
+/// The change no longer applies to the table (a file it replaces is gone): not retryable.
+#[derive(Debug)]
+pub struct StaleChange(pub String);
+
+impl std::fmt::Display for StaleChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StaleChange {}
+
+/// The catalog update failed in a way that leaves its outcome unknown.
+#[derive(Debug)]
+pub struct UnknownOutcome(pub String);
+
+impl std::fmt::Display for UnknownOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UnknownOutcome {}
 
 /// Schema or partition-spec changes committed together with the snapshot.
 #[derive(Debug, Clone, Default)]
@@ -102,6 +138,7 @@ pub async fn commit(
     let (operation, added) = match &change {
         Change::Append(files) => (Operation::Append, files.clone()),
         Change::ReplaceAll(files) => (Operation::Overwrite, files.clone()),
+        Change::Rewrite { added, operation, .. } => (operation.clone(), added.clone()),
     };
     let target = changes.target_metadata(&base)?;
     let location = base.metadata().location().trim_end_matches('/').to_string();
@@ -171,8 +208,12 @@ pub async fn commit(
                     "commit to {ident} lost {MAX_ATTEMPTS} races with concurrent writers; nothing was committed"
                 );
             }
+            Err(e) if e.downcast_ref::<UnknownOutcome>().is_some() => {
+                // The new metadata may be live: its files must stay.
+                return Err(e);
+            }
             Err(e) => {
-                // The pointer swap was never attempted or failed before the update: safe to clean.
+                // Nothing was committed: the files written for it are garbage.
                 cleanup(&file_io, &written, &added).await;
                 return Err(e.context(format!("commit to {ident} failed; nothing was committed")));
             }
@@ -222,52 +263,85 @@ async fn attempt_commit(
     let mut removed: Vec<DataFile> = Vec::new();
     if let Some(current) = metadata.current_snapshot() {
         let list = base.manifest_list_reader(current).load().await?;
-        match change {
-            Change::Append(_) => manifests.extend(list.consume_entries()),
-            Change::ReplaceAll(_) => {
-                // Every live entry becomes a DELETED entry, grouped by spec and content.
-                let mut groups: BTreeMap<(i32, bool), Vec<(DataFile, i64, Option<i64>)>> =
-                    BTreeMap::new();
-                for manifest_file in list.entries() {
+        let removes: Option<HashSet<&str>> = match change {
+            Change::Append(_) => None,
+            Change::ReplaceAll(_) => Some(HashSet::new()), // empty set = every file
+            Change::Rewrite { removed, .. } => Some(removed.iter().map(String::as_str).collect()),
+        };
+        match removes {
+            None => manifests.extend(list.consume_entries()),
+            Some(targets) => {
+                let everything = matches!(change, Change::ReplaceAll(_));
+                let mut found: HashSet<String> = HashSet::new();
+                for (n, manifest_file) in list.entries().iter().enumerate() {
                     let manifest = manifest_file.load_manifest(file_io).await?;
-                    // Every entry of a manifest shares its partition spec and content type.
-                    let key = (
-                        manifest_file.partition_spec_id,
-                        manifest_file.content == ManifestContentType::Data,
-                    );
-                    for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
-                        let seq = entry.sequence_number().unwrap_or(0);
-                        let file_seq = entry.file_sequence_number.or(Some(seq));
-                        groups
-                            .entry(key)
-                            .or_default()
-                            .push((entry.data_file().clone(), seq, file_seq));
+                    let hit = |path: &str| everything || targets.contains(path);
+                    let touched = manifest
+                        .entries()
+                        .iter()
+                        .any(|e| e.is_alive() && hit(e.file_path()));
+                    if !touched {
+                        manifests.push(manifest_file.clone());
+                        continue;
                     }
-                }
-                for (n, ((spec_id, is_data), entries)) in groups.into_iter().enumerate() {
-                    let spec = metadata.partition_spec_by_id(spec_id).ok_or_else(|| {
-                        anyhow!("table {} has no partition spec {spec_id}", base.identifier())
-                    })?;
-                    let path = format!("{location}/metadata/{commit_id}-a{attempt}-d{n}.avro");
+                    // Rewrite this manifest: removed entries become DELETED, the rest EXISTING.
+                    let spec = metadata
+                        .partition_spec_by_id(manifest_file.partition_spec_id)
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "table {} has no partition spec {}",
+                                base.identifier(),
+                                manifest_file.partition_spec_id
+                            )
+                        })?;
+                    let path = format!("{location}/metadata/{commit_id}-a{attempt}-r{n}.avro");
                     let builder = ManifestWriterBuilder::new(
                         file_io.new_output(&path)?,
                         Some(snapshot_id),
                         metadata.current_schema().clone(),
                         spec.as_ref().clone(),
                     );
-                    let mut writer = if is_data {
+                    let mut writer = if manifest_file.content == ManifestContentType::Data {
                         builder.build_v2_data()
                     } else {
                         builder.build_v2_deletes()
                     };
-                    for (file, seq, file_seq) in entries {
-                        removed.push(file.clone());
-                        writer.add_delete_file(file, seq, file_seq)?;
+                    for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+                        let seq = entry.sequence_number().unwrap_or(0);
+                        let file_seq = entry.file_sequence_number.or(Some(seq));
+                        let file = entry.data_file().clone();
+                        if hit(entry.file_path()) {
+                            found.insert(entry.file_path().to_string());
+                            removed.push(file.clone());
+                            writer.add_delete_file(file, seq, file_seq)?;
+                        } else {
+                            let added_by = entry.snapshot_id().unwrap_or(manifest_file.added_snapshot_id);
+                            writer.add_existing_file(file, added_by, seq, file_seq)?;
+                        }
                     }
                     written.push(path);
+                    // Kept even when every entry is DELETED: it records what this snapshot removed.
                     manifests.push(writer.write_manifest_file().await?);
                 }
+                if !everything {
+                    let missing: Vec<&&str> = targets.iter().filter(|p| !found.contains(**p)).collect();
+                    if !missing.is_empty() {
+                        return Err(anyhow!(StaleChange(format!(
+                            "{} file(s) this commit replaces are no longer in table {} (another writer changed them), e.g. {}",
+                            missing.len(),
+                            base.identifier(),
+                            missing[0]
+                        ))));
+                    }
+                }
             }
+        }
+    } else if let Change::Rewrite { removed: r, .. } = change {
+        if !r.is_empty() {
+            return Err(anyhow!(StaleChange(format!(
+                "table {} has no snapshot, so it has none of the files this commit replaces",
+                base.identifier()
+            ))));
         }
     }
     if let Some(mut m) = added_manifest {
@@ -316,7 +390,23 @@ async fn attempt_commit(
     let new_location = new_location.to_string();
     written.push(new_location.clone());
 
-    let swapped = swap_pointer(lakehouse, base.identifier(), &base_location, &new_location).await?;
+    let swapped = match swap_pointer(lakehouse, base.identifier(), &base_location, &new_location).await {
+        Ok(swapped) => swapped,
+        Err(e) => {
+            // The update may have landed before the error: ask the catalog before anything else.
+            match catalog_pointer(lakehouse, base.identifier()).await {
+                Ok(Some(p)) if p == new_location => true,
+                Ok(Some(p)) if p == base_location => return Err(e),
+                _ => {
+                    return Err(anyhow!(UnknownOutcome(format!(
+                        "the catalog update of {} failed and its outcome is unknown ({e:#}); check `lake show {}` before running again",
+                        base.identifier(),
+                        base.identifier()
+                    ))));
+                }
+            }
+        }
+    };
     if !swapped {
         return Ok(Attempt::Conflict);
     }

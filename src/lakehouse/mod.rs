@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod commit;
+pub mod reader;
 pub mod schema;
 pub mod summary;
 pub mod writer;
