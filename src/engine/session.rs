@@ -83,6 +83,36 @@ pub async fn register(ctx: &SessionContext, name: &str, pinned: &PinnedTable) ->
     Ok(())
 }
 
+/// Register `batches` (rows read from `pinned`'s files) as `<namespace>.<table>`.
+pub async fn register_batches(
+    ctx: &SessionContext,
+    name: &str,
+    pinned: &PinnedTable,
+    batches: Vec<arrow::array::RecordBatch>,
+) -> Result<()> {
+    let (namespace, table) = name
+        .split_once('.')
+        .ok_or_else(|| anyhow!("'{name}' is not namespace.table"))?;
+    let schema = provider(pinned).await?.schema();
+    let batches = batches
+        .into_iter()
+        .map(|b| arrow::array::RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mem = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+    let catalog = ctx
+        .catalog("lake")
+        .ok_or_else(|| anyhow!("session has no default catalog"))?;
+    if catalog.schema(namespace).is_none() {
+        catalog.register_schema(namespace, Arc::new(MemorySchemaProvider::new()))?;
+    }
+    catalog
+        .schema(namespace)
+        .expect("schema registered above")
+        .register_table(table.to_string(), Arc::new(mem))
+        .with_context(|| format!("cannot register {name}"))?;
+    Ok(())
+}
+
 async fn provider(pinned: &PinnedTable) -> Result<Arc<dyn TableProvider>> {
     let provider = match pinned.snapshot_id {
         Some(id) => {

@@ -31,6 +31,16 @@ impl Watermark {
         }
     }
 
+    /// The literal minus a lookback window: `TIMESTAMP '..' - INTERVAL '2 hours'`, `42 - 10`.
+    pub fn sql_literal_with_lookback(&self, lookback: Option<&str>) -> String {
+        let literal = self.sql_literal();
+        match (lookback, self.kind.as_str()) {
+            (None, _) => literal,
+            (Some(l), "int" | "float" | "decimal") => format!("({literal} - {l})"),
+            (Some(l), _) => format!("({literal} - INTERVAL '{}')", l.replace('\'', "")),
+        }
+    }
+
     /// Compare two watermarks of the same kind.
     pub fn compare(&self, other: &Watermark) -> Option<Ordering> {
         if self.kind != other.kind {

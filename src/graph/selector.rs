@@ -428,7 +428,7 @@ fn config_values(config: &ModelConfig, key: &str) -> Vec<String> {
         "materialized" => vec![config.materialized.as_str().to_string()],
         "incremental_strategy" => vec![config.incremental_strategy.as_str().to_string()],
         "unique_key" => config.unique_key.clone(),
-        "watermark" => config.watermark.iter().cloned().collect(),
+        "watermark" => config.watermark.iter().map(|w| w.as_str().to_string()).collect(),
         "partition_by" => config
             .partition_by
             .iter()

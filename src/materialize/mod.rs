@@ -4,9 +4,13 @@
 //!   every file; schema and partition changes ride in the same commit.
 //! - [`Strategy::Append`] (`incremental` + `append`): one `append` snapshot, or none when the
 //!   model produced no rows.
+//! - [`Strategy::Merge`] (`incremental` + `merge` on `unique_key`): copy-on-write of the files
+//!   that can hold incoming keys, one `overwrite` snapshot.
+//! - [`Strategy::ReplaceRange`] (`incremental` + `replace_range`): rows in the range the batch
+//!   covers are replaced, one `overwrite` snapshot.
 //!
 //! The watermark (max of the configured column over the rows written, merged with the stored
-//! one) is put in the same snapshot's summary as the data.
+//! one, or a value fixed by the caller) is put in the same snapshot's summary as the data.
 
 use std::collections::HashMap;
 
@@ -26,10 +30,27 @@ use crate::lakehouse::summary;
 use crate::lakehouse::writer::{DataWriter, WriteOptions};
 
 /// How the output is committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Strategy {
     Replace,
     Append,
+    Merge {
+        unique_key: Vec<String>,
+        /// Keep, per duplicated incoming key, the row with the greatest value of this column.
+        dedupe_by: Option<String>,
+    },
+    ReplaceRange {
+        column: String,
+    },
+}
+
+/// What an incremental write does when the output's columns differ from the table's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchemaChangePolicy {
+    #[default]
+    Fail,
+    AppendNewColumns,
+    SyncAllColumns,
 }
 
 /// One materialization request.
@@ -41,6 +62,9 @@ pub struct Request<'a> {
     pub watermark_column: Option<String>,
     /// The watermark stored before this run (kept when no newer value is written).
     pub previous_watermark: Option<Watermark>,
+    /// A watermark decided by the caller (e.g. source snapshot ids), stored as given.
+    pub fixed_watermark: Option<Watermark>,
+    pub on_schema_change: SchemaChangePolicy,
     /// `lake.*` summary properties.
     pub properties: HashMap<String, String>,
     pub write: &'a WriteOptions,
@@ -80,10 +104,10 @@ pub async fn materialize(
         }
     };
 
-    let changes = match (request.strategy, created) {
+    let changes = match (&request.strategy, created) {
         (_, true) => MetadataChanges::default(),
         (Strategy::Replace, false) => replace_changes(&table, &schema, &request.partition_by)?,
-        (Strategy::Append, false) => {
+        (_, false) => {
             let (added, removed) = column_changes(table.metadata().current_schema(), &schema);
             if !added.is_empty() || !removed.is_empty() {
                 let mut parts = Vec::new();
@@ -150,7 +174,10 @@ async fn write_and_commit(
         target.default_partition_spec().clone(),
         request.write,
     )?;
-    let mut tracker = request.watermark_column.as_deref().map(WatermarkTracker::new);
+    let mut tracker = match request.fixed_watermark {
+        Some(_) => None,
+        None => request.watermark_column.as_deref().map(WatermarkTracker::new),
+    };
 
     let written: Result<()> = async {
         while let Some(batch) = batches.next().await {
@@ -178,10 +205,11 @@ async fn write_and_commit(
         Some(t) => t.finish()?,
         None => None,
     };
-    let watermark = match (new_watermark, request.strategy) {
-        (Some(w), Strategy::Append) => Some(w.max(request.previous_watermark.clone())),
-        (w, Strategy::Append) => w.or(request.previous_watermark.clone()),
-        (w, Strategy::Replace) => w,
+    let watermark = match (&request.fixed_watermark, new_watermark, &request.strategy) {
+        (Some(fixed), _, _) => Some(fixed.clone()),
+        (None, w, Strategy::Replace) => w,
+        (None, Some(w), _) => Some(w.max(request.previous_watermark.clone())),
+        (None, None, _) => request.previous_watermark.clone(),
     };
 
     if request.strategy == Strategy::Append && files.is_empty() {
@@ -199,9 +227,13 @@ async fn write_and_commit(
         properties.insert(summary::WATERMARK_TYPE.into(), w.kind.clone());
         properties.insert(summary::WATERMARK_COLUMN.into(), column.clone());
     }
-    let change = match request.strategy {
+    let change = match &request.strategy {
         Strategy::Replace => Change::ReplaceAll(files),
         Strategy::Append => Change::Append(files),
+        Strategy::Merge { .. } | Strategy::ReplaceRange { .. } => {
+            commit::discard_files(table, &files).await;
+            bail!("this strategy is not built yet");
+        }
     };
     let outcome = commit::commit(lakehouse, table.clone(), changes, change, properties).await?;
     Ok(Outcome {

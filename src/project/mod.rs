@@ -16,8 +16,8 @@ use serde_json::Value as Json;
 
 use config::{ConfigOverrides, ProjectConfig};
 use model::{
-    Dependency, IncrementalStrategy, Materialized, Model, ModelBody, ModelConfig, PartitionField,
-    Seed, SeedFormat, Severity, SingularTest, SourceTable,
+    Dependency, IncrementalStrategy, Materialized, Model, ModelBody, ModelConfig, OnSchemaChange,
+    PartitionField, Seed, SeedFormat, Severity, SingularTest, SourceTable, WatermarkSpec,
 };
 use templates::{Mode, TemplateVars};
 
@@ -256,6 +256,11 @@ const CONFIG_KEYS: &[&str] = &[
     "materialized",
     "incremental_strategy",
     "unique_key",
+    "dedupe_by",
+    "range_by",
+    "on_schema_change",
+    "lookback",
+    "maintenance",
     "watermark",
     "partition_by",
     "tags",
@@ -284,24 +289,41 @@ fn model_config(path: &Path, cfg: &serde_json::Map<String, Json>) -> Result<Mode
                 })?;
             }
             "incremental_strategy" => {
-                out.incremental_strategy = match value.as_str() {
-                    Some("append") => IncrementalStrategy::Append,
-                    Some(s @ ("merge" | "replace_range" | "delete+insert" | "insert_overwrite")) => bail!(
-                        "{} = '{s}' is not available yet; this version supports 'append'",
-                        at(key)
-                    ),
-                    _ => bail!("{} = {value}: use 'append'", at(key)),
-                };
+                out.incremental_strategy = value
+                    .as_str()
+                    .and_then(IncrementalStrategy::parse)
+                    .ok_or_else(|| anyhow!("{} = {value}: use 'append', 'merge' or 'replace_range'", at(key)))?;
+            }
+            "on_schema_change" => {
+                out.on_schema_change = value
+                    .as_str()
+                    .and_then(OnSchemaChange::parse)
+                    .ok_or_else(|| anyhow!("{} = {value}: use 'fail', 'append_new_columns' or 'sync_all_columns'", at(key)))?;
+            }
+            "dedupe_by" => out.dedupe_by = Some(column_name(value).ok_or_else(|| anyhow!("{} must be a column name", at(key)))?),
+            "range_by" => out.range_by = Some(column_name(value).ok_or_else(|| anyhow!("{} must be a column name", at(key)))?),
+            "lookback" => {
+                out.lookback = Some(match value {
+                    Json::String(s) if !s.trim().is_empty() => s.trim().to_string(),
+                    Json::Number(n) => n.to_string(),
+                    _ => bail!("{} must be an interval like '2 hours' or a number", at(key)),
+                })
+            }
+            "maintenance" => {
+                if !value.is_object() {
+                    bail!("{} must be a mapping", at(key));
+                }
+                out.maintenance = Some(value.clone());
             }
             "unique_key" => out.unique_key = strings(value).ok_or_else(|| anyhow!("{} must be a column name or a list of them", at(key)))?,
             "watermark" => {
-                out.watermark = Some(
-                    value
-                        .as_str()
-                        .filter(|s| !s.is_empty())
-                        .ok_or_else(|| anyhow!("{} must be a column name", at(key)))?
-                        .to_string(),
-                )
+                let column = column_name(value)
+                    .ok_or_else(|| anyhow!("{} must be a column name or 'snapshot'", at(key)))?;
+                out.watermark = Some(if column == "snapshot" {
+                    WatermarkSpec::Snapshot
+                } else {
+                    WatermarkSpec::Column(column)
+                });
             }
             "partition_by" => {
                 let fields = strings(value).ok_or_else(|| {
@@ -330,10 +352,32 @@ fn model_config(path: &Path, cfg: &serde_json::Map<String, Json>) -> Result<Mode
             }
         }
     }
-    if out.materialized == Materialized::Incremental && out.watermark.is_none() && out.unique_key.is_empty() {
-        // Append without a watermark is allowed (the SQL filters itself), but warn-worthy; keep it.
+    if out.materialized == Materialized::Incremental {
+        match out.incremental_strategy {
+            IncrementalStrategy::Merge if out.unique_key.is_empty() => {
+                bail!("{}: incremental_strategy 'merge' needs unique_key", path.display())
+            }
+            IncrementalStrategy::ReplaceRange
+                if out.range_by.is_none()
+                    && !matches!(out.watermark, Some(WatermarkSpec::Column(_)))
+                    && out.partition_by.is_empty() =>
+            {
+                bail!(
+                    "{}: incremental_strategy 'replace_range' needs range_by, a column watermark or partition_by",
+                    path.display()
+                )
+            }
+            _ => {}
+        }
+    }
+    if out.lookback.is_some() && !matches!(out.watermark, Some(WatermarkSpec::Column(_))) {
+        bail!("{}: lookback needs a column watermark", path.display());
     }
     Ok(out)
+}
+
+fn column_name(value: &Json) -> Option<String> {
+    value.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
 fn strings(value: &Json) -> Option<Vec<String>> {

@@ -47,12 +47,82 @@ pub enum IncrementalStrategy {
     /// Append the new rows in one `append` snapshot.
     #[default]
     Append,
+    /// Upsert on `unique_key`: copy-on-write of the files holding incoming keys, one snapshot.
+    Merge,
+    /// Replace every row whose range column falls in the range the batch covers, one snapshot
+    /// (dbt's `delete+insert` / `insert_overwrite`).
+    ReplaceRange,
 }
 
 impl IncrementalStrategy {
     pub fn as_str(&self) -> &'static str {
         match self {
             IncrementalStrategy::Append => "append",
+            IncrementalStrategy::Merge => "merge",
+            IncrementalStrategy::ReplaceRange => "replace_range",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "append" => Some(IncrementalStrategy::Append),
+            "merge" => Some(IncrementalStrategy::Merge),
+            "replace_range" | "delete+insert" | "insert_overwrite" => {
+                Some(IncrementalStrategy::ReplaceRange)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What an incremental run does when the query's columns differ from the table's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSchemaChange {
+    /// Error; `--full-refresh` rebuilds.
+    #[default]
+    Fail,
+    /// Add new columns (nullable) in the same commit; columns the query lacks are written as null.
+    AppendNewColumns,
+    /// Make the table's columns the query's: add new ones, drop missing ones, same commit.
+    SyncAllColumns,
+}
+
+impl OnSchemaChange {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "fail" => Some(OnSchemaChange::Fail),
+            "append_new_columns" => Some(OnSchemaChange::AppendNewColumns),
+            "sync_all_columns" => Some(OnSchemaChange::SyncAllColumns),
+            _ => None,
+        }
+    }
+}
+
+/// What an incremental model's watermark tracks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "column", rename_all = "snake_case")]
+pub enum WatermarkSpec {
+    /// The max of this output column among the rows written.
+    Column(String),
+    /// The source snapshots read (`watermark = "snapshot"`): the next run reads exactly the
+    /// data files appended to its sources since.
+    Snapshot,
+}
+
+impl WatermarkSpec {
+    /// The column, or `snapshot`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            WatermarkSpec::Column(c) => c,
+            WatermarkSpec::Snapshot => "snapshot",
+        }
+    }
+
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            WatermarkSpec::Column(c) => Some(c),
+            WatermarkSpec::Snapshot => None,
         }
     }
 }
@@ -71,8 +141,20 @@ pub struct ModelConfig {
     pub materialized: Materialized,
     pub incremental_strategy: IncrementalStrategy,
     pub unique_key: Vec<String>,
-    /// Column whose max value among written rows is stored as the watermark.
-    pub watermark: Option<String>,
+    /// For `merge`: when incoming rows share a key, keep the one with the greatest value of
+    /// this column (otherwise duplicate keys are an error).
+    pub dedupe_by: Option<String>,
+    /// For `replace_range`: the column whose range the batch covers (default: the watermark
+    /// column, else the first partition column).
+    pub range_by: Option<String>,
+    pub on_schema_change: OnSchemaChange,
+    /// What the watermark tracks.
+    pub watermark: Option<WatermarkSpec>,
+    /// For column watermarks: re-read this window before the watermark, e.g. `"2 hours"` for
+    /// timestamps or `"100"` for numbers (`{{ watermark }}` renders `<value> - <lookback>`).
+    pub lookback: Option<String>,
+    /// Maintenance policy overrides (see `lake maintain`), as given.
+    pub maintenance: Option<serde_json::Value>,
     pub partition_by: Vec<PartitionField>,
     pub tags: Vec<String>,
     pub enabled: bool,

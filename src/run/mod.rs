@@ -7,7 +7,7 @@ pub mod report;
 pub mod results;
 pub mod seeds;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,15 +17,17 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
 use crate::engine::rust_model::{Registry, run_rust_model};
-use crate::engine::session::{SnapshotPins, new_session, register};
+use crate::engine::session::{SnapshotPins, new_session, register, register_batches};
 use crate::engine::watermark::Watermark;
 use crate::graph::Graph;
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
+use crate::lakehouse::reader::{ChangesSince, changes_since, read_files};
 use crate::lakehouse::summary;
-use crate::materialize::{self, Strategy};
+use crate::materialize::{self, SchemaChangePolicy, Strategy};
 use crate::project::Project;
 use crate::project::model::{
-    DataTest, Dependency, Materialized, Model, ModelBody, Severity, SingularTest,
+    DataTest, Dependency, IncrementalStrategy, Materialized, Model, ModelBody, OnSchemaChange,
+    Severity, SingularTest, WatermarkSpec,
 };
 use report::Reporter;
 use results::{NodeResult, Status};
@@ -122,9 +124,11 @@ impl RunContext {
     }
 
     /// A session with `tables` registered at their pinned snapshots (loading any not pinned yet).
+    /// Tables in `only` are registered with just the listed data files of their pinned snapshot.
     async fn session_for(
         &self,
         tables: &BTreeSet<String>,
+        only: &BTreeMap<String, HashSet<String>>,
     ) -> Result<(datafusion::prelude::SessionContext, BTreeMap<String, Option<i64>>)> {
         let ctx = new_session();
         let mut read = BTreeMap::new();
@@ -141,7 +145,14 @@ impl RunContext {
                     self.pins.get(name).expect("just pinned")
                 }
             };
-            register(&ctx, name, &pinned).await?;
+            match (only.get(name), pinned.snapshot_id) {
+                (Some(files), Some(snapshot)) => {
+                    let batches: Vec<RecordBatch> =
+                        read_files(&pinned.table, snapshot, files.clone()).await?.try_collect().await?;
+                    register_batches(&ctx, name, &pinned, batches).await?;
+                }
+                _ => register(&ctx, name, &pinned).await?,
+            }
             read.insert(name.clone(), pinned.snapshot_id);
         }
         Ok((ctx, read))
@@ -310,28 +321,59 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
         None => ctx.lakehouse.load_table(&ident).await?,
     };
     let incremental_model = model.config.materialized == Materialized::Incremental;
-    let is_incremental = incremental_model && existing.is_some() && !ctx.options.full_refresh;
-    let previous = existing.as_ref().and_then(summary::watermark).filter(|w| {
-        model.config.watermark.as_deref() == Some(w.column.as_str())
-    });
-    let previous = previous.map(|w| Watermark {
-        kind: w.data_type,
-        value: w.value,
-    });
+    let mut is_incremental = incremental_model && existing.is_some() && !ctx.options.full_refresh;
+    let spec = model.config.watermark.clone();
+    let previous = existing
+        .as_ref()
+        .and_then(summary::watermark)
+        .filter(|w| spec.as_ref().is_some_and(|s| s.as_str() == w.column))
+        .map(|w| Watermark {
+            kind: w.data_type,
+            value: w.value,
+        });
     result.watermark_before = previous.as_ref().map(|w| w.value.clone());
-    let strategy = if incremental_model && !ctx.options.full_refresh {
-        Strategy::Append
-    } else {
+
+    // Exact incremental reads: only the data files appended to each input since the last run.
+    let mut appended: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    if is_incremental && spec == Some(WatermarkSpec::Snapshot) {
+        match exact_inputs(ctx, model, previous.as_ref()).await? {
+            Ok(files) => appended = files,
+            Err(reason) => {
+                is_incremental = false;
+                result.message = Some(format!("full refresh: {reason}"));
+                ctx.reporter.info(&format!("{}: full refresh, {reason}", model.table_name()));
+            }
+        }
+    }
+    let strategy = if !incremental_model || ctx.options.full_refresh || (existing.is_some() && !is_incremental) {
         Strategy::Replace
+    } else {
+        match model.config.incremental_strategy {
+            IncrementalStrategy::Append => Strategy::Append,
+            IncrementalStrategy::Merge => Strategy::Merge {
+                unique_key: model.config.unique_key.clone(),
+                dedupe_by: model.config.dedupe_by.clone(),
+            },
+            IncrementalStrategy::ReplaceRange => Strategy::ReplaceRange {
+                column: model
+                    .config
+                    .range_by
+                    .clone()
+                    .or_else(|| spec.as_ref().and_then(|s| s.column().map(str::to_string)))
+                    .or_else(|| model.config.partition_by.first().map(|p| p.column.clone()))
+                    .ok_or_else(|| anyhow!("replace_range needs range_by"))?,
+            },
+        }
     };
 
     let (schema, batches, reads): (arrow::datatypes::SchemaRef, futures::stream::BoxStream<'_, Result<RecordBatch>>, _) =
         match &model.body {
             ModelBody::Sql { .. } => {
-                let literal = if is_incremental {
-                    previous.as_ref().map(|w| w.sql_literal())
-                } else {
-                    None
+                let literal = match (&previous, is_incremental) {
+                    (Some(w), true) if w.kind != "snapshot" => {
+                        Some(w.sql_literal_with_lookback(model.config.lookback.as_deref()))
+                    }
+                    _ => None,
                 };
                 let compiled = compile::compile(
                     &ctx.graph,
@@ -340,7 +382,7 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
                     is_incremental,
                     literal,
                 )?;
-                let (session, reads) = ctx.session_for(&compiled.reads).await?;
+                let (session, reads) = ctx.session_for(&compiled.reads, &appended).await?;
                 let df = session
                     .sql(&compiled.sql)
                     .await
@@ -366,7 +408,7 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
                     .iter()
                     .filter_map(|d| ctx.resolve_table(d).map(|(n, t)| format!("{n}.{t}")))
                     .collect();
-                let (session, reads) = ctx.session_for(&tables).await?;
+                let (session, reads) = ctx.session_for(&tables, &appended).await?;
                 let mut inputs = Vec::new();
                 for dep in &model.depends_on {
                     let (ns, t) = ctx
@@ -413,8 +455,20 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
             .iter()
             .map(|p| (p.column.clone(), p.transform.clone()))
             .collect(),
-        watermark_column: model.config.watermark.clone(),
+        watermark_column: spec.as_ref().map(|s| s.as_str().to_string()),
         previous_watermark: previous,
+        fixed_watermark: match spec {
+            Some(WatermarkSpec::Snapshot) => Some(Watermark {
+                kind: "snapshot".into(),
+                value: serde_json::to_string(&reads)?,
+            }),
+            _ => None,
+        },
+        on_schema_change: match model.config.on_schema_change {
+            OnSchemaChange::Fail => SchemaChangePolicy::Fail,
+            OnSchemaChange::AppendNewColumns => SchemaChangePolicy::AppendNewColumns,
+            OnSchemaChange::SyncAllColumns => SchemaChangePolicy::SyncAllColumns,
+        },
         properties,
         write: &ctx.project.config.write,
     };
@@ -438,6 +492,42 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
     let table = ctx.lakehouse.table(&ident).await?;
     ctx.pins.pin(&name, table);
     Ok(())
+}
+
+/// For a `watermark = "snapshot"` model: the data files appended to each input since the
+/// snapshots recorded by the last run, or why an exact incremental read is impossible.
+async fn exact_inputs(
+    ctx: &RunContext,
+    model: &Model,
+    previous: Option<&Watermark>,
+) -> Result<std::result::Result<BTreeMap<String, HashSet<String>>, String>> {
+    let Some(previous) = previous.filter(|w| w.kind == "snapshot") else {
+        return Ok(Err("no source snapshot watermark is stored yet".into()));
+    };
+    let recorded: BTreeMap<String, Option<i64>> = serde_json::from_str(&previous.value)
+        .map_err(|e| anyhow!("stored snapshot watermark is not valid: {e}"))?;
+    let mut out = BTreeMap::new();
+    for dep in &model.depends_on {
+        let Some((ns, t)) = ctx.resolve_table(dep) else {
+            return Ok(Err(format!("input {dep:?} is ephemeral; exact reads need tables")));
+        };
+        let name = format!("{ns}.{t}");
+        let Some(pinned) = ctx.pins.get(&name) else {
+            return Ok(Err(format!("input {name} does not exist")));
+        };
+        match recorded.get(&name) {
+            Some(Some(since)) => match changes_since(&pinned.table, *since).await? {
+                ChangesSince::Appended(files) => {
+                    out.insert(name, files);
+                }
+                ChangesSince::Rewritten { reason } => return Ok(Err(reason)),
+            },
+            // The input had no snapshot last time: everything in it is new.
+            Some(None) => {}
+            None => return Ok(Err(format!("input {name} was not read by the last run"))),
+        }
+    }
+    Ok(Ok(out))
 }
 
 /// Run one generic data test on `layer.table`.
@@ -504,7 +594,7 @@ fn finish_test(result: &mut NodeResult, outcome: Result<u64>, severity: Severity
 }
 
 async fn count_rows(ctx: &RunContext, tables: &BTreeSet<String>, sql: &str) -> Result<u64> {
-    let (session, _) = ctx.session_for(tables).await?;
+    let (session, _) = ctx.session_for(tables, &BTreeMap::new()).await?;
     let counted = format!("SELECT COUNT(*) AS n FROM (\n{sql}\n) AS failures");
     let batches = session
         .sql(&counted)

@@ -130,6 +130,8 @@ async fn load(
         partition_by: Vec::new(),
         watermark_column: None,
         previous_watermark: None,
+        fixed_watermark: None,
+        on_schema_change: materialize::SchemaChangePolicy::Fail,
         properties,
         write,
     };
