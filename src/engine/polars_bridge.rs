@@ -32,7 +32,9 @@ use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use arrow::array::{Array as _, ArrayRef, RecordBatch, RecordBatchOptions, make_array, new_empty_array};
+use arrow::array::{
+    Array as _, ArrayRef, RecordBatch, RecordBatchOptions, make_array, new_empty_array,
+};
 use arrow::compute::{CastOptions, cast, cast_with_options};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
@@ -57,9 +59,13 @@ const _: () = {
 ///
 /// `schema` gives the column names and types; every batch must match it. Zero batches (or only
 /// empty ones) give an empty frame with the same columns.
-pub fn record_batches_to_dataframe(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<DataFrame> {
+pub fn record_batches_to_dataframe(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<DataFrame> {
     for (n, batch) in batches.iter().enumerate() {
-        check_batch_matches(schema, batch).with_context(|| format!("record batch {n} does not match the schema"))?;
+        check_batch_matches(schema, batch)
+            .with_context(|| format!("record batch {n} does not match the schema"))?;
     }
     let batches: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
     let height = batches.iter().map(|b| b.num_rows()).sum();
@@ -71,11 +77,17 @@ pub fn record_batches_to_dataframe(schema: &SchemaRef, batches: &[RecordBatch]) 
         } else {
             batches.iter().map(|b| Arc::clone(b.column(i))).collect()
         };
-        let column = column_to_polars(field, &arrays)
-            .with_context(|| format!("column `{}` ({}) cannot be passed to Polars", field.name(), field.data_type()))?;
+        let column = column_to_polars(field, &arrays).with_context(|| {
+            format!(
+                "column `{}` ({}) cannot be passed to Polars",
+                field.name(),
+                field.data_type()
+            )
+        })?;
         columns.push(column);
     }
-    DataFrame::new(height, columns).context("cannot build a Polars DataFrame from the record batches")
+    DataFrame::new(height, columns)
+        .context("cannot build a Polars DataFrame from the record batches")
 }
 
 /// Turns a Polars [`DataFrame`] into arrow-rs record batches, one per non-empty chunk, with
@@ -92,20 +104,37 @@ pub fn dataframe_to_record_batches(mut df: DataFrame) -> Result<(SchemaRef, Vec<
     for column in df.columns() {
         let polars_field = column.field().to_arrow(compat);
         let exported = polars_ffi::export_field_to_c(&polars_field);
-        let field = Field::try_from(polars_schema_as_arrow_rs(&exported))
-            .with_context(|| format!("column `{}`: cannot describe Polars type {} to Arrow", column.name(), column.dtype()))?;
-        fields.push(Field::new(field.name(), output_type(field.data_type()), true));
+        let field = Field::try_from(polars_schema_as_arrow_rs(&exported)).with_context(|| {
+            format!(
+                "column `{}`: cannot describe Polars type {} to Arrow",
+                column.name(),
+                column.dtype()
+            )
+        })?;
+        fields.push(Field::new(
+            field.name(),
+            output_type(field.data_type()),
+            true,
+        ));
     }
     let schema = Arc::new(Schema::new(fields));
 
-    let series: Vec<&Series> = df.columns().iter().map(Column::as_materialized_series).collect();
+    let series: Vec<&Series> = df
+        .columns()
+        .iter()
+        .map(Column::as_materialized_series)
+        .collect();
     let Some(first) = series.first() else {
         // No columns: keep the row count, which a batch without columns can carry.
         let batches = if df.height() == 0 {
             Vec::new()
         } else {
             let options = RecordBatchOptions::new().with_row_count(Some(df.height()));
-            vec![RecordBatch::try_new_with_options(Arc::clone(&schema), Vec::new(), &options)?]
+            vec![RecordBatch::try_new_with_options(
+                Arc::clone(&schema),
+                Vec::new(),
+                &options,
+            )?]
         };
         return Ok((schema, batches));
     };
@@ -120,7 +149,10 @@ pub fn dataframe_to_record_batches(mut df: DataFrame) -> Result<(SchemaRef, Vec<
             .zip(schema.fields())
             .map(|(s, field)| chunk_to_arrow_rs(s.to_arrow(chunk_idx, compat), field))
             .collect::<Result<Vec<_>>>()?;
-        batches.push(RecordBatch::try_new(Arc::clone(&schema), columns).context("cannot assemble a record batch from Polars chunks")?);
+        batches.push(
+            RecordBatch::try_new(Arc::clone(&schema), columns)
+                .context("cannot assemble a record batch from Polars chunks")?,
+        );
     }
     Ok((schema, batches))
 }
@@ -129,11 +161,20 @@ pub fn dataframe_to_record_batches(mut df: DataFrame) -> Result<(SchemaRef, Vec<
 /// between DataFusion plans and their output schema).
 fn check_batch_matches(schema: &SchemaRef, batch: &RecordBatch) -> Result<()> {
     if batch.num_columns() != schema.fields().len() {
-        bail!("it has {} columns, the schema {}", batch.num_columns(), schema.fields().len());
+        bail!(
+            "it has {} columns, the schema {}",
+            batch.num_columns(),
+            schema.fields().len()
+        );
     }
     for (field, array) in schema.fields().iter().zip(batch.columns()) {
         if field.data_type() != array.data_type() {
-            bail!("column `{}` is {} in the batch but {} in the schema", field.name(), array.data_type(), field.data_type());
+            bail!(
+                "column `{}` is {} in the batch but {} in the schema",
+                field.name(),
+                array.data_type(),
+                field.data_type()
+            );
         }
     }
     Ok(())
@@ -148,6 +189,9 @@ fn column_to_polars(field: &FieldRef, arrays: &[ArrayRef]) -> Result<Column> {
             Some(target) => cast(array, &target)?,
             None => Arc::clone(array),
         };
+        if !polars_can_import(array.data_type()) {
+            bail!("Rust models do not support this type yet");
+        }
         let (chunk_type, chunk) = array_to_polars(&array)?;
         dtype = Some(chunk_type);
         chunks.push(chunk);
@@ -163,15 +207,56 @@ fn column_to_polars(field: &FieldRef, arrays: &[ArrayRef]) -> Result<Column> {
 /// Polars cannot import directly; `None` when the type can go as it is.
 fn polars_input_type(data_type: &DataType) -> Option<DataType> {
     match data_type {
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 | DataType::UInt16 => Some(DataType::Int32),
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 | DataType::UInt16 => {
+            Some(DataType::Int32)
+        }
         DataType::Float16 => Some(DataType::Float32),
-        DataType::Dictionary(_, values) => Some(polars_input_type(values).unwrap_or_else(|| values.as_ref().clone())),
+        DataType::Dictionary(_, values) => {
+            Some(polars_input_type(values).unwrap_or_else(|| values.as_ref().clone()))
+        }
+        DataType::List(item) => polars_input_type(item.data_type())
+            .map(|t| DataType::List(Arc::new(item.as_ref().clone().with_data_type(t)))),
+        DataType::LargeList(item) => polars_input_type(item.data_type())
+            .map(|t| DataType::LargeList(Arc::new(item.as_ref().clone().with_data_type(t)))),
         _ => None,
     }
 }
 
+/// Whether this build of Polars can import arrays of `data_type` (after [`polars_input_type`]).
+/// Checked up front because Polars panics on some types it was built without.
+fn polars_can_import(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Null
+        | DataType::Boolean
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View
+        | DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_)
+        | DataType::Date32
+        | DataType::Date64
+        | DataType::Timestamp(_, _)
+        | DataType::Decimal32(_, _)
+        | DataType::Decimal64(_, _)
+        | DataType::Decimal128(_, _)
+        | DataType::Decimal256(_, _) => true,
+        DataType::List(item) | DataType::LargeList(item) => polars_can_import(item.data_type()),
+        _ => false,
+    }
+}
+
 /// Shares one arrow-rs array with Polars through the C data interface.
-fn array_to_polars(array: &ArrayRef) -> Result<(polars_arrow::datatypes::ArrowDataType, Box<dyn PolarsArray>)> {
+fn array_to_polars(
+    array: &ArrayRef,
+) -> Result<(polars_arrow::datatypes::ArrowDataType, Box<dyn PolarsArray>)> {
     let (ffi_array, ffi_schema) = to_ffi(&array.to_data())?;
     // SAFETY: `ffi_schema` was just produced by arrow-rs and is a valid, unreleased ArrowSchema;
     // the reference cast is sound by the layout identity checked at the top of this module, and
@@ -180,7 +265,9 @@ fn array_to_polars(array: &ArrayRef) -> Result<(polars_arrow::datatypes::ArrowDa
     // SAFETY: `ffi_array` was just produced by arrow-rs for this very data and matches `field`.
     // Ownership moves to polars-arrow, which calls arrow-rs's release callback once the
     // imported buffers are no longer used, keeping the arrow-rs buffers alive until then.
-    let imported = unsafe { polars_ffi::import_array_from_c(arrow_rs_array_into_polars(ffi_array), field.dtype.clone()) }?;
+    let imported = unsafe {
+        polars_ffi::import_array_from_c(arrow_rs_array_into_polars(ffi_array), field.dtype.clone())
+    }?;
     Ok((field.dtype, imported))
 }
 
@@ -188,7 +275,11 @@ fn array_to_polars(array: &ArrayRef) -> Result<(polars_arrow::datatypes::ArrowDa
 /// normalised output type of `field`.
 fn chunk_to_arrow_rs(chunk: Box<dyn PolarsArray>, field: &FieldRef) -> Result<ArrayRef> {
     let name = field.name();
-    let exported_schema = polars_ffi::export_field_to_c(&PolarsField::new(name.as_str().into(), chunk.dtype().clone(), true));
+    let exported_schema = polars_ffi::export_field_to_c(&PolarsField::new(
+        name.as_str().into(),
+        chunk.dtype().clone(),
+        true,
+    ));
     let exported_array = polars_array_into_arrow_rs(polars_ffi::export_array_to_c(chunk));
     // SAFETY: both structs were just exported by polars-arrow from the same chunk, so the schema
     // describes the array; the reference cast is sound by the layout identity checked at the top
@@ -196,16 +287,26 @@ fn chunk_to_arrow_rs(chunk: Box<dyn PolarsArray>, field: &FieldRef) -> Result<Ar
     // callback when the last buffer is dropped; polars-arrow releases the schema when
     // `exported_schema` is dropped, after `from_ffi` has only read it.
     let data = unsafe { from_ffi(exported_array, polars_schema_as_arrow_rs(&exported_schema)) }
-        .with_context(|| format!("column `{name}`: cannot import the Polars chunk into arrow-rs"))?;
+        .with_context(|| {
+            format!("column `{name}`: cannot import the Polars chunk into arrow-rs")
+        })?;
     let array = make_array(data);
     if array.data_type() == field.data_type() {
         return Ok(array);
     }
     // `safe: false` turns values that do not fit (a `UInt64` above `i64::MAX`) into errors
     // rather than nulls.
-    let options = CastOptions { safe: false, ..CastOptions::default() };
-    cast_with_options(&array, field.data_type(), &options)
-        .with_context(|| format!("column `{name}`: cannot convert {} to {}", array.data_type(), field.data_type()))
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    cast_with_options(&array, field.data_type(), &options).with_context(|| {
+        format!(
+            "column `{name}`: cannot convert {} to {}",
+            array.data_type(),
+            field.data_type()
+        )
+    })
 }
 
 /// The plain Arrow type a Polars output column of `data_type` is written as.
@@ -225,10 +326,13 @@ fn output_type(data_type: &DataType) -> DataType {
 /// Whether every column has the same chunk lengths, so that chunk `i` of all columns can form
 /// one record batch.
 fn chunks_aligned(df: &DataFrame) -> bool {
-    let mut lengths = df
-        .columns()
-        .iter()
-        .map(|c| c.as_materialized_series().chunks().iter().map(|a| a.len()).collect::<Vec<_>>());
+    let mut lengths = df.columns().iter().map(|c| {
+        c.as_materialized_series()
+            .chunks()
+            .iter()
+            .map(|a| a.len())
+            .collect::<Vec<_>>()
+    });
     match lengths.next() {
         None => true,
         Some(first) => lengths.all(|l| l == first),

@@ -25,8 +25,8 @@ use anyhow::{Context, Result, bail, ensure};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use polars::prelude::{
-    DataType, Expr, IntoLazy, LazyFrame, NULL, PlSmallStr, SortMultipleOptions, UnionArgs, UniqueKeepStrategy, col,
-    concat, lit,
+    DataType, Expr, IntoLazy, LazyFrame, NULL, PlSmallStr, SortMultipleOptions, UnionArgs,
+    UniqueKeepStrategy, col, concat, lit,
 };
 use serde_json::Value;
 
@@ -86,8 +86,12 @@ impl RustModelContext {
 
     /// The string parameter `key`, which must be set.
     pub fn param_str(&self, key: &str) -> Result<&str> {
-        self.param_str_opt(key)?
-            .with_context(|| format!("model `{}`: the parameter `{key}` is required (under `config: params:`)", self.model))
+        self.param_str_opt(key)?.with_context(|| {
+            format!(
+                "model `{}`: the parameter `{key}` is required (under `config: params:`)",
+                self.model
+            )
+        })
     }
 
     /// The string parameter `key`, or `None` when it is not set (or set to null).
@@ -108,21 +112,30 @@ impl RustModelContext {
         let model = &self.model;
         let list = match self.params.get(key) {
             None | Some(Value::Null) => {
-                bail!("model `{model}`: the parameter `{key}` is required (under `config: params:`)")
+                bail!(
+                    "model `{model}`: the parameter `{key}` is required (under `config: params:`)"
+                )
             }
             Some(Value::String(s)) => vec![s.clone()],
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|item| match item {
                     Value::String(s) => Ok(s.clone()),
-                    other => bail!("model `{model}`: the parameter `{key}` must list strings, not {other}"),
+                    other => bail!(
+                        "model `{model}`: the parameter `{key}` must list strings, not {other}"
+                    ),
                 })
                 .collect::<Result<_>>()?,
             Some(other) => {
-                bail!("model `{model}`: the parameter `{key}` must be a string or a list of strings, not {other}")
+                bail!(
+                    "model `{model}`: the parameter `{key}` must be a string or a list of strings, not {other}"
+                )
             }
         };
-        ensure!(!list.is_empty(), "model `{model}`: the parameter `{key}` must not be empty");
+        ensure!(
+            !list.is_empty(),
+            "model `{model}`: the parameter `{key}` must not be empty"
+        );
         Ok(list)
     }
 
@@ -161,7 +174,9 @@ impl Registry {
     ///   holding the input's name.
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
-        registry.register("dedupe_latest", dedupe_latest).register("union_all", union_all);
+        registry
+            .register("dedupe_latest", dedupe_latest)
+            .register("union_all", union_all);
         registry
     }
 
@@ -188,7 +203,9 @@ impl Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("functions", &self.functions.keys()).finish()
+        f.debug_struct("Registry")
+            .field("functions", &self.functions.keys())
+            .finish()
     }
 }
 
@@ -210,10 +227,17 @@ pub fn run_rust_model(
             bail!("model `{model}`: the input `{name}` is given twice");
         }
     }
-    let context = RustModelContext { inputs: frames, params, model: model.to_string() };
+    let context = RustModelContext {
+        inputs: frames,
+        params,
+        model: model.to_string(),
+    };
     let output = f(context).with_context(|| format!("Rust model `{model}` failed"))?;
-    let df = output.collect().with_context(|| format!("Rust model `{model}`: its Polars query failed"))?;
-    dataframe_to_record_batches(df).with_context(|| format!("Rust model `{model}`: cannot convert its output to Arrow"))
+    let df = output
+        .collect()
+        .with_context(|| format!("Rust model `{model}`: its Polars query failed"))?;
+    dataframe_to_record_batches(df)
+        .with_context(|| format!("Rust model `{model}`: cannot convert its output to Arrow"))
 }
 
 /// The built-in `dedupe_latest`; see [`Registry::with_builtins`].
@@ -236,7 +260,10 @@ fn dedupe_latest(ctx: RustModelContext) -> Result<LazyFrame> {
 
     // A stable sort keeps input order among equal `order_by` values, so "last per key" is
     // well defined: the greatest `order_by`, and on ties the row that came last.
-    let sorted = frame.sort_by_exprs([col(order_by)], SortMultipleOptions::default().with_maintain_order(true));
+    let sorted = frame.sort_by_exprs(
+        [col(order_by)],
+        SortMultipleOptions::default().with_maintain_order(true),
+    );
     let subset = keys.iter().map(|k| col(k.as_str())).collect();
     Ok(sorted.unique_stable_generic(Some(subset), UniqueKeepStrategy::Last))
 }
@@ -246,7 +273,11 @@ const UNION_INPUT_COLUMN: &str = "_input";
 
 /// The built-in `union_all`; see [`Registry::with_builtins`].
 fn union_all(ctx: RustModelContext) -> Result<LazyFrame> {
-    ensure!(!ctx.inputs.is_empty(), "model `{}` (union_all): it has no inputs (list them under `inputs:`)", ctx.model);
+    ensure!(
+        !ctx.inputs.is_empty(),
+        "model `{}` (union_all): it has no inputs (list them under `inputs:`)",
+        ctx.model
+    );
 
     // Every column of every input, in order of first appearance, with its first type.
     let mut schemas = Vec::with_capacity(ctx.inputs.len());
@@ -282,9 +313,15 @@ fn union_all(ctx: RustModelContext) -> Result<LazyFrame> {
                     }
                 })
                 .collect();
-            frame.clone().select(select).with_column(lit(name.as_str()).alias(UNION_INPUT_COLUMN))
+            frame
+                .clone()
+                .select(select)
+                .with_column(lit(name.as_str()).alias(UNION_INPUT_COLUMN))
         })
         .collect();
-    let args = UnionArgs { to_supertypes: true, ..UnionArgs::default() };
+    let args = UnionArgs {
+        to_supertypes: true,
+        ..UnionArgs::default()
+    };
     Ok(concat(frames, args)?)
 }

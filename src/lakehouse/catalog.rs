@@ -107,11 +107,23 @@ impl Lakehouse {
                     "sql_bind_style".into(),
                     if postgres { "DollarNumeric" } else { "QMark" }.into(),
                 );
-                let catalog = SqlCatalogBuilder::default()
-                    .with_storage_factory(storage)
-                    .load(name.clone(), all)
-                    .await
-                    .map_err(|e| anyhow!("cannot open the SQL catalog at {}: {e}", redact_uri(&uri)))?;
+                // Opening creates the catalog tables if missing; two processes doing so at once
+                // can collide (Postgres reports a duplicate type): the second attempt sees them.
+                let mut attempt = 0;
+                let catalog = loop {
+                    let result = SqlCatalogBuilder::default()
+                        .with_storage_factory(storage.clone())
+                        .load(name.clone(), all.clone())
+                        .await;
+                    match result {
+                        Ok(c) => break c,
+                        Err(_) if attempt < 3 => {
+                            attempt += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                        }
+                        Err(e) => bail!("cannot open the SQL catalog at {}: {e}", redact_uri(&uri)),
+                    }
+                };
                 sqlx::any::install_default_drivers();
                 let pool = sqlx::any::AnyPoolOptions::new()
                     .max_connections(2)

@@ -192,7 +192,18 @@ pub async fn commit(
             Ok(Attempt::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
+                let old_snapshot = base.metadata().current_snapshot_id();
                 base = lakehouse.table(&ident).await?;
+                // The same producer committed meanwhile (another run of the same model or seed):
+                // our rows were computed from a state that is gone, so never re-apply them.
+                if let Some(producer) = properties.get(super::summary::MODEL) {
+                    if let Some(other) = committed_since(&base, old_snapshot, producer) {
+                        cleanup(&file_io, &written, &added).await;
+                        bail!(
+                            "commit to {ident} conflicted: another run of {producer} committed snapshot {other} meanwhile; nothing was committed, run again"
+                        );
+                    }
+                }
                 if !changes.is_empty()
                     && changes.target_metadata(&base)?.current_schema_id() != target.current_schema_id()
                 {
@@ -219,6 +230,18 @@ pub async fn commit(
             }
         }
     }
+}
+
+/// A snapshot made by `producer` after `since` in the current ancestry of `table`.
+fn committed_since(table: &Table, since: Option<i64>, producer: &str) -> Option<i64> {
+    super::summary::ancestry(table)
+        .into_iter()
+        .take_while(|s| Some(s.snapshot_id()) != since)
+        .find(|s| {
+            s.summary().additional_properties.get(super::summary::MODEL).map(String::as_str)
+                == Some(producer)
+        })
+        .map(|s| s.snapshot_id())
 }
 
 enum Attempt {
@@ -385,7 +408,9 @@ async fn attempt_commit(
         .build()?
         .metadata;
     let new_location =
-        MetadataLocation::from_str(&base_location)?.with_new_metadata(&new_metadata);
+        MetadataLocation::from_str(&base_location)?
+        .with_next_version()
+        .with_new_metadata(&new_metadata);
     new_metadata.write_to(file_io, &new_location).await?;
     let new_location = new_location.to_string();
     written.push(new_location.clone());

@@ -56,6 +56,9 @@ pub enum SchemaChangePolicy {
 /// One materialization request.
 pub struct Request<'a> {
     pub ident: TableIdent,
+    /// The table as the output was computed against (`None`: it did not exist). Commits are
+    /// based on it, so a concurrent commit since then is detected, never silently rebased over.
+    pub base: Option<Table>,
     pub strategy: Strategy,
     /// `(column, transform)` pairs.
     pub partition_by: Vec<(String, String)>,
@@ -87,9 +90,8 @@ pub async fn materialize(
     schema: ArrowSchemaRef,
     mut batches: BoxStream<'_, Result<arrow::array::RecordBatch>>,
 ) -> Result<Outcome> {
-    let existing = lakehouse.load_table(&request.ident).await?;
-    let created = existing.is_none();
-    let table = match existing {
+    let created = request.base.is_none();
+    let table = match request.base.clone() {
         Some(t) => t,
         None => {
             let iceberg_schema = evolve_schema(&schema, None)?;
@@ -98,9 +100,18 @@ pub async fn materialize(
             } else {
                 Some(partition_spec(&iceberg_schema, &request.partition_by)?)
             };
-            lakehouse
+            match lakehouse
                 .create_table(&request.ident, iceberg_schema, spec, HashMap::new())
-                .await?
+                .await
+            {
+                Ok(t) => t,
+                // Created by another writer since this output was computed from its absence.
+                Err(_) if lakehouse.load_table(&request.ident).await?.is_some() => bail!(
+                    "commit to {} conflicted: another writer created the table meanwhile; nothing was committed, run again",
+                    request.ident
+                ),
+                Err(e) => return Err(e),
+            }
         }
     };
 

@@ -178,7 +178,7 @@ pub enum Dependency {
 pub enum ModelBody {
     /// Jinja-templated SQL, as read from the file.
     Sql { raw_sql: String },
-    /// A Rust function registered in the binary's [`crate::rust_models::Registry`].
+    /// A Rust function registered in the binary's [`crate::engine::rust_model::Registry`].
     Rust { function: String },
 }
 

@@ -448,6 +448,7 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
     properties.insert(summary::INPUT_SNAPSHOTS.to_string(), serde_json::to_string(&reads)?);
     let request = materialize::Request {
         ident: ident.clone(),
+        base: existing,
         strategy,
         partition_by: model
             .config

@@ -212,7 +212,8 @@ fn write_json(path: &Path, doc: &serde_json::Value) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let tmp = path.with_extension("json.tmp");
+    // A private temporary name: concurrent runs of one project each write whole files.
+    let tmp = path.with_extension(format!("json.{}.tmp", uuid::Uuid::now_v7()));
     std::fs::write(&tmp, serde_json::to_vec_pretty(doc)?)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;

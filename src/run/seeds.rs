@@ -53,8 +53,9 @@ async fn load(
 ) -> Result<()> {
     let ident = table_ident(&format!("{}.{}", seed.namespace, seed.table))?;
     let schema = Arc::new(seed_schema(seed)?);
-    let loaded = match lakehouse.load_table(&ident).await? {
-        Some(t) if !full_refresh => summary::loaded_seed_files(&t),
+    let base = lakehouse.load_table(&ident).await?;
+    let loaded = match &base {
+        Some(t) if !full_refresh => summary::loaded_seed_files(t),
         _ => BTreeMap::new(),
     };
 
@@ -126,6 +127,7 @@ async fn load(
     properties.insert(summary::SEED_FILES.into(), serde_json::to_string(&new_files)?);
     let request = materialize::Request {
         ident,
+        base,
         strategy: if full_refresh { Strategy::Replace } else { Strategy::Append },
         partition_by: Vec::new(),
         watermark_column: None,

@@ -1,9 +1,11 @@
 //! Integration tests, one binary for the whole crate (each extra binary relinks DataFusion).
 
 mod cli_errors;
+mod concurrency;
 mod demo;
 mod graph;
 mod incremental;
 mod polars_bridge;
+mod postgres;
 mod runs;
 mod support;

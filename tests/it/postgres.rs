@@ -1,0 +1,93 @@
+//! A throwaway PostgreSQL server for catalog tests, started from the server binaries that
+//! `.ci/run` installs (Debian's `postgresql` package), and stopped when dropped.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct PgServer {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    bin: PathBuf,
+    pub port: u16,
+    as_postgres: bool,
+}
+
+fn bin_dir() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .pop()
+        .filter(|b| b.join("initdb").exists())
+        .expect("PostgreSQL server binaries not found under /usr/lib/postgresql: install the `postgresql` package (.ci/run does)")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        // The server refuses to run as root: run it as the `postgres` user then.
+        let as_postgres = unsafe_is_root();
+        if as_postgres {
+            let status = Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status().unwrap();
+            assert!(status.success());
+            let status = Command::new("chmod").args(["755"]).arg(dir.path()).status().unwrap();
+            assert!(status.success());
+        }
+        let port = free_port();
+        let server = PgServer { _dir: dir, data, bin, port, as_postgres };
+        server.run("initdb", &["-A", "trust", "-U", "postgres", "-D", &server.data.to_string_lossy()]);
+        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", server.data.parent().unwrap().display());
+        server.run("pg_ctl", &["-D", &server.data.to_string_lossy(), "-o", &opts, "-w", "-l", &server.data.parent().unwrap().join("log").to_string_lossy(), "start"]);
+        server
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let out = if self.as_postgres {
+            Command::new("runuser").args(["-u", "postgres", "--"]).arg(&exe).args(args).output()
+        } else {
+            Command::new(&exe).args(args).output()
+        }
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A new empty database; returns its URL.
+    pub fn database(&self, name: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-c", &format!("CREATE DATABASE {name}")])
+            .output()
+            .expect("psql (install postgresql-client)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let exe = self.bin.join("pg_ctl");
+        let data = self.data.to_string_lossy().to_string();
+        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
+        let _ = if self.as_postgres {
+            Command::new("runuser").args(["-u", "postgres", "--"]).arg(&exe).args(args).output()
+        } else {
+            Command::new(&exe).args(args).output()
+        };
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
