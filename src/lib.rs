@@ -6,4 +6,6 @@
 //! lakehouse ([`lakehouse`]: catalogs, writers, commits, watermarks), with [`run`] scheduling
 //! the work and writing artifacts.
 
+pub mod engine;
 pub mod project;
+

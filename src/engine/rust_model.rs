@@ -1,0 +1,327 @@
+//! Rust models: functions from input [`LazyFrame`]s to an output [`LazyFrame`], registered by
+//! name in a [`Registry`] and referred to from a model's YAML.
+//!
+//! `lake` ships a few generic functions ([`Registry::with_builtins`]); a team adds its own by
+//! building its own binary on the `lake` library with an extended registry
+//! (see `examples/custom_binary.rs`).
+//!
+//! ```
+//! use lake::engine::rust_model::Registry;
+//! use polars::prelude::*;
+//!
+//! let mut registry = Registry::with_builtins();
+//! registry.register("big_orders", |ctx| {
+//!     let min_total = ctx.param("min_total").and_then(|v| v.as_f64()).unwrap_or(100.0);
+//!     Ok(ctx.input("stg_orders")?.filter(col("total").gt(lit(min_total))))
+//! });
+//! assert_eq!(registry.names(), ["big_orders", "dedupe_latest", "union_all"]);
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail, ensure};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use polars::prelude::{
+    DataType, Expr, IntoLazy, LazyFrame, NULL, PlSmallStr, SortMultipleOptions, UnionArgs,
+    UniqueKeepStrategy, col, concat, lit,
+};
+use serde_json::Value;
+
+use super::polars_bridge::{dataframe_to_record_batches, record_batches_to_dataframe};
+
+/// What a Rust model function receives.
+pub struct RustModelContext {
+    /// Input tables by the name used in the model's `inputs:` list (a model name like
+    /// `stg_orders`, or `raw.shopify_orders` for a source), as lazy frames.
+    pub inputs: BTreeMap<String, LazyFrame>,
+    /// Free-form parameters from the model's YAML `config: params:`.
+    pub params: serde_json::Map<String, Value>,
+    /// The model's name.
+    pub model: String,
+}
+
+impl RustModelContext {
+    /// The input called `name` (a clone: lazy frames are cheap to clone). The error lists the
+    /// inputs the model has.
+    pub fn input(&self, name: &str) -> Result<LazyFrame> {
+        match self.inputs.get(name) {
+            Some(frame) => Ok(frame.clone()),
+            None => bail!(
+                "model `{}` has no input named `{name}`; {}",
+                self.model,
+                self.describe_inputs()
+            ),
+        }
+    }
+
+    /// The names of the inputs, sorted.
+    pub fn input_names(&self) -> Vec<&str> {
+        self.inputs.keys().map(String::as_str).collect()
+    }
+
+    /// The input named by the string parameter `key`, or, when that parameter is not set, the
+    /// model's only input. Returns the input's name with its frame.
+    pub fn input_named_by(&self, key: &str) -> Result<(String, LazyFrame)> {
+        if let Some(name) = self.param_str_opt(key)? {
+            return Ok((name.to_string(), self.input(name)?));
+        }
+        let mut inputs = self.inputs.iter();
+        match (inputs.next(), inputs.next()) {
+            (Some((name, frame)), None) => Ok((name.clone(), frame.clone())),
+            _ => bail!(
+                "model `{}`: set the parameter `{key}` to choose the input; {}",
+                self.model,
+                self.describe_inputs()
+            ),
+        }
+    }
+
+    /// The raw parameter `key`, if set.
+    pub fn param(&self, key: &str) -> Option<&Value> {
+        self.params.get(key)
+    }
+
+    /// The string parameter `key`, which must be set.
+    pub fn param_str(&self, key: &str) -> Result<&str> {
+        self.param_str_opt(key)?.with_context(|| {
+            format!(
+                "model `{}`: the parameter `{key}` is required (under `config: params:`)",
+                self.model
+            )
+        })
+    }
+
+    /// The string parameter `key`, or `None` when it is not set (or set to null).
+    pub fn param_str_opt(&self, key: &str) -> Result<Option<&str>> {
+        match self.params.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => bail!(
+                "model `{}`: the parameter `{key}` must be a string, not {other}",
+                self.model
+            ),
+        }
+    }
+
+    /// The parameter `key` as a list of strings: either one string or an array of strings.
+    /// It must be set and not empty.
+    pub fn param_str_list(&self, key: &str) -> Result<Vec<String>> {
+        let model = &self.model;
+        let list = match self.params.get(key) {
+            None | Some(Value::Null) => {
+                bail!(
+                    "model `{model}`: the parameter `{key}` is required (under `config: params:`)"
+                )
+            }
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    other => bail!(
+                        "model `{model}`: the parameter `{key}` must list strings, not {other}"
+                    ),
+                })
+                .collect::<Result<_>>()?,
+            Some(other) => {
+                bail!(
+                    "model `{model}`: the parameter `{key}` must be a string or a list of strings, not {other}"
+                )
+            }
+        };
+        ensure!(
+            !list.is_empty(),
+            "model `{model}`: the parameter `{key}` must not be empty"
+        );
+        Ok(list)
+    }
+
+    fn describe_inputs(&self) -> String {
+        if self.inputs.is_empty() {
+            "it has no inputs (list them under `inputs:`)".to_string()
+        } else {
+            format!("available inputs: {}", self.input_names().join(", "))
+        }
+    }
+}
+
+/// A registered Rust model function.
+pub type RustModelFn = Arc<dyn Fn(RustModelContext) -> Result<LazyFrame> + Send + Sync>;
+
+/// Rust model functions by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    functions: BTreeMap<String, RustModelFn>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A registry with the built-in functions:
+    ///
+    /// - `dedupe_latest` — params `input` (optional when there is one input), `key` (a column
+    ///   or a list of columns) and `order_by` (a column): keeps, per key, the row with the
+    ///   greatest `order_by` (nulls count as smallest; on ties, the row that comes last in
+    ///   the input).
+    /// - `union_all` — stacks all inputs, matching columns by name (a column missing from an
+    ///   input is null there; types are widened to a common one), and adds an `_input` column
+    ///   holding the input's name.
+    pub fn with_builtins() -> Self {
+        let mut registry = Self::new();
+        registry
+            .register("dedupe_latest", dedupe_latest)
+            .register("union_all", union_all);
+        registry
+    }
+
+    /// Registers `f` under `name`, replacing any function already registered under it (so a
+    /// team can override a built-in).
+    pub fn register<F>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        F: Fn(RustModelContext) -> Result<LazyFrame> + Send + Sync + 'static,
+    {
+        self.functions.insert(name.to_string(), Arc::new(f));
+        self
+    }
+
+    /// The function registered under `name`.
+    pub fn get(&self, name: &str) -> Option<RustModelFn> {
+        self.functions.get(name).cloned()
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.functions.keys().cloned().collect()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("functions", &self.functions.keys())
+            .finish()
+    }
+}
+
+/// Runs a registered function over Arrow inputs — `(input name, schema, batches)` — and returns
+/// its output as Arrow, converting both ways with [`super::polars_bridge`].
+///
+/// This blocks and uses the CPU: async callers run it in `tokio::task::spawn_blocking`.
+pub fn run_rust_model(
+    f: &RustModelFn,
+    model: &str,
+    inputs: Vec<(String, SchemaRef, Vec<RecordBatch>)>,
+    params: serde_json::Map<String, Value>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let mut frames = BTreeMap::new();
+    for (name, schema, batches) in inputs {
+        let df = record_batches_to_dataframe(&schema, &batches)
+            .with_context(|| format!("model `{model}`: cannot load input `{name}` into Polars"))?;
+        if frames.insert(name.clone(), df.lazy()).is_some() {
+            bail!("model `{model}`: the input `{name}` is given twice");
+        }
+    }
+    let context = RustModelContext {
+        inputs: frames,
+        params,
+        model: model.to_string(),
+    };
+    let output = f(context).with_context(|| format!("Rust model `{model}` failed"))?;
+    let df = output
+        .collect()
+        .with_context(|| format!("Rust model `{model}`: its Polars query failed"))?;
+    dataframe_to_record_batches(df)
+        .with_context(|| format!("Rust model `{model}`: cannot convert its output to Arrow"))
+}
+
+/// The built-in `dedupe_latest`; see [`Registry::with_builtins`].
+fn dedupe_latest(ctx: RustModelContext) -> Result<LazyFrame> {
+    let (input, frame) = ctx.input_named_by("input")?;
+    let keys = ctx.param_str_list("key")?;
+    let order_by = ctx.param_str("order_by")?;
+
+    let schema = frame.clone().collect_schema()?;
+    for column in keys.iter().map(String::as_str).chain([order_by]) {
+        if !schema.contains(column) {
+            let columns: Vec<&str> = schema.iter_names().map(PlSmallStr::as_str).collect();
+            bail!(
+                "model `{}` (dedupe_latest): input `{input}` has no column `{column}`; its columns: {}",
+                ctx.model,
+                columns.join(", ")
+            );
+        }
+    }
+
+    // A stable sort keeps input order among equal `order_by` values, so "last per key" is
+    // well defined: the greatest `order_by`, and on ties the row that came last.
+    let sorted = frame.sort_by_exprs(
+        [col(order_by)],
+        SortMultipleOptions::default().with_maintain_order(true),
+    );
+    let subset = keys.iter().map(|k| col(k.as_str())).collect();
+    Ok(sorted.unique_stable_generic(Some(subset), UniqueKeepStrategy::Last))
+}
+
+/// The name of the column `union_all` adds.
+const UNION_INPUT_COLUMN: &str = "_input";
+
+/// The built-in `union_all`; see [`Registry::with_builtins`].
+fn union_all(ctx: RustModelContext) -> Result<LazyFrame> {
+    ensure!(
+        !ctx.inputs.is_empty(),
+        "model `{}` (union_all): it has no inputs (list them under `inputs:`)",
+        ctx.model
+    );
+
+    // Every column of every input, in order of first appearance, with its first type.
+    let mut schemas = Vec::with_capacity(ctx.inputs.len());
+    let mut columns: Vec<(PlSmallStr, DataType)> = Vec::new();
+    let mut seen = HashSet::new();
+    for (name, frame) in &ctx.inputs {
+        let schema = frame.clone().collect_schema()?;
+        ensure!(
+            !schema.contains(UNION_INPUT_COLUMN),
+            "model `{}` (union_all): input `{name}` already has a column `{UNION_INPUT_COLUMN}`",
+            ctx.model
+        );
+        for (column, dtype) in schema.iter() {
+            if seen.insert(column.clone()) {
+                columns.push((column.clone(), dtype.clone()));
+            }
+        }
+        schemas.push(schema);
+    }
+
+    let frames: Vec<LazyFrame> = ctx
+        .inputs
+        .iter()
+        .zip(&schemas)
+        .map(|((name, frame), schema)| {
+            let select: Vec<Expr> = columns
+                .iter()
+                .map(|(column, dtype)| {
+                    if schema.contains(column) {
+                        col(column.clone())
+                    } else {
+                        lit(NULL).cast(dtype.clone()).alias(column.clone())
+                    }
+                })
+                .collect();
+            frame
+                .clone()
+                .select(select)
+                .with_column(lit(name.as_str()).alias(UNION_INPUT_COLUMN))
+        })
+        .collect();
+    let args = UnionArgs {
+        to_supertypes: true,
+        ..UnionArgs::default()
+    };
+    Ok(concat(frames, args)?)
+}
