@@ -1,1 +1,1 @@
-
+mod polars_bridge;
