@@ -7,5 +7,6 @@ mod graph;
 mod incremental;
 mod polars_bridge;
 mod postgres;
+mod readers;
 mod runs;
 mod support;
