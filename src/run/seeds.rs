@@ -133,7 +133,8 @@ async fn load(
         watermark_column: None,
         previous_watermark: None,
         fixed_watermark: None,
-        on_schema_change: materialize::SchemaChangePolicy::Fail,
+        // A column added to `column_types` is added to the table; older rows read it as null.
+        on_schema_change: materialize::SchemaChangePolicy::AppendNewColumns,
         properties,
         write,
     };

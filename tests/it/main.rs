@@ -7,6 +7,7 @@ mod graph;
 mod incremental;
 mod polars_bridge;
 mod postgres;
+mod property;
 mod readers;
 mod runs;
 mod support;
