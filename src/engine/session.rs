@@ -68,18 +68,27 @@ pub async fn register(ctx: &SessionContext, name: &str, pinned: &PinnedTable) ->
     let (namespace, table) = name
         .split_once('.')
         .ok_or_else(|| anyhow!("'{name}' is not namespace.table"))?;
+    let provider = provider(pinned).await?;
+    register_provider(ctx, namespace, table, provider)
+}
+
+fn register_provider(
+    ctx: &SessionContext,
+    namespace: &str,
+    table: &str,
+    provider: Arc<dyn TableProvider>,
+) -> Result<()> {
     let catalog = ctx
         .catalog("lake")
         .ok_or_else(|| anyhow!("session has no default catalog"))?;
     if catalog.schema(namespace).is_none() {
         catalog.register_schema(namespace, Arc::new(MemorySchemaProvider::new()))?;
     }
-    let provider = provider(pinned).await?;
     catalog
         .schema(namespace)
         .expect("schema registered above")
         .register_table(table.to_string(), provider)
-        .with_context(|| format!("cannot register {name}"))?;
+        .with_context(|| format!("cannot register {namespace}.{table}"))?;
     Ok(())
 }
 
@@ -99,18 +108,7 @@ pub async fn register_batches(
         .map(|b| arrow::array::RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let mem = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
-    let catalog = ctx
-        .catalog("lake")
-        .ok_or_else(|| anyhow!("session has no default catalog"))?;
-    if catalog.schema(namespace).is_none() {
-        catalog.register_schema(namespace, Arc::new(MemorySchemaProvider::new()))?;
-    }
-    catalog
-        .schema(namespace)
-        .expect("schema registered above")
-        .register_table(table.to_string(), Arc::new(mem))
-        .with_context(|| format!("cannot register {name}"))?;
-    Ok(())
+    register_provider(ctx, namespace, table, Arc::new(mem))
 }
 
 async fn provider(pinned: &PinnedTable) -> Result<Arc<dyn TableProvider>> {

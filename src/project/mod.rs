@@ -8,7 +8,7 @@ pub mod model;
 pub mod properties;
 pub mod templates;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -598,13 +598,4 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Model names by layer, for messages.
-pub fn models_by_layer(models: &[Model]) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for m in models {
-        out.entry(m.layer.clone()).or_default().push(m.name.clone());
-    }
-    out
 }
