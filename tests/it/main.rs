@@ -2,6 +2,7 @@
 
 mod cli_errors;
 mod concurrency;
+mod crash;
 mod demo;
 mod graph;
 mod incremental;
