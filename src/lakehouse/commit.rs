@@ -1002,7 +1002,9 @@ async fn publish_metadata(
         .metadata_location()
         .ok_or_else(|| anyhow!("table {} has no metadata location", base.identifier()))?
         .to_string();
-    let new_location = MetadataLocation::from_str(&base_location)?.with_new_metadata(new_metadata);
+    let new_location = MetadataLocation::from_str(&base_location)?
+        .with_next_version()
+        .with_new_metadata(new_metadata);
     new_metadata.write_to(base.file_io(), &new_location).await?;
     let new_location = new_location.to_string();
     written.push(new_location.clone());

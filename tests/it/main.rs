@@ -5,6 +5,7 @@ mod concurrency;
 mod demo;
 mod graph;
 mod incremental;
+mod maintenance;
 mod polars_bridge;
 mod postgres;
 mod readers;
