@@ -209,8 +209,8 @@ pub(super) async fn snapshots(g: &GlobalArgs, name: &str) -> CliResult {
     }
     let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
     println!(
-        "  {:<20} {:<20} {:<25} {:<10} {:>9} {:>9} {:>9}  {:<20} watermark",
-        "snapshot", "parent", "time", "operation", "added", "deleted", "total", "by"
+        "  {:<20} {:<20} {:<23} {:<10} {:>9} {:>9} {:>9}  {:<20} watermark",
+        "snapshot", "parent", "time (UTC)", "operation", "added", "deleted", "total", "by"
     );
     for s in &list {
         let mark = match (s.current, s.in_history) {
@@ -228,10 +228,12 @@ pub(super) async fn snapshots(g: &GlobalArgs, name: &str) -> CliResult {
             .or_else(|| s.model.clone())
             .unwrap_or_else(|| "-".into());
         println!(
-            "{mark} {:<20} {:<20} {:<25} {:<10} {:>9} {:>9} {:>9}  {:<20} {}",
+            "{mark} {:<20} {:<20} {:<23} {:<10} {:>9} {:>9} {:>9}  {:<20} {}",
             s.snapshot_id,
             s.parent_id.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            s.timestamp.chars().take(25).collect::<String>(),
+            chrono::DateTime::from_timestamp_millis(s.timestamp_ms)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                .unwrap_or_default(),
             s.operation,
             opt(s.added_records),
             opt(s.deleted_records),

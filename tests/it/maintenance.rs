@@ -5,7 +5,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use lake::lakehouse::maintenance::{MaintenancePolicy, RawPolicy, parse_duration};
+use lake::lakehouse::catalog::{Lakehouse, table_ident};
+use lake::lakehouse::commit::{self, Change, MetadataChanges};
+use lake::lakehouse::maintenance::{
+    MaintenancePolicy, RawPolicy, compact, expire_snapshots, parse_duration,
+};
+use lake::lakehouse::summary;
+use lake::lakehouse::writer::WriteOptions;
 use serde_json::Value;
 
 use crate::support::TestProject;
@@ -269,6 +275,69 @@ fn expiry_keeps_retain_last_and_drops_rolled_back_snapshots() {
     assert_eq!(files_in(&table_dir(&show(&p, TABLE)).join("data"), "parquet").len(), 3);
 }
 
+fn policy(json: Value) -> MaintenancePolicy {
+    MaintenancePolicy::resolve(Some(&json), None).unwrap()
+}
+
+#[test]
+fn expiry_keeps_the_history_watermark_and_seed_lookups_need() {
+    let p = project(None);
+    for batch in 0..3 {
+        load_batch(&p, batch, batch as i64 * 10, 2);
+    }
+    let config = lake::project::config::ProjectConfig::load(p.path(), &Default::default()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let lh = Lakehouse::connect(&config.catalog).await.unwrap();
+        let keep_one = policy(serde_json::json!({"expire_older_than": "0s", "retain_last": 1}));
+
+        // A snapshot without lake keys on top (as another tool's commit would make): the
+        // snapshot holding the watermark must stay, and the chain to it.
+        let ident = table_ident(TABLE).unwrap();
+        let t = lh.table(&ident).await.unwrap();
+        let wm_snapshot = t.metadata().current_snapshot_id().unwrap();
+        let wm = summary::watermark(&t).unwrap();
+        commit::commit(&lh, t, &MetadataChanges::default(), Change::Append(vec![]), HashMap::new())
+            .await
+            .unwrap();
+        let t = lh.table(&ident).await.unwrap();
+        let top = t.metadata().current_snapshot_id().unwrap();
+        let out = expire_snapshots(&lh, &t, &keep_one, chrono::Utc::now()).await.unwrap();
+        assert_eq!(out.expired.len(), 2, "{out:?}");
+        let mut kept = out.kept.clone();
+        kept.sort();
+        let mut expected = vec![wm_snapshot, top];
+        expected.sort();
+        assert_eq!(kept, expected);
+        let t = lh.table(&ident).await.unwrap();
+        assert_eq!(summary::watermark(&t), Some(wm));
+
+        // The seed table: each snapshot's seed files still count, so nothing expires ...
+        let raw = table_ident("raw.events").unwrap();
+        let t = lh.table(&raw).await.unwrap();
+        let seeds = summary::loaded_seed_files(&t);
+        assert_eq!(seeds.len(), 3, "{seeds:?}");
+        let out = expire_snapshots(&lh, &t, &keep_one, chrono::Utc::now()).await.unwrap();
+        assert!(out.expired.is_empty(), "{out:?}");
+        // ... until a compaction snapshot carries their union.
+        let c = compact(&lh, &t, &MaintenancePolicy::default(), &WriteOptions::default()).await.unwrap();
+        let compacted = c.snapshot_id.expect("compacted");
+        assert_eq!((c.files_before, c.files_after), (3, 1));
+        let t = lh.table(&raw).await.unwrap();
+        assert_eq!(summary::loaded_seed_files(&t), seeds);
+        let out = expire_snapshots(&lh, &t, &keep_one, chrono::Utc::now()).await.unwrap();
+        assert_eq!(out.kept, vec![compacted]);
+        assert_eq!(out.expired.len(), 3);
+        let t = lh.table(&raw).await.unwrap();
+        assert_eq!(summary::loaded_seed_files(&t), seeds);
+    });
+    // Seeds are not loaded again; the model finds nothing new.
+    p.lake(&["seed"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.events"), 6);
+    p.lake(&["run"]).assert_ok();
+    assert_eq!(p.sql_count(&format!("select count(*) from {TABLE}")), 6);
+}
+
 #[test]
 fn orphan_removal_deletes_old_unreferenced_files_only() {
     let p = project(None);
@@ -438,4 +507,36 @@ fn maintenance_policy_layers_and_validation() {
     let out = p.lake(&["maintain"]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(out.all().contains("bogus"), "{}", out.all());
+}
+
+#[test]
+fn compaction_groups_files_by_partition() {
+    let p = project(None);
+    p.write(
+        "models/staging/by_kind.sql",
+        r#"{{ config(materialized='incremental', incremental_strategy='append', watermark='at', partition_by=['kind']) }}
+select id, kind, amount, at from {{ source('raw', 'events') }}
+{% if is_incremental() %}where at > {{ watermark }}{% endif %}
+"#,
+    );
+    for batch in 0..3 {
+        load_batch(&p, batch, batch as i64 * 10, 6);
+    }
+    let t = "staging.by_kind";
+    assert_eq!(current(&show(&p, t))["summary"]["total-data-files"], "9", "3 appends x 3 kinds");
+    let per_kind = p.sql_rows(&format!("select kind, count(*), cast(sum(amount) as varchar) from {t} group by kind order by kind"));
+
+    let out = p.lake(&["maintain", "--select", "by_kind", "--log-format", "json"]);
+    out.assert_ok();
+    let e: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(e["compaction"]["rewritten"], 9, "{e}");
+    assert_eq!(e["compaction"]["files_after"], 3, "one file per partition: {e}");
+    let c = current(&show(&p, t));
+    assert_eq!(c["operation"], "replace");
+    assert_eq!(c["summary"]["total-data-files"], "3");
+    assert_eq!(
+        p.sql_rows(&format!("select kind, count(*), cast(sum(amount) as varchar) from {t} group by kind order by kind")),
+        per_kind
+    );
+    assert_eq!(p.sql_count(&format!("select count(*) from {t} where kind = 'b'")), 6);
 }
