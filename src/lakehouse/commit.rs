@@ -675,13 +675,13 @@ pub async fn commit_snapshot_removal(
     snapshot_ids: &[i64],
 ) -> Result<Option<String>> {
     let metadata = base.metadata();
-    if let Some(current) = metadata.current_snapshot_id() {
-        if snapshot_ids.contains(&current) {
-            bail!(
-                "snapshot {current} is the current snapshot of {} and cannot be expired",
-                base.identifier()
-            );
-        }
+    if let Some(current) = metadata.current_snapshot_id()
+        && snapshot_ids.contains(&current)
+    {
+        bail!(
+            "snapshot {current} is the current snapshot of {} and cannot be expired",
+            base.identifier()
+        );
     }
     let base_location = base
         .metadata_location()

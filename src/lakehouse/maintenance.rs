@@ -145,7 +145,7 @@ fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
     for (unit, secs) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if s > 0 && s % secs == 0 {
+        if s > 0 && s.is_multiple_of(secs) {
             return format!("{}{unit}", s / secs);
         }
     }
@@ -199,7 +199,7 @@ impl TryFrom<RawPolicy> for MaintenancePolicy {
             bail!("maintenance target_file_size_mb must be at least 1");
         }
         let small = raw.small_file_mb.unwrap_or(target as f64 * 0.75);
-        if !(small > 0.0) {
+        if small.is_nan() || small <= 0.0 {
             bail!("maintenance small_file_mb must be positive");
         }
         let min_input_files = raw.min_input_files.unwrap_or(d.min_input_files);
@@ -331,7 +331,9 @@ pub async fn plan_compaction(table: &Table, policy: &MaintenancePolicy) -> Resul
         ..Default::default()
     };
     let small = policy.small_bytes();
-    let mut groups: BTreeMap<(i32, String), (Struct, Vec<(String, u64, u64)>)> = BTreeMap::new();
+    // (spec id, partition text) -> (partition, [(path, bytes, records)])
+    type Groups = BTreeMap<(i32, String), (Struct, Vec<(String, u64, u64)>)>;
+    let mut groups: Groups = BTreeMap::new();
     let mut live_deletes = 0usize;
     for manifest_file in list.entries() {
         let manifest = manifest_file.load_manifest(table.file_io()).await?;
@@ -510,10 +512,10 @@ fn carried_keys(metadata: TableMetadataRef, snapshot_id: i64) -> HashMap<String,
         }
     }
     let seeds = seed_union(&chain, chain.len());
-    if !seeds.is_empty() {
-        if let Ok(json) = serde_json::to_string(&seeds) {
-            out.insert(summary::SEED_FILES.to_string(), json);
-        }
+    if !seeds.is_empty()
+        && let Ok(json) = serde_json::to_string(&seeds)
+    {
+        out.insert(summary::SEED_FILES.to_string(), json);
     }
     out
 }
@@ -524,11 +526,11 @@ fn seed_union(chain: &[SnapshotRef], n: usize) -> BTreeMap<String, String> {
     let mut files = BTreeMap::new();
     for snapshot in chain.iter().take(n) {
         let s = snapshot.summary();
-        if let Some(json) = s.additional_properties.get(summary::SEED_FILES) {
-            if let Ok(map) = serde_json::from_str::<BTreeMap<String, String>>(json) {
-                for (k, v) in map {
-                    files.entry(k).or_insert(v);
-                }
+        if let Some(json) = s.additional_properties.get(summary::SEED_FILES)
+            && let Ok(map) = serde_json::from_str::<BTreeMap<String, String>>(json)
+        {
+            for (k, v) in map {
+                files.entry(k).or_insert(v);
             }
         }
         if s.operation == Operation::Overwrite {

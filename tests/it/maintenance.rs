@@ -540,3 +540,63 @@ select id, kind, amount, at from {{ source('raw', 'events') }}
     );
     assert_eq!(p.sql_count(&format!("select count(*) from {t} where kind = 'b'")), 6);
 }
+
+#[test]
+fn many_manifests_are_merged_even_without_small_files() {
+    // No file counts as small; more than 2 manifests triggers a manifest-only rewrite.
+    let p = project(Some("{'small_file_mb': 0.000001, 'max_manifests': 2}"));
+    for batch in 0..3 {
+        load_batch(&p, batch, batch as i64 * 10, 2);
+    }
+    let rows = fingerprint(&p);
+    let events = maintain_events(&p, &[]);
+    let e = &events[0];
+    assert_eq!(e["compaction"]["rewritten"], 0, "{e}");
+    assert_eq!(e["compaction"]["manifests_before"], 3, "{e}");
+    assert_eq!(e["compaction"]["manifests_after"], 1, "{e}");
+    let c = current(&show(&p, TABLE));
+    assert_eq!(c["operation"], "replace");
+    assert_eq!(c["summary"]["total-data-files"], "3");
+    assert_eq!(c["summary"]["total-records"], "6");
+    assert!(c["summary"].get("added-data-files").is_none(), "{c}");
+    assert_eq!(fingerprint(&p), rows);
+    // Once merged, nothing to do.
+    let events = maintain_events(&p, &[]);
+    assert!(events[0]["compaction"]["snapshot_id"].is_null(), "{events:?}");
+    // Appends go on; the merged manifest stays.
+    load_batch(&p, 3, 50, 2);
+    assert_eq!(p.sql_count(&format!("select count(*) from {TABLE}")), 8);
+}
+
+#[test]
+fn expiry_keeps_the_snapshots_exact_incremental_reads_start_from() {
+    let p = project(Some("{'expire_older_than': '0s', 'retain_last': 1, 'small_file_mb': 0.000001}"));
+    p.write(
+        "models/marts/copy.sql",
+        "{{ config(materialized='incremental', incremental_strategy='append', watermark='snapshot') }}\nselect id, amount from {{ ref('stg_events') }}\n",
+    );
+    load_batch(&p, 0, 0, 3);
+    let read_from = show(&p, TABLE)["current_snapshot_id"].as_i64().unwrap();
+    // Two more appends that `copy` has not read yet.
+    for batch in 1..3 {
+        p.write(
+            &format!("seeds/events_{batch}.ndjson"),
+            &format!("{{\"id\": {}, \"kind\": \"a\", \"amount\": 1.5, \"at\": \"2026-01-0{}T10:00:00Z\"}}\n", 10 + batch, batch + 1),
+        );
+        p.lake(&["seed"]).assert_ok();
+        p.lake(&["run", "--select", "stg_events"]).assert_ok();
+    }
+    let events = maintain_events(&p, &[]);
+    assert_eq!(events[0]["status"], "success", "{events:?}");
+    let kept: Vec<i64> = events[0]["expiry"]["kept"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(kept.len(), 3, "the history back to {read_from} stays: {events:?}");
+    assert!(kept.contains(&read_from));
+
+    // `copy` reads exactly the two appended files.
+    p.lake(&["run", "--select", "copy"]).assert_ok();
+    let results = p.run_results();
+    let r = results["results"].as_array().unwrap().iter().find(|r| r["name"] == "copy").unwrap().clone();
+    assert_eq!(r["rows_written"], 2, "{r}");
+    assert!(r["message"].is_null(), "no full refresh: {r}");
+    assert_eq!(p.sql_count("select count(*) from marts.copy"), 5);
+}
