@@ -58,7 +58,11 @@ pub(super) async fn maintain(g: &GlobalArgs, args: &SelectArgs, dry_run: bool) -
                 failed += 1;
                 event["status"] = "error".into();
                 event["message"] = format!("{}: {e:#}", m.path.display()).into();
-                report(json, &event, &format!("{relation:<36} error: {}: {e:#}", m.path.display()));
+                report(
+                    json,
+                    &event,
+                    &format!("{relation:<36} error: {}: {e:#}", m.path.display()),
+                );
                 continue;
             }
         };
@@ -66,7 +70,11 @@ pub(super) async fn maintain(g: &GlobalArgs, args: &SelectArgs, dry_run: bool) -
         if !policy.enabled {
             event["status"] = "skipped".into();
             event["message"] = "maintenance disabled (maintenance: {enabled: false})".into();
-            report(json, &event, &format!("{relation:<36} skipped: maintenance disabled"));
+            report(
+                json,
+                &event,
+                &format!("{relation:<36} skipped: maintenance disabled"),
+            );
             continue;
         }
         let options = MaintainOptions {
@@ -74,11 +82,21 @@ pub(super) async fn maintain(g: &GlobalArgs, args: &SelectArgs, dry_run: bool) -
             now,
             protected: protected.get(&relation).cloned().unwrap_or_default(),
         };
-        match maintenance::maintain_table_with(&lakehouse, &ident, &policy, &project.config.write, &options).await {
+        match maintenance::maintain_table_with(
+            &lakehouse,
+            &ident,
+            &policy,
+            &project.config.write,
+            &options,
+        )
+        .await
+        {
             Ok(outcome) => {
                 done += 1;
                 event["status"] = "success".into();
-                if let serde_json::Value::Object(map) = serde_json::to_value(&outcome).unwrap_or_default() {
+                if let serde_json::Value::Object(map) =
+                    serde_json::to_value(&outcome).unwrap_or_default()
+                {
                     for (k, v) in map {
                         if k != "table" {
                             event[k] = v;
@@ -103,8 +121,16 @@ pub(super) async fn maintain(g: &GlobalArgs, args: &SelectArgs, dry_run: bool) -
     } else {
         println!(
             "\n{} {done} table(s){}",
-            if dry_run { "Planned maintenance of" } else { "Maintained" },
-            if failed > 0 { format!(", {failed} failed") } else { String::new() }
+            if dry_run {
+                "Planned maintenance of"
+            } else {
+                "Maintained"
+            },
+            if failed > 0 {
+                format!(", {failed} failed")
+            } else {
+                String::new()
+            }
         );
     }
     Ok(if failed > 0 { EXIT_FAILED } else { EXIT_OK })
@@ -123,11 +149,17 @@ fn describe(relation: &str, o: &MaintainOutcome, policy: &MaintenancePolicy) -> 
     let mut parts = Vec::new();
     if o.dry_run {
         if c.rewritten > 0 {
-            parts.push(format!("would compact {} of {} data files", c.rewritten, c.files_before));
+            parts.push(format!(
+                "would compact {} of {} data files",
+                c.rewritten, c.files_before
+            ));
         } else if c.manifests_before > policy.max_manifests {
             parts.push(format!("would merge {} manifests", c.manifests_before));
         } else {
-            parts.push(format!("nothing to compact ({} data files)", c.files_before));
+            parts.push(format!(
+                "nothing to compact ({} data files)",
+                c.files_before
+            ));
         }
         parts.push(format!(
             "would expire {} snapshot(s) (keeping {}, deleting {} files)",
@@ -150,7 +182,10 @@ fn describe(relation: &str, o: &MaintainOutcome, policy: &MaintenancePolicy) -> 
                 "merged manifests {} → {} (snapshot {id})",
                 c.manifests_before, c.manifests_after
             )),
-            None => parts.push(format!("nothing to compact ({} data files)", c.files_before)),
+            None => parts.push(format!(
+                "nothing to compact ({} data files)",
+                c.files_before
+            )),
         }
         parts.push(format!(
             "expired {} snapshot(s) (kept {}, deleted {} files)",
@@ -169,17 +204,26 @@ fn describe(relation: &str, o: &MaintainOutcome, policy: &MaintenancePolicy) -> 
 
 /// Per table, the snapshots that exact incremental reads of downstream models start from
 /// (`watermark: snapshot`): expiry keeps their history so those reads stay incremental.
-async fn protected_snapshots(lakehouse: &Lakehouse, graph: &Graph) -> CliResult<HashMap<String, HashSet<i64>>> {
+async fn protected_snapshots(
+    lakehouse: &Lakehouse,
+    graph: &Graph,
+) -> CliResult<HashMap<String, HashSet<i64>>> {
     let mut out: HashMap<String, HashSet<i64>> = HashMap::new();
     for m in graph.models() {
-        if m.config.watermark != Some(WatermarkSpec::Snapshot) || m.config.materialized == Materialized::Ephemeral {
+        if m.config.watermark != Some(WatermarkSpec::Snapshot)
+            || m.config.materialized == Materialized::Ephemeral
+        {
             continue;
         }
-        let Ok(ident) = table_ident(&m.table_name()) else { continue };
+        let Ok(ident) = table_ident(&m.table_name()) else {
+            continue;
+        };
         let Some(table) = lakehouse.load_table(&ident).await.environment()? else {
             continue;
         };
-        let Some(w) = summary::watermark(&table) else { continue };
+        let Some(w) = summary::watermark(&table) else {
+            continue;
+        };
         if w.data_type != "snapshot" {
             continue;
         }
@@ -230,7 +274,9 @@ pub(super) async fn snapshots(g: &GlobalArgs, name: &str) -> CliResult {
         println!(
             "{mark} {:<20} {:<20} {:<23} {:<10} {:>9} {:>9} {:>9}  {:<20} {}",
             s.snapshot_id,
-            s.parent_id.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            s.parent_id
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
             chrono::DateTime::from_timestamp_millis(s.timestamp_ms)
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
                 .unwrap_or_default(),
@@ -242,7 +288,10 @@ pub(super) async fn snapshots(g: &GlobalArgs, name: &str) -> CliResult {
             s.watermark.as_deref().unwrap_or("-")
         );
     }
-    println!("\n{} snapshot(s); * current, x not in the current history (rolled back)", list.len());
+    println!(
+        "\n{} snapshot(s); * current, x not in the current history (rolled back)",
+        list.len()
+    );
     Ok(EXIT_OK)
 }
 
@@ -255,10 +304,15 @@ pub(super) async fn rollback(g: &GlobalArgs, name: &str, to: i64) -> CliResult {
     let metadata = table.metadata();
     if metadata.snapshot_by_id(to).is_none() || metadata.current_snapshot_id() == Some(to) {
         // Unknown id or nothing to do: a usage error with the known ids.
-        return maintenance::rollback(&lakehouse, &table, to).await.map(|_| EXIT_OK).usage();
+        return maintenance::rollback(&lakehouse, &table, to)
+            .await
+            .map(|_| EXIT_OK)
+            .usage();
     }
     let previous = metadata.current_snapshot_id();
-    let outcome = maintenance::rollback(&lakehouse, &table, to).await.environment()?;
+    let outcome = maintenance::rollback(&lakehouse, &table, to)
+        .await
+        .environment()?;
     let fresh = lakehouse.table(&ident).await.environment()?;
     let watermark = summary::watermark(&fresh).map(|w| w.value);
     if g.log_format == LogFormat::Json {
@@ -287,7 +341,9 @@ pub(super) async fn rollback(g: &GlobalArgs, name: &str, to: i64) -> CliResult {
             outcome.files_removed,
             outcome.rows_added,
             outcome.rows_removed,
-            watermark.map(|w| format!("; watermark {w}")).unwrap_or_default()
+            watermark
+                .map(|w| format!("; watermark {w}"))
+                .unwrap_or_default()
         );
     }
     Ok(EXIT_OK)

@@ -112,7 +112,9 @@ impl DurationText {
     fn parse(&self, key: &str) -> Result<Duration> {
         match self {
             DurationText::Seconds(s) => Ok(Duration::from_secs(*s)),
-            DurationText::Text(t) => parse_duration(t).with_context(|| format!("maintenance {key}")),
+            DurationText::Text(t) => {
+                parse_duration(t).with_context(|| format!("maintenance {key}"))
+            }
         }
     }
 }
@@ -204,7 +206,9 @@ impl TryFrom<RawPolicy> for MaintenancePolicy {
         }
         let min_input_files = raw.min_input_files.unwrap_or(d.min_input_files);
         if min_input_files < 2 {
-            bail!("maintenance min_input_files must be at least 2 (one file alone is never compacted)");
+            bail!(
+                "maintenance min_input_files must be at least 2 (one file alone is never compacted)"
+            );
         }
         let retain_last = raw.retain_last.unwrap_or(d.retain_last);
         if retain_last == 0 {
@@ -236,7 +240,10 @@ impl TryFrom<RawPolicy> for MaintenancePolicy {
 impl MaintenancePolicy {
     /// The policy of a table: the model's `maintenance` config over the table's
     /// `lake.maintenance.*` properties over the defaults.
-    pub fn resolve(model_config: Option<&serde_json::Value>, table: Option<&Table>) -> Result<Self> {
+    pub fn resolve(
+        model_config: Option<&serde_json::Value>,
+        table: Option<&Table>,
+    ) -> Result<Self> {
         let from_model = match model_config {
             Some(v) => RawPolicy::from_json(v)?,
             None => RawPolicy::default(),
@@ -351,12 +358,19 @@ pub async fn plan_compaction(table: &Table, policy: &MaintenancePolicy) -> Resul
             }
             plan.data_files += 1;
             if file.file_size_in_bytes() < small {
-                let key = (manifest_file.partition_spec_id, format!("{:?}", file.partition()));
+                let key = (
+                    manifest_file.partition_spec_id,
+                    format!("{:?}", file.partition()),
+                );
                 groups
                     .entry(key)
                     .or_insert_with(|| (file.partition().clone(), Vec::new()))
                     .1
-                    .push((file.file_path().to_string(), file.file_size_in_bytes(), file.record_count()));
+                    .push((
+                        file.file_path().to_string(),
+                        file.file_size_in_bytes(),
+                        file.record_count(),
+                    ));
             }
         }
     }
@@ -475,7 +489,8 @@ async fn compact_with_plan(
     let mut properties = carried_keys(table.metadata_ref(), snapshot_id);
     properties.insert(MAINTENANCE.into(), "compact".into());
     properties.insert(summary::VERSION.into(), env!("CARGO_PKG_VERSION").into());
-    let committed = commit::commit_compaction(lakehouse, table.clone(), removed, added, properties).await?;
+    let committed =
+        commit::commit_compaction(lakehouse, table.clone(), removed, added, properties).await?;
     outcome.rewritten = committed.files_removed;
     outcome.written = written;
     outcome.files_after = plan.data_files - committed.files_removed + written;
@@ -501,11 +516,16 @@ async fn compact_with_plan(
 fn carried_keys(metadata: TableMetadataRef, snapshot_id: i64) -> HashMap<String, String> {
     let chain: Vec<SnapshotRef> = ancestors_of(&metadata, snapshot_id).collect();
     let mut out = HashMap::new();
-    if let Some(s) = chain
-        .iter()
-        .find(|s| s.summary().additional_properties.contains_key(summary::WATERMARK))
-    {
-        for key in [summary::WATERMARK, summary::WATERMARK_COLUMN, summary::WATERMARK_TYPE] {
+    if let Some(s) = chain.iter().find(|s| {
+        s.summary()
+            .additional_properties
+            .contains_key(summary::WATERMARK)
+    }) {
+        for key in [
+            summary::WATERMARK,
+            summary::WATERMARK_COLUMN,
+            summary::WATERMARK_TYPE,
+        ] {
             if let Some(v) = s.summary().additional_properties.get(key) {
                 out.insert(key.to_string(), v.clone());
             }
@@ -578,7 +598,8 @@ pub fn plan_expiry(
     protected: &HashSet<i64>,
 ) -> ExpiryPlan {
     let metadata = table.metadata_ref();
-    let cutoff = now.timestamp_millis() - policy.expire_older_than.as_millis().min(i64::MAX as u128) as i64;
+    let cutoff =
+        now.timestamp_millis() - policy.expire_older_than.as_millis().min(i64::MAX as u128) as i64;
     let chain = summary::ancestry(table);
     let mut keep: HashSet<i64> = HashSet::new();
     if !chain.is_empty() {
@@ -588,10 +609,11 @@ pub fn plan_expiry(
                 needed = needed.max(i + 1);
             }
         }
-        if let Some(i) = chain
-            .iter()
-            .position(|s| s.summary().additional_properties.contains_key(summary::WATERMARK))
-        {
+        if let Some(i) = chain.iter().position(|s| {
+            s.summary()
+                .additional_properties
+                .contains_key(summary::WATERMARK)
+        }) {
             needed = needed.max(i + 1);
         }
         let all_seeds = seed_union(&chain, chain.len());
@@ -612,7 +634,10 @@ pub fn plan_expiry(
     all.sort_by_key(|s| (s.timestamp_ms(), s.sequence_number()));
     for s in all {
         let id = s.snapshot_id();
-        if keep.contains(&id) || s.timestamp_ms() >= cutoff || Some(id) == metadata.current_snapshot_id() {
+        if keep.contains(&id)
+            || s.timestamp_ms() >= cutoff
+            || Some(id) == metadata.current_snapshot_id()
+        {
             plan.keep.push(id);
         } else {
             plan.expire.push(id);
@@ -673,7 +698,9 @@ pub async fn expire_snapshots_protecting(
         // Which files only the expired snapshots use, from the metadata they are expired from.
         let expired: HashSet<i64> = plan.expire.iter().copied().collect();
         let garbage = files_only_in(&base, &expired).await;
-        let Some(location) = commit::commit_snapshot_removal(lakehouse, &base, &plan.expire).await? else {
+        let Some(location) =
+            commit::commit_snapshot_removal(lakehouse, &base, &plan.expire).await?
+        else {
             continue;
         };
         let garbage = garbage.with_context(|| {
@@ -687,7 +714,9 @@ pub async fn expire_snapshots_protecting(
         for path in garbage {
             match base.file_io().delete(&path).await {
                 Ok(()) => deleted.push(path),
-                Err(e) => tracing::warn!(path, error = %e, "could not delete a file of an expired snapshot"),
+                Err(e) => {
+                    tracing::warn!(path, error = %e, "could not delete a file of an expired snapshot")
+                }
             }
         }
         return Ok(ExpireOutcome {
@@ -717,7 +746,12 @@ async fn files_only_in(table: &Table, expired: &HashSet<i64>) -> Result<Vec<Stri
             .manifest_list_reader(s)
             .load()
             .await
-            .with_context(|| format!("cannot read the manifest list of snapshot {}", s.snapshot_id()))?
+            .with_context(|| {
+                format!(
+                    "cannot read the manifest list of snapshot {}",
+                    s.snapshot_id()
+                )
+            })?
             .consume_entries()
             .into_iter()
             .collect();
@@ -795,8 +829,16 @@ async fn files_only_in(table: &Table, expired: &HashSet<i64>) -> Result<Vec<Stri
 /// snapshot's data files, manifests or manifest list; not the current metadata file nor one in
 /// its metadata log; no statistics file) and that were last modified before `now - older_than`.
 /// Local (`file://`) warehouses only.
-pub async fn find_orphans(table: &Table, older_than: Duration, now: DateTime<Utc>) -> Result<Vec<String>> {
-    let location = table.metadata().location().trim_end_matches('/').to_string();
+pub async fn find_orphans(
+    table: &Table,
+    older_than: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let location = table
+        .metadata()
+        .location()
+        .trim_end_matches('/')
+        .to_string();
     let Some(root) = local_path(&location) else {
         bail!(
             "orphan removal supports local warehouses only for now (table {} is at {location})",
@@ -827,7 +869,11 @@ pub async fn find_orphans(table: &Table, older_than: Duration, now: DateTime<Utc
 }
 
 /// Delete the files [`find_orphans`] finds; returns them.
-pub async fn remove_orphans(table: &Table, older_than: Duration, now: DateTime<Utc>) -> Result<Vec<String>> {
+pub async fn remove_orphans(
+    table: &Table,
+    older_than: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
     let orphans = find_orphans(table, older_than, now).await?;
     let mut deleted = Vec::new();
     for uri in orphans {
@@ -835,7 +881,10 @@ pub async fn remove_orphans(table: &Table, older_than: Duration, now: DateTime<U
         match std::fs::remove_file(&path) {
             Ok(()) => deleted.push(uri),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot delete orphan file {}", path.display())),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot delete orphan file {}", path.display()));
+            }
         }
     }
     Ok(deleted)
@@ -849,9 +898,22 @@ async fn referenced_files(table: &Table) -> Result<HashSet<String>> {
     if let Some(l) = table.metadata_location() {
         out.insert(l.to_string());
     }
-    out.extend(metadata.metadata_log().iter().map(|l| l.metadata_file.clone()));
-    out.extend(metadata.statistics_iter().map(|s| s.statistics_path.clone()));
-    out.extend(metadata.partition_statistics_iter().map(|s| s.statistics_path.clone()));
+    out.extend(
+        metadata
+            .metadata_log()
+            .iter()
+            .map(|l| l.metadata_file.clone()),
+    );
+    out.extend(
+        metadata
+            .statistics_iter()
+            .map(|s| s.statistics_path.clone()),
+    );
+    out.extend(
+        metadata
+            .partition_statistics_iter()
+            .map(|s| s.statistics_path.clone()),
+    );
     let mut loaded: HashSet<String> = HashSet::new();
     for s in metadata.snapshots() {
         out.insert(s.manifest_list().to_string());
@@ -859,7 +921,12 @@ async fn referenced_files(table: &Table) -> Result<HashSet<String>> {
             .manifest_list_reader(s)
             .load()
             .await
-            .with_context(|| format!("cannot read the manifest list of snapshot {}", s.snapshot_id()))?;
+            .with_context(|| {
+                format!(
+                    "cannot read the manifest list of snapshot {}",
+                    s.snapshot_id()
+                )
+            })?;
         for m in list.entries() {
             if !loaded.insert(m.manifest_path.clone()) {
                 continue;
@@ -917,7 +984,9 @@ fn list_files(dir: &Path, out: &mut Vec<(PathBuf, SystemTime)>) -> Result<()> {
             let modified = entry
                 .metadata()
                 .and_then(|m| m.modified())
-                .with_context(|| format!("cannot read the modification time of {}", path.display()))?;
+                .with_context(|| {
+                    format!("cannot read the modification time of {}", path.display())
+                })?;
             out.push((path, modified));
         }
     }
@@ -933,7 +1002,11 @@ fn list_files(dir: &Path, out: &mut Vec<(PathBuf, SystemTime)>) -> Result<()> {
 /// and `lake.*` keys, the watermark and seed files in force then, and [`ROLLBACK_OF`].
 /// Snapshots committed after `to_snapshot` leave the current history (they stay for time
 /// travel until they expire).
-pub async fn rollback(lakehouse: &Lakehouse, table: &Table, to_snapshot: i64) -> Result<CommitOutcome> {
+pub async fn rollback(
+    lakehouse: &Lakehouse,
+    table: &Table,
+    to_snapshot: i64,
+) -> Result<CommitOutcome> {
     let metadata = table.metadata();
     let Some(target) = metadata.snapshot_by_id(to_snapshot) else {
         let mut known: Vec<&SnapshotRef> = metadata.snapshots().collect();
@@ -942,7 +1015,11 @@ pub async fn rollback(lakehouse: &Lakehouse, table: &Table, to_snapshot: i64) ->
         bail!(
             "snapshot {to_snapshot} is not a snapshot of {} (known snapshots, oldest first: {})",
             table.identifier(),
-            if ids.is_empty() { "none".to_string() } else { ids.join(", ") }
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            }
         );
     };
     let current = metadata.current_snapshot_id();
@@ -1001,7 +1078,10 @@ pub struct SnapshotInfo {
 /// Every snapshot of the table, oldest first.
 pub fn snapshots(table: &Table) -> Vec<SnapshotInfo> {
     let metadata = table.metadata();
-    let history: HashSet<i64> = summary::ancestry(table).iter().map(|s| s.snapshot_id()).collect();
+    let history: HashSet<i64> = summary::ancestry(table)
+        .iter()
+        .map(|s| s.snapshot_id())
+        .collect();
     let mut all: Vec<&SnapshotRef> = metadata.snapshots().collect();
     all.sort_by_key(|s| (s.timestamp_ms(), s.sequence_number()));
     all.into_iter()
@@ -1124,7 +1204,8 @@ pub async fn maintain_table_with(
         out.compaction = compact_with_plan(lakehouse, &table, policy, write, &plan).await?;
         let table = lakehouse.table(ident).await?;
         out.expiry =
-            expire_snapshots_protecting(lakehouse, &table, policy, options.now, &options.protected).await?;
+            expire_snapshots_protecting(lakehouse, &table, policy, options.now, &options.protected)
+                .await?;
     }
     let table = lakehouse.table(ident).await?;
     if local_path(table.metadata().location()).is_none() {

@@ -30,8 +30,13 @@ fn project(maintenance: Option<&str>) -> TestProject {
       column_types: {id: bigint, kind: varchar, amount: "decimal(10,2)", at: timestamptz}
 "#,
     );
-    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: events\n");
-    let extra = maintenance.map(|m| format!(", maintenance={m}")).unwrap_or_default();
+    p.write(
+        "models/sources.yml",
+        "sources:\n  - name: raw\n    tables:\n      - name: events\n",
+    );
+    let extra = maintenance
+        .map(|m| format!(", maintenance={m}"))
+        .unwrap_or_default();
     p.write(
         "models/staging/stg_events.sql",
         &format!(
@@ -82,13 +87,25 @@ fn current(doc: &Value) -> Value {
 }
 
 fn snapshot_ids(doc: &Value) -> Vec<i64> {
-    doc["snapshots"].as_array().unwrap().iter().map(|s| s["snapshot_id"].as_i64().unwrap()).collect()
+    doc["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot_id"].as_i64().unwrap())
+        .collect()
 }
 
 fn watermark(p: &TestProject) -> String {
-    let out = p.lake(&["watermarks", "--select", "stg_events", "--log-format", "json"]);
+    let out = p.lake(&[
+        "watermarks",
+        "--select",
+        "stg_events",
+        "--log-format",
+        "json",
+    ]);
     out.assert_ok();
-    let row: Value = serde_json::from_str(out.stdout.lines().next().expect("a watermark row")).unwrap();
+    let row: Value =
+        serde_json::from_str(out.stdout.lines().next().expect("a watermark row")).unwrap();
     row["watermark"].as_str().expect("a watermark").to_string()
 }
 
@@ -106,7 +123,9 @@ fn table_dir(doc: &Value) -> PathBuf {
 
 fn files_in(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in entries {
         let path = e.unwrap().path();
         if path.is_dir() {
@@ -163,7 +182,11 @@ fn compaction_rewrites_small_files_as_one_replace_snapshot_with_the_same_rows() 
     assert_eq!(e["orphans"].as_array().unwrap().len(), 0);
 
     let after = show(&p, TABLE);
-    assert_eq!(snapshot_ids(&after).len(), snapshots_before + 1, "exactly one new snapshot");
+    assert_eq!(
+        snapshot_ids(&after).len(),
+        snapshots_before + 1,
+        "exactly one new snapshot"
+    );
     let c = current(&after);
     assert_eq!(c["operation"], "replace");
     assert_eq!(c["snapshot_id"], e["compaction"]["snapshot_id"]);
@@ -176,11 +199,17 @@ fn compaction_rewrites_small_files_as_one_replace_snapshot_with_the_same_rows() 
     assert_eq!(watermark(&p), wm, "watermark unchanged");
     // The old state is still there for time travel.
     let old = current(&before)["snapshot_id"].as_i64().unwrap();
-    assert_eq!(p.sql_count(&format!("select count(*) from snapshot('{TABLE}', {old})")), 20);
+    assert_eq!(
+        p.sql_count(&format!("select count(*) from snapshot('{TABLE}', {old})")),
+        20
+    );
 
     // Nothing left to do: no new snapshot.
     let events = maintain_events(&p, &[]);
-    assert!(events[0]["compaction"]["snapshot_id"].is_null(), "{events:?}");
+    assert!(
+        events[0]["compaction"]["snapshot_id"].is_null(),
+        "{events:?}"
+    );
     assert_eq!(snapshot_ids(&show(&p, TABLE)).len(), snapshots_before + 1);
 
     // Runs go on from the compacted table.
@@ -210,11 +239,19 @@ fn expiry_removes_old_snapshots_and_the_files_only_they_used() {
     assert_eq!(e["policy"]["expire_older_than"], "0s");
     assert_eq!(e["policy"]["retain_last"], 1);
     let compacted = e["compaction"]["snapshot_id"].as_i64().expect("compacted");
-    let mut expired: Vec<i64> = e["expiry"]["expired"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let mut expired: Vec<i64> = e["expiry"]["expired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
     expired.sort();
     let mut expected = old_ids.clone();
     expected.sort();
-    assert_eq!(expired, expected, "every snapshot but the compacted current one expires");
+    assert_eq!(
+        expired, expected,
+        "every snapshot but the compacted current one expires"
+    );
     assert_eq!(e["expiry"]["kept"], serde_json::json!([compacted]));
 
     let after = show(&p, TABLE);
@@ -222,7 +259,12 @@ fn expiry_removes_old_snapshots_and_the_files_only_they_used() {
     assert_eq!(fingerprint(&p), rows, "current data intact");
     assert_eq!(watermark(&p), wm, "the watermark is still found");
     // Time travel to an expired snapshot fails.
-    let out = p.lake(&["sql", &format!("select count(*) from snapshot('{TABLE}', {})", old_ids[0]), "--format", "csv"]);
+    let out = p.lake(&[
+        "sql",
+        &format!("select count(*) from snapshot('{TABLE}', {})", old_ids[0]),
+        "--format",
+        "csv",
+    ]);
     assert_ne!(out.code, 0, "{}", out.all());
     // The small files and the expired snapshots' manifest lists are gone.
     assert_eq!(files_in(&dir.join("data"), "parquet").len(), 1);
@@ -231,21 +273,34 @@ fn expiry_removes_old_snapshots_and_the_files_only_they_used() {
         .map(|f| f.file_name().unwrap().to_string_lossy().to_string())
         .collect();
     for id in &old_ids {
-        assert!(!metadata.iter().any(|f| f.starts_with(&format!("snap-{id}-"))), "{metadata:?}");
+        assert!(
+            !metadata
+                .iter()
+                .any(|f| f.starts_with(&format!("snap-{id}-"))),
+            "{metadata:?}"
+        );
     }
-    assert!(e["expiry"]["deleted_files"].as_array().unwrap().len() >= 6, "{e}");
+    assert!(
+        e["expiry"]["deleted_files"].as_array().unwrap().len() >= 6,
+        "{e}"
+    );
 
     // The next run appends from the kept watermark.
     load_batch(&p, 3, 50, 2);
     assert_eq!(p.sql_count(&format!("select count(*) from {TABLE}")), 14);
-    assert_eq!(p.sql_count(&format!("select count(distinct id) from {TABLE}")), 14);
+    assert_eq!(
+        p.sql_count(&format!("select count(distinct id) from {TABLE}")),
+        14
+    );
 }
 
 #[test]
 fn expiry_keeps_retain_last_and_drops_rolled_back_snapshots() {
     // With tiny "small" files nothing is compacted (and 4 manifests need no merge): expiry keeps
     // exactly the newest `retain_last` snapshots of the history.
-    let p = project(Some("{'expire_older_than': '0s', 'retain_last': 2, 'small_file_mb': 0.000001}"));
+    let p = project(Some(
+        "{'expire_older_than': '0s', 'retain_last': 2, 'small_file_mb': 0.000001}",
+    ));
     for batch in 0..4 {
         load_batch(&p, batch, batch as i64 * 10, 2);
     }
@@ -258,21 +313,32 @@ fn expiry_keeps_retain_last_and_drops_rolled_back_snapshots() {
     assert_eq!(left, ids[2..].to_vec());
     // Data files of expired snapshots are still live in the current one: kept.
     assert_eq!(p.sql_count(&format!("select count(*) from {TABLE}")), 8);
-    assert_eq!(files_in(&table_dir(&show(&p, TABLE)).join("data"), "parquet").len(), 4);
+    assert_eq!(
+        files_in(&table_dir(&show(&p, TABLE)).join("data"), "parquet").len(),
+        4
+    );
 
     // Roll back to the oldest kept snapshot: the rolled-back one leaves the history and
     // expires with its data file; the history of the rollback stays.
-    p.lake(&["rollback", TABLE, "--to", &left[0].to_string()]).assert_ok();
+    p.lake(&["rollback", TABLE, "--to", &left[0].to_string()])
+        .assert_ok();
     let wm = watermark(&p);
     let events = maintain_events(&p, &[]);
     assert_eq!(events[0]["status"], "success", "{events:?}");
-    assert_eq!(events[0]["expiry"]["expired"], serde_json::json!([left[1]]), "{events:?}");
+    assert_eq!(
+        events[0]["expiry"]["expired"],
+        serde_json::json!([left[1]]),
+        "{events:?}"
+    );
     let now = snapshot_ids(&show(&p, TABLE));
     assert_eq!(now.len(), 2);
     assert_eq!(now[0], left[0]);
     assert_eq!(watermark(&p), wm);
     assert_eq!(p.sql_count(&format!("select count(*) from {TABLE}")), 6);
-    assert_eq!(files_in(&table_dir(&show(&p, TABLE)).join("data"), "parquet").len(), 3);
+    assert_eq!(
+        files_in(&table_dir(&show(&p, TABLE)).join("data"), "parquet").len(),
+        3
+    );
 }
 
 fn policy(json: Value) -> MaintenancePolicy {
@@ -286,7 +352,10 @@ fn expiry_keeps_the_history_watermark_and_seed_lookups_need() {
         load_batch(&p, batch, batch as i64 * 10, 2);
     }
     let config = lake::project::config::ProjectConfig::load(p.path(), &Default::default()).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let lh = Lakehouse::connect(&config.catalog).await.unwrap();
         let keep_one = policy(serde_json::json!({"expire_older_than": "0s", "retain_last": 1}));
@@ -297,12 +366,20 @@ fn expiry_keeps_the_history_watermark_and_seed_lookups_need() {
         let t = lh.table(&ident).await.unwrap();
         let wm_snapshot = t.metadata().current_snapshot_id().unwrap();
         let wm = summary::watermark(&t).unwrap();
-        commit::commit(&lh, t, &MetadataChanges::default(), Change::Append(vec![]), HashMap::new())
-            .await
-            .unwrap();
+        commit::commit(
+            &lh,
+            t,
+            &MetadataChanges::default(),
+            Change::Append(vec![]),
+            HashMap::new(),
+        )
+        .await
+        .unwrap();
         let t = lh.table(&ident).await.unwrap();
         let top = t.metadata().current_snapshot_id().unwrap();
-        let out = expire_snapshots(&lh, &t, &keep_one, chrono::Utc::now()).await.unwrap();
+        let out = expire_snapshots(&lh, &t, &keep_one, chrono::Utc::now())
+            .await
+            .unwrap();
         assert_eq!(out.expired.len(), 2, "{out:?}");
         let mut kept = out.kept.clone();
         kept.sort();
@@ -317,15 +394,26 @@ fn expiry_keeps_the_history_watermark_and_seed_lookups_need() {
         let t = lh.table(&raw).await.unwrap();
         let seeds = summary::loaded_seed_files(&t);
         assert_eq!(seeds.len(), 3, "{seeds:?}");
-        let out = expire_snapshots(&lh, &t, &keep_one, chrono::Utc::now()).await.unwrap();
+        let out = expire_snapshots(&lh, &t, &keep_one, chrono::Utc::now())
+            .await
+            .unwrap();
         assert!(out.expired.is_empty(), "{out:?}");
         // ... until a compaction snapshot carries their union.
-        let c = compact(&lh, &t, &MaintenancePolicy::default(), &WriteOptions::default()).await.unwrap();
+        let c = compact(
+            &lh,
+            &t,
+            &MaintenancePolicy::default(),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
         let compacted = c.snapshot_id.expect("compacted");
         assert_eq!((c.files_before, c.files_after), (3, 1));
         let t = lh.table(&raw).await.unwrap();
         assert_eq!(summary::loaded_seed_files(&t), seeds);
-        let out = expire_snapshots(&lh, &t, &keep_one, chrono::Utc::now()).await.unwrap();
+        let out = expire_snapshots(&lh, &t, &keep_one, chrono::Utc::now())
+            .await
+            .unwrap();
         assert_eq!(out.kept, vec![compacted]);
         assert_eq!(out.expired.len(), 3);
         let t = lh.table(&raw).await.unwrap();
@@ -370,21 +458,38 @@ fn orphan_removal_deletes_old_unreferenced_files_only() {
 
     // Dry run: reported, not removed.
     let events = maintain_events(&p, &["--dry-run"]);
-    assert_eq!(events[0]["orphans"].as_array().unwrap().len(), 2, "{events:?}");
+    assert_eq!(
+        events[0]["orphans"].as_array().unwrap().len(),
+        2,
+        "{events:?}"
+    );
     assert!(stray_old.exists());
 
     let events = maintain_events(&p, &[]);
-    let orphans: Vec<String> = events[0]["orphans"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let orphans: Vec<String> = events[0]["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     assert_eq!(orphans.len(), 2, "{orphans:?}");
     assert!(orphans.iter().any(|o| o.ends_with("stray-old.parquet")));
     assert!(orphans.iter().any(|o| o.ends_with("stray-old-m0.avro")));
     assert!(!stray_old.exists());
     assert!(!stray_meta.exists());
-    assert!(stray_new.exists(), "a fresh file is inside the safety margin");
+    assert!(
+        stray_new.exists(),
+        "a fresh file is inside the safety margin"
+    );
     assert_eq!(fingerprint(&p), rows);
     // Time travel to the first snapshot still works: its files are referenced.
     let first = snapshot_ids(&doc)[0];
-    assert_eq!(p.sql_count(&format!("select count(*) from snapshot('{TABLE}', {first})")), 5);
+    assert_eq!(
+        p.sql_count(&format!(
+            "select count(*) from snapshot('{TABLE}', {first})"
+        )),
+        5
+    );
 }
 
 #[test]
@@ -409,7 +514,14 @@ fn rollback_restores_rows_and_watermark_and_the_next_run_converges() {
     assert!(out.all().contains("known snapshots"), "{}", out.all());
     assert!(out.all().contains(&good_id.to_string()), "{}", out.all());
 
-    let out = p.lake(&["rollback", TABLE, "--to", &good_id.to_string(), "--log-format", "json"]);
+    let out = p.lake(&[
+        "rollback",
+        TABLE,
+        "--to",
+        &good_id.to_string(),
+        "--log-format",
+        "json",
+    ]);
     out.assert_ok();
     let r: Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(r["to_snapshot"], good_id);
@@ -432,9 +544,19 @@ fn rollback_restores_rows_and_watermark_and_the_next_run_converges() {
     // `lake snapshots`: the rolled-back snapshot left the history.
     let out = p.lake(&["snapshots", TABLE, "--log-format", "json"]);
     out.assert_ok();
-    let snaps: Vec<Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let snaps: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(snaps.len(), 3);
-    let by_id = |id: i64| snaps.iter().find(|s| s["snapshot_id"] == id).unwrap().clone();
+    let by_id = |id: i64| {
+        snaps
+            .iter()
+            .find(|s| s["snapshot_id"] == id)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(by_id(bad_id)["in_history"], false);
     assert_eq!(by_id(good_id)["in_history"], true);
     let last = snaps.last().unwrap();
@@ -465,7 +587,10 @@ fn maintenance_policy_layers_and_validation() {
 
     let model = serde_json::json!({"target_file_size_mb": 64, "expire_older_than": "12h"});
     let p = MaintenancePolicy::resolve(Some(&model), None).unwrap();
-    assert_eq!(p.small_file_mb, 48.0, "small files default to 75% of the target");
+    assert_eq!(
+        p.small_file_mb, 48.0,
+        "small files default to 75% of the target"
+    );
     assert_eq!(p.expire_older_than, Duration::from_secs(12 * 3600));
 
     // Model config over table properties over defaults.
@@ -478,7 +603,9 @@ fn maintenance_policy_layers_and_validation() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let raw = RawPolicy::from_json(&model).unwrap().or(RawPolicy::from_properties(&props).unwrap());
+    let raw = RawPolicy::from_json(&model)
+        .unwrap()
+        .or(RawPolicy::from_properties(&props).unwrap());
     let p = MaintenancePolicy::try_from(raw).unwrap();
     assert_eq!(p.retain_last, 9);
     assert_eq!(p.expire_older_than, Duration::from_secs(12 * 3600));
@@ -486,7 +613,8 @@ fn maintenance_policy_layers_and_validation() {
     assert_eq!(p.target_file_size_mb, 64);
 
     // Serde straight from the config mapping.
-    let p: MaintenancePolicy = serde_json::from_value(serde_json::json!({"retain_last": 2})).unwrap();
+    let p: MaintenancePolicy =
+        serde_json::from_value(serde_json::json!({"retain_last": 2})).unwrap();
     assert_eq!(p.retain_last, 2);
 
     for bad in [
@@ -495,7 +623,10 @@ fn maintenance_policy_layers_and_validation() {
         serde_json::json!({"expire_older_than": "7 weeks"}),
         serde_json::json!({"bogus": 1}),
     ] {
-        assert!(MaintenancePolicy::resolve(Some(&bad), None).is_err(), "{bad}");
+        assert!(
+            MaintenancePolicy::resolve(Some(&bad), None).is_err(),
+            "{bad}"
+        );
     }
     assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
     assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
@@ -523,14 +654,23 @@ select id, kind, amount, at from {{ source('raw', 'events') }}
         load_batch(&p, batch, batch as i64 * 10, 6);
     }
     let t = "staging.by_kind";
-    assert_eq!(current(&show(&p, t))["summary"]["total-data-files"], "9", "3 appends x 3 kinds");
-    let per_kind = p.sql_rows(&format!("select kind, count(*), cast(sum(amount) as varchar) from {t} group by kind order by kind"));
+    assert_eq!(
+        current(&show(&p, t))["summary"]["total-data-files"],
+        "9",
+        "3 appends x 3 kinds"
+    );
+    let per_kind = p.sql_rows(&format!(
+        "select kind, count(*), cast(sum(amount) as varchar) from {t} group by kind order by kind"
+    ));
 
     let out = p.lake(&["maintain", "--select", "by_kind", "--log-format", "json"]);
     out.assert_ok();
     let e: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
     assert_eq!(e["compaction"]["rewritten"], 9, "{e}");
-    assert_eq!(e["compaction"]["files_after"], 3, "one file per partition: {e}");
+    assert_eq!(
+        e["compaction"]["files_after"], 3,
+        "one file per partition: {e}"
+    );
     let c = current(&show(&p, t));
     assert_eq!(c["operation"], "replace");
     assert_eq!(c["summary"]["total-data-files"], "3");
@@ -538,7 +678,10 @@ select id, kind, amount, at from {{ source('raw', 'events') }}
         p.sql_rows(&format!("select kind, count(*), cast(sum(amount) as varchar) from {t} group by kind order by kind")),
         per_kind
     );
-    assert_eq!(p.sql_count(&format!("select count(*) from {t} where kind = 'b'")), 6);
+    assert_eq!(
+        p.sql_count(&format!("select count(*) from {t} where kind = 'b'")),
+        6
+    );
 }
 
 #[test]
@@ -562,7 +705,10 @@ fn many_manifests_are_merged_even_without_small_files() {
     assert_eq!(fingerprint(&p), rows);
     // Once merged, nothing to do.
     let events = maintain_events(&p, &[]);
-    assert!(events[0]["compaction"]["snapshot_id"].is_null(), "{events:?}");
+    assert!(
+        events[0]["compaction"]["snapshot_id"].is_null(),
+        "{events:?}"
+    );
     // Appends go on; the merged manifest stays.
     load_batch(&p, 3, 50, 2);
     assert_eq!(p.sql_count(&format!("select count(*) from {TABLE}")), 8);
@@ -570,7 +716,9 @@ fn many_manifests_are_merged_even_without_small_files() {
 
 #[test]
 fn expiry_keeps_the_snapshots_exact_incremental_reads_start_from() {
-    let p = project(Some("{'expire_older_than': '0s', 'retain_last': 1, 'small_file_mb': 0.000001}"));
+    let p = project(Some(
+        "{'expire_older_than': '0s', 'retain_last': 1, 'small_file_mb': 0.000001}",
+    ));
     p.write(
         "models/marts/copy.sql",
         "{{ config(materialized='incremental', incremental_strategy='append', watermark='snapshot') }}\nselect id, amount from {{ ref('stg_events') }}\n",
@@ -588,14 +736,29 @@ fn expiry_keeps_the_snapshots_exact_incremental_reads_start_from() {
     }
     let events = maintain_events(&p, &[]);
     assert_eq!(events[0]["status"], "success", "{events:?}");
-    let kept: Vec<i64> = events[0]["expiry"]["kept"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-    assert_eq!(kept.len(), 3, "the history back to {read_from} stays: {events:?}");
+    let kept: Vec<i64> = events[0]["expiry"]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        kept.len(),
+        3,
+        "the history back to {read_from} stays: {events:?}"
+    );
     assert!(kept.contains(&read_from));
 
     // `copy` reads exactly the two appended files.
     p.lake(&["run", "--select", "copy"]).assert_ok();
     let results = p.run_results();
-    let r = results["results"].as_array().unwrap().iter().find(|r| r["name"] == "copy").unwrap().clone();
+    let r = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "copy")
+        .unwrap()
+        .clone();
     assert_eq!(r["rows_written"], 2, "{r}");
     assert!(r["message"].is_null(), "no full refresh: {r}");
     assert_eq!(p.sql_count("select count(*) from marts.copy"), 5);
