@@ -212,6 +212,9 @@ fn compaction_rewrites_small_files_as_one_replace_snapshot_with_the_same_rows() 
     );
     assert_eq!(snapshot_ids(&show(&p, TABLE)).len(), snapshots_before + 1);
 
+    // Other engines read the compacted table alike.
+    crate::readers::assert_readers_match_lake(&p);
+
     // Runs go on from the compacted table.
     load_batch(&p, 4, 100, 3);
     assert_eq!(p.sql_count(&format!("select count(*) from {TABLE}")), 23);
@@ -284,6 +287,8 @@ fn expiry_removes_old_snapshots_and_the_files_only_they_used() {
         e["expiry"]["deleted_files"].as_array().unwrap().len() >= 6,
         "{e}"
     );
+
+    crate::readers::assert_readers_match_lake(&p);
 
     // The next run appends from the kept watermark.
     load_batch(&p, 3, 50, 2);
@@ -541,6 +546,8 @@ fn rollback_restores_rows_and_watermark_and_the_next_run_converges() {
     assert_eq!(fingerprint(&p), good_rows);
     assert_eq!(watermark(&p), good_wm);
 
+    crate::readers::assert_readers_match_lake(&p);
+
     // `lake snapshots`: the rolled-back snapshot left the history.
     let out = p.lake(&["snapshots", TABLE, "--log-format", "json"]);
     out.assert_ok();
@@ -682,6 +689,7 @@ select id, kind, amount, at from {{ source('raw', 'events') }}
         p.sql_count(&format!("select count(*) from {t} where kind = 'b'")),
         6
     );
+    crate::readers::assert_readers_match_lake(&p);
 }
 
 #[test]
@@ -703,6 +711,7 @@ fn many_manifests_are_merged_even_without_small_files() {
     assert_eq!(c["summary"]["total-records"], "6");
     assert!(c["summary"].get("added-data-files").is_none(), "{c}");
     assert_eq!(fingerprint(&p), rows);
+    crate::readers::assert_readers_match_lake(&p);
     // Once merged, nothing to do.
     let events = maintain_events(&p, &[]);
     assert!(
