@@ -6,6 +6,7 @@
 mod build;
 mod inspect;
 mod init;
+mod maintain;
 mod project_cmds;
 mod sql;
 
@@ -173,6 +174,27 @@ pub enum Command {
         #[command(flatten)]
         select: SelectArgs,
     },
+    /// Compact small files, expire old snapshots and remove orphan files of the selected models' tables.
+    Maintain {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Report what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List a table's snapshots, oldest first.
+    Snapshots {
+        /// namespace.table
+        table: String,
+    },
+    /// Make a table read as it did at an earlier snapshot (committed as a new snapshot).
+    Rollback {
+        /// namespace.table
+        table: String,
+        /// The snapshot id to restore.
+        #[arg(long)]
+        to: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -234,6 +256,9 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Sql { query, format } => sql::sql(&g, &query, format).await,
         Command::Show { table } => inspect::show(&g, &table).await,
         Command::Watermarks { select } => inspect::watermarks(&g, &select).await,
+        Command::Maintain { select, dry_run } => maintain::maintain(&g, &select, dry_run).await,
+        Command::Snapshots { table } => maintain::snapshots(&g, &table).await,
+        Command::Rollback { table, to } => maintain::rollback(&g, &table, to).await,
     }
 }
 

@@ -605,3 +605,422 @@ fn summarize(
     }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Maintenance commits: compaction with merged manifests, rollback to an earlier snapshot, and
+// metadata-only snapshot removal. Same compare-and-swap, retry and cleanup rules as `commit`.
+// ---------------------------------------------------------------------------------------------
+
+/// At most this many entries per merged manifest written by a compaction.
+const MERGED_MANIFEST_ENTRIES: usize = 100_000;
+
+/// A snapshot built by maintenance rather than by a model run.
+#[derive(Debug)]
+enum MaintenanceChange<'a> {
+    /// Remove `removed` (paths of live data files) and add `added`, as one `replace` snapshot
+    /// whose data manifests are merged: one manifest per partition spec (split past
+    /// [`MERGED_MANIFEST_ENTRIES`]) holding every live entry as EXISTING, the removed ones as
+    /// DELETED and the added ones as ADDED.
+    Compaction {
+        removed: &'a [String],
+        added: &'a [DataFile],
+    },
+    /// A new `overwrite` snapshot, child of `to`, whose manifest list holds exactly `to`'s
+    /// manifests: the table reads as it did at `to`.
+    Rollback { to: i64 },
+}
+
+/// Commit a compaction: the live data files at `removed` are replaced by `added` (the same
+/// rows) in one `replace` snapshot, and the data manifests are merged (few manifests in the
+/// new manifest list). With nothing removed or added this only merges manifests.
+///
+/// Fails with [`StaleChange`] when another writer removed one of the files meanwhile; the
+/// added files are deleted on any certain failure.
+pub async fn commit_compaction(
+    lakehouse: &Lakehouse,
+    base: Table,
+    removed: Vec<String>,
+    added: Vec<DataFile>,
+    properties: HashMap<String, String>,
+) -> Result<CommitOutcome> {
+    let change = MaintenanceChange::Compaction {
+        removed: &removed,
+        added: &added,
+    };
+    maintenance_commit(lakehouse, base, change, &added, &properties).await
+}
+
+/// Commit a rollback: a new `overwrite` snapshot, child of `to_snapshot`, whose manifest list
+/// holds exactly that snapshot's manifests, so readers see the table as it was then. Its summary
+/// totals are `to_snapshot`'s; `properties` go into the summary as given.
+pub async fn commit_rollback(
+    lakehouse: &Lakehouse,
+    base: Table,
+    to_snapshot: i64,
+    properties: HashMap<String, String>,
+) -> Result<CommitOutcome> {
+    let change = MaintenanceChange::Rollback { to: to_snapshot };
+    maintenance_commit(lakehouse, base, change, &[], &properties).await
+}
+
+/// Remove `snapshot_ids` (never the current one) from the table metadata, with their
+/// statistics, as one metadata-only commit with the same compare-and-swap as [`commit`].
+/// Deletes no data or manifest files.
+///
+/// `Ok(Some(new metadata location))` when committed, `Ok(None)` when another writer committed
+/// first (reload the table and plan again).
+pub async fn commit_snapshot_removal(
+    lakehouse: &Lakehouse,
+    base: &Table,
+    snapshot_ids: &[i64],
+) -> Result<Option<String>> {
+    let metadata = base.metadata();
+    if let Some(current) = metadata.current_snapshot_id()
+        && snapshot_ids.contains(&current)
+    {
+        bail!(
+            "snapshot {current} is the current snapshot of {} and cannot be expired",
+            base.identifier()
+        );
+    }
+    let base_location = base
+        .metadata_location()
+        .ok_or_else(|| anyhow!("table {} has no metadata location", base.identifier()))?
+        .to_string();
+    let mut builder = metadata
+        .clone()
+        .into_builder(Some(base_location))
+        .remove_snapshots(snapshot_ids);
+    for id in snapshot_ids {
+        builder = builder.remove_statistics(*id).remove_partition_statistics(*id);
+    }
+    let new_metadata = builder.build()?.metadata;
+    let mut written = Vec::new();
+    match publish_metadata(lakehouse, base, &new_metadata, &mut written).await {
+        Ok(Some(location)) => Ok(Some(location)),
+        Ok(None) => {
+            cleanup(base.file_io(), &written, &[]).await;
+            Ok(None)
+        }
+        Err(e) if e.downcast_ref::<UnknownOutcome>().is_some() => Err(e),
+        Err(e) => {
+            cleanup(base.file_io(), &written, &[]).await;
+            Err(e.context(format!(
+                "expiring snapshots of {} failed; nothing was committed",
+                base.identifier()
+            )))
+        }
+    }
+}
+
+async fn maintenance_commit(
+    lakehouse: &Lakehouse,
+    base: Table,
+    change: MaintenanceChange<'_>,
+    added: &[DataFile],
+    properties: &HashMap<String, String>,
+) -> Result<CommitOutcome> {
+    let ident = base.identifier().clone();
+    let file_io = base.file_io().clone();
+    let commit_id = uuid::Uuid::now_v7();
+    let mut written: Vec<String> = Vec::new();
+    let mut base = base;
+    let mut attempt = 0u32;
+    loop {
+        let result =
+            attempt_maintenance(lakehouse, &base, &change, properties, commit_id, attempt, &mut written)
+                .await;
+        match result {
+            Ok(Attempt::Committed(mut outcome)) => {
+                outcome.retries = attempt;
+                return Ok(outcome);
+            }
+            Ok(Attempt::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
+                base = lakehouse.table(&ident).await?;
+            }
+            Ok(Attempt::Conflict) => {
+                cleanup(&file_io, &written, added).await;
+                bail!(
+                    "commit to {ident} lost {MAX_ATTEMPTS} races with concurrent writers; nothing was committed"
+                );
+            }
+            Err(e) if e.downcast_ref::<UnknownOutcome>().is_some() => return Err(e),
+            Err(e) => {
+                cleanup(&file_io, &written, added).await;
+                return Err(e.context(format!("commit to {ident} failed; nothing was committed")));
+            }
+        }
+    }
+}
+
+/// Live entries of a manifest list, by file path.
+async fn live_files(table: &Table, manifests: &[ManifestFile]) -> Result<HashMap<String, DataFile>> {
+    let mut out = HashMap::new();
+    for manifest_file in manifests {
+        let manifest = manifest_file.load_manifest(table.file_io()).await?;
+        for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+            out.insert(entry.file_path().to_string(), entry.data_file().clone());
+        }
+    }
+    Ok(out)
+}
+
+async fn attempt_maintenance(
+    lakehouse: &Lakehouse,
+    base: &Table,
+    change: &MaintenanceChange<'_>,
+    properties: &HashMap<String, String>,
+    commit_id: uuid::Uuid,
+    attempt: u32,
+    written: &mut Vec<String>,
+) -> Result<Attempt> {
+    let file_io = base.file_io();
+    let metadata = base.metadata();
+    if metadata.format_version() != FormatVersion::V2 {
+        bail!(
+            "table {} has Iceberg format {:?}; lake maintains format v2 tables",
+            base.identifier(),
+            metadata.format_version()
+        );
+    }
+    let location = metadata.location().trim_end_matches('/').to_string();
+    let snapshot_id = new_snapshot_id(metadata);
+    let sequence_number = metadata.next_sequence_number();
+    let current = metadata.current_snapshot();
+    let current_manifests: Vec<ManifestFile> = match current {
+        Some(s) => base.manifest_list_reader(s).load().await?.consume_entries().into_iter().collect(),
+        None => Vec::new(),
+    };
+
+    let (operation, parent_id, manifests, added, removed, totals_from) = match change {
+        MaintenanceChange::Compaction { removed: targets, added } => {
+            if current.is_none() {
+                if targets.is_empty() && added.is_empty() {
+                    bail!("table {} has no snapshot: nothing to compact", base.identifier());
+                }
+                return Err(anyhow!(StaleChange(format!(
+                    "table {} has no snapshot, so it has none of the files this compaction replaces",
+                    base.identifier()
+                ))));
+            }
+            let targets: HashSet<&str> = targets.iter().map(String::as_str).collect();
+            let mut found: HashSet<String> = HashSet::new();
+            let mut removed: Vec<DataFile> = Vec::new();
+            let mut kept: Vec<ManifestFile> = Vec::new();
+            let default_spec = metadata.default_partition_spec_id();
+            // Merged data manifests per partition spec: (writer, entries, path).
+            let mut open: std::collections::BTreeMap<i32, (iceberg::spec::ManifestWriter, usize)> =
+                std::collections::BTreeMap::new();
+            let mut merged: Vec<ManifestFile> = Vec::new();
+            let mut n = 0usize;
+            let mut writer_for = |spec_id: i32,
+                                  open: &mut std::collections::BTreeMap<i32, (iceberg::spec::ManifestWriter, usize)>,
+                                  written: &mut Vec<String>|
+             -> Result<()> {
+                if open.contains_key(&spec_id) {
+                    return Ok(());
+                }
+                let spec = metadata.partition_spec_by_id(spec_id).ok_or_else(|| {
+                    anyhow!("table {} has no partition spec {spec_id}", base.identifier())
+                })?;
+                let path = format!("{location}/metadata/{commit_id}-a{attempt}-c{n}.avro");
+                n += 1;
+                let writer = ManifestWriterBuilder::new(
+                    file_io.new_output(&path)?,
+                    Some(snapshot_id),
+                    metadata.current_schema().clone(),
+                    spec.as_ref().clone(),
+                )
+                .build_v2_data();
+                written.push(path);
+                open.insert(spec_id, (writer, 0));
+                Ok(())
+            };
+            for manifest_file in &current_manifests {
+                if manifest_file.content != ManifestContentType::Data {
+                    kept.push(manifest_file.clone());
+                    continue;
+                }
+                let manifest = manifest_file.load_manifest(file_io).await?;
+                let spec_id = manifest_file.partition_spec_id;
+                for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+                    writer_for(spec_id, &mut open, written)?;
+                    let (writer, count) = open.get_mut(&spec_id).expect("writer just opened");
+                    let seq = entry.sequence_number().unwrap_or(0);
+                    let file_seq = entry.file_sequence_number.or(Some(seq));
+                    let file = entry.data_file().clone();
+                    if targets.contains(entry.file_path()) {
+                        found.insert(entry.file_path().to_string());
+                        removed.push(file.clone());
+                        writer.add_delete_file(file, seq, file_seq)?;
+                    } else {
+                        let added_by = entry.snapshot_id().unwrap_or(manifest_file.added_snapshot_id);
+                        writer.add_existing_file(file, added_by, seq, file_seq)?;
+                    }
+                    *count += 1;
+                    if *count >= MERGED_MANIFEST_ENTRIES {
+                        let (writer, _) = open.remove(&spec_id).expect("open writer");
+                        merged.push(writer.write_manifest_file().await?);
+                    }
+                }
+            }
+            if !added.is_empty() {
+                writer_for(default_spec, &mut open, written)?;
+                let (writer, _) = open.get_mut(&default_spec).expect("writer just opened");
+                for file in added.iter() {
+                    writer.add_file(file.clone(), -1)?;
+                }
+            }
+            for (_, (writer, _)) in open {
+                merged.push(writer.write_manifest_file().await?);
+            }
+            let missing: Vec<&&str> = targets.iter().filter(|p| !found.contains(**p)).collect();
+            if !missing.is_empty() {
+                return Err(anyhow!(StaleChange(format!(
+                    "{} file(s) this compaction replaces are no longer in table {} (another writer changed them), e.g. {}",
+                    missing.len(),
+                    base.identifier(),
+                    missing[0]
+                ))));
+            }
+            merged.extend(kept);
+            (
+                Operation::Replace,
+                metadata.current_snapshot_id(),
+                merged,
+                added.to_vec(),
+                removed,
+                None,
+            )
+        }
+        MaintenanceChange::Rollback { to } => {
+            let target = metadata.snapshot_by_id(*to).ok_or_else(|| {
+                anyhow!("snapshot {to} is not a snapshot of table {}", base.identifier())
+            })?;
+            let target_manifests: Vec<ManifestFile> = base
+                .manifest_list_reader(target)
+                .load()
+                .await?
+                .consume_entries()
+                .into_iter()
+                .collect();
+            // What the rollback adds and removes relative to the current snapshot.
+            let now_live = live_files(base, &current_manifests).await?;
+            let then_live = live_files(base, &target_manifests).await?;
+            let added: Vec<DataFile> = then_live
+                .iter()
+                .filter(|(p, _)| !now_live.contains_key(*p))
+                .map(|(_, f)| f.clone())
+                .collect();
+            let removed: Vec<DataFile> = now_live
+                .iter()
+                .filter(|(p, _)| !then_live.contains_key(*p))
+                .map(|(_, f)| f.clone())
+                .collect();
+            (
+                Operation::Overwrite,
+                Some(*to),
+                target_manifests,
+                added,
+                removed,
+                Some(target.summary().clone()),
+            )
+        }
+    };
+
+    let list_path = format!("{location}/metadata/snap-{snapshot_id}-{attempt}-{commit_id}.avro");
+    let mut list_writer = ManifestListWriter::v2(
+        file_io.new_output(&list_path)?.writer().await?,
+        snapshot_id,
+        parent_id,
+        sequence_number,
+    );
+    written.push(list_path.clone());
+    list_writer.add_manifests(manifests.into_iter())?;
+    list_writer.close().await?;
+
+    let previous = current.map(|s| s.summary().clone());
+    let mut summary = summarize(operation.clone(), &added, &removed, previous.as_ref(), properties);
+    if let Some(then) = totals_from {
+        // The table reads as it did then: its totals are that snapshot's.
+        for (k, v) in &then.additional_properties {
+            if k.starts_with("total-") {
+                summary.additional_properties.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let snapshot = Snapshot::builder()
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(parent_id)
+        .with_sequence_number(sequence_number)
+        .with_manifest_list(list_path)
+        .with_summary(summary)
+        .with_schema_id(metadata.current_schema_id())
+        .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
+        .build();
+    let base_location = base
+        .metadata_location()
+        .ok_or_else(|| anyhow!("table {} has no metadata location", base.identifier()))?
+        .to_string();
+    let new_metadata = metadata
+        .clone()
+        .into_builder(Some(base_location))
+        .add_snapshot(snapshot)?
+        .set_ref(
+            MAIN_BRANCH,
+            SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
+        )?
+        .build()?
+        .metadata;
+    let Some(new_location) = publish_metadata(lakehouse, base, &new_metadata, written).await? else {
+        return Ok(Attempt::Conflict);
+    };
+    Ok(Attempt::Committed(CommitOutcome {
+        snapshot_id,
+        operation: operation.as_str().to_string(),
+        files_added: added.len(),
+        files_removed: removed.len(),
+        rows_added: added.iter().map(|f| f.record_count()).sum(),
+        rows_removed: removed.iter().map(|f| f.record_count()).sum(),
+        metadata_location: new_location,
+        retries: 0,
+    }))
+}
+
+/// Write `new_metadata` as the table's next metadata file and compare-and-swap the catalog
+/// pointer from `base`'s. `Ok(Some(location))` when swapped, `Ok(None)` when another writer
+/// won; [`UnknownOutcome`] when the update failed and the catalog cannot tell.
+async fn publish_metadata(
+    lakehouse: &Lakehouse,
+    base: &Table,
+    new_metadata: &TableMetadata,
+    written: &mut Vec<String>,
+) -> Result<Option<String>> {
+    let base_location = base
+        .metadata_location()
+        .ok_or_else(|| anyhow!("table {} has no metadata location", base.identifier()))?
+        .to_string();
+    let new_location = MetadataLocation::from_str(&base_location)?
+        .with_next_version()
+        .with_new_metadata(new_metadata);
+    new_metadata.write_to(base.file_io(), &new_location).await?;
+    let new_location = new_location.to_string();
+    written.push(new_location.clone());
+    let swapped = match swap_pointer(lakehouse, base.identifier(), &base_location, &new_location).await {
+        Ok(swapped) => swapped,
+        Err(e) => match catalog_pointer(lakehouse, base.identifier()).await {
+            Ok(Some(p)) if p == new_location => true,
+            Ok(Some(p)) if p == base_location => return Err(e),
+            _ => {
+                return Err(anyhow!(UnknownOutcome(format!(
+                    "the catalog update of {} failed and its outcome is unknown ({e:#}); check `lake show {}` before running again",
+                    base.identifier(),
+                    base.identifier()
+                ))));
+            }
+        },
+    };
+    Ok(swapped.then_some(new_location))
+}

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod commit;
+pub mod maintenance;
 pub mod reader;
 pub mod schema;
 pub mod summary;

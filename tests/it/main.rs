@@ -6,6 +6,7 @@ mod crash;
 mod demo;
 mod graph;
 mod incremental;
+mod maintenance;
 mod polars_bridge;
 mod postgres;
 mod property;
