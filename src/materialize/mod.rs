@@ -316,6 +316,11 @@ async fn copy_on_write(
         Strategy::ReplaceRange { column } => replace_range::check_column(&request.ident, &output_schema, column)?,
         _ => unreachable!("copy_on_write is for merge and replace_range"),
     }
+    if !created {
+        // Checked before anything else, so that `fail` reports a changed output even when
+        // there are no rows to write.
+        schema_change::incremental_changes(&table, &output_schema, request.on_schema_change)?;
+    }
     if incoming.num_rows() == 0 {
         return Ok(Outcome {
             watermark,

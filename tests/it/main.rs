@@ -4,6 +4,7 @@ mod cli_errors;
 mod demo;
 mod graph;
 mod incremental;
+mod merge;
 mod polars_bridge;
 mod runs;
 mod support;
