@@ -20,7 +20,10 @@ use iceberg::TableIdent;
 use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 
-use super::{FileReader, Rewrite, align, column_range, comparator_with, live_data_files, partition_point, write_all};
+use super::{
+    FileReader, Rewrite, align, column_range, comparator_with, live_data_files, partition_point,
+    write_all,
+};
 use crate::lakehouse::writer::WriteOptions;
 
 /// The key (and `dedupe_by`) columns must be in the model's output.
@@ -41,13 +44,13 @@ pub(super) fn check_columns(
             );
         }
     }
-    if let Some(d) = dedupe_by {
-        if output.field_with_name(d).is_err() {
-            bail!(
-                "merge into {ident}: dedupe_by column {d} is not in the model's output (columns: {})",
-                column_list(output)
-            );
-        }
+    if let Some(d) = dedupe_by
+        && output.field_with_name(d).is_err()
+    {
+        bail!(
+            "merge into {ident}: dedupe_by column {d} is not in the model's output (columns: {})",
+            column_list(output)
+        );
     }
     Ok(())
 }
@@ -74,7 +77,9 @@ fn key_columns(rows: &RecordBatch, unique_key: &[String]) -> Result<Vec<ArrayRef
 
 fn key_converter(keys: &[ArrayRef]) -> Result<RowConverter> {
     Ok(RowConverter::new(
-        keys.iter().map(|k| SortField::new(k.data_type().clone())).collect(),
+        keys.iter()
+            .map(|k| SortField::new(k.data_type().clone()))
+            .collect(),
     )?)
 }
 
@@ -101,13 +106,16 @@ pub(super) fn check_and_dedupe(
             if unique_key.len() == 1 {
                 bail!("merge into {ident}: unique_key ({key_list}) is NULL in an incoming row");
             }
-            bail!("merge into {ident}: unique_key ({key_list}) is NULL in an incoming row (column {name})");
+            bail!(
+                "merge into {ident}: unique_key ({key_list}) is NULL in an incoming row (column {name})"
+            );
         }
     }
     let encoded = key_converter(&keys)?.convert_columns(&keys)?;
 
     // Per key: first row, number of rows, chosen row.
-    let mut groups: HashMap<&[u8], (usize, usize, usize)> = HashMap::with_capacity(encoded.num_rows());
+    let mut groups: HashMap<&[u8], (usize, usize, usize)> =
+        HashMap::with_capacity(encoded.num_rows());
     let better = dedupe_order(&rows, dedupe_by)?;
     let mut duplicated = false;
     for (i, row) in encoded.iter().enumerate() {
@@ -118,10 +126,10 @@ pub(super) fn check_and_dedupe(
             Some((_, count, chosen)) => {
                 duplicated = true;
                 *count += 1;
-                if let Some(better) = &better {
-                    if better(i, *chosen) == Ordering::Greater {
-                        *chosen = i;
-                    }
+                if let Some(better) = &better
+                    && better(i, *chosen) == Ordering::Greater
+                {
+                    *chosen = i;
                 }
             }
         }
@@ -141,7 +149,10 @@ pub(super) fn check_and_dedupe(
             render_key(&keys, first)
         );
     }
-    let mut kept: Vec<u32> = groups.values().map(|(_, _, chosen)| *chosen as u32).collect();
+    let mut kept: Vec<u32> = groups
+        .values()
+        .map(|(_, _, chosen)| *chosen as u32)
+        .collect();
     kept.sort_unstable();
     Ok(take_record_batch(&rows, &UInt32Array::from(kept))?)
 }
@@ -170,10 +181,13 @@ fn dedupe_order(rows: &RecordBatch, dedupe_by: Option<&str>) -> Result<Option<Ro
         None
     };
     Ok(Some(Box::new(move |a, b| {
-        by_value.row(a).cmp(&by_value.row(b)).then_with(|| match &whole {
-            Some(w) => w.row(a).cmp(&w.row(b)),
-            None => a.cmp(&b),
-        })
+        by_value
+            .row(a)
+            .cmp(&by_value.row(b))
+            .then_with(|| match &whole {
+                Some(w) => w.row(a).cmp(&w.row(b)),
+                None => a.cmp(&b),
+            })
     })))
 }
 
@@ -197,7 +211,8 @@ pub(super) async fn rewrite(
     let target_arrow = rows.schema();
     let mut removed: Vec<String> = Vec::new();
     let (added, _) = {
-        let (reader, removed, converter, incoming) = (&mut reader, &mut removed, &converter, &incoming);
+        let (reader, removed, converter, incoming) =
+            (&mut reader, &mut removed, &converter, &incoming);
         write_all(table, target, options, |mut writer| async move {
             let result: Result<usize> = async {
                 for path in &candidates {
@@ -205,7 +220,8 @@ pub(super) async fn rewrite(
                     let mut matched = 0;
                     for batch in reader.read(path).await? {
                         let batch = align(&batch, &target_arrow)?;
-                        let existing = converter.convert_columns(&key_columns(&batch, unique_key)?)?;
+                        let existing =
+                            converter.convert_columns(&key_columns(&batch, unique_key)?)?;
                         let keep: BooleanArray = existing
                             .iter()
                             .map(|r| Some(!incoming.contains(r.data())))
@@ -240,7 +256,11 @@ pub(super) async fn rewrite(
 /// Paths of the live data files that may hold one of the incoming `keys`: for every key column,
 /// some incoming key lies within the file's [lower, upper] (from an identity partition value or
 /// the column bounds; unknown bounds do not exclude a file).
-async fn candidate_files(table: &Table, keys: &[ArrayRef], unique_key: &[String]) -> Result<Vec<String>> {
+async fn candidate_files(
+    table: &Table,
+    keys: &[ArrayRef],
+    unique_key: &[String],
+) -> Result<Vec<String>> {
     let metadata = table.metadata();
     let schema = metadata.current_schema();
     let mut field_ids = Vec::with_capacity(unique_key.len());
@@ -276,11 +296,19 @@ async fn candidate_files(table: &Table, keys: &[ArrayRef], unique_key: &[String]
             continue;
         }
         let first = &ranges[0];
-        let start = match first.lower.as_ref().and_then(|lo| comparator_with(sorted[0].as_ref(), lo)) {
+        let start = match first
+            .lower
+            .as_ref()
+            .and_then(|lo| comparator_with(sorted[0].as_ref(), lo))
+        {
             Some(c) => partition_point(n, |i| c(i) == Ordering::Less),
             None => 0,
         };
-        let end = match first.upper.as_ref().and_then(|hi| comparator_with(sorted[0].as_ref(), hi)) {
+        let end = match first
+            .upper
+            .as_ref()
+            .and_then(|hi| comparator_with(sorted[0].as_ref(), hi))
+        {
             Some(c) => partition_point(n, |i| c(i) != Ordering::Greater),
             None => n,
         };
@@ -290,14 +318,23 @@ async fn candidate_files(table: &Table, keys: &[ArrayRef], unique_key: &[String]
         // Other key columns: some key in [start, end) must also be within their bounds.
         let mut checks = Vec::new();
         for (j, r) in ranges.iter().enumerate().skip(1) {
-            if let Some(c) = r.lower.as_ref().and_then(|lo| comparator_with(sorted[j].as_ref(), lo)) {
+            if let Some(c) = r
+                .lower
+                .as_ref()
+                .and_then(|lo| comparator_with(sorted[j].as_ref(), lo))
+            {
                 checks.push((c, Ordering::Less));
             }
-            if let Some(c) = r.upper.as_ref().and_then(|hi| comparator_with(sorted[j].as_ref(), hi)) {
+            if let Some(c) = r
+                .upper
+                .as_ref()
+                .and_then(|hi| comparator_with(sorted[j].as_ref(), hi))
+            {
                 checks.push((c, Ordering::Greater));
             }
         }
-        let hit = checks.is_empty() || (start..end).any(|i| checks.iter().all(|(c, outside)| c(i) != *outside));
+        let hit = checks.is_empty()
+            || (start..end).any(|i| checks.iter().all(|(c, outside)| c(i) != *outside));
         if hit {
             candidates.push(live.file.file_path().to_string());
         }

@@ -5,9 +5,18 @@
 //! - [`Strategy::Append`] (`incremental` + `append`): one `append` snapshot, or none when the
 //!   model produced no rows.
 //! - [`Strategy::Merge`] (`incremental` + `merge` on `unique_key`): copy-on-write of the files
-//!   that can hold incoming keys, one `overwrite` snapshot.
+//!   that hold incoming keys, one `overwrite` snapshot (`append` when no key matched, none
+//!   when there are no rows). See [`merge`].
 //! - [`Strategy::ReplaceRange`] (`incremental` + `replace_range`): rows in the range the batch
-//!   covers are replaced, one `overwrite` snapshot.
+//!   covers are replaced, one `overwrite` snapshot (likewise). See [`replace_range`].
+//!
+//! Merge and range replacement collect the output in memory; on the first run (the table is
+//! created for the output) they are appends after the same checks of the incoming rows. If a
+//! concurrent writer removed a file they replace, they plan again on the new table state.
+//!
+//! Incremental strategies follow [`SchemaChangePolicy`] when the output's columns differ from
+//! the table's (see [`schema_change`]); the new schema commits with the data, and every batch
+//! written (incoming or carried over from a rewritten file) is aligned to it by column name.
 //!
 //! The watermark (max of the configured column over the rows written, merged with the stored
 //! one, or a value fixed by the caller) is put in the same snapshot's summary as the data.

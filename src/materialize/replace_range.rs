@@ -19,7 +19,9 @@ use iceberg::TableIdent;
 use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 
-use super::{FileReader, Rewrite, align, column_range, comparator_with, live_data_files, write_all};
+use super::{
+    FileReader, Rewrite, align, column_range, comparator_with, live_data_files, write_all,
+};
 use crate::lakehouse::writer::WriteOptions;
 
 /// The range column must be in the model's output.
@@ -83,7 +85,10 @@ pub(super) async fn rewrite(
             if below || above {
                 continue;
             }
-            let from_min = matches!(cmp(&r.lower, &min), Some(Ordering::Greater | Ordering::Equal));
+            let from_min = matches!(
+                cmp(&r.lower, &min),
+                Some(Ordering::Greater | Ordering::Equal)
+            );
             let to_max = matches!(cmp(&r.upper, &max), Some(Ordering::Less | Ordering::Equal));
             let path = live.file.file_path().to_string();
             if from_min && to_max && r.nulls == Some(0) {
@@ -112,7 +117,8 @@ pub(super) async fn rewrite(
                         let v = range_column(&batch, column)?;
                         let in_range = and(&gt_eq(&v, min_s)?, &lt_eq(&v, max_s)?)?;
                         // NULL (no value) is never in range.
-                        let keep: BooleanArray = in_range.iter().map(|x| Some(!x.unwrap_or(false))).collect();
+                        let keep: BooleanArray =
+                            in_range.iter().map(|x| Some(!x.unwrap_or(false))).collect();
                         let kept = filter_record_batch(&batch, &keep)?;
                         replaced += batch.num_rows() - kept.num_rows();
                         survivors.push(kept);

@@ -68,12 +68,12 @@ pub fn incremental_changes(
             // A dropped column must not be a partition source of the current spec.
             let spec = metadata.default_partition_spec();
             for name in &removed {
-                if let Some(field) = current.field_by_name(name) {
-                    if spec.fields().iter().any(|p| p.source_id == field.id) {
-                        bail!(
-                            "the output lacks column {name}, which partitions table {ident}; sync_all_columns cannot drop it, run with --full-refresh to rebuild the table"
-                        );
-                    }
+                if let Some(field) = current.field_by_name(name)
+                    && spec.fields().iter().any(|p| p.source_id == field.id)
+                {
+                    bail!(
+                        "the output lacks column {name}, which partitions table {ident}; sync_all_columns cannot drop it, run with --full-refresh to rebuild the table"
+                    );
                 }
             }
             let fresh = fresh_fields(table, output)?;

@@ -15,7 +15,10 @@ fn project(model: &str) -> TestProject {
       column_types: {id: bigint, region: varchar, name: varchar, amount: bigint, version: int, day: date, batch: int}
 "#,
     );
-    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: items\n");
+    p.write(
+        "models/sources.yml",
+        "sources:\n  - name: raw\n    tables:\n      - name: items\n",
+    );
     p.write("models/staging/items.sql", model);
     p
 }
@@ -29,7 +32,10 @@ const HEADER: &str = "id,region,name,amount,version,day,batch\n";
 
 /// Write seed batch `n` with `rows` (CSV lines without the header) and load it.
 fn deliver(p: &TestProject, n: u32, rows: &[&str]) {
-    p.write(&format!("seeds/items_{n:03}.csv"), &format!("{HEADER}{}\n", rows.join("\n")));
+    p.write(
+        &format!("seeds/items_{n:03}.csv"),
+        &format!("{HEADER}{}\n", rows.join("\n")),
+    );
     p.lake(&["seed"]).assert_ok();
 }
 
@@ -78,7 +84,11 @@ fn model_result(p: &TestProject, name: &str) -> serde_json::Value {
 fn run_one_snapshot(p: &TestProject, table: &str) {
     let before = show_snapshots_or_zero(p, table);
     p.lake(&["run"]).assert_ok();
-    assert_eq!(snapshot_count(p, table), before + 1, "one run, one snapshot of {table}");
+    assert_eq!(
+        snapshot_count(p, table),
+        before + 1,
+        "one run, one snapshot of {table}"
+    );
 }
 
 fn show_snapshots_or_zero(p: &TestProject, table: &str) -> usize {
@@ -97,13 +107,37 @@ fn rows(p: &TestProject, sql: &str) -> Vec<String> {
 #[test]
 fn merge_upserts_and_rewrites_only_the_files_holding_incoming_keys() {
     let p = project(MERGE_MODEL);
-    deliver(&p, 1, &["1,eu,a,10,1,2026-01-01,1", "2,eu,b,20,1,2026-01-01,1", "3,eu,c,30,1,2026-01-01,1"]);
+    deliver(
+        &p,
+        1,
+        &[
+            "1,eu,a,10,1,2026-01-01,1",
+            "2,eu,b,20,1,2026-01-01,1",
+            "3,eu,c,30,1,2026-01-01,1",
+        ],
+    );
     run_one_snapshot(&p, "staging.items");
     assert_eq!(current_summary(&p, "staging.items")["operation"], "append");
     // New keys only: nothing matches, a plain append.
-    deliver(&p, 2, &["4,eu,d,40,1,2026-01-02,2", "5,eu,e,50,1,2026-01-02,2", "6,eu,f,60,1,2026-01-02,2"]);
+    deliver(
+        &p,
+        2,
+        &[
+            "4,eu,d,40,1,2026-01-02,2",
+            "5,eu,e,50,1,2026-01-02,2",
+            "6,eu,f,60,1,2026-01-02,2",
+        ],
+    );
     run_one_snapshot(&p, "staging.items");
-    deliver(&p, 3, &["7,eu,g,70,1,2026-01-03,3", "8,eu,h,80,1,2026-01-03,3", "9,eu,i,90,1,2026-01-03,3"]);
+    deliver(
+        &p,
+        3,
+        &[
+            "7,eu,g,70,1,2026-01-03,3",
+            "8,eu,h,80,1,2026-01-03,3",
+            "9,eu,i,90,1,2026-01-03,3",
+        ],
+    );
     run_one_snapshot(&p, "staging.items");
     let summary = current_summary(&p, "staging.items");
     assert_eq!(summary["operation"], "append");
@@ -111,13 +145,20 @@ fn merge_upserts_and_rewrites_only_the_files_holding_incoming_keys() {
     assert_eq!(model_result(&p, "items")["files_removed"], 0);
 
     // Update key 5 (in the second file only) and add key 10.
-    deliver(&p, 4, &["5,eu,E,55,2,2026-01-04,4", "10,eu,j,100,1,2026-01-04,4"]);
+    deliver(
+        &p,
+        4,
+        &["5,eu,E,55,2,2026-01-04,4", "10,eu,j,100,1,2026-01-04,4"],
+    );
     run_one_snapshot(&p, "staging.items");
     let summary = current_summary(&p, "staging.items");
     assert_eq!(summary["operation"], "overwrite");
     assert_eq!(summary["summary"]["deleted-data-files"], "1", "{summary}");
     assert_eq!(summary["summary"]["deleted-records"], "3");
-    assert_eq!(summary["summary"]["added-records"], "4", "survivors 4 and 6, incoming 5 and 10");
+    assert_eq!(
+        summary["summary"]["added-records"], "4",
+        "survivors 4 and 6, incoming 5 and 10"
+    );
     assert_eq!(summary["summary"]["total-records"], "10");
     assert_eq!(summary["summary"]["total-data-files"], "3");
     assert_eq!(summary["summary"]["lake.watermark"], "4");
@@ -126,20 +167,33 @@ fn merge_upserts_and_rewrites_only_the_files_holding_incoming_keys() {
     assert_eq!(result["rows_written"], 2);
 
     assert_eq!(p.sql_count("select count(*) from staging.items"), 10);
-    assert_eq!(p.sql_count("select count(distinct id) from staging.items"), 10);
     assert_eq!(
-        rows(&p, "select id, name, amount from staging.items where id in (4, 5, 6, 10) order by id"),
+        p.sql_count("select count(distinct id) from staging.items"),
+        10
+    );
+    assert_eq!(
+        rows(
+            &p,
+            "select id, name, amount from staging.items where id in (4, 5, 6, 10) order by id"
+        ),
         vec!["4,d,40", "5,E,55", "6,f,60", "10,j,100"]
     );
 
     // Keys spread over two files: both are rewritten, the third stays.
-    deliver(&p, 5, &["1,eu,A,11,2,2026-01-05,5", "9,eu,I,99,2,2026-01-05,5"]);
+    deliver(
+        &p,
+        5,
+        &["1,eu,A,11,2,2026-01-05,5", "9,eu,I,99,2,2026-01-05,5"],
+    );
     run_one_snapshot(&p, "staging.items");
     let summary = current_summary(&p, "staging.items");
     assert_eq!(summary["summary"]["deleted-data-files"], "2", "{summary}");
     assert_eq!(p.sql_count("select count(*) from staging.items"), 10);
     assert_eq!(
-        rows(&p, "select id, name from staging.items where id in (1, 9) order by id"),
+        rows(
+            &p,
+            "select id, name from staging.items where id in (1, 9) order by id"
+        ),
         vec!["1,A", "9,I"]
     );
 
@@ -153,21 +207,42 @@ fn merge_upserts_and_rewrites_only_the_files_holding_incoming_keys() {
 fn merge_rejects_duplicate_and_null_keys_and_dedupes_by_a_column() {
     // A NULL key on the first run: error, and no table is left behind.
     let p = project(MERGE_MODEL);
-    deliver(&p, 1, &["1,eu,a,10,1,2026-01-01,1", ",eu,b,20,1,2026-01-01,1"]);
+    deliver(
+        &p,
+        1,
+        &["1,eu,a,10,1,2026-01-01,1", ",eu,b,20,1,2026-01-01,1"],
+    );
     let out = p.lake(&["run"]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(
-        out.all().contains("merge into staging.items: unique_key (id) is NULL in an incoming row"),
+        out.all()
+            .contains("merge into staging.items: unique_key (id) is NULL in an incoming row"),
         "{}",
         out.all()
     );
-    assert_ne!(p.lake(&["show", "staging.items"]).code, 0, "the table created by the failed run is dropped");
+    assert_ne!(
+        p.lake(&["show", "staging.items"]).code,
+        0,
+        "the table created by the failed run is dropped"
+    );
 
     let model = MERGE_MODEL.replace("select id, name", "select id, version, name");
     let p = project(&model);
-    deliver(&p, 1, &["1,eu,a,10,1,2026-01-01,1", "2,eu,b,20,1,2026-01-01,1"]);
+    deliver(
+        &p,
+        1,
+        &["1,eu,a,10,1,2026-01-01,1", "2,eu,b,20,1,2026-01-01,1"],
+    );
     run_one_snapshot(&p, "staging.items");
-    deliver(&p, 2, &["42,eu,x,1,1,2026-01-02,2", "2,eu,y,2,1,2026-01-02,2", "42,eu,z,3,2,2026-01-02,2"]);
+    deliver(
+        &p,
+        2,
+        &[
+            "42,eu,x,1,1,2026-01-02,2",
+            "2,eu,y,2,1,2026-01-02,2",
+            "42,eu,z,3,2,2026-01-02,2",
+        ],
+    );
     let before = snapshot_count(&p, "staging.items");
     let out = p.lake(&["run"]);
     assert_eq!(out.code, 1, "{}", out.all());
@@ -178,7 +253,11 @@ fn merge_rejects_duplicate_and_null_keys_and_dedupes_by_a_column() {
         "{}",
         out.all()
     );
-    assert_eq!(snapshot_count(&p, "staging.items"), before, "a failed merge commits nothing");
+    assert_eq!(
+        snapshot_count(&p, "staging.items"),
+        before,
+        "a failed merge commits nothing"
+    );
     assert_eq!(p.sql_count("select count(*) from staging.items"), 2);
 
     // dedupe_by: per key, the row with the greatest version wins.
@@ -188,7 +267,10 @@ fn merge_rejects_duplicate_and_null_keys_and_dedupes_by_a_column() {
     );
     run_one_snapshot(&p, "staging.items");
     assert_eq!(
-        rows(&p, "select id, name, version from staging.items order by id"),
+        rows(
+            &p,
+            "select id, name, version from staging.items order by id"
+        ),
         vec!["1,a,1", "2,y,1", "42,z,2"]
     );
 }
@@ -201,28 +283,57 @@ select region, id, name, batch from {{ source('raw', 'items') }}
 {% if is_incremental() %}where batch > {{ watermark }}{% endif %}
 "#,
     );
-    deliver(&p, 1, &["1,eu,a,0,1,2026-01-01,1", "2,eu,b,0,1,2026-01-01,1", "1,us,c,0,1,2026-01-01,1", "2,us,d,0,1,2026-01-01,1"]);
+    deliver(
+        &p,
+        1,
+        &[
+            "1,eu,a,0,1,2026-01-01,1",
+            "2,eu,b,0,1,2026-01-01,1",
+            "1,us,c,0,1,2026-01-01,1",
+            "2,us,d,0,1,2026-01-01,1",
+        ],
+    );
     // The on_schema_change default (fail) must not trip: the model keeps its columns.
     run_one_snapshot(&p, "staging.items");
-    assert_eq!(current_summary(&p, "staging.items")["summary"]["total-data-files"], "2");
+    assert_eq!(
+        current_summary(&p, "staging.items")["summary"]["total-data-files"],
+        "2"
+    );
 
     // (eu, 1) is updated; (us, 3) is new: only the eu file is rewritten.
-    deliver(&p, 2, &["1,eu,A,0,1,2026-01-02,2", "3,us,e,0,1,2026-01-02,2"]);
+    deliver(
+        &p,
+        2,
+        &["1,eu,A,0,1,2026-01-02,2", "3,us,e,0,1,2026-01-02,2"],
+    );
     run_one_snapshot(&p, "staging.items");
     let summary = current_summary(&p, "staging.items");
     assert_eq!(summary["operation"], "overwrite");
     assert_eq!(summary["summary"]["deleted-data-files"], "1", "{summary}");
     assert_eq!(
-        rows(&p, "select region, id, name from staging.items order by region, id"),
+        rows(
+            &p,
+            "select region, id, name from staging.items order by region, id"
+        ),
         vec!["eu,1,A", "eu,2,b", "us,1,c", "us,2,d", "us,3,e"]
     );
 
     // The same id in two regions is two keys, not a duplicate.
-    deliver(&p, 3, &["2,eu,B,0,1,2026-01-03,3", "2,us,D,0,1,2026-01-03,3"]);
+    deliver(
+        &p,
+        3,
+        &["2,eu,B,0,1,2026-01-03,3", "2,us,D,0,1,2026-01-03,3"],
+    );
     run_one_snapshot(&p, "staging.items");
-    assert_eq!(current_summary(&p, "staging.items")["summary"]["deleted-data-files"], "2");
     assert_eq!(
-        rows(&p, "select region, id, name from staging.items order by region, id"),
+        current_summary(&p, "staging.items")["summary"]["deleted-data-files"],
+        "2"
+    );
+    assert_eq!(
+        rows(
+            &p,
+            "select region, id, name from staging.items order by region, id"
+        ),
         vec!["eu,1,A", "eu,2,B", "us,1,c", "us,2,D", "us,3,e"]
     );
 }
@@ -266,13 +377,24 @@ select day, id, amount, batch from {{ source('raw', 'items') }}
         .collect();
     assert_eq!(day2.len(), 1, "{day2:?}");
     std::fs::remove_file(&day2[0]).unwrap();
-    deliver(&p, 2, &["3,eu,a,33,1,2026-01-02,2", "7,eu,a,70,1,2026-01-02,2"]);
+    deliver(
+        &p,
+        2,
+        &["3,eu,a,33,1,2026-01-02,2", "7,eu,a,70,1,2026-01-02,2"],
+    );
     p.lake(&["run"]).assert_ok();
     for table in ["staging.items", "staging.items_flat"] {
         assert_eq!(snapshot_count(&p, table), 2, "{table}");
-        assert_eq!(p.sql_count(&format!("select count(*) from {table}")), 5, "{table}");
         assert_eq!(
-            rows(&p, &format!("select day, id, amount from {table} order by day, id")),
+            p.sql_count(&format!("select count(*) from {table}")),
+            5,
+            "{table}"
+        );
+        assert_eq!(
+            rows(
+                &p,
+                &format!("select day, id, amount from {table} order by day, id")
+            ),
             vec![
                 "2026-01-01,1,10",
                 "2026-01-01,2,20",
@@ -286,7 +408,10 @@ select day, id, amount, batch from {{ source('raw', 'items') }}
     }
     // Partitioned by day: the day-2 file is dropped whole, the others untouched.
     let partitioned = current_summary(&p, "staging.items");
-    assert_eq!(partitioned["summary"]["deleted-data-files"], "1", "{partitioned}");
+    assert_eq!(
+        partitioned["summary"]["deleted-data-files"], "1",
+        "{partitioned}"
+    );
     assert_eq!(partitioned["summary"]["deleted-records"], "3");
     assert_eq!(partitioned["summary"]["added-records"], "2");
     // One file with every day: rewritten without day 2.
@@ -296,18 +421,32 @@ select day, id, amount, batch from {{ source('raw', 'items') }}
     assert_eq!(flat["summary"]["added-records"], "5");
 
     // A range spanning days 3 and 4: day 3 replaced, day 4 new, days 1 and 2 untouched.
-    deliver(&p, 3, &["8,eu,a,80,1,2026-01-03,3", "9,eu,a,90,1,2026-01-04,3"]);
+    deliver(
+        &p,
+        3,
+        &["8,eu,a,80,1,2026-01-03,3", "9,eu,a,90,1,2026-01-04,3"],
+    );
     p.lake(&["run"]).assert_ok();
     for table in ["staging.items", "staging.items_flat"] {
         assert_eq!(snapshot_count(&p, table), 3, "{table}");
         assert_eq!(
             rows(&p, &format!("select day, id from {table} order by day, id")),
-            vec!["2026-01-01,1", "2026-01-01,2", "2026-01-02,3", "2026-01-02,7", "2026-01-03,8", "2026-01-04,9"],
+            vec![
+                "2026-01-01,1",
+                "2026-01-01,2",
+                "2026-01-02,3",
+                "2026-01-02,7",
+                "2026-01-03,8",
+                "2026-01-04,9"
+            ],
             "{table}"
         );
     }
     let partitioned = current_summary(&p, "staging.items");
-    assert_eq!(partitioned["summary"]["deleted-data-files"], "1", "only the day-3 file: {partitioned}");
+    assert_eq!(
+        partitioned["summary"]["deleted-data-files"], "1",
+        "only the day-3 file: {partitioned}"
+    );
 }
 
 #[test]
@@ -320,26 +459,54 @@ select day, id from {{ source('raw', 'items') }}
     deliver(&p, 1, &["1,eu,a,10,1,2026-01-01,1", "2,eu,a,20,1,,1"]);
     let out = p.lake(&["run"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(out.all().contains("range column (day) is NULL in an incoming row"), "{}", out.all());
+    assert!(
+        out.all()
+            .contains("range column (day) is NULL in an incoming row"),
+        "{}",
+        out.all()
+    );
 }
 
 #[test]
 fn merge_with_schema_changes_append_sync_and_fail() {
     let p = project(MERGE_MODEL);
-    deliver(&p, 1, &["1,eu,a,10,1,2026-01-01,1", "2,eu,b,20,1,2026-01-01,1", "3,eu,c,30,1,2026-01-01,1"]);
+    deliver(
+        &p,
+        1,
+        &[
+            "1,eu,a,10,1,2026-01-01,1",
+            "2,eu,b,20,1,2026-01-01,1",
+            "3,eu,c,30,1,2026-01-01,1",
+        ],
+    );
     run_one_snapshot(&p, "staging.items");
 
     // fail (the default): a new column is an error naming it, nothing is committed.
     p.write(
         "models/staging/items.sql",
-        &MERGE_MODEL.replace("select id, name, amount", "select id, name, amount, amount * 2 as double_amount"),
+        &MERGE_MODEL.replace(
+            "select id, name, amount",
+            "select id, name, amount, amount * 2 as double_amount",
+        ),
     );
-    deliver(&p, 2, &["2,eu,B,21,1,2026-01-02,2", "4,eu,d,40,1,2026-01-02,2"]);
+    deliver(
+        &p,
+        2,
+        &["2,eu,B,21,1,2026-01-02,2", "4,eu,d,40,1,2026-01-02,2"],
+    );
     let before = snapshot_count(&p, "staging.items");
     let out = p.lake(&["run"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(out.all().contains("adds column(s) double_amount"), "{}", out.all());
-    assert!(out.all().contains("on_schema_change = fail"), "{}", out.all());
+    assert!(
+        out.all().contains("adds column(s) double_amount"),
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.all().contains("on_schema_change = fail"),
+        "{}",
+        out.all()
+    );
     assert_eq!(snapshot_count(&p, "staging.items"), before);
 
     // append_new_columns: the column is added in the same snapshot as the merge; old rows
@@ -347,15 +514,30 @@ fn merge_with_schema_changes_append_sync_and_fail() {
     p.write(
         "models/staging/items.sql",
         &MERGE_MODEL
-            .replace("select id, name, amount", "select id, name, amount, amount * 2 as double_amount")
-            .replace("watermark='batch'", "watermark='batch', on_schema_change='append_new_columns'"),
+            .replace(
+                "select id, name, amount",
+                "select id, name, amount, amount * 2 as double_amount",
+            )
+            .replace(
+                "watermark='batch'",
+                "watermark='batch', on_schema_change='append_new_columns'",
+            ),
     );
     run_one_snapshot(&p, "staging.items");
-    assert_eq!(columns(&p, "staging.items"), vec!["id", "name", "amount", "batch", "double_amount"]);
-    assert_eq!(p.sql_count("select count(*) from staging.items"), 4);
-    assert_eq!(p.sql_count("select count(distinct id) from staging.items"), 4);
     assert_eq!(
-        rows(&p, "select id, name, double_amount from staging.items order by id"),
+        columns(&p, "staging.items"),
+        vec!["id", "name", "amount", "batch", "double_amount"]
+    );
+    assert_eq!(p.sql_count("select count(*) from staging.items"), 4);
+    assert_eq!(
+        p.sql_count("select count(distinct id) from staging.items"),
+        4
+    );
+    assert_eq!(
+        rows(
+            &p,
+            "select id, name, double_amount from staging.items order by id"
+        ),
         vec!["1,a,", "2,B,42", "3,c,", "4,d,80"]
     );
 
@@ -363,14 +545,26 @@ fn merge_with_schema_changes_append_sync_and_fail() {
     p.write(
         "models/staging/items.sql",
         &MERGE_MODEL
-            .replace("select id, name, amount", "select id, name, amount * 2 as double_amount")
-            .replace("watermark='batch'", "watermark='batch', on_schema_change='append_new_columns'"),
+            .replace(
+                "select id, name, amount",
+                "select id, name, amount * 2 as double_amount",
+            )
+            .replace(
+                "watermark='batch'",
+                "watermark='batch', on_schema_change='append_new_columns'",
+            ),
     );
     deliver(&p, 3, &["5,eu,e,50,1,2026-01-03,3"]);
     run_one_snapshot(&p, "staging.items");
-    assert_eq!(columns(&p, "staging.items"), vec!["id", "name", "amount", "batch", "double_amount"]);
     assert_eq!(
-        rows(&p, "select id, amount, double_amount from staging.items where id >= 4 order by id"),
+        columns(&p, "staging.items"),
+        vec!["id", "name", "amount", "batch", "double_amount"]
+    );
+    assert_eq!(
+        rows(
+            &p,
+            "select id, amount, double_amount from staging.items where id >= 4 order by id"
+        ),
         vec!["4,40,80", "5,,100"]
     );
 
@@ -378,16 +572,35 @@ fn merge_with_schema_changes_append_sync_and_fail() {
     p.write(
         "models/staging/items.sql",
         &MERGE_MODEL
-            .replace("select id, name, amount", "select id, name, amount * 2 as double_amount")
-            .replace("watermark='batch'", "watermark='batch', on_schema_change='sync_all_columns'"),
+            .replace(
+                "select id, name, amount",
+                "select id, name, amount * 2 as double_amount",
+            )
+            .replace(
+                "watermark='batch'",
+                "watermark='batch', on_schema_change='sync_all_columns'",
+            ),
     );
-    deliver(&p, 4, &["1,eu,A,11,1,2026-01-04,4", "6,eu,f,60,1,2026-01-04,4"]);
+    deliver(
+        &p,
+        4,
+        &["1,eu,A,11,1,2026-01-04,4", "6,eu,f,60,1,2026-01-04,4"],
+    );
     run_one_snapshot(&p, "staging.items");
-    assert_eq!(columns(&p, "staging.items"), vec!["id", "name", "double_amount", "batch"]);
-    assert_eq!(p.sql_count("select count(*) from staging.items"), 6);
-    assert_eq!(p.sql_count("select count(distinct id) from staging.items"), 6);
     assert_eq!(
-        rows(&p, "select id, name, double_amount from staging.items order by id"),
+        columns(&p, "staging.items"),
+        vec!["id", "name", "double_amount", "batch"]
+    );
+    assert_eq!(p.sql_count("select count(*) from staging.items"), 6);
+    assert_eq!(
+        p.sql_count("select count(distinct id) from staging.items"),
+        6
+    );
+    assert_eq!(
+        rows(
+            &p,
+            "select id, name, double_amount from staging.items order by id"
+        ),
         vec!["1,A,22", "2,B,42", "3,c,", "4,d,80", "5,e,100", "6,f,120"]
     );
     let out = p.lake(&["sql", "select amount from staging.items"]);
@@ -407,7 +620,14 @@ fn data_files(p: &TestProject, namespace: &str, table: &str) -> Vec<std::path::P
         }
     }
     let mut out = Vec::new();
-    walk(&p.path().join(".lake/warehouse").join(namespace).join(table).join("data"), &mut out);
+    walk(
+        &p.path()
+            .join(".lake/warehouse")
+            .join(namespace)
+            .join(table)
+            .join("data"),
+        &mut out,
+    );
     out.sort_by_key(|f| f.file_name().unwrap().to_owned());
     out
 }
@@ -416,20 +636,39 @@ fn data_files(p: &TestProject, namespace: &str, table: &str) -> Vec<std::path::P
 fn merge_never_opens_files_that_cannot_hold_an_incoming_key() {
     // Bounds: three files of ids 1-3, 4-6, 7-9; a merge of keys 5 and 10 reads only 4-6.
     let p = project(MERGE_MODEL);
-    deliver(&p, 1, &["1,eu,a,10,1,2026-01-01,1", "3,eu,c,30,1,2026-01-01,1"]);
+    deliver(
+        &p,
+        1,
+        &["1,eu,a,10,1,2026-01-01,1", "3,eu,c,30,1,2026-01-01,1"],
+    );
     p.lake(&["run"]).assert_ok();
-    deliver(&p, 2, &["4,eu,d,40,1,2026-01-02,2", "6,eu,f,60,1,2026-01-02,2"]);
+    deliver(
+        &p,
+        2,
+        &["4,eu,d,40,1,2026-01-02,2", "6,eu,f,60,1,2026-01-02,2"],
+    );
     p.lake(&["run"]).assert_ok();
-    deliver(&p, 3, &["7,eu,g,70,1,2026-01-03,3", "9,eu,i,90,1,2026-01-03,3"]);
+    deliver(
+        &p,
+        3,
+        &["7,eu,g,70,1,2026-01-03,3", "9,eu,i,90,1,2026-01-03,3"],
+    );
     p.lake(&["run"]).assert_ok();
     let files = data_files(&p, "staging", "items");
     assert_eq!(files.len(), 3, "{files:?}");
     std::fs::remove_file(&files[0]).unwrap();
     std::fs::remove_file(&files[2]).unwrap();
-    deliver(&p, 4, &["5,eu,e,50,1,2026-01-04,4", "10,eu,j,100,1,2026-01-04,4"]);
+    deliver(
+        &p,
+        4,
+        &["5,eu,e,50,1,2026-01-04,4", "10,eu,j,100,1,2026-01-04,4"],
+    );
     p.lake(&["run"]).assert_ok();
     let summary = current_summary(&p, "staging.items");
-    assert_eq!(summary["operation"], "append", "no existing row holds key 5 or 10: {summary}");
+    assert_eq!(
+        summary["operation"], "append",
+        "no existing row holds key 5 or 10: {summary}"
+    );
 
     deliver(&p, 5, &["6,eu,F,61,1,2026-01-05,5"]);
     p.lake(&["run"]).assert_ok();
@@ -443,7 +682,16 @@ select region, id, name, batch from {{ source('raw', 'items') }}
 {% if is_incremental() %}where batch > {{ watermark }}{% endif %}
 "#,
     );
-    deliver(&p, 1, &["1,eu,a,0,1,2026-01-01,1", "2,eu,b,0,1,2026-01-01,1", "1,us,c,0,1,2026-01-01,1", "2,us,d,0,1,2026-01-01,1"]);
+    deliver(
+        &p,
+        1,
+        &[
+            "1,eu,a,0,1,2026-01-01,1",
+            "2,eu,b,0,1,2026-01-01,1",
+            "1,us,c,0,1,2026-01-01,1",
+            "2,us,d,0,1,2026-01-01,1",
+        ],
+    );
     p.lake(&["run"]).assert_ok();
     let us: Vec<_> = data_files(&p, "staging", "items")
         .into_iter()
@@ -456,7 +704,10 @@ select region, id, name, batch from {{ source('raw', 'items') }}
     let summary = current_summary(&p, "staging.items");
     assert_eq!(summary["summary"]["deleted-data-files"], "1", "{summary}");
     assert_eq!(
-        rows(&p, "select region, id, name from staging.items where region = 'eu' order by id"),
+        rows(
+            &p,
+            "select region, id, name from staging.items where region = 'eu' order by id"
+        ),
         vec!["eu,1,A", "eu,2,b"]
     );
 }
