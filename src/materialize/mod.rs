@@ -5,27 +5,55 @@
 //! - [`Strategy::Append`] (`incremental` + `append`): one `append` snapshot, or none when the
 //!   model produced no rows.
 //! - [`Strategy::Merge`] (`incremental` + `merge` on `unique_key`): copy-on-write of the files
-//!   that can hold incoming keys, one `overwrite` snapshot.
+//!   that hold incoming keys, one `overwrite` snapshot (`append` when no key matched, none
+//!   when there are no rows). See [`merge`].
 //! - [`Strategy::ReplaceRange`] (`incremental` + `replace_range`): rows in the range the batch
-//!   covers are replaced, one `overwrite` snapshot.
+//!   covers are replaced, one `overwrite` snapshot (likewise). See [`replace_range`].
+//!
+//! Merge and range replacement collect the output in memory; on the first run (the table is
+//! created for the output) they are appends after the same checks of the incoming rows. If a
+//! concurrent writer removed a file they replace, they plan again on the new table state.
+//!
+//! Incremental strategies follow [`SchemaChangePolicy`] when the output's columns differ from
+//! the table's (see [`schema_change`]); the new schema commits with the data, and every batch
+//! written (incoming or carried over from a rewritten file) is aligned to it by column name.
 //!
 //! The watermark (max of the configured column over the rows written, merged with the stored
 //! one, or a value fixed by the caller) is put in the same snapshot's summary as the data.
 
-use std::collections::HashMap;
+mod merge;
+mod replace_range;
+mod schema_change;
 
-use anyhow::{Context, Result, bail};
-use arrow::datatypes::SchemaRef as ArrowSchemaRef;
-use futures::StreamExt;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array,
+    FixedSizeBinaryArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+    RecordBatchOptions, StringArray, Time64MicrosecondArray, TimestampMicrosecondArray,
+    TimestampNanosecondArray, make_comparator, new_null_array,
+};
+use arrow::compute::SortOptions;
+use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef};
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::TableIdent;
-use iceberg::spec::DataFile;
+use iceberg::arrow::ArrowReaderBuilder;
+use iceberg::scan::FileScanTask;
+use iceberg::spec::{
+    DataContentType, DataFile, Literal, ManifestContentType, Operation, PrimitiveLiteral,
+    PrimitiveType, TableMetadata, Transform, Type,
+};
 use iceberg::table::Table;
 
 use crate::engine::watermark::{Watermark, WatermarkTracker};
 use crate::lakehouse::catalog::Lakehouse;
-use crate::lakehouse::commit::{self, Change, CommitOutcome, MetadataChanges};
-use crate::lakehouse::schema::{column_changes, evolve_schema, partition_spec, same_partitioning};
+use crate::lakehouse::commit::{self, Change, CommitOutcome, MetadataChanges, StaleChange};
+use crate::lakehouse::schema::{
+    conform_batch, evolve_schema, partition_spec, same_partitioning, writer_arrow_schema,
+};
 use crate::lakehouse::summary;
 use crate::lakehouse::writer::{DataWriter, WriteOptions};
 
@@ -76,12 +104,21 @@ pub struct Request<'a> {
 /// What a materialization did.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
+    /// Rows of the model's output committed (after `dedupe_by`); rows carried over from
+    /// rewritten files are not counted.
     pub rows_written: u64,
-    /// `None` when nothing was committed (an append of zero rows).
+    /// `None` when nothing was committed (zero rows to append, merge or replace).
     pub commit: Option<CommitOutcome>,
     pub watermark: Option<Watermark>,
     pub created_table: bool,
+    /// Existing data files that were read and rewritten without their replaced rows
+    /// (copy-on-write by `merge` and `replace_range`). Files that `replace_range` drops whole
+    /// are not counted here (they are in the commit's `files_removed`, as are these).
+    pub files_rewritten: usize,
 }
+
+/// Attempts of a copy-on-write change when a concurrent writer removed a file it replaces.
+const REWRITE_ATTEMPTS: u32 = 3;
 
 /// Write `batches` (with `schema`) to the table and commit once.
 pub async fn materialize(
@@ -115,30 +152,22 @@ pub async fn materialize(
         }
     };
 
-    let changes = match (&request.strategy, created) {
-        (_, true) => MetadataChanges::default(),
-        (Strategy::Replace, false) => replace_changes(&table, &schema, &request.partition_by)?,
-        (_, false) => {
-            let (added, removed) = column_changes(table.metadata().current_schema(), &schema);
-            if !added.is_empty() || !removed.is_empty() {
-                let mut parts = Vec::new();
-                if !added.is_empty() {
-                    parts.push(format!("adds column(s) {}", added.join(", ")));
-                }
-                if !removed.is_empty() {
-                    parts.push(format!("lacks column(s) {}", removed.join(", ")));
-                }
-                bail!(
-                    "the output {} compared with table {} (on_schema_change = fail); run with --full-refresh to rebuild it",
-                    parts.join(" and "),
-                    request.ident
-                );
+    let result = match &request.strategy {
+        Strategy::Replace | Strategy::Append => {
+            let changes = match (&request.strategy, created) {
+                (_, true) => Ok(MetadataChanges::default()),
+                (Strategy::Replace, false) => replace_changes(&table, &schema, &request.partition_by),
+                (_, false) => schema_change::incremental_changes(&table, &schema, request.on_schema_change),
+            };
+            match changes {
+                Ok(changes) => write_and_commit(lakehouse, &table, &changes, &request, &mut batches).await,
+                Err(e) => Err(e),
             }
-            MetadataChanges::default()
+        }
+        Strategy::Merge { .. } | Strategy::ReplaceRange { .. } => {
+            copy_on_write(lakehouse, table, created, &request, &schema, &mut batches).await
         }
     };
-
-    let result = write_and_commit(lakehouse, &table, &changes, &request, &mut batches).await;
     if result.is_err() && created {
         // The table was created for this output and holds nothing: do not leave it behind.
         if let Err(e) = lakehouse.catalog().drop_table(&request.ident).await {
@@ -170,6 +199,7 @@ fn replace_changes(
     Ok(changes)
 }
 
+/// `table` replace / append: batches are streamed to the writer.
 async fn write_and_commit(
     lakehouse: &Lakehouse,
     table: &Table,
@@ -185,10 +215,8 @@ async fn write_and_commit(
         target.default_partition_spec().clone(),
         request.write,
     )?;
-    let mut tracker = match request.fixed_watermark {
-        Some(_) => None,
-        None => request.watermark_column.as_deref().map(WatermarkTracker::new),
-    };
+    let target_arrow = writer.arrow_schema().clone();
+    let mut tracker = new_tracker(request);
 
     let written: Result<()> = async {
         while let Some(batch) = batches.next().await {
@@ -196,7 +224,7 @@ async fn write_and_commit(
             if let Some(t) = tracker.as_mut() {
                 t.update(&batch)?;
             }
-            writer.write(&batch).await?;
+            writer.write(&align(&batch, &target_arrow)?).await?;
         }
         Ok(())
     }
@@ -211,46 +239,448 @@ async fn write_and_commit(
             return Err(e);
         }
     };
-
-    let new_watermark = match tracker {
-        Some(t) => t.finish()?,
-        None => None,
-    };
-    let watermark = match (&request.fixed_watermark, new_watermark, &request.strategy) {
-        (Some(fixed), _, _) => Some(fixed.clone()),
-        (None, w, Strategy::Replace) => w,
-        (None, Some(w), _) => Some(w.max(request.previous_watermark.clone())),
-        (None, None, _) => request.previous_watermark.clone(),
-    };
+    let watermark = final_watermark(request, tracker)?;
 
     if request.strategy == Strategy::Append && files.is_empty() {
         return Ok(Outcome {
-            rows_written: 0,
-            commit: None,
             watermark,
-            created_table: false,
+            ..Default::default()
         });
-    }
-
-    let mut properties = request.properties.clone();
-    if let (Some(w), Some(column)) = (&watermark, &request.watermark_column) {
-        properties.insert(summary::WATERMARK.into(), w.value.clone());
-        properties.insert(summary::WATERMARK_TYPE.into(), w.kind.clone());
-        properties.insert(summary::WATERMARK_COLUMN.into(), column.clone());
     }
     let change = match &request.strategy {
         Strategy::Replace => Change::ReplaceAll(files),
-        Strategy::Append => Change::Append(files),
-        Strategy::Merge { .. } | Strategy::ReplaceRange { .. } => {
-            commit::discard_files(table, &files).await;
-            bail!("this strategy is not built yet");
-        }
+        _ => Change::Append(files),
     };
+    let properties = commit_properties(request, &watermark);
     let outcome = commit::commit(lakehouse, table.clone(), changes, change, properties).await?;
     Ok(Outcome {
         rows_written: rows,
         commit: Some(outcome),
         watermark,
-        created_table: false,
+        ..Default::default()
     })
+}
+
+fn new_tracker(request: &Request<'_>) -> Option<WatermarkTracker> {
+    match request.fixed_watermark {
+        Some(_) => None,
+        None => request.watermark_column.as_deref().map(WatermarkTracker::new),
+    }
+}
+
+/// The watermark to store after this write.
+fn final_watermark(request: &Request<'_>, tracker: Option<WatermarkTracker>) -> Result<Option<Watermark>> {
+    let new_watermark = match tracker {
+        Some(t) => t.finish()?,
+        None => None,
+    };
+    Ok(match (&request.fixed_watermark, new_watermark, &request.strategy) {
+        (Some(fixed), _, _) => Some(fixed.clone()),
+        (None, w, Strategy::Replace) => w,
+        (None, Some(w), _) => Some(w.max(request.previous_watermark.clone())),
+        (None, None, _) => request.previous_watermark.clone(),
+    })
+}
+
+/// The summary properties of the commit: the request's plus the watermark.
+fn commit_properties(request: &Request<'_>, watermark: &Option<Watermark>) -> HashMap<String, String> {
+    let mut properties = request.properties.clone();
+    if let (Some(w), Some(column)) = (watermark, &request.watermark_column) {
+        properties.insert(summary::WATERMARK.into(), w.value.clone());
+        properties.insert(summary::WATERMARK_TYPE.into(), w.kind.clone());
+        properties.insert(summary::WATERMARK_COLUMN.into(), column.clone());
+    }
+    properties
+}
+
+/// What a copy-on-write plan wrote: files to remove (by path), files to add.
+struct Rewrite {
+    removed: Vec<String>,
+    added: Vec<DataFile>,
+    files_rewritten: usize,
+}
+
+/// `merge` and `replace_range`: collect the output, check it, rewrite the touched files and
+/// commit removed + added files as one snapshot. A concurrent writer that removed one of the
+/// files this change replaces makes it start over on the new table state.
+async fn copy_on_write(
+    lakehouse: &Lakehouse,
+    mut table: Table,
+    created: bool,
+    request: &Request<'_>,
+    schema: &ArrowSchemaRef,
+    batches: &mut BoxStream<'_, Result<arrow::array::RecordBatch>>,
+) -> Result<Outcome> {
+    let mut tracker = new_tracker(request);
+    let mut collected = Vec::new();
+    while let Some(batch) = batches.next().await {
+        let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        if let Some(t) = tracker.as_mut() {
+            t.update(&batch)?;
+        }
+        collected.push(batch);
+    }
+    let output_schema = collected.first().map(|b| b.schema()).unwrap_or_else(|| schema.clone());
+    let incoming = arrow::compute::concat_batches(&output_schema, &collected)
+        .context("cannot collect the model's output")?;
+    drop(collected);
+    let watermark = final_watermark(request, tracker)?;
+
+    match &request.strategy {
+        Strategy::Merge { unique_key, dedupe_by } => {
+            merge::check_columns(&request.ident, &output_schema, unique_key, dedupe_by.as_deref())?
+        }
+        Strategy::ReplaceRange { column } => replace_range::check_column(&request.ident, &output_schema, column)?,
+        _ => unreachable!("copy_on_write is for merge and replace_range"),
+    }
+    if !created {
+        // Checked before anything else, so that `fail` reports a changed output even when
+        // there are no rows to write.
+        schema_change::incremental_changes(&table, &output_schema, request.on_schema_change)?;
+    }
+    if incoming.num_rows() == 0 {
+        return Ok(Outcome {
+            watermark,
+            ..Default::default()
+        });
+    }
+
+    let mut attempt = 1;
+    loop {
+        let changes = if created {
+            MetadataChanges::default()
+        } else {
+            schema_change::incremental_changes(&table, &output_schema, request.on_schema_change)?
+        };
+        let target = changes.target_metadata(&table)?;
+        let target_arrow = writer_arrow_schema(target.current_schema())?;
+        // The rows as they will be stored: keys and ranges compare in the table's types.
+        let rows = align(&incoming, &target_arrow)?;
+        let (rows, plan) = match &request.strategy {
+            Strategy::Merge { unique_key, dedupe_by } => {
+                let rows = merge::check_and_dedupe(&request.ident, rows, unique_key, dedupe_by.as_deref())?;
+                let plan = merge::rewrite(&table, &target, &rows, unique_key, request.write).await?;
+                (rows, plan)
+            }
+            Strategy::ReplaceRange { column } => {
+                replace_range::check_rows(&request.ident, &rows, column)?;
+                let plan = replace_range::rewrite(&table, &target, &rows, column, request.write).await?;
+                (rows, plan)
+            }
+            _ => unreachable!(),
+        };
+        let change = if plan.removed.is_empty() {
+            // Nothing replaced: a plain append (exact incremental reads downstream stay possible).
+            Change::Append(plan.added)
+        } else {
+            Change::Rewrite {
+                removed: plan.removed,
+                added: plan.added,
+                operation: Operation::Overwrite,
+            }
+        };
+        let properties = commit_properties(request, &watermark);
+        match commit::commit(lakehouse, table.clone(), &changes, change, properties).await {
+            Ok(outcome) => {
+                return Ok(Outcome {
+                    rows_written: rows.num_rows() as u64,
+                    commit: Some(outcome),
+                    watermark,
+                    created_table: false,
+                    files_rewritten: plan.files_rewritten,
+                });
+            }
+            Err(e) if e.downcast_ref::<StaleChange>().is_some() && attempt < REWRITE_ATTEMPTS => {
+                tracing::info!(table = %request.ident, error = %e, "files changed under the rewrite; planning again");
+                attempt += 1;
+                table = lakehouse.table(&request.ident).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `batch` with exactly `target`'s columns, matched by name: columns it lacks are null, columns
+/// `target` lacks are dropped, types are cast to the target's.
+fn align(batch: &RecordBatch, target: &ArrowSchemaRef) -> Result<RecordBatch> {
+    let rows = batch.num_rows();
+    let mut fields = Vec::with_capacity(target.fields().len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
+    for field in target.fields() {
+        match batch.column_by_name(field.name()) {
+            Some(c) => {
+                fields.push(Field::new(field.name(), c.data_type().clone(), true));
+                columns.push(c.clone());
+            }
+            None => {
+                fields.push(Field::new(field.name(), field.data_type().clone(), true));
+                columns.push(new_null_array(field.data_type(), rows));
+            }
+        }
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    let projected = RecordBatch::try_new_with_options(Arc::new(ArrowSchema::new(fields)), columns, &options)?;
+    conform_batch(&projected, target)
+}
+
+/// A live data file of a table snapshot, with the partition spec it was written with.
+struct LiveFile {
+    file: DataFile,
+    spec_id: i32,
+}
+
+/// Every live data file of the table's current snapshot.
+async fn live_data_files(table: &Table) -> Result<Vec<LiveFile>> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(Vec::new());
+    };
+    let list = table.manifest_list_reader(snapshot).load().await?;
+    let mut files = Vec::new();
+    for manifest_file in list.entries() {
+        if manifest_file.content != ManifestContentType::Data {
+            continue;
+        }
+        let manifest = manifest_file.load_manifest(table.file_io()).await?;
+        for entry in manifest.entries() {
+            if entry.is_alive() && entry.data_file().content_type() == DataContentType::Data {
+                files.push(LiveFile {
+                    file: entry.data_file().clone(),
+                    spec_id: manifest_file.partition_spec_id,
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.file.file_path().cmp(b.file.file_path()));
+    Ok(files)
+}
+
+/// Reads chosen data files of the current snapshot one at a time (deletes applied), in the
+/// snapshot's schema.
+struct FileReader {
+    table: Table,
+    tasks: HashMap<String, Vec<FileScanTask>>,
+}
+
+impl FileReader {
+    async fn new(table: &Table, paths: &HashSet<String>) -> Result<Self> {
+        let mut tasks: HashMap<String, Vec<FileScanTask>> = HashMap::new();
+        if let (Some(snapshot), false) = (table.metadata().current_snapshot_id(), paths.is_empty()) {
+            let scan = table.scan().snapshot_id(snapshot).build()?;
+            let mut stream = scan.plan_files().await?;
+            while let Some(task) = stream.try_next().await? {
+                if paths.contains(&task.data_file_path) {
+                    tasks.entry(task.data_file_path.clone()).or_default().push(task);
+                }
+            }
+        }
+        Ok(FileReader {
+            table: table.clone(),
+            tasks,
+        })
+    }
+
+    /// The rows of one data file.
+    async fn read(&mut self, path: &str) -> Result<Vec<RecordBatch>> {
+        let tasks = self
+            .tasks
+            .remove(path)
+            .ok_or_else(|| anyhow!("data file {path} is not in the current snapshot of {}", self.table.identifier()))?;
+        let reader = ArrowReaderBuilder::new(self.table.file_io().clone(), iceberg::Runtime::try_current()?).build();
+        let stream = futures::stream::iter(tasks.into_iter().map(Ok)).boxed();
+        let batches: Vec<RecordBatch> = reader
+            .read(stream)?
+            .stream()
+            .try_collect()
+            .await
+            .with_context(|| format!("cannot read data file {path} of {}", self.table.identifier()))?;
+        Ok(batches)
+    }
+}
+
+/// What a data file's metadata says about one column's non-null values.
+struct ColumnRange {
+    /// Lower bound, as a one-row array of the column's Arrow type (`None`: unknown).
+    lower: Option<ArrayRef>,
+    /// Upper bound, likewise.
+    upper: Option<ArrayRef>,
+    /// The file holds no non-null value of the column.
+    empty: bool,
+    /// Nulls in the column: `Some(0)` when known to be none.
+    nulls: Option<u64>,
+}
+
+impl ColumnRange {
+    fn unknown() -> Self {
+        ColumnRange {
+            lower: None,
+            upper: None,
+            empty: false,
+            nulls: None,
+        }
+    }
+}
+
+/// The range of column `field_id` (of Arrow type `arrow_type` in the rows compared with it)
+/// in `live`, from an identity partition value or the column bounds.
+fn column_range(metadata: &TableMetadata, live: &LiveFile, field_id: i32, arrow_type: &DataType) -> ColumnRange {
+    let file = &live.file;
+    let Some(field) = metadata.current_schema().field_by_id(field_id) else {
+        return ColumnRange::unknown();
+    };
+    let Type::Primitive(ty) = field.field_type.as_ref() else {
+        return ColumnRange::unknown();
+    };
+    let mut nulls = file.null_value_counts().get(&field_id).copied();
+    if let Some(spec) = metadata.partition_spec_by_id(live.spec_id) {
+        for (i, p) in spec.fields().iter().enumerate() {
+            if p.source_id != field_id || p.transform != Transform::Identity {
+                continue;
+            }
+            match file.partition().fields().get(i) {
+                Some(Some(Literal::Primitive(value))) => {
+                    if let Some(a) = literal_array(ty, value, arrow_type) {
+                        return ColumnRange {
+                            lower: Some(a.clone()),
+                            upper: Some(a),
+                            empty: false,
+                            nulls: Some(0),
+                        };
+                    }
+                }
+                Some(None) => {
+                    return ColumnRange {
+                        lower: None,
+                        upper: None,
+                        empty: true,
+                        nulls: Some(file.record_count()),
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+    if nulls.is_some_and(|n| n >= file.record_count()) {
+        return ColumnRange {
+            lower: None,
+            upper: None,
+            empty: true,
+            nulls,
+        };
+    }
+    let trusted = match ty {
+        // -0.0 / NaN ordering differs between writers: do not prune on floating-point bounds.
+        PrimitiveType::Float | PrimitiveType::Double => false,
+        // iceberg-rust skips inexact (truncated) row-group statistics when it aggregates a
+        // file's bounds, so with several row groups a long value can lie outside them. Trust
+        // variable-length bounds only for single-row-group files.
+        PrimitiveType::String | PrimitiveType::Binary => file.split_offsets().is_some_and(|s| s.len() <= 1),
+        _ => true,
+    };
+    if !trusted {
+        nulls = None;
+        return ColumnRange { nulls, ..ColumnRange::unknown() };
+    }
+    let bound = |d: Option<&iceberg::spec::Datum>| {
+        d.filter(|d| d.data_type() == ty)
+            .and_then(|d| literal_array(ty, d.literal(), arrow_type))
+    };
+    ColumnRange {
+        lower: bound(file.lower_bounds().get(&field_id)),
+        upper: bound(file.upper_bounds().get(&field_id)),
+        empty: false,
+        nulls,
+    }
+}
+
+/// A one-row Arrow array of `target` type holding an Iceberg value.
+fn literal_array(ty: &PrimitiveType, value: &PrimitiveLiteral, target: &DataType) -> Option<ArrayRef> {
+    use PrimitiveLiteral as L;
+    use PrimitiveType as P;
+    let array: ArrayRef = match (ty, value) {
+        (P::Boolean, L::Boolean(v)) => Arc::new(BooleanArray::from(vec![*v])),
+        (P::Int, L::Int(v)) => Arc::new(Int32Array::from(vec![*v])),
+        (P::Long, L::Long(v)) => Arc::new(Int64Array::from(vec![*v])),
+        (P::Float, L::Float(v)) => Arc::new(Float32Array::from(vec![v.0])),
+        (P::Double, L::Double(v)) => Arc::new(Float64Array::from(vec![v.0])),
+        (P::String, L::String(v)) => Arc::new(StringArray::from(vec![v.as_str()])),
+        (P::Binary, L::Binary(v)) => Arc::new(BinaryArray::from(vec![v.as_slice()])),
+        (P::Fixed(_), L::Binary(v)) => {
+            Arc::new(FixedSizeBinaryArray::try_from_iter(std::iter::once(v.as_slice())).ok()?)
+        }
+        (P::Uuid, L::UInt128(v)) => {
+            Arc::new(FixedSizeBinaryArray::try_from_iter(std::iter::once(v.to_be_bytes())).ok()?)
+        }
+        (P::Date, L::Int(v)) => Arc::new(Date32Array::from(vec![*v])),
+        (P::Time, L::Long(v)) => Arc::new(Time64MicrosecondArray::from(vec![*v])),
+        (P::Timestamp, L::Long(v)) => Arc::new(TimestampMicrosecondArray::from(vec![*v])),
+        (P::Timestamptz, L::Long(v)) => {
+            Arc::new(TimestampMicrosecondArray::from(vec![*v]).with_timezone("+00:00"))
+        }
+        (P::TimestampNs, L::Long(v)) => Arc::new(TimestampNanosecondArray::from(vec![*v])),
+        (P::TimestamptzNs, L::Long(v)) => {
+            Arc::new(TimestampNanosecondArray::from(vec![*v]).with_timezone("+00:00"))
+        }
+        (P::Decimal { precision, scale }, L::Int128(v)) => Arc::new(
+            Decimal128Array::from(vec![*v])
+                .with_precision_and_scale(u8::try_from(*precision).ok()?, i8::try_from(*scale).ok()?)
+                .ok()?,
+        ),
+        _ => return None,
+    };
+    if array.data_type() == target {
+        return Some(array);
+    }
+    arrow::compute::cast(&array, target).ok()
+}
+
+/// Compares rows of an array with a one-row value: `cmp(i)` is `array[i]` against `value`.
+type RowCmp = Box<dyn Fn(usize) -> std::cmp::Ordering + Send + Sync>;
+
+/// `None` when the types cannot be compared (the bound is then treated as unknown).
+fn comparator_with(array: &dyn Array, value: &ArrayRef) -> Option<RowCmp> {
+    let c = make_comparator(array, value.as_ref(), SortOptions::default()).ok()?;
+    Some(Box::new(move |i| c(i, 0)))
+}
+
+/// First index in `0..n` where `pred` is false (`pred` true then false over the range).
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// A writer for the table's target schema and spec whose files are deleted if the change fails
+/// before it is committed.
+async fn write_all<F, Fut>(table: &Table, target: &TableMetadata, options: &WriteOptions, f: F) -> Result<(Vec<DataFile>, usize)>
+where
+    F: FnOnce(DataWriter) -> Fut,
+    Fut: std::future::Future<Output = (DataWriter, Result<usize>)>,
+{
+    let writer = DataWriter::new(
+        table.file_io().clone(),
+        target.location(),
+        target.current_schema().clone(),
+        target.default_partition_spec().clone(),
+        options,
+    )?;
+    let (writer, result) = f(writer).await;
+    match result {
+        Ok(n) => Ok((writer.close().await.context("cannot finish the data files")?, n)),
+        Err(e) => {
+            if let Ok(files) = writer.close().await {
+                commit::discard_files(table, &files).await;
+            }
+            Err(e)
+        }
+    }
 }

@@ -7,6 +7,7 @@ mod demo;
 mod graph;
 mod incremental;
 mod maintenance;
+mod merge;
 mod polars_bridge;
 mod postgres;
 mod property;

@@ -1,0 +1,343 @@
+//! `merge`: copy-on-write upsert on `unique_key` (one or more columns).
+//!
+//! The incoming rows are checked (no NULL key, no duplicate key unless `dedupe_by` picks one),
+//! then the live data files that can hold an incoming key are found from their identity
+//! partition values and key column bounds; only those are read. A file holding at least one
+//! incoming key is rewritten without the matching rows; files without a match stay untouched.
+//! The survivors and the incoming rows are written with one writer and committed with the
+//! removed files as one `overwrite` snapshot (an `append` when no existing row matched).
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Result, anyhow, bail};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::{filter_record_batch, sort_to_indices, take, take_record_batch};
+use arrow::datatypes::Schema as ArrowSchema;
+use arrow::row::{RowConverter, Rows, SortField};
+use arrow::util::display::array_value_to_string;
+use iceberg::TableIdent;
+use iceberg::spec::TableMetadata;
+use iceberg::table::Table;
+
+use super::{
+    FileReader, Rewrite, align, column_range, comparator_with, live_data_files, partition_point,
+    write_all,
+};
+use crate::lakehouse::writer::WriteOptions;
+
+/// The key (and `dedupe_by`) columns must be in the model's output.
+pub(super) fn check_columns(
+    ident: &TableIdent,
+    output: &ArrowSchema,
+    unique_key: &[String],
+    dedupe_by: Option<&str>,
+) -> Result<()> {
+    if unique_key.is_empty() {
+        bail!("merge into {ident}: unique_key is empty");
+    }
+    for k in unique_key {
+        if output.field_with_name(k).is_err() {
+            bail!(
+                "merge into {ident}: unique_key column {k} is not in the model's output (columns: {})",
+                column_list(output)
+            );
+        }
+    }
+    if let Some(d) = dedupe_by
+        && output.field_with_name(d).is_err()
+    {
+        bail!(
+            "merge into {ident}: dedupe_by column {d} is not in the model's output (columns: {})",
+            column_list(output)
+        );
+    }
+    Ok(())
+}
+
+fn column_list(schema: &ArrowSchema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn key_columns(rows: &RecordBatch, unique_key: &[String]) -> Result<Vec<ArrayRef>> {
+    unique_key
+        .iter()
+        .map(|k| {
+            rows.column_by_name(k)
+                .cloned()
+                .ok_or_else(|| anyhow!("the rows have no key column {k}"))
+        })
+        .collect()
+}
+
+fn key_converter(keys: &[ArrayRef]) -> Result<RowConverter> {
+    Ok(RowConverter::new(
+        keys.iter()
+            .map(|k| SortField::new(k.data_type().clone()))
+            .collect(),
+    )?)
+}
+
+fn render_key(keys: &[ArrayRef], row: usize) -> String {
+    keys.iter()
+        .map(|k| array_value_to_string(k, row).unwrap_or_else(|_| "?".into()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reject NULL keys; reject duplicate keys, or with `dedupe_by` keep per key the row with the
+/// greatest `dedupe_by` value (NULL lowest; ties broken by the whole row, so the choice does
+/// not depend on the order the rows arrived in).
+pub(super) fn check_and_dedupe(
+    ident: &TableIdent,
+    rows: RecordBatch,
+    unique_key: &[String],
+    dedupe_by: Option<&str>,
+) -> Result<RecordBatch> {
+    let keys = key_columns(&rows, unique_key)?;
+    let key_list = unique_key.join(", ");
+    for (name, column) in unique_key.iter().zip(&keys) {
+        if column.logical_null_count() > 0 {
+            if unique_key.len() == 1 {
+                bail!("merge into {ident}: unique_key ({key_list}) is NULL in an incoming row");
+            }
+            bail!(
+                "merge into {ident}: unique_key ({key_list}) is NULL in an incoming row (column {name})"
+            );
+        }
+    }
+    let encoded = key_converter(&keys)?.convert_columns(&keys)?;
+
+    // Per key: first row, number of rows, chosen row.
+    let mut groups: HashMap<&[u8], (usize, usize, usize)> =
+        HashMap::with_capacity(encoded.num_rows());
+    let better = dedupe_order(&rows, dedupe_by)?;
+    let mut duplicated = false;
+    for (i, row) in encoded.iter().enumerate() {
+        match groups.get_mut(row.data()) {
+            None => {
+                groups.insert(row.data(), (i, 1, i));
+            }
+            Some((_, count, chosen)) => {
+                duplicated = true;
+                *count += 1;
+                if let Some(better) = &better
+                    && better(i, *chosen) == Ordering::Greater
+                {
+                    *chosen = i;
+                }
+            }
+        }
+    }
+    if !duplicated {
+        return Ok(rows);
+    }
+    if better.is_none() {
+        let (first, count) = groups
+            .values()
+            .filter(|(_, count, _)| *count > 1)
+            .map(|(first, count, _)| (*first, *count))
+            .min()
+            .expect("a duplicated key");
+        bail!(
+            "merge into {ident}: key ({key_list})=({}) appears {count} times in the incoming rows; set dedupe_by to keep one",
+            render_key(&keys, first)
+        );
+    }
+    let mut kept: Vec<u32> = groups
+        .values()
+        .map(|(_, _, chosen)| *chosen as u32)
+        .collect();
+    kept.sort_unstable();
+    Ok(take_record_batch(&rows, &UInt32Array::from(kept))?)
+}
+
+type RowOrder = Box<dyn Fn(usize, usize) -> Ordering>;
+
+/// How two rows with the same key rank under `dedupe_by`: by its value, then by the whole row.
+fn dedupe_order(rows: &RecordBatch, dedupe_by: Option<&str>) -> Result<Option<RowOrder>> {
+    let Some(column) = dedupe_by else {
+        return Ok(None);
+    };
+    let values = rows
+        .column_by_name(column)
+        .cloned()
+        .ok_or_else(|| anyhow!("the rows have no dedupe_by column {column}"))?;
+    let by_value: Rows = RowConverter::new(vec![SortField::new(values.data_type().clone())])?
+        .convert_columns(&[values])?;
+    let fields: Vec<SortField> = rows
+        .columns()
+        .iter()
+        .map(|c| SortField::new(c.data_type().clone()))
+        .collect();
+    let whole: Option<Rows> = if RowConverter::supports_fields(&fields) {
+        Some(RowConverter::new(fields)?.convert_columns(rows.columns())?)
+    } else {
+        None
+    };
+    Ok(Some(Box::new(move |a, b| {
+        by_value
+            .row(a)
+            .cmp(&by_value.row(b))
+            .then_with(|| match &whole {
+                Some(w) => w.row(a).cmp(&w.row(b)),
+                None => a.cmp(&b),
+            })
+    })))
+}
+
+/// Plan and write the merge of `rows` (unique keys, aligned to `target`) into `table`.
+pub(super) async fn rewrite(
+    table: &Table,
+    target: &TableMetadata,
+    rows: &RecordBatch,
+    unique_key: &[String],
+    options: &WriteOptions,
+) -> Result<Rewrite> {
+    let keys = key_columns(rows, unique_key)?;
+    let converter = key_converter(&keys)?;
+    let encoded = converter.convert_columns(&keys)?;
+    let incoming: HashSet<&[u8]> = encoded.iter().map(|r| r.data()).collect();
+    let candidates = candidate_files(table, &keys, unique_key).await?;
+    tracing::debug!(table = %table.identifier(), candidates = candidates.len(), "merge candidates");
+
+    let paths: HashSet<String> = candidates.iter().cloned().collect();
+    let mut reader = FileReader::new(table, &paths).await?;
+    let target_arrow = rows.schema();
+    let mut removed: Vec<String> = Vec::new();
+    let (added, _) = {
+        let (reader, removed, converter, incoming) =
+            (&mut reader, &mut removed, &converter, &incoming);
+        write_all(table, target, options, |mut writer| async move {
+            let result: Result<usize> = async {
+                for path in &candidates {
+                    let mut survivors = Vec::new();
+                    let mut matched = 0;
+                    for batch in reader.read(path).await? {
+                        let batch = align(&batch, &target_arrow)?;
+                        let existing =
+                            converter.convert_columns(&key_columns(&batch, unique_key)?)?;
+                        let keep: BooleanArray = existing
+                            .iter()
+                            .map(|r| Some(!incoming.contains(r.data())))
+                            .collect();
+                        let kept = filter_record_batch(&batch, &keep)?;
+                        matched += batch.num_rows() - kept.num_rows();
+                        survivors.push(kept);
+                    }
+                    if matched > 0 {
+                        for s in &survivors {
+                            writer.write(s).await?;
+                        }
+                        removed.push(path.clone());
+                    }
+                }
+                writer.write(rows).await?;
+                Ok(0)
+            }
+            .await;
+            (writer, result)
+        })
+        .await?
+    };
+    let files_rewritten = removed.len();
+    Ok(Rewrite {
+        removed,
+        added,
+        files_rewritten,
+    })
+}
+
+/// Paths of the live data files that may hold one of the incoming `keys`: for every key column,
+/// some incoming key lies within the file's [lower, upper] (from an identity partition value or
+/// the column bounds; unknown bounds do not exclude a file).
+async fn candidate_files(
+    table: &Table,
+    keys: &[ArrayRef],
+    unique_key: &[String],
+) -> Result<Vec<String>> {
+    let metadata = table.metadata();
+    let schema = metadata.current_schema();
+    let mut field_ids = Vec::with_capacity(unique_key.len());
+    for name in unique_key {
+        match schema.field_by_name(name) {
+            Some(f) => field_ids.push(f.id),
+            // A key column the table does not have yet: every existing row reads NULL there,
+            // and no incoming key is NULL.
+            None => return Ok(Vec::new()),
+        }
+    }
+    let files = live_data_files(table).await?;
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Incoming keys sorted by the first key column: a file's [lower, upper] on that column is
+    // a range of positions found by binary search.
+    let order = sort_to_indices(&keys[0], None, None)?;
+    let sorted: Vec<ArrayRef> = keys
+        .iter()
+        .map(|k| take(k.as_ref(), &order, None))
+        .collect::<Result<_, _>>()?;
+    let n = sorted[0].len();
+
+    let mut candidates = Vec::new();
+    for live in &files {
+        let ranges: Vec<_> = field_ids
+            .iter()
+            .zip(&sorted)
+            .map(|(id, k)| column_range(metadata, live, *id, k.data_type()))
+            .collect();
+        if ranges.iter().any(|r| r.empty) {
+            continue;
+        }
+        let first = &ranges[0];
+        let start = match first
+            .lower
+            .as_ref()
+            .and_then(|lo| comparator_with(sorted[0].as_ref(), lo))
+        {
+            Some(c) => partition_point(n, |i| c(i) == Ordering::Less),
+            None => 0,
+        };
+        let end = match first
+            .upper
+            .as_ref()
+            .and_then(|hi| comparator_with(sorted[0].as_ref(), hi))
+        {
+            Some(c) => partition_point(n, |i| c(i) != Ordering::Greater),
+            None => n,
+        };
+        if start >= end {
+            continue;
+        }
+        // Other key columns: some key in [start, end) must also be within their bounds.
+        let mut checks = Vec::new();
+        for (j, r) in ranges.iter().enumerate().skip(1) {
+            if let Some(c) = r
+                .lower
+                .as_ref()
+                .and_then(|lo| comparator_with(sorted[j].as_ref(), lo))
+            {
+                checks.push((c, Ordering::Less));
+            }
+            if let Some(c) = r
+                .upper
+                .as_ref()
+                .and_then(|hi| comparator_with(sorted[j].as_ref(), hi))
+            {
+                checks.push((c, Ordering::Greater));
+            }
+        }
+        let hit = checks.is_empty()
+            || (start..end).any(|i| checks.iter().all(|(c, outside)| c(i) != *outside));
+        if hit {
+            candidates.push(live.file.file_path().to_string());
+        }
+    }
+    Ok(candidates)
+}
