@@ -80,6 +80,7 @@ pub(super) async fn run(
         threads: exec.threads.unwrap_or(project.config.threads),
         fail_fast: exec.fail_fast,
         with_tests: build,
+        maintain: exec.maintain,
     };
     let runnable = selected
         .iter()

@@ -107,6 +107,9 @@ pub struct ExecArgs {
     /// Stop at the first failure.
     #[arg(long)]
     pub fail_fast: bool,
+    /// After each model, maintain its table (compact small files, expire snapshots, remove orphans).
+    #[arg(long)]
+    pub maintain: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,6 +21,7 @@ use crate::engine::session::{SnapshotPins, new_session, register, register_batch
 use crate::engine::watermark::Watermark;
 use crate::graph::Graph;
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
+use crate::lakehouse::maintenance::{MaintenancePolicy, maintain_table};
 use crate::lakehouse::reader::{ChangesSince, changes_since, read_files};
 use crate::lakehouse::summary;
 use crate::materialize::{self, SchemaChangePolicy, Strategy};
@@ -40,6 +41,8 @@ pub struct RunOptions {
     pub fail_fast: bool,
     /// Run each model's data tests right after it (`lake build`).
     pub with_tests: bool,
+    /// Maintain each model's table (compact, expire, remove orphans) after it is built.
+    pub maintain: bool,
 }
 
 /// Everything the tasks of one run share.
@@ -277,7 +280,13 @@ async fn execute_node(ctx: &RunContext, i: usize) -> (Vec<NodeResult>, bool) {
         return (Vec::new(), true);
     }
     ctx.reporter.started("model", &model.name);
-    let result = execute_model(ctx, model).await;
+    let mut result = execute_model(ctx, model).await;
+    if ctx.options.maintain && result.status == Status::Success {
+        if let Err(e) = maintain_model_table(ctx, model).await {
+            result.status = Status::Error;
+            result.message = Some(format!("model {}: maintenance failed: {e:#}", model.table_name()));
+        }
+    }
     ctx.reporter.finished(&result);
     let mut ok = result.status == Status::Success;
     let mut out = vec![result];
@@ -293,6 +302,19 @@ async fn execute_node(ctx: &RunContext, i: usize) -> (Vec<NodeResult>, bool) {
         }
     }
     (out, ok)
+}
+
+/// `lake run --maintain`: the table's maintenance right after its model committed.
+async fn maintain_model_table(ctx: &RunContext, model: &Model) -> Result<()> {
+    let ident = table_ident(&model.table_name())?;
+    let table = ctx.lakehouse.table(&ident).await?;
+    let policy = MaintenancePolicy::resolve(model.config.maintenance.as_ref(), Some(&table))?;
+    if policy.enabled {
+        maintain_table(&ctx.lakehouse, &ident, &policy, &ctx.project.config.write).await?;
+        let table = ctx.lakehouse.table(&ident).await?;
+        ctx.pins.pin(&model.table_name(), table);
+    }
+    Ok(())
 }
 
 async fn execute_model(ctx: &RunContext, model: &Model) -> NodeResult {
@@ -475,6 +497,7 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
     };
     let outcome = materialize::materialize(&ctx.lakehouse, request, schema, batches).await?;
     result.rows_written = Some(outcome.rows_written);
+    result.files_rewritten = Some(outcome.files_rewritten);
     result.watermark_after = outcome.watermark.as_ref().map(|w| w.value.clone());
     match &outcome.commit {
         Some(c) => {

@@ -63,6 +63,8 @@ pub struct NodeResult {
     pub operation: Option<String>,
     pub files_added: Option<usize>,
     pub files_removed: Option<usize>,
+    /// Existing data files read and rewritten without replaced rows (merge, replace_range).
+    pub files_rewritten: Option<usize>,
     pub snapshot_id: Option<i64>,
     pub watermark_before: Option<String>,
     pub watermark_after: Option<String>,
@@ -85,6 +87,7 @@ impl NodeResult {
             operation: None,
             files_added: None,
             files_removed: None,
+            files_rewritten: None,
             snapshot_id: None,
             watermark_before: None,
             watermark_after: None,
