@@ -1,4 +1,5 @@
-//! Two `lake` processes committing to the same tables at once, on SQLite and on Postgres
+//! Two `lake` processes committing to the same tables at once (appends, merges, full
+//! refreshes and seeds), on SQLite and on Postgres
 //! catalogs: every commit lands once or fails with a clear conflict; rows are never lost or
 //! doubled, and a rerun converges.
 
@@ -22,6 +23,10 @@ fn project(catalog_uri: Option<&str>) -> TestProject {
     p.write(
         "models/staging/stg_events.sql",
         "{{ config(materialized='incremental', watermark='at') }}\nselect id, at from {{ source('raw', 'events') }}\n{% if is_incremental() %}where at > {{ watermark }}{% endif %}\n",
+    );
+    p.write(
+        "models/staging/latest_by_bucket.sql",
+        "{{ config(materialized='incremental', incremental_strategy='merge', unique_key='bucket', dedupe_by='at', watermark='at') }}\nselect id % 17 as bucket, id, at from {{ source('raw', 'events') }}\n{% if is_incremental() %}where at > {{ watermark }}{% endif %}\n",
     );
     p.write("models/marts/event_count.sql", "select count(*) as n from {{ ref('stg_events') }}\n");
     p
@@ -82,6 +87,12 @@ fn race(p: &TestProject) {
         assert_eq!(p.sql_count("select count(*) from staging.stg_events"), expected);
         assert_eq!(p.sql_count("select count(distinct id) from staging.stg_events"), expected);
         assert_eq!(p.sql_count("select n from marts.event_count"), expected);
+        // The merged table holds the latest row per bucket, once.
+        assert_eq!(p.sql_count("select count(*) from staging.latest_by_bucket"), 17);
+        assert_eq!(
+            p.sql_count("select count(*) from staging.latest_by_bucket l join (select id % 17 as b, max(at) as m from raw.events group by id % 17) x on l.bucket = x.b and l.at = x.m"),
+            17
+        );
     }
 }
 
@@ -103,5 +114,9 @@ fn concurrent_commits_on_postgres_never_lose_or_double_rows() {
         .output()
         .unwrap();
     let tables = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(tables.trim(), "marts.event_count\nraw.events\nstaging.stg_events", "{tables}");
+    assert_eq!(
+        tables.trim(),
+        "marts.event_count\nraw.events\nstaging.latest_by_bucket\nstaging.stg_events",
+        "{tables}"
+    );
 }

@@ -1,5 +1,6 @@
 //! Integration tests, one binary for the whole crate (each extra binary relinks DataFusion).
 
+mod atomicity;
 mod cli_errors;
 mod concurrency;
 mod crash;
