@@ -105,7 +105,7 @@ pub(super) async fn watermarks(g: &GlobalArgs, args: &SelectArgs) -> CliResult {
         rows.push(serde_json::json!({
             "model": m.name,
             "relation": m.table_name(),
-            "column": m.config.watermark,
+            "column": m.config.watermark.as_ref().map(|w| w.as_str()),
             "built": table.is_some(),
             "watermark": stored.as_ref().map(|w| w.value.clone()),
             "type": stored.as_ref().map(|w| w.data_type.clone()),
