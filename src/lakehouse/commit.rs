@@ -119,6 +119,27 @@ pub struct CommitOutcome {
     pub retries: u32,
 }
 
+impl CommitOutcome {
+    fn new(
+        snapshot_id: i64,
+        operation: &Operation,
+        added: &[DataFile],
+        removed: &[DataFile],
+        metadata_location: String,
+    ) -> Self {
+        CommitOutcome {
+            snapshot_id,
+            operation: operation.as_str().to_string(),
+            files_added: added.len(),
+            files_removed: removed.len(),
+            rows_added: added.iter().map(|f| f.record_count()).sum(),
+            rows_removed: removed.iter().map(|f| f.record_count()).sum(),
+            metadata_location,
+            retries: 0,
+        }
+    }
+}
+
 const MAX_ATTEMPTS: u32 = 5;
 
 /// Commit `change` to `ident` as one snapshot carrying `properties` in its summary.
@@ -407,44 +428,16 @@ async fn attempt_commit(
         )?
         .build()?
         .metadata;
-    let new_location =
-        MetadataLocation::from_str(&base_location)?
-        .with_next_version()
-        .with_new_metadata(&new_metadata);
-    new_metadata.write_to(file_io, &new_location).await?;
-    let new_location = new_location.to_string();
-    written.push(new_location.clone());
-
-    let swapped = match swap_pointer(lakehouse, base.identifier(), &base_location, &new_location).await {
-        Ok(swapped) => swapped,
-        Err(e) => {
-            // The update may have landed before the error: ask the catalog before anything else.
-            match catalog_pointer(lakehouse, base.identifier()).await {
-                Ok(Some(p)) if p == new_location => true,
-                Ok(Some(p)) if p == base_location => return Err(e),
-                _ => {
-                    return Err(anyhow!(UnknownOutcome(format!(
-                        "the catalog update of {} failed and its outcome is unknown ({e:#}); check `lake show {}` before running again",
-                        base.identifier(),
-                        base.identifier()
-                    ))));
-                }
-            }
-        }
-    };
-    if !swapped {
+    let Some(new_location) = publish_metadata(lakehouse, base, &new_metadata, written).await? else {
         return Ok(Attempt::Conflict);
-    }
-    Ok(Attempt::Committed(CommitOutcome {
+    };
+    Ok(Attempt::Committed(CommitOutcome::new(
         snapshot_id,
-        operation: operation.as_str().to_string(),
-        files_added: added.len(),
-        files_removed: removed.len(),
-        rows_added: added.iter().map(|f| f.record_count()).sum(),
-        rows_removed: removed.iter().map(|f| f.record_count()).sum(),
-        metadata_location: new_location,
-        retries: 0,
-    }))
+        &operation,
+        added,
+        &removed,
+        new_location,
+    )))
 }
 
 /// Compare-and-swap the table's metadata pointer. `Ok(false)` means another writer won.
@@ -977,16 +970,13 @@ async fn attempt_maintenance(
     let Some(new_location) = publish_metadata(lakehouse, base, &new_metadata, written).await? else {
         return Ok(Attempt::Conflict);
     };
-    Ok(Attempt::Committed(CommitOutcome {
+    Ok(Attempt::Committed(CommitOutcome::new(
         snapshot_id,
-        operation: operation.as_str().to_string(),
-        files_added: added.len(),
-        files_removed: removed.len(),
-        rows_added: added.iter().map(|f| f.record_count()).sum(),
-        rows_removed: removed.iter().map(|f| f.record_count()).sum(),
-        metadata_location: new_location,
-        retries: 0,
-    }))
+        &operation,
+        &added,
+        &removed,
+        new_location,
+    )))
 }
 
 /// Write `new_metadata` as the table's next metadata file and compare-and-swap the catalog
