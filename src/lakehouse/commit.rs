@@ -21,6 +21,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use iceberg::spec::{
     DataContentType, DataFile, FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter,
     ManifestWriterBuilder, Operation, Schema, Snapshot, SnapshotReference, SnapshotRetention,
@@ -188,65 +190,94 @@ pub async fn commit(
         Some(manifest)
     };
 
+    let attempt = |base: Table, n: u32, mut written: Vec<String>| {
+        let (change, operation, added, added_manifest, properties) =
+            (&change, operation.clone(), &added, added_manifest.clone(), &properties);
+        async move {
+            let result = attempt_commit(
+                lakehouse, &base, changes, change, operation, added, added_manifest, properties,
+                commit_id, n, &mut written,
+            )
+            .await;
+            (result, written)
+        }
+        .boxed()
+    };
+    let recheck = |old: &Table, new: &Table| -> Result<()> {
+        // The same producer committed meanwhile (another run of the same model or seed):
+        // our rows were computed from a state that is gone, so never re-apply them.
+        if let Some(producer) = properties.get(super::summary::MODEL) {
+            if let Some(other) = committed_since(new, old.metadata().current_snapshot_id(), producer) {
+                bail!(
+                    "commit to {ident} conflicted: another run of {producer} committed snapshot {other} meanwhile; nothing was committed, run again"
+                );
+            }
+        }
+        if !changes.is_empty()
+            && changes.target_metadata(new)?.current_schema_id() != target.current_schema_id()
+        {
+            bail!(
+                "commit to {ident} conflicted with a concurrent schema change; nothing was committed, run again"
+            );
+        }
+        Ok(())
+    };
+    with_retries(lakehouse, base, &added, written, attempt, recheck).await
+}
+
+/// Run commit attempts on `base` until one wins the compare-and-swap. After a lost race the
+/// table is reloaded, `recheck(old, new)` may refuse to go on, and the next attempt follows
+/// with backoff (at most [`MAX_ATTEMPTS`]). On a certain failure the files written for the
+/// commit (`written`, grown by the attempts) and `added` are deleted; on [`UnknownOutcome`]
+/// they are kept.
+async fn with_retries<'a>(
+    lakehouse: &Lakehouse,
+    base: Table,
+    added: &[DataFile],
+    written: Vec<String>,
+    mut attempt: impl FnMut(Table, u32, Vec<String>) -> BoxFuture<'a, (Result<Attempt>, Vec<String>)>,
+    recheck: impl Fn(&Table, &Table) -> Result<()>,
+) -> Result<CommitOutcome> {
+    let ident = base.identifier().clone();
+    let file_io = base.file_io().clone();
     let mut base = base;
-    let mut attempt = 0u32;
+    let mut written = written;
+    let mut n = 0u32;
     loop {
-        let result = attempt_commit(
-            lakehouse,
-            &base,
-            changes,
-            &change,
-            operation.clone(),
-            &added,
-            added_manifest.clone(),
-            &properties,
-            commit_id,
-            attempt,
-            &mut written,
-        )
-        .await;
+        let (result, files) = attempt(base.clone(), n, written).await;
+        written = files;
         match result {
             Ok(Attempt::Committed(mut outcome)) => {
-                outcome.retries = attempt;
+                outcome.retries = n;
                 return Ok(outcome);
             }
-            Ok(Attempt::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
-                let old_snapshot = base.metadata().current_snapshot_id();
-                base = lakehouse.table(&ident).await?;
-                // The same producer committed meanwhile (another run of the same model or seed):
-                // our rows were computed from a state that is gone, so never re-apply them.
-                if let Some(producer) = properties.get(super::summary::MODEL) {
-                    if let Some(other) = committed_since(&base, old_snapshot, producer) {
-                        cleanup(&file_io, &written, &added).await;
-                        bail!(
-                            "commit to {ident} conflicted: another run of {producer} committed snapshot {other} meanwhile; nothing was committed, run again"
-                        );
+            Ok(Attempt::Conflict) if n + 1 < MAX_ATTEMPTS => {
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(n))).await;
+                let reloaded = match lakehouse.table(&ident).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        cleanup(&file_io, &written, added).await;
+                        return Err(e);
                     }
+                };
+                if let Err(e) = recheck(&base, &reloaded) {
+                    cleanup(&file_io, &written, added).await;
+                    return Err(e);
                 }
-                if !changes.is_empty()
-                    && changes.target_metadata(&base)?.current_schema_id() != target.current_schema_id()
-                {
-                    cleanup(&file_io, &written, &added).await;
-                    bail!(
-                        "commit to {ident} conflicted with a concurrent schema change; nothing was committed, run again"
-                    );
-                }
+                base = reloaded;
             }
             Ok(Attempt::Conflict) => {
-                cleanup(&file_io, &written, &added).await;
+                cleanup(&file_io, &written, added).await;
                 bail!(
                     "commit to {ident} lost {MAX_ATTEMPTS} races with concurrent writers; nothing was committed"
                 );
             }
-            Err(e) if e.downcast_ref::<UnknownOutcome>().is_some() => {
-                // The new metadata may be live: its files must stay.
-                return Err(e);
-            }
+            // The new metadata may be live: its files must stay.
+            Err(e) if e.downcast_ref::<UnknownOutcome>().is_some() => return Err(e),
             Err(e) => {
                 // Nothing was committed: the files written for it are garbage.
-                cleanup(&file_io, &written, &added).await;
+                cleanup(&file_io, &written, added).await;
                 return Err(e.context(format!("commit to {ident} failed; nothing was committed")));
             }
         }
@@ -713,39 +744,17 @@ async fn maintenance_commit(
     added: &[DataFile],
     properties: &HashMap<String, String>,
 ) -> Result<CommitOutcome> {
-    let ident = base.identifier().clone();
-    let file_io = base.file_io().clone();
     let commit_id = uuid::Uuid::now_v7();
-    let mut written: Vec<String> = Vec::new();
-    let mut base = base;
-    let mut attempt = 0u32;
-    loop {
-        let result =
-            attempt_maintenance(lakehouse, &base, &change, properties, commit_id, attempt, &mut written)
-                .await;
-        match result {
-            Ok(Attempt::Committed(mut outcome)) => {
-                outcome.retries = attempt;
-                return Ok(outcome);
-            }
-            Ok(Attempt::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
-                base = lakehouse.table(&ident).await?;
-            }
-            Ok(Attempt::Conflict) => {
-                cleanup(&file_io, &written, added).await;
-                bail!(
-                    "commit to {ident} lost {MAX_ATTEMPTS} races with concurrent writers; nothing was committed"
-                );
-            }
-            Err(e) if e.downcast_ref::<UnknownOutcome>().is_some() => return Err(e),
-            Err(e) => {
-                cleanup(&file_io, &written, added).await;
-                return Err(e.context(format!("commit to {ident} failed; nothing was committed")));
-            }
+    let attempt = |base: Table, n: u32, mut written: Vec<String>| {
+        let change = &change;
+        async move {
+            let result =
+                attempt_maintenance(lakehouse, &base, change, properties, commit_id, n, &mut written).await;
+            (result, written)
         }
-    }
+        .boxed()
+    };
+    with_retries(lakehouse, base, added, Vec::new(), attempt, |_, _| Ok(())).await
 }
 
 /// Live entries of a manifest list, by file path.
