@@ -2,19 +2,24 @@
 # Merge benchmark: does a merge's cost follow the changed data or the table size?
 #
 #   bash bench/merge.sh [ROWS...]        (default: 1000000 4000000)
+#   LAKE_BIN=path/to/lake bash bench/merge.sh ...   (use that binary instead of building)
 #
 # For each table size it builds a fresh project whose `orders` table (incremental merge on
-# `id`) holds ROWS rows in ~8 MiB files, then merges a batch that updates 1% of the keys (a
-# contiguous id range, as late updates to recent orders usually are) and reports the merge's
-# wall time and the files it rewrote. Uses the release binary.
+# `id`) holds ROWS rows in ~8 MiB files, then merges two batches: one that updates 1% of the
+# keys and one that updates a fixed 10,000 keys (each a contiguous id range, as late updates
+# to recent orders usually are). It reports each merge's wall time (the whole `lake run`) and
+# the files it rewrote. Uses the release binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-LAKE="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/lake"
+if [ -z "${LAKE_BIN:-}" ]; then
+  cargo build --release --quiet
+  LAKE_BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/lake"
+fi
+LAKE="$LAKE_BIN"
 SIZES=("$@")
 [ ${#SIZES[@]} -eq 0 ] && SIZES=(1000000 4000000)
 
-printf '%-10s %-12s %-14s %-14s %-12s\n' rows changed build_s merge_s files_rewritten
+printf '%-10s %-12s %-10s %-10s %-10s %-10s\n' rows changed build_s merge_s files total_files
 for rows in "${SIZES[@]}"; do
   dir=$(mktemp -d)
   mkdir -p "$dir/seeds" "$dir/models/staging"
@@ -48,23 +53,36 @@ PY
   start=$(date +%s.%N)
   (cd "$dir" && "$LAKE" seed >/dev/null && "$LAKE" run >/dev/null)
   built=$(date +%s.%N)
-  changed=$((rows / 100))
-  python3 - "$dir/seeds/orders_1.csv" "$rows" "$changed" <<'PY'
+  build_s=$(python3 -c "print(round($built - $start, 2))")
+  seq=2
+  first_id=0
+  for changed in $((rows / 100)) 10000; do
+    python3 - "$dir/seeds/orders_$seq.csv" "$first_id" "$changed" "$seq" <<'PY'
 import sys
-path, rows, changed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-first = rows - changed
+path, first, changed, seq = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 with open(path, "w") as f:
     f.write("id,customer_id,amount,status,seq\n")
-    for i in range(first, rows):
-        f.write(f"{i},{i % 50000},0.0,refunded,2\n")
+    for i in range(first, first + changed):
+        f.write(f"{i},{i % 50000},0.0,refunded{seq},{seq}\n")
 PY
-  (cd "$dir" && "$LAKE" seed >/dev/null)
-  m0=$(date +%s.%N)
-  (cd "$dir" && "$LAKE" run >/dev/null)
-  m1=$(date +%s.%N)
-  rewritten=$(python3 -c "import json; r=[x for x in json.load(open('$dir/target/run_results.json'))['results'] if x['name']=='orders'][0]; print(r.get('files_rewritten', r.get('files_removed')))")
-  check=$(cd "$dir" && "$LAKE" sql "select count(*) from staging.orders where status = 'refunded'" --format csv | tail -1)
-  [ "$check" = "$changed" ] || { echo "merge result wrong: $check refunded rows, expected $changed" >&2; exit 1; }
-  printf '%-10s %-12s %-14.2f %-14.2f %-12s\n' "$rows" "$changed" "$(python3 -c "print($built - $start)")" "$(python3 -c "print($m1 - $m0)")" "$rewritten"
+    (cd "$dir" && "$LAKE" seed >/dev/null)
+    m0=$(date +%s.%N)
+    (cd "$dir" && "$LAKE" run >/dev/null)
+    m1=$(date +%s.%N)
+    read -r rewritten total < <(python3 - "$dir" <<'PY'
+import json, sys
+r = [x for x in json.load(open(sys.argv[1] + "/target/run_results.json"))["results"] if x["name"] == "orders"][0]
+print(r["files_rewritten"], r["files_added"])
+PY
+)
+    files_now=$(cd "$dir" && "$LAKE" show staging.orders --log-format json | python3 -c 'import json,sys; d=json.load(sys.stdin); c=d["current_snapshot_id"]; print([s for s in d["snapshots"] if s["snapshot_id"]==c][0]["summary"]["total-data-files"])')
+    check=$(cd "$dir" && "$LAKE" sql "select count(*) from staging.orders where status = 'refunded$seq'" --format csv | tail -1)
+    [ "$check" = "$changed" ] || { echo "merge result wrong: $check rows updated, expected $changed" >&2; exit 1; }
+    total_rows=$(cd "$dir" && "$LAKE" sql "select count(*) from staging.orders" --format csv | tail -1)
+    [ "$total_rows" = "$rows" ] || { echo "merge changed the row count: $total_rows, expected $rows" >&2; exit 1; }
+    printf '%-10s %-12s %-10s %-10s %-10s %-10s\n' "$rows" "$changed" "$build_s" "$(python3 -c "print(round($m1 - $m0, 2))")" "$rewritten" "$files_now"
+    first_id=$((first_id + changed * 3))
+    seq=$((seq + 1))
+  done
   rm -rf "$dir"
 done
