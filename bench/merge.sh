@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Merge benchmark: does a merge's cost follow the changed data or the table size?
 #
-#   bash bench/merge.sh [ROWS...]        (default: 1000000 4000000)
+#   bash bench/merge.sh [ROWS...]        (default: 1000000 4000000 16000000)
 #   LAKE_BIN=path/to/lake bash bench/merge.sh ...   (use that binary instead of building)
 #
 # For each table size it builds a fresh project whose `orders` table (incremental merge on
-# `id`) holds ROWS rows in ~8 MiB files, then merges two batches: one that updates 1% of the
+# `id`) holds ROWS rows in ~1 MiB files, then merges two batches: one that updates 1% of the
 # keys and one that updates a fixed 10,000 keys (each a contiguous id range, as late updates
 # to recent orders usually are). It reports each merge's wall time (the whole `lake run`) and
 # the files it rewrote. Uses the release binary.
@@ -17,7 +17,7 @@ if [ -z "${LAKE_BIN:-}" ]; then
 fi
 LAKE="$LAKE_BIN"
 SIZES=("$@")
-[ ${#SIZES[@]} -eq 0 ] && SIZES=(1000000 4000000)
+[ ${#SIZES[@]} -eq 0 ] && SIZES=(1000000 4000000 16000000)
 
 printf '%-10s %-12s %-10s %-10s %-10s %-10s\n' rows changed build_s merge_s files total_files
 for rows in "${SIZES[@]}"; do
@@ -26,7 +26,7 @@ for rows in "${SIZES[@]}"; do
   cat > "$dir/lake.toml" <<TOML
 name = "bench"
 [write]
-target_file_size_mb = 8
+target_file_size_mb = 1
 TOML
   cat > "$dir/seeds/seeds.yml" <<YML
 seeds:
