@@ -9,15 +9,7 @@ use crate::readers::assert_readers_match_lake;
 use crate::support::{TestProject, lake_bin};
 
 fn snapshot_counts(p: &TestProject, tables: &[&str]) -> Vec<usize> {
-    tables
-        .iter()
-        .map(|t| {
-            let out = p.lake(&["show", t, "--log-format", "json"]);
-            out.assert_ok();
-            let doc: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
-            doc["snapshots"].as_array().unwrap().len()
-        })
-        .collect()
+    tables.iter().map(|t| p.snapshot_count(t)).collect()
 }
 
 fn project() -> TestProject {

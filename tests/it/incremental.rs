@@ -36,45 +36,25 @@ select id, kind, amount, at from {{ source('raw', 'events') }}
     p
 }
 
-fn current_summary(p: &TestProject, table: &str) -> serde_json::Value {
-    let out = p.lake(&["show", table, "--log-format", "json"]);
-    out.assert_ok();
-    let doc: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("show json");
-    let current = doc["current_snapshot_id"].clone();
-    doc["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["snapshot_id"] == current)
-        .cloned()
-        .expect("current snapshot")
-}
-
-fn snapshot_count(p: &TestProject, table: &str) -> usize {
-    let out = p.lake(&["show", table, "--log-format", "json"]);
-    let doc: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("show json");
-    doc["snapshots"].as_array().unwrap().len()
-}
-
 #[test]
 fn append_incremental_appends_exactly_new_rows_and_advances_the_watermark() {
     let p = project();
     p.lake(&["seed"]).assert_ok();
     p.lake(&["run"]).assert_ok();
     assert_eq!(p.sql_count("select count(*) from staging.stg_events"), 3);
-    let first = current_summary(&p, "staging.stg_events");
+    let first = p.current_snapshot("staging.stg_events");
     assert_eq!(first["operation"], "append");
     assert_eq!(first["summary"]["lake.watermark"], "2026-01-03T10:00:00.000000Z");
     assert_eq!(first["summary"]["lake.watermark.column"], "at");
     assert_eq!(first["summary"]["lake.model"], "stg_events");
 
     // No new data: same rows, no new snapshot.
-    let before = snapshot_count(&p, "staging.stg_events");
+    let before = p.snapshot_count("staging.stg_events");
     p.lake(&["seed"]).assert_ok();
     assert_eq!(p.sql_count("select count(*) from raw.events"), 3, "a loaded file is not loaded again");
     p.lake(&["run"]).assert_ok();
     assert_eq!(p.sql_count("select count(*) from staging.stg_events"), 3);
-    assert_eq!(snapshot_count(&p, "staging.stg_events"), before);
+    assert_eq!(p.snapshot_count("staging.stg_events"), before);
     let results = p.run_results();
     let stg = results["results"].as_array().unwrap().iter().find(|r| r["name"] == "stg_events").unwrap();
     assert_eq!(stg["rows_written"], 0);
@@ -92,12 +72,12 @@ fn append_incremental_appends_exactly_new_rows_and_advances_the_watermark() {
     p.lake(&["run"]).assert_ok();
     assert_eq!(p.sql_count("select count(*) from staging.stg_events"), 5);
     assert_eq!(p.sql_count("select count(distinct id) from staging.stg_events"), 5);
-    let latest = current_summary(&p, "staging.stg_events");
+    let latest = p.current_snapshot("staging.stg_events");
     assert_eq!(latest["operation"], "append");
     assert_eq!(latest["summary"]["lake.watermark"], "2026-01-05T12:30:00.000000Z");
     assert_eq!(latest["summary"]["added-records"], "2");
     assert_eq!(latest["summary"]["total-records"], "5");
-    assert_eq!(snapshot_count(&p, "staging.stg_events"), before + 1);
+    assert_eq!(p.snapshot_count("staging.stg_events"), before + 1);
 
     let out = p.lake(&["watermarks", "--log-format", "json"]);
     out.assert_ok();
@@ -112,14 +92,14 @@ fn table_rebuild_is_one_overwrite_snapshot_with_time_travel() {
     let p = project();
     p.lake(&["seed"]).assert_ok();
     p.lake(&["run"]).assert_ok();
-    let first = current_summary(&p, "marts.kinds");
+    let first = p.current_snapshot("marts.kinds");
     let first_id = first["snapshot_id"].as_i64().unwrap();
     assert_eq!(p.sql_count("select count(*) from marts.kinds"), 2);
 
     p.write("seeds/events_2.ndjson", r#"{"id": 9, "kind": "z", "amount": 1, "at": "2026-02-01T00:00:00Z"}"#);
     p.lake(&["seed"]).assert_ok();
     p.lake(&["run"]).assert_ok();
-    let second = current_summary(&p, "marts.kinds");
+    let second = p.current_snapshot("marts.kinds");
     assert_eq!(second["operation"], "overwrite");
     assert_eq!(second["summary"]["deleted-records"], "2");
     assert_eq!(second["summary"]["total-records"], "3");
@@ -132,7 +112,7 @@ fn table_rebuild_is_one_overwrite_snapshot_with_time_travel() {
 
     // --full-refresh rebuilds the incremental model as one overwrite.
     p.lake(&["run", "--full-refresh", "--select", "stg_events"]).assert_ok();
-    let refreshed = current_summary(&p, "staging.stg_events");
+    let refreshed = p.current_snapshot("staging.stg_events");
     assert_eq!(refreshed["operation"], "overwrite");
     assert_eq!(p.sql_count("select count(*) from staging.stg_events"), 4);
 }

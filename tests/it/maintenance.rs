@@ -70,12 +70,6 @@ fn load_batch(p: &TestProject, batch: usize, first: i64, n: i64) {
     p.lake(&["run"]).assert_ok();
 }
 
-fn show(p: &TestProject, table: &str) -> Value {
-    let out = p.lake(&["show", table, "--log-format", "json"]);
-    out.assert_ok();
-    serde_json::from_str(out.stdout.trim()).expect("show json")
-}
-
 fn current(doc: &Value) -> Value {
     doc["snapshots"]
         .as_array()
@@ -155,7 +149,7 @@ fn compaction_rewrites_small_files_as_one_replace_snapshot_with_the_same_rows() 
     for batch in 0..4 {
         load_batch(&p, batch, batch as i64 * 10, 5);
     }
-    let before = show(&p, TABLE);
+    let before = p.show(TABLE);
     assert_eq!(current(&before)["summary"]["total-data-files"], "4");
     let rows = fingerprint(&p);
     assert_eq!(rows[0][0], "20");
@@ -166,7 +160,7 @@ fn compaction_rewrites_small_files_as_one_replace_snapshot_with_the_same_rows() 
     let events = maintain_events(&p, &["--dry-run"]);
     assert_eq!(events[0]["status"], "success", "{events:?}");
     assert_eq!(events[0]["compaction"]["rewritten"], 4, "{events:?}");
-    assert_eq!(snapshot_ids(&show(&p, TABLE)).len(), snapshots_before);
+    assert_eq!(snapshot_ids(&p.show(TABLE)).len(), snapshots_before);
 
     let events = maintain_events(&p, &[]);
     let e = &events[0];
@@ -181,7 +175,7 @@ fn compaction_rewrites_small_files_as_one_replace_snapshot_with_the_same_rows() 
     assert_eq!(e["expiry"]["expired"].as_array().unwrap().len(), 0);
     assert_eq!(e["orphans"].as_array().unwrap().len(), 0);
 
-    let after = show(&p, TABLE);
+    let after = p.show(TABLE);
     assert_eq!(
         snapshot_ids(&after).len(),
         snapshots_before + 1,
@@ -210,7 +204,7 @@ fn compaction_rewrites_small_files_as_one_replace_snapshot_with_the_same_rows() 
         events[0]["compaction"]["snapshot_id"].is_null(),
         "{events:?}"
     );
-    assert_eq!(snapshot_ids(&show(&p, TABLE)).len(), snapshots_before + 1);
+    assert_eq!(snapshot_ids(&p.show(TABLE)).len(), snapshots_before + 1);
 
     // Other engines read the compacted table alike.
     crate::readers::assert_readers_match_lake(&p);
@@ -218,7 +212,7 @@ fn compaction_rewrites_small_files_as_one_replace_snapshot_with_the_same_rows() 
     // Runs go on from the compacted table.
     load_batch(&p, 4, 100, 3);
     assert_eq!(p.sql_count(&format!("select count(*) from {TABLE}")), 23);
-    assert_eq!(current(&show(&p, TABLE))["operation"], "append");
+    assert_eq!(current(&p.show(TABLE))["operation"], "append");
     assert_eq!(p.sql_count("select sum(n) from marts.kinds"), 23);
 }
 
@@ -228,7 +222,7 @@ fn expiry_removes_old_snapshots_and_the_files_only_they_used() {
     for batch in 0..3 {
         load_batch(&p, batch, batch as i64 * 10, 4);
     }
-    let before = show(&p, TABLE);
+    let before = p.show(TABLE);
     let old_ids = snapshot_ids(&before);
     assert_eq!(old_ids.len(), 3);
     let dir = table_dir(&before);
@@ -257,7 +251,7 @@ fn expiry_removes_old_snapshots_and_the_files_only_they_used() {
     );
     assert_eq!(e["expiry"]["kept"], serde_json::json!([compacted]));
 
-    let after = show(&p, TABLE);
+    let after = p.show(TABLE);
     assert_eq!(snapshot_ids(&after), vec![compacted]);
     assert_eq!(fingerprint(&p), rows, "current data intact");
     assert_eq!(watermark(&p), wm, "the watermark is still found");
@@ -309,17 +303,17 @@ fn expiry_keeps_retain_last_and_drops_rolled_back_snapshots() {
     for batch in 0..4 {
         load_batch(&p, batch, batch as i64 * 10, 2);
     }
-    let ids = snapshot_ids(&show(&p, TABLE));
+    let ids = snapshot_ids(&p.show(TABLE));
     let events = maintain_events(&p, &[]);
     let e = &events[0];
     assert!(e["compaction"]["snapshot_id"].is_null(), "{e}");
     assert_eq!(e["expiry"]["expired"].as_array().unwrap().len(), 2, "{e}");
-    let left = snapshot_ids(&show(&p, TABLE));
+    let left = snapshot_ids(&p.show(TABLE));
     assert_eq!(left, ids[2..].to_vec());
     // Data files of expired snapshots are still live in the current one: kept.
     assert_eq!(p.sql_count(&format!("select count(*) from {TABLE}")), 8);
     assert_eq!(
-        files_in(&table_dir(&show(&p, TABLE)).join("data"), "parquet").len(),
+        files_in(&table_dir(&p.show(TABLE)).join("data"), "parquet").len(),
         4
     );
 
@@ -335,13 +329,13 @@ fn expiry_keeps_retain_last_and_drops_rolled_back_snapshots() {
         serde_json::json!([left[1]]),
         "{events:?}"
     );
-    let now = snapshot_ids(&show(&p, TABLE));
+    let now = snapshot_ids(&p.show(TABLE));
     assert_eq!(now.len(), 2);
     assert_eq!(now[0], left[0]);
     assert_eq!(watermark(&p), wm);
     assert_eq!(p.sql_count(&format!("select count(*) from {TABLE}")), 6);
     assert_eq!(
-        files_in(&table_dir(&show(&p, TABLE)).join("data"), "parquet").len(),
+        files_in(&table_dir(&p.show(TABLE)).join("data"), "parquet").len(),
         3
     );
 }
@@ -436,7 +430,7 @@ fn orphan_removal_deletes_old_unreferenced_files_only() {
     let p = project(None);
     load_batch(&p, 0, 0, 5);
     load_batch(&p, 1, 10, 5);
-    let doc = show(&p, TABLE);
+    let doc = p.show(TABLE);
     let dir = table_dir(&doc);
     let rows = fingerprint(&p);
     let ten_days_ago = SystemTime::now() - Duration::from_secs(10 * 86_400);
@@ -501,7 +495,7 @@ fn orphan_removal_deletes_old_unreferenced_files_only() {
 fn rollback_restores_rows_and_watermark_and_the_next_run_converges() {
     let p = project(None);
     load_batch(&p, 0, 0, 3);
-    let good = show(&p, TABLE);
+    let good = p.show(TABLE);
     let good_id = good["current_snapshot_id"].as_i64().unwrap();
     let good_rows = fingerprint(&p);
     let good_wm = watermark(&p);
@@ -509,7 +503,7 @@ fn rollback_restores_rows_and_watermark_and_the_next_run_converges() {
     // A bad append.
     load_batch(&p, 1, 10, 2);
     assert_eq!(p.sql_count(&format!("select count(*) from {TABLE}")), 5);
-    let bad_id = show(&p, TABLE)["current_snapshot_id"].as_i64().unwrap();
+    let bad_id = p.show(TABLE)["current_snapshot_id"].as_i64().unwrap();
     let bad_rows = fingerprint(&p);
     assert_ne!(watermark(&p), good_wm);
 
@@ -534,7 +528,7 @@ fn rollback_restores_rows_and_watermark_and_the_next_run_converges() {
     assert_eq!(r["files_removed"], 1);
     assert_eq!(r["rows_removed"], 2);
 
-    let doc = show(&p, TABLE);
+    let doc = p.show(TABLE);
     let c = current(&doc);
     assert_eq!(snapshot_ids(&doc).len(), 3, "a new snapshot");
     assert_eq!(c["operation"], "overwrite");
@@ -578,7 +572,7 @@ fn rollback_restores_rows_and_watermark_and_the_next_run_converges() {
     // The next run appends the rows after the old watermark again.
     p.lake(&["run"]).assert_ok();
     assert_eq!(fingerprint(&p), bad_rows);
-    assert_eq!(current(&show(&p, TABLE))["operation"], "append");
+    assert_eq!(current(&p.show(TABLE))["operation"], "append");
     assert_eq!(p.sql_count("select sum(n) from marts.kinds"), 5);
 }
 
@@ -662,7 +656,7 @@ select id, kind, amount, at from {{ source('raw', 'events') }}
     }
     let t = "staging.by_kind";
     assert_eq!(
-        current(&show(&p, t))["summary"]["total-data-files"],
+        current(&p.show(t))["summary"]["total-data-files"],
         "9",
         "3 appends x 3 kinds"
     );
@@ -678,7 +672,7 @@ select id, kind, amount, at from {{ source('raw', 'events') }}
         e["compaction"]["files_after"], 3,
         "one file per partition: {e}"
     );
-    let c = current(&show(&p, t));
+    let c = current(&p.show(t));
     assert_eq!(c["operation"], "replace");
     assert_eq!(c["summary"]["total-data-files"], "3");
     assert_eq!(
@@ -705,7 +699,7 @@ fn many_manifests_are_merged_even_without_small_files() {
     assert_eq!(e["compaction"]["rewritten"], 0, "{e}");
     assert_eq!(e["compaction"]["manifests_before"], 3, "{e}");
     assert_eq!(e["compaction"]["manifests_after"], 1, "{e}");
-    let c = current(&show(&p, TABLE));
+    let c = current(&p.show(TABLE));
     assert_eq!(c["operation"], "replace");
     assert_eq!(c["summary"]["total-data-files"], "3");
     assert_eq!(c["summary"]["total-records"], "6");
@@ -733,7 +727,7 @@ fn expiry_keeps_the_snapshots_exact_incremental_reads_start_from() {
         "{{ config(materialized='incremental', incremental_strategy='append', watermark='snapshot') }}\nselect id, amount from {{ ref('stg_events') }}\n",
     );
     load_batch(&p, 0, 0, 3);
-    let read_from = show(&p, TABLE)["current_snapshot_id"].as_i64().unwrap();
+    let read_from = p.show(TABLE)["current_snapshot_id"].as_i64().unwrap();
     // Two more appends that `copy` has not read yet.
     for batch in 1..3 {
         p.write(

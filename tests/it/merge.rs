@@ -39,30 +39,8 @@ fn deliver(p: &TestProject, n: u32, rows: &[&str]) {
     p.lake(&["seed"]).assert_ok();
 }
 
-fn show(p: &TestProject, table: &str) -> serde_json::Value {
-    let out = p.lake(&["show", table, "--log-format", "json"]);
-    out.assert_ok();
-    serde_json::from_str(out.stdout.trim()).expect("show json")
-}
-
-fn snapshot_count(p: &TestProject, table: &str) -> usize {
-    show(p, table)["snapshots"].as_array().unwrap().len()
-}
-
-fn current_summary(p: &TestProject, table: &str) -> serde_json::Value {
-    let doc = show(p, table);
-    let current = doc["current_snapshot_id"].clone();
-    doc["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["snapshot_id"] == current)
-        .cloned()
-        .expect("current snapshot")
-}
-
 fn columns(p: &TestProject, table: &str) -> Vec<String> {
-    show(p, table)["schema"]["fields"]
+    p.show(table)["schema"]["fields"]
         .as_array()
         .unwrap()
         .iter()
@@ -85,7 +63,7 @@ fn run_one_snapshot(p: &TestProject, table: &str) {
     let before = show_snapshots_or_zero(p, table);
     p.lake(&["run"]).assert_ok();
     assert_eq!(
-        snapshot_count(p, table),
+        p.snapshot_count(table),
         before + 1,
         "one run, one snapshot of {table}"
     );
@@ -117,7 +95,7 @@ fn merge_upserts_and_rewrites_only_the_files_holding_incoming_keys() {
         ],
     );
     run_one_snapshot(&p, "staging.items");
-    assert_eq!(current_summary(&p, "staging.items")["operation"], "append");
+    assert_eq!(p.current_snapshot("staging.items")["operation"], "append");
     // New keys only: nothing matches, a plain append.
     deliver(
         &p,
@@ -139,7 +117,7 @@ fn merge_upserts_and_rewrites_only_the_files_holding_incoming_keys() {
         ],
     );
     run_one_snapshot(&p, "staging.items");
-    let summary = current_summary(&p, "staging.items");
+    let summary = p.current_snapshot("staging.items");
     assert_eq!(summary["operation"], "append");
     assert_eq!(summary["summary"]["total-data-files"], "3");
     assert_eq!(model_result(&p, "items")["files_removed"], 0);
@@ -151,7 +129,7 @@ fn merge_upserts_and_rewrites_only_the_files_holding_incoming_keys() {
         &["5,eu,E,55,2,2026-01-04,4", "10,eu,j,100,1,2026-01-04,4"],
     );
     run_one_snapshot(&p, "staging.items");
-    let summary = current_summary(&p, "staging.items");
+    let summary = p.current_snapshot("staging.items");
     assert_eq!(summary["operation"], "overwrite");
     assert_eq!(summary["summary"]["deleted-data-files"], "1", "{summary}");
     assert_eq!(summary["summary"]["deleted-records"], "3");
@@ -186,7 +164,7 @@ fn merge_upserts_and_rewrites_only_the_files_holding_incoming_keys() {
         &["1,eu,A,11,2,2026-01-05,5", "9,eu,I,99,2,2026-01-05,5"],
     );
     run_one_snapshot(&p, "staging.items");
-    let summary = current_summary(&p, "staging.items");
+    let summary = p.current_snapshot("staging.items");
     assert_eq!(summary["summary"]["deleted-data-files"], "2", "{summary}");
     assert_eq!(p.sql_count("select count(*) from staging.items"), 10);
     assert_eq!(
@@ -198,9 +176,9 @@ fn merge_upserts_and_rewrites_only_the_files_holding_incoming_keys() {
     );
 
     // Nothing new: no snapshot.
-    let before = snapshot_count(&p, "staging.items");
+    let before = p.snapshot_count("staging.items");
     p.lake(&["run"]).assert_ok();
-    assert_eq!(snapshot_count(&p, "staging.items"), before);
+    assert_eq!(p.snapshot_count("staging.items"), before);
 }
 
 #[test]
@@ -243,7 +221,7 @@ fn merge_rejects_duplicate_and_null_keys_and_dedupes_by_a_column() {
             "42,eu,z,3,2,2026-01-02,2",
         ],
     );
-    let before = snapshot_count(&p, "staging.items");
+    let before = p.snapshot_count("staging.items");
     let out = p.lake(&["run"]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(
@@ -254,7 +232,7 @@ fn merge_rejects_duplicate_and_null_keys_and_dedupes_by_a_column() {
         out.all()
     );
     assert_eq!(
-        snapshot_count(&p, "staging.items"),
+        p.snapshot_count("staging.items"),
         before,
         "a failed merge commits nothing"
     );
@@ -296,7 +274,7 @@ select region, id, name, batch from {{ source('raw', 'items') }}
     // The on_schema_change default (fail) must not trip: the model keeps its columns.
     run_one_snapshot(&p, "staging.items");
     assert_eq!(
-        current_summary(&p, "staging.items")["summary"]["total-data-files"],
+        p.current_snapshot("staging.items")["summary"]["total-data-files"],
         "2"
     );
 
@@ -307,7 +285,7 @@ select region, id, name, batch from {{ source('raw', 'items') }}
         &["1,eu,A,0,1,2026-01-02,2", "3,us,e,0,1,2026-01-02,2"],
     );
     run_one_snapshot(&p, "staging.items");
-    let summary = current_summary(&p, "staging.items");
+    let summary = p.current_snapshot("staging.items");
     assert_eq!(summary["operation"], "overwrite");
     assert_eq!(summary["summary"]["deleted-data-files"], "1", "{summary}");
     assert_eq!(
@@ -326,7 +304,7 @@ select region, id, name, batch from {{ source('raw', 'items') }}
     );
     run_one_snapshot(&p, "staging.items");
     assert_eq!(
-        current_summary(&p, "staging.items")["summary"]["deleted-data-files"],
+        p.current_snapshot("staging.items")["summary"]["deleted-data-files"],
         "2"
     );
     assert_eq!(
@@ -366,8 +344,8 @@ select day, id, amount, batch from {{ source('raw', 'items') }}
         ],
     );
     p.lake(&["run"]).assert_ok();
-    assert_eq!(snapshot_count(&p, "staging.items"), 1);
-    assert_eq!(snapshot_count(&p, "staging.items_flat"), 1);
+    assert_eq!(p.snapshot_count("staging.items"), 1);
+    assert_eq!(p.snapshot_count("staging.items_flat"), 1);
 
     // Day 2 re-delivered with other rows. Its file in the partitioned table is replaced whole:
     // it is never read (deleting it first proves that).
@@ -384,7 +362,7 @@ select day, id, amount, batch from {{ source('raw', 'items') }}
     );
     p.lake(&["run"]).assert_ok();
     for table in ["staging.items", "staging.items_flat"] {
-        assert_eq!(snapshot_count(&p, table), 2, "{table}");
+        assert_eq!(p.snapshot_count(table), 2, "{table}");
         assert_eq!(
             p.sql_count(&format!("select count(*) from {table}")),
             5,
@@ -404,10 +382,10 @@ select day, id, amount, batch from {{ source('raw', 'items') }}
             ],
             "{table}"
         );
-        assert_eq!(current_summary(&p, table)["operation"], "overwrite");
+        assert_eq!(p.current_snapshot(table)["operation"], "overwrite");
     }
     // Partitioned by day: the day-2 file is dropped whole, the others untouched.
-    let partitioned = current_summary(&p, "staging.items");
+    let partitioned = p.current_snapshot("staging.items");
     assert_eq!(
         partitioned["summary"]["deleted-data-files"], "1",
         "{partitioned}"
@@ -415,7 +393,7 @@ select day, id, amount, batch from {{ source('raw', 'items') }}
     assert_eq!(partitioned["summary"]["deleted-records"], "3");
     assert_eq!(partitioned["summary"]["added-records"], "2");
     // One file with every day: rewritten without day 2.
-    let flat = current_summary(&p, "staging.items_flat");
+    let flat = p.current_snapshot("staging.items_flat");
     assert_eq!(flat["summary"]["deleted-data-files"], "1", "{flat}");
     assert_eq!(flat["summary"]["deleted-records"], "6");
     assert_eq!(flat["summary"]["added-records"], "5");
@@ -428,7 +406,7 @@ select day, id, amount, batch from {{ source('raw', 'items') }}
     );
     p.lake(&["run"]).assert_ok();
     for table in ["staging.items", "staging.items_flat"] {
-        assert_eq!(snapshot_count(&p, table), 3, "{table}");
+        assert_eq!(p.snapshot_count(table), 3, "{table}");
         assert_eq!(
             rows(&p, &format!("select day, id from {table} order by day, id")),
             vec![
@@ -442,7 +420,7 @@ select day, id, amount, batch from {{ source('raw', 'items') }}
             "{table}"
         );
     }
-    let partitioned = current_summary(&p, "staging.items");
+    let partitioned = p.current_snapshot("staging.items");
     assert_eq!(
         partitioned["summary"]["deleted-data-files"], "1",
         "only the day-3 file: {partitioned}"
@@ -494,7 +472,7 @@ fn merge_with_schema_changes_append_sync_and_fail() {
         2,
         &["2,eu,B,21,1,2026-01-02,2", "4,eu,d,40,1,2026-01-02,2"],
     );
-    let before = snapshot_count(&p, "staging.items");
+    let before = p.snapshot_count("staging.items");
     let out = p.lake(&["run"]);
     assert_eq!(out.code, 1, "{}", out.all());
     assert!(
@@ -507,7 +485,7 @@ fn merge_with_schema_changes_append_sync_and_fail() {
         "{}",
         out.all()
     );
-    assert_eq!(snapshot_count(&p, "staging.items"), before);
+    assert_eq!(p.snapshot_count("staging.items"), before);
 
     // append_new_columns: the column is added in the same snapshot as the merge; old rows
     // (including those carried over from the rewritten file) read NULL, no row is duplicated.
@@ -664,7 +642,7 @@ fn merge_never_opens_files_that_cannot_hold_an_incoming_key() {
         &["5,eu,e,50,1,2026-01-04,4", "10,eu,j,100,1,2026-01-04,4"],
     );
     p.lake(&["run"]).assert_ok();
-    let summary = current_summary(&p, "staging.items");
+    let summary = p.current_snapshot("staging.items");
     assert_eq!(
         summary["operation"], "append",
         "no existing row holds key 5 or 10: {summary}"
@@ -672,7 +650,7 @@ fn merge_never_opens_files_that_cannot_hold_an_incoming_key() {
 
     deliver(&p, 5, &["6,eu,F,61,1,2026-01-05,5"]);
     p.lake(&["run"]).assert_ok();
-    let summary = current_summary(&p, "staging.items");
+    let summary = p.current_snapshot("staging.items");
     assert_eq!(summary["summary"]["deleted-data-files"], "1", "{summary}");
 
     // Identity partitions: (eu, 1) cannot be in the us file, although its ids span 1.
@@ -701,7 +679,7 @@ select region, id, name, batch from {{ source('raw', 'items') }}
     std::fs::remove_file(&us[0]).unwrap();
     deliver(&p, 2, &["1,eu,A,0,1,2026-01-02,2"]);
     p.lake(&["run"]).assert_ok();
-    let summary = current_summary(&p, "staging.items");
+    let summary = p.current_snapshot("staging.items");
     assert_eq!(summary["summary"]["deleted-data-files"], "1", "{summary}");
     assert_eq!(
         rows(

@@ -108,6 +108,31 @@ impl TestProject {
         rows[0][0].parse().unwrap_or_else(|_| panic!("not a number: {rows:?}"))
     }
 
+    /// `lake show TABLE --log-format json`.
+    pub fn show(&self, table: &str) -> serde_json::Value {
+        let out = self.lake(&["show", table, "--log-format", "json"]);
+        out.assert_ok();
+        serde_json::from_str(out.stdout.trim()).expect("show json")
+    }
+
+    /// Number of snapshots the table has.
+    pub fn snapshot_count(&self, table: &str) -> usize {
+        self.show(table)["snapshots"].as_array().expect("snapshots").len()
+    }
+
+    /// The table's current snapshot as `lake show` prints it (`operation`, `summary`, ...).
+    pub fn current_snapshot(&self, table: &str) -> serde_json::Value {
+        let doc = self.show(table);
+        let current = doc["current_snapshot_id"].clone();
+        doc["snapshots"]
+            .as_array()
+            .expect("snapshots")
+            .iter()
+            .find(|s| s["snapshot_id"] == current)
+            .cloned()
+            .expect("current snapshot")
+    }
+
     /// `target/run_results.json`.
     pub fn run_results(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.path().join("target/run_results.json")).expect("run_results.json");
