@@ -317,21 +317,12 @@ async fn attempt_commit(
 ) -> Result<Attempt> {
     let file_io = base.file_io();
     let metadata = base.metadata();
-    if metadata.format_version() != FormatVersion::V2 {
-        bail!(
-            "table {} has Iceberg format {:?}; lake writes format v2 tables",
-            base.identifier(),
-            metadata.format_version()
-        );
-    }
-    let location = metadata.location().trim_end_matches('/').to_string();
+    let NextSnapshot { location, snapshot_id, sequence_number } = next_snapshot(base)?;
     let base_location = base
         .metadata_location()
         .ok_or_else(|| anyhow!("table {} has no metadata location", base.identifier()))?
         .to_string();
-    let snapshot_id = new_snapshot_id(metadata);
     let parent_id = metadata.current_snapshot_id();
-    let sequence_number = metadata.next_sequence_number();
 
     // Manifests carried into the new snapshot, and the files this snapshot removes.
     let mut manifests: Vec<ManifestFile> = Vec::new();
@@ -551,6 +542,31 @@ async fn cleanup(file_io: &iceberg::io::FileIO, written: &[String], added: &[Dat
 /// Remove data files that were written but will never be committed.
 pub async fn discard_files(table: &Table, files: &[DataFile]) {
     cleanup(table.file_io(), &[], files).await;
+}
+
+/// Where and as what the next snapshot of a table is written.
+struct NextSnapshot {
+    /// The table location, without a trailing slash.
+    location: String,
+    snapshot_id: i64,
+    sequence_number: i64,
+}
+
+/// Check the table is one `lake` can commit to (format v2) and pick the next snapshot's id.
+fn next_snapshot(base: &Table) -> Result<NextSnapshot> {
+    let metadata = base.metadata();
+    if metadata.format_version() != FormatVersion::V2 {
+        bail!(
+            "table {} has Iceberg format {:?}; lake commits to format v2 tables",
+            base.identifier(),
+            metadata.format_version()
+        );
+    }
+    Ok(NextSnapshot {
+        location: metadata.location().trim_end_matches('/').to_string(),
+        snapshot_id: new_snapshot_id(metadata),
+        sequence_number: metadata.next_sequence_number(),
+    })
 }
 
 fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
@@ -780,16 +796,7 @@ async fn attempt_maintenance(
 ) -> Result<Attempt> {
     let file_io = base.file_io();
     let metadata = base.metadata();
-    if metadata.format_version() != FormatVersion::V2 {
-        bail!(
-            "table {} has Iceberg format {:?}; lake maintains format v2 tables",
-            base.identifier(),
-            metadata.format_version()
-        );
-    }
-    let location = metadata.location().trim_end_matches('/').to_string();
-    let snapshot_id = new_snapshot_id(metadata);
-    let sequence_number = metadata.next_sequence_number();
+    let NextSnapshot { location, snapshot_id, sequence_number } = next_snapshot(base)?;
     let current = metadata.current_snapshot();
     let current_manifests: Vec<ManifestFile> = match current {
         Some(s) => base.manifest_list_reader(s).load().await?.consume_entries().into_iter().collect(),
