@@ -5,6 +5,8 @@
 //! DAG, selection) → engine ([`engine`]: DataFusion over pinned snapshots, Rust models) →
 //! materialize ([`materialize`]: model output to one commit) → lakehouse ([`lakehouse`]:
 //! catalogs, writers, commits, watermarks). [`run`] schedules the work and writes artifacts.
+//! [`resolve`] (entity resolution: normalize, block, compare, cluster, stable ids) stands on
+//! its own; the engine exposes it as the built-in Rust model `resolve_entities`.
 
 pub mod cli;
 pub mod engine;
@@ -12,4 +14,5 @@ pub mod graph;
 pub mod lakehouse;
 pub mod materialize;
 pub mod project;
+pub mod resolve;
 pub mod run;

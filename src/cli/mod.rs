@@ -8,6 +8,7 @@ mod inspect;
 mod init;
 mod maintain;
 mod project_cmds;
+mod resolve;
 mod sql;
 
 use std::path::PathBuf;
@@ -198,6 +199,24 @@ pub enum Command {
         #[arg(long)]
         to: i64,
     },
+    /// Resolve entities in one file (CSV, Parquet or NDJSON): writes pairs.csv and clusters.csv.
+    Resolve {
+        /// The records: .csv (`,` or `, ` separated, quoted fields), .parquet or .ndjson.
+        #[arg(long)]
+        input: PathBuf,
+        /// The column that identifies a record.
+        #[arg(long)]
+        id: String,
+        /// Roles mapped to columns: email=COL,phone=COL,first_name=COL,last_name=COL,dob=COL,postcode=COL,address=COL (any subset).
+        #[arg(long, num_args = 1..)]
+        columns: Vec<String>,
+        /// Rules file (TOML); default rules for the mapped roles when not given.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Folder for pairs.csv, clusters.csv and stats.json.
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -262,6 +281,10 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Maintain { select, dry_run } => maintain::maintain(&g, &select, dry_run).await,
         Command::Snapshots { table } => maintain::snapshots(&g, &table).await,
         Command::Rollback { table, to } => maintain::rollback(&g, &table, to).await,
+        Command::Resolve { input, id, columns, config, output } => {
+            let args = resolve::ResolveArgs { input, id, columns, config, output };
+            tokio::task::block_in_place(|| resolve::resolve(&g, &args))
+        }
     }
 }
 

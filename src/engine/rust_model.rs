@@ -14,12 +14,12 @@
 //!     let min_total = ctx.param("min_total").and_then(|v| v.as_f64()).unwrap_or(100.0);
 //!     Ok(ctx.input("stg_orders")?.filter(col("total").gt(lit(min_total))))
 //! });
-//! assert_eq!(registry.names(), ["big_orders", "dedupe_latest", "union_all"]);
+//! assert_eq!(registry.names(), ["big_orders", "dedupe_latest", "resolve_entities", "union_all"]);
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail, ensure};
 use arrow::array::RecordBatch;
@@ -41,6 +41,56 @@ pub struct RustModelContext {
     pub params: serde_json::Map<String, Value>,
     /// The model's name.
     pub model: String,
+    /// The model's own table as it stands before this run, when it exists: an incremental
+    /// model reads its earlier output here (dbt's `{{ this }}`).
+    pub this: Option<LazyFrame>,
+    /// Whether this run is incremental: `inputs` may hold only what is new since the last run
+    /// and the output is merged or appended into `this`.
+    pub is_incremental: bool,
+    side_outputs: Arc<Mutex<Vec<SideOutput>>>,
+}
+
+/// How a side output lands in its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SideOutputMode {
+    /// Added to the table (created on first use).
+    Append,
+    /// Replaces the table's rows (one overwrite snapshot).
+    Replace,
+}
+
+/// A further table a Rust model writes beside its own, in its own namespace.
+pub struct SideOutput {
+    pub table: String,
+    pub mode: SideOutputMode,
+    pub frame: LazyFrame,
+}
+
+/// A side output computed to Arrow.
+pub struct SideOutputBatches {
+    pub table: String,
+    pub mode: SideOutputMode,
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// What a Rust model is called with.
+pub struct RustModelCall {
+    /// The model's name.
+    pub model: String,
+    /// `(input name, schema, batches)` of each input.
+    pub inputs: Vec<(String, SchemaRef, Vec<RecordBatch>)>,
+    pub params: serde_json::Map<String, Value>,
+    /// The model's own table before this run, if it exists.
+    pub this: Option<(SchemaRef, Vec<RecordBatch>)>,
+    pub is_incremental: bool,
+}
+
+/// What a Rust model produced, as Arrow.
+pub struct RustModelOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub side_outputs: Vec<SideOutputBatches>,
 }
 
 impl RustModelContext {
@@ -139,6 +189,15 @@ impl RustModelContext {
         Ok(list)
     }
 
+    /// Writes `frame` to the table `table` in the model's namespace as well, after the model's
+    /// own output is committed (each table gets its own commit).
+    pub fn emit(&self, table: &str, mode: SideOutputMode, frame: LazyFrame) {
+        self.side_outputs
+            .lock()
+            .expect("side outputs lock")
+            .push(SideOutput { table: table.to_string(), mode, frame });
+    }
+
     fn describe_inputs(&self) -> String {
         if self.inputs.is_empty() {
             "it has no inputs (list them under `inputs:`)".to_string()
@@ -155,6 +214,8 @@ pub type RustModelFn = Arc<dyn Fn(RustModelContext) -> Result<LazyFrame> + Send 
 #[derive(Clone, Default)]
 pub struct Registry {
     functions: BTreeMap<String, RustModelFn>,
+    /// Functions that read their own earlier output ([`RustModelContext::this`]).
+    reading_this: HashSet<String>,
 }
 
 impl Registry {
@@ -172,11 +233,14 @@ impl Registry {
     /// - `union_all` — stacks all inputs, matching columns by name (a column missing from an
     ///   input is null there; types are widened to a common one), and adds an `_input` column
     ///   holding the input's name.
+    /// - `resolve_entities` — entity resolution across the inputs; see
+    ///   [`crate::resolve::model`].
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
         registry
             .register("dedupe_latest", dedupe_latest)
-            .register("union_all", union_all);
+            .register("union_all", union_all)
+            .register_reading_this("resolve_entities", crate::resolve::model::resolve_entities);
         registry
     }
 
@@ -187,7 +251,25 @@ impl Registry {
         F: Fn(RustModelContext) -> Result<LazyFrame> + Send + Sync + 'static,
     {
         self.functions.insert(name.to_string(), Arc::new(f));
+        self.reading_this.remove(name);
         self
+    }
+
+    /// Like [`Registry::register`], for a function that reads its own table as it stood
+    /// before the run ([`RustModelContext::this`]); other functions get `this = None`, which
+    /// saves reading the table.
+    pub fn register_reading_this<F>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        F: Fn(RustModelContext) -> Result<LazyFrame> + Send + Sync + 'static,
+    {
+        self.register(name, f);
+        self.reading_this.insert(name.to_string());
+        self
+    }
+
+    /// Whether the function registered under `name` reads its own table.
+    pub fn reads_this(&self, name: &str) -> bool {
+        self.reading_this.contains(name)
     }
 
     /// The function registered under `name`.
@@ -209,16 +291,13 @@ impl fmt::Debug for Registry {
     }
 }
 
-/// Runs a registered function over Arrow inputs — `(input name, schema, batches)` — and returns
-/// its output as Arrow, converting both ways with [`super::polars_bridge`].
+/// Runs a registered function over Arrow inputs and returns its output (and side outputs)
+/// as Arrow, converting both ways with [`super::polars_bridge`].
 ///
 /// This blocks and uses the CPU: async callers run it in `tokio::task::spawn_blocking`.
-pub fn run_rust_model(
-    f: &RustModelFn,
-    model: &str,
-    inputs: Vec<(String, SchemaRef, Vec<RecordBatch>)>,
-    params: serde_json::Map<String, Value>,
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+pub fn run_rust_model(f: &RustModelFn, call: RustModelCall) -> Result<RustModelOutput> {
+    let RustModelCall { model, inputs, params, this, is_incremental } = call;
+    let model = model.as_str();
     let mut frames = BTreeMap::new();
     for (name, schema, batches) in inputs {
         let df = record_batches_to_dataframe(&schema, &batches)
@@ -227,17 +306,41 @@ pub fn run_rust_model(
             bail!("model `{model}`: the input `{name}` is given twice");
         }
     }
+    let this = match this {
+        Some((schema, batches)) => Some(
+            record_batches_to_dataframe(&schema, &batches)
+                .with_context(|| format!("model `{model}`: cannot load its own table into Polars"))?
+                .lazy(),
+        ),
+        None => None,
+    };
+    let side_outputs = Arc::new(Mutex::new(Vec::new()));
     let context = RustModelContext {
         inputs: frames,
         params,
         model: model.to_string(),
+        this,
+        is_incremental,
+        side_outputs: side_outputs.clone(),
     };
     let output = f(context).with_context(|| format!("Rust model `{model}` failed"))?;
     let df = output
         .collect()
         .with_context(|| format!("Rust model `{model}`: its Polars query failed"))?;
-    dataframe_to_record_batches(df)
-        .with_context(|| format!("Rust model `{model}`: cannot convert its output to Arrow"))
+    let (schema, batches) = dataframe_to_record_batches(df)
+        .with_context(|| format!("Rust model `{model}`: cannot convert its output to Arrow"))?;
+    let pending = std::mem::take(&mut *side_outputs.lock().expect("side outputs lock"));
+    let mut side = Vec::with_capacity(pending.len());
+    for SideOutput { table, mode, frame } in pending {
+        let df = frame
+            .collect()
+            .with_context(|| format!("Rust model `{model}`: its side output `{table}` failed"))?;
+        let (schema, batches) = dataframe_to_record_batches(df).with_context(|| {
+            format!("Rust model `{model}`: cannot convert its side output `{table}` to Arrow")
+        })?;
+        side.push(SideOutputBatches { table, mode, schema, batches });
+    }
+    Ok(RustModelOutput { schema, batches, side_outputs: side })
 }
 
 /// The built-in `dedupe_latest`; see [`Registry::with_builtins`].

@@ -16,7 +16,9 @@ use arrow::array::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
-use crate::engine::rust_model::{Registry, run_rust_model};
+use crate::engine::rust_model::{
+    Registry, RustModelCall, SideOutputBatches, SideOutputMode, run_rust_model,
+};
 use crate::engine::session::{SnapshotPins, new_session, register, register_batches};
 use crate::engine::watermark::Watermark;
 use crate::graph::Graph;
@@ -388,6 +390,7 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
         }
     };
 
+    let mut side_outputs: Vec<SideOutputBatches> = Vec::new();
     let (schema, batches, reads): (arrow::datatypes::SchemaRef, futures::stream::BoxStream<'_, Result<RecordBatch>>, _) =
         match &model.body {
             ModelBody::Sql { .. } => {
@@ -425,12 +428,16 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
                         ctx.registry.names().join(", ")
                     )
                 })?;
-                let tables: BTreeSet<String> = model
+                let mut tables: BTreeSet<String> = model
                     .depends_on
                     .iter()
                     .filter_map(|d| ctx.resolve_table(d).map(|(n, t)| format!("{n}.{t}")))
                     .collect();
-                let (session, reads) = ctx.session_for(&tables, &appended).await?;
+                let reads_this = ctx.registry.reads_this(function) && existing.is_some();
+                if reads_this {
+                    tables.insert(name.clone());
+                }
+                let (session, mut reads) = ctx.session_for(&tables, &appended).await?;
                 let mut inputs = Vec::new();
                 for dep in &model.depends_on {
                     let (ns, t) = ctx
@@ -445,6 +452,16 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
                     };
                     inputs.push((input_name, schema, batches));
                 }
+                let this = if reads_this {
+                    let (ns, t) = name.split_once('.').expect("table names are qualified");
+                    let df = session.table(compile::quoted(ns, t).as_str()).await?;
+                    let schema = Arc::new(df.schema().as_arrow().clone());
+                    // The model's own table is not an input: it does not go into the watermark.
+                    reads.remove(&name);
+                    Some((schema, df.collect().await?))
+                } else {
+                    None
+                };
                 let params = model
                     .config
                     .extra
@@ -452,12 +469,18 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
                     .and_then(|p| p.as_object())
                     .cloned()
                     .unwrap_or_default();
-                let model_name = model.name.clone();
-                let (schema, batches) = tokio::task::spawn_blocking(move || {
-                    run_rust_model(&f, &model_name, inputs, params)
-                })
-                .await
-                .context("the Rust model panicked")??;
+                let call = RustModelCall {
+                    model: model.name.clone(),
+                    inputs,
+                    params,
+                    this,
+                    is_incremental,
+                };
+                let output = tokio::task::spawn_blocking(move || run_rust_model(&f, call))
+                    .await
+                    .context("the Rust model panicked")??;
+                side_outputs = output.side_outputs;
+                let (schema, batches) = (output.schema, output.batches);
                 (schema, futures::stream::iter(batches.into_iter().map(Ok)).boxed(), reads)
             }
         };
@@ -515,6 +538,42 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
     // Downstream models of this run read what was just committed.
     let table = ctx.lakehouse.table(&ident).await?;
     ctx.pins.pin(&name, table);
+
+    for side in side_outputs {
+        let side_name = format!("{}.{}", model.layer, side.table);
+        let side_ident = table_ident(&side_name)?;
+        let base = ctx.lakehouse.load_table(&side_ident).await?;
+        let mut properties = HashMap::new();
+        properties.insert(summary::RUN_ID.to_string(), ctx.run_id.clone());
+        properties.insert(summary::MODEL.to_string(), model.name.clone());
+        properties.insert(summary::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
+        let request = materialize::Request {
+            ident: side_ident.clone(),
+            base,
+            strategy: match side.mode {
+                SideOutputMode::Append => Strategy::Append,
+                SideOutputMode::Replace => Strategy::Replace,
+            },
+            partition_by: Vec::new(),
+            watermark_column: None,
+            previous_watermark: None,
+            fixed_watermark: None,
+            on_schema_change: SchemaChangePolicy::AppendNewColumns,
+            properties,
+            write: &ctx.project.config.write,
+        };
+        let stream = futures::stream::iter(side.batches.into_iter().map(Ok)).boxed();
+        let outcome = materialize::materialize(&ctx.lakehouse, request, side.schema, stream)
+            .await
+            .with_context(|| format!("side output {side_name} of model {}", model.name))?;
+        ctx.reporter.info(&format!(
+            "{}: wrote {} rows to {side_name}",
+            model.table_name(),
+            outcome.rows_written
+        ));
+        let table = ctx.lakehouse.table(&side_ident).await?;
+        ctx.pins.pin(&side_name, table);
+    }
     Ok(())
 }
 

@@ -26,6 +26,28 @@ fn demo_builds_and_other_readers_read_the_same_rows() {
         );
     }
 
+    // Entity resolution across Shopify, Stripe and HubSpot against the generator's truth.
+    let truth: BTreeMap<String, serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/expected_entities.json"))
+            .expect("expected_entities.json"),
+    )
+    .expect("json");
+    let rows = p.sql_rows("select source || ':' || source_id, entity_id from semantic.entity_index");
+    assert_eq!(rows.len(), truth.len());
+    let mut same_entity = 0u64;
+    let mut same_truth = 0u64;
+    let mut both = 0u64;
+    for (i, a) in rows.iter().enumerate() {
+        for b in &rows[i + 1..] {
+            let (e, t) = (a[1] == b[1], truth[&a[0]] == truth[&b[0]]);
+            same_entity += u64::from(e);
+            same_truth += u64::from(t);
+            both += u64::from(e && t);
+        }
+    }
+    let (precision, recall) = (both as f64 / same_entity as f64, both as f64 / same_truth as f64);
+    assert!(precision >= 0.98 && recall >= 0.9, "demo entities: precision {precision:.3}, recall {recall:.3}");
+
     // Every table, as PyIceberg and DuckDB read it.
     let tables = assert_readers_match_lake(&p);
     assert!(tables.len() >= 10, "{tables:?}");

@@ -13,5 +13,6 @@ mod polars_bridge;
 mod postgres;
 mod property;
 mod readers;
+mod resolve;
 mod runs;
 mod support;

@@ -10,7 +10,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use lake::engine::polars_bridge::{dataframe_to_record_batches, record_batches_to_dataframe};
-use lake::engine::rust_model::{Registry, RustModelFn, run_rust_model};
+use lake::engine::rust_model::{Registry, RustModelCall, RustModelFn, run_rust_model};
 use polars::prelude::*;
 use serde_json::json;
 
@@ -106,7 +106,15 @@ fn run(
     let serde_json::Value::Object(params) = params else {
         panic!("params must be an object")
     };
-    run_rust_model(&f, "test_model", inputs, params)
+    let call = RustModelCall {
+        model: "test_model".into(),
+        inputs,
+        params,
+        this: None,
+        is_incremental: false,
+    };
+    let output = run_rust_model(&f, call)?;
+    Ok((output.schema, output.batches))
 }
 
 #[test]
@@ -411,7 +419,7 @@ fn unknown_input_lists_available_inputs() {
     registry.register("reads_missing", |ctx| ctx.input("stg_customers"));
     assert_eq!(
         registry.names(),
-        vec!["dedupe_latest", "reads_missing", "union_all"]
+        vec!["dedupe_latest", "reads_missing", "resolve_entities", "union_all"]
     );
 
     let (_, a) = batch(vec![(

@@ -1,0 +1,158 @@
+//! `lake resolve`: ad-hoc entity resolution of one file, without a project or catalog.
+//! Writes `pairs.csv` (id_l, id_r, rule, score), `clusters.csv` (id, entity_id) and
+//! `stats.json` to the output folder.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::{CliResult, EXIT_OK, ExitCodeExt, GlobalArgs};
+use crate::resolve::config::{ResolveConfig, Role};
+use crate::resolve::io::{CsvWriter, for_each_row};
+use crate::resolve::{Entry, Mode, Resolver};
+use crate::run::report::LogFormat;
+
+/// What `lake resolve` was asked to do.
+pub struct ResolveArgs {
+    pub input: PathBuf,
+    pub id: String,
+    pub columns: Vec<String>,
+    pub config: Option<PathBuf>,
+    pub output: PathBuf,
+}
+
+pub(super) fn resolve(g: &GlobalArgs, args: &ResolveArgs) -> CliResult {
+    let started = Instant::now();
+    let mapping = parse_columns(&args.columns).usage()?;
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))
+                .usage()?;
+            ResolveConfig::from_toml(&text)
+                .with_context(|| format!("{}: not a valid rules file", path.display()))
+                .usage()?
+        }
+        None => ResolveConfig::default(),
+    };
+    let roles: Vec<Role> = mapping.iter().map(|(r, _)| *r).collect();
+    let resolver = Resolver::new(config, &roles).usage()?;
+    let progress = g.log_format == LogFormat::Text && std::io::stderr().is_terminal();
+
+    // Read and normalize.
+    let source = args
+        .input
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("input")
+        .to_string();
+    let mut wanted: Vec<&str> = vec![args.id.as_str()];
+    wanted.extend(mapping.iter().map(|(_, c)| c.as_str()));
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    let rows = for_each_row(&args.input, &wanted, |values| {
+        let Some(id) = values[0] else {
+            bail!("the id column `{}` is empty", args.id);
+        };
+        if !ids.insert(id.to_string()) {
+            bail!("the id `{id}` appears twice in `{}`", args.id);
+        }
+        let raw: Vec<(Role, &str)> = mapping
+            .iter()
+            .zip(&values[1..])
+            .filter_map(|((role, _), v)| v.map(|v| (*role, v)))
+            .collect();
+        entries.push(Entry::new(&source, id, resolver.normalize(&raw)));
+        Ok(())
+    })
+    .usage()?;
+    drop(ids);
+    let read_s = started.elapsed().as_secs_f64();
+    if progress {
+        eprintln!("read and normalized {rows} records in {read_s:.1}s; matching…");
+    }
+
+    let resolution = resolver.resolve(entries, Mode::Full, chrono::Utc::now().timestamp_micros());
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))
+        .usage()?;
+    write_outputs(&args.output, &resolver, &resolution).usage()?;
+
+    let s = &resolution.stats;
+    let elapsed = started.elapsed().as_secs_f64();
+    let summary = serde_json::json!({
+        "event": "resolve_finished",
+        "records": s.records_in,
+        "blocks": s.blocks,
+        "comparisons": s.candidate_pairs,
+        "matches": s.matches,
+        "matches_per_rule": s.matches_per_rule,
+        "clusters": s.clusters,
+        "largest_cluster": s.largest_cluster,
+        "skipped_blocks": s.skipped_blocks,
+        "seconds": (elapsed * 1000.0).round() / 1000.0,
+        "records_per_second": (s.records_in as f64 / elapsed.max(1e-9)).round(),
+        "output": args.output.display().to_string(),
+    });
+    std::fs::write(args.output.join("stats.json"), serde_json::to_string_pretty(&summary).unwrap_or_default())
+        .with_context(|| format!("cannot write {}", args.output.join("stats.json").display()))
+        .usage()?;
+    match g.log_format {
+        LogFormat::Json => println!("{summary}"),
+        LogFormat::Text => {
+            println!(
+                "{} records, {} comparisons in {} blocks, {} matched pairs, {} entities (largest {}), {:.2}s",
+                s.records_in, s.candidate_pairs, s.blocks, s.matches, s.clusters, s.largest_cluster, elapsed
+            );
+            for (rule, n) in &s.matches_per_rule {
+                println!("  {rule}: {n} pairs");
+            }
+            for b in resolution.skipped_blocks.iter().take(10) {
+                println!("  skipped block: rule {} key {:?} has {} records (max_block_size {})", b.rule, b.key, b.size, resolver.config().max_block_size);
+            }
+            println!("wrote {}/pairs.csv and clusters.csv", args.output.display());
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `email=mail,phone=tel` → roles with their columns.
+fn parse_columns(items: &[String]) -> Result<Vec<(Role, String)>> {
+    let mut out: Vec<(Role, String)> = Vec::new();
+    for item in items.iter().flat_map(|i| i.split(',')).map(str::trim).filter(|i| !i.is_empty()) {
+        let (role, column) = item
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--columns: `{item}` should be role=column, e.g. email=email_address"))?;
+        let role: Role = role.trim().parse().context("--columns")?;
+        if out.iter().any(|(r, _)| *r == role) {
+            bail!("--columns: the role `{role}` is given twice");
+        }
+        out.push((role, column.trim().to_string()));
+    }
+    if out.is_empty() {
+        bail!("--columns: map at least one role, e.g. --columns email=email,phone=phone");
+    }
+    Ok(out)
+}
+
+fn write_outputs(dir: &Path, resolver: &Resolver, resolution: &crate::resolve::Resolution) -> Result<()> {
+    let entries = &resolution.entries;
+    let mut pairs = CsvWriter::create(&dir.join("pairs.csv"), &["id_l", "id_r", "rule", "score"])?;
+    for m in &resolution.matches {
+        let score = format!("{:.4}", m.score);
+        pairs.row(&[
+            &entries[m.a as usize].source_id,
+            &entries[m.b as usize].source_id,
+            resolver.rule_name(m.rule),
+            &score,
+        ])?;
+    }
+    pairs.finish()?;
+    let mut clusters = CsvWriter::create(&dir.join("clusters.csv"), &["id", "entity_id"])?;
+    for (e, a) in entries.iter().zip(&resolution.assigned) {
+        clusters.row(&[&e.source_id, &a.entity_id])?;
+    }
+    clusters.finish()
+}

@@ -1,0 +1,361 @@
+//! Entity resolution: which records from different sources (Shopify customers, Stripe
+//! customers, HubSpot contacts) are the same person, under ids that stay stable across runs.
+//!
+//! The pipeline is [`normalize`] (named rules per field) → [`matching`] (blocking keys,
+//! comparisons, rule-based or Fellegi-Sunter scores) → [`cluster`] (union-find closure, stable
+//! ids). [`Resolver::resolve`] runs it over [`Entry`]s, either from scratch ([`Mode::Full`],
+//! earlier ids inherited) or incrementally ([`Mode::Incremental`], new records compared
+//! against the existing index only). [`io`] reads inputs and writes `pairs.csv` /
+//! `clusters.csv` for `lake resolve`; [`model`] is the built-in Rust model
+//! `resolve_entities`, which keeps the index as Iceberg tables.
+//!
+//! ```
+//! use lake::resolve::{Entry, Mode, Resolver, config::{ResolveConfig, Role}};
+//! let resolver = Resolver::new(ResolveConfig::default(), &[Role::Email]).unwrap();
+//! let entry = |source: &str, id: &str, email: &str| {
+//!     Entry::new(source, id, resolver.normalize(&[(Role::Email, email)]))
+//! };
+//! let entries = vec![entry("shopify", "1", "Ann@x.com"), entry("stripe", "cus_1", " ann@X.com ")];
+//! let resolution = resolver.resolve(entries, Mode::Full, 0);
+//! assert_eq!(resolution.assigned[0].entity_id, resolution.assigned[1].entity_id);
+//! ```
+
+pub mod cluster;
+pub mod config;
+pub mod io;
+pub mod matching;
+pub mod model;
+pub mod normalize;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use cluster::{UnionFind, new_entity_id};
+use config::{ResolveConfig, Role};
+use matching::{Match, SkippedBlock, find_matches};
+use normalize::Normalizer;
+
+/// Normalized values of one record, indexed by [`Role::index`].
+pub type Norm = [Option<Box<str>>; 7];
+
+/// What an earlier run said about a record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prior {
+    pub entity_id: String,
+    /// When the record was first resolved (microseconds since the epoch).
+    pub first_seen: i64,
+    pub match_rule: Option<String>,
+    pub confidence: Option<f64>,
+}
+
+/// One record to resolve.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub source: String,
+    pub source_id: String,
+    pub norm: Norm,
+    /// Its entity from an earlier run, if it had one.
+    pub prior: Option<Prior>,
+}
+
+impl Entry {
+    pub fn new(source: &str, source_id: &str, norm: Norm) -> Self {
+        Self { source: source.to_string(), source_id: source_id.to_string(), norm, prior: None }
+    }
+}
+
+/// How [`Resolver::resolve`] treats its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every record is given and compared; clusters are rebuilt from the pairs, and ids come
+    /// from the records' priors where they have them.
+    Full,
+    /// Entries before `compare_from` are the existing index (compared among themselves
+    /// before, and kept together by their prior ids); the rest are new or changed records,
+    /// compared against everything that shares a block with them.
+    Incremental { compare_from: usize },
+}
+
+/// The entity of one entry after resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assigned {
+    pub entity_id: String,
+    pub first_seen: i64,
+    /// The strongest match that joined this record to its cluster (none for a record alone).
+    pub match_rule: Option<String>,
+    pub confidence: Option<f64>,
+    /// Whether the row differs from its prior (a new record, or a new id).
+    pub changed: bool,
+}
+
+/// Two entity ids that became one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Merge {
+    pub merged_id: String,
+    pub into_id: String,
+}
+
+/// Counts for one run, as `entity_resolution_stats` stores them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub records_in: u64,
+    pub records_compared: u64,
+    pub blocks: u64,
+    pub candidate_pairs: u64,
+    pub matches: u64,
+    pub matches_per_rule: BTreeMap<String, u64>,
+    pub clusters: u64,
+    pub largest_cluster: u64,
+    pub merges: u64,
+    pub skipped_blocks: u64,
+    pub duration_ms: u64,
+}
+
+/// The outcome of [`Resolver::resolve`], aligned with its entries.
+#[derive(Debug)]
+pub struct Resolution {
+    pub entries: Vec<Entry>,
+    pub assigned: Vec<Assigned>,
+    pub matches: Vec<Match>,
+    pub merges: Vec<Merge>,
+    pub skipped_blocks: Vec<SkippedBlock>,
+    pub stats: Stats,
+}
+
+/// A configured resolution: normalizes records and resolves them.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    config: ResolveConfig,
+    normalizers: [Normalizer; 7],
+}
+
+impl Resolver {
+    /// Checks `config` against the roles the input has and fills in default rules.
+    pub fn new(config: ResolveConfig, present: &[Role]) -> Result<Self> {
+        let config = config.complete(present)?;
+        let normalizers = config.normalizers()?;
+        Ok(Self { config, normalizers })
+    }
+
+    pub fn config(&self) -> &ResolveConfig {
+        &self.config
+    }
+
+    /// Normalizes one record's raw values.
+    pub fn normalize(&self, raw: &[(Role, &str)]) -> Norm {
+        let mut norm: Norm = Default::default();
+        for (role, value) in raw {
+            norm[role.index()] = self.normalize_value(*role, value).map(String::into_boxed_str);
+        }
+        norm
+    }
+
+    /// Normalizes one value for `role`.
+    pub fn normalize_value(&self, role: Role, value: &str) -> Option<String> {
+        self.normalizers[role.index()].apply(value, &self.config.default_region)
+    }
+
+    /// The blocking keys of a record: `(rule name, key)` for each rule it has a key under.
+    pub fn block_keys<'a>(&'a self, norm: &'a Norm) -> impl Iterator<Item = (&'a str, String)> + 'a {
+        self.config
+            .rules
+            .iter()
+            .filter_map(move |r| matching::block_key(norm, &r.block_on).map(|k| (r.name.as_str(), k)))
+    }
+
+    /// Resolves `entries`; `now` (microseconds since the epoch) is the `first_seen` of
+    /// records seen for the first time.
+    pub fn resolve(&self, entries: Vec<Entry>, mode: Mode, now: i64) -> Resolution {
+        let started = Instant::now();
+        let compare_from = match mode {
+            Mode::Full => 0,
+            Mode::Incremental { compare_from } => compare_from.min(entries.len()),
+        };
+        let found = find_matches(&entries, compare_from, &self.config);
+
+        let mut sets = UnionFind::new(entries.len());
+        if let Mode::Incremental { .. } = mode {
+            // The existing index keeps its clusters: records sharing a prior id stay together.
+            let mut first_with: HashMap<&str, u32> = HashMap::new();
+            for (i, e) in entries.iter().enumerate() {
+                if let Some(p) = &e.prior {
+                    let first = *first_with.entry(p.entity_id.as_str()).or_insert(i as u32);
+                    sets.union(first, i as u32);
+                }
+            }
+        }
+        for m in &found.matches {
+            sets.union(m.a, m.b);
+        }
+        let groups = sets.groups();
+        let (assigned, merges) = self.assign_ids(&entries, &groups, &found.matches, now);
+
+        let mut stats = Stats {
+            records_in: entries.len() as u64,
+            records_compared: (entries.len() - compare_from) as u64,
+            blocks: found.blocks,
+            candidate_pairs: found.comparisons,
+            matches: found.matches.len() as u64,
+            clusters: groups.len() as u64,
+            largest_cluster: groups.iter().map(Vec::len).max().unwrap_or(0) as u64,
+            merges: merges.len() as u64,
+            skipped_blocks: found.skipped.len() as u64,
+            ..Stats::default()
+        };
+        for m in &found.matches {
+            *stats.matches_per_rule.entry(self.config.rules[m.rule as usize].name.clone()).or_default() += 1;
+        }
+        stats.duration_ms = started.elapsed().as_millis() as u64;
+        Resolution {
+            entries,
+            assigned,
+            matches: found.matches,
+            merges,
+            skipped_blocks: found.skipped,
+            stats,
+        }
+    }
+
+    /// The name of rule `index`.
+    pub fn rule_name(&self, index: u16) -> &str {
+        &self.config.rules[index as usize].name
+    }
+
+    fn assign_ids(
+        &self,
+        entries: &[Entry],
+        groups: &[Vec<u32>],
+        matches: &[Match],
+        now: i64,
+    ) -> (Vec<Assigned>, Vec<Merge>) {
+        let first_seen = |i: u32| entries[i as usize].prior.as_ref().map_or(now, |p| p.first_seen);
+        // Age of each prior id: the earliest first_seen of a record carrying it.
+        let mut age: HashMap<&str, i64> = HashMap::new();
+        for e in entries {
+            if let Some(p) = &e.prior {
+                let a = age.entry(p.entity_id.as_str()).or_insert(p.first_seen);
+                *a = (*a).min(p.first_seen);
+            }
+        }
+        // The oldest record of each group, which orders the groups' claims on ids.
+        let anchor = |g: &Vec<u32>| {
+            *g.iter()
+                .min_by(|&&x, &&y| {
+                    let (ex, ey) = (&entries[x as usize], &entries[y as usize]);
+                    first_seen(x)
+                        .cmp(&first_seen(y))
+                        .then_with(|| ex.source.cmp(&ey.source))
+                        .then_with(|| ex.source_id.cmp(&ey.source_id))
+                })
+                .expect("groups are not empty")
+        };
+        let mut order: Vec<(usize, u32)> = groups.iter().enumerate().map(|(i, g)| (i, anchor(g))).collect();
+        order.sort_by(|(_, x), (_, y)| {
+            let (ex, ey) = (&entries[*x as usize], &entries[*y as usize]);
+            first_seen(*x)
+                .cmp(&first_seen(*y))
+                .then_with(|| ex.source.cmp(&ey.source))
+                .then_with(|| ex.source_id.cmp(&ey.source_id))
+        });
+
+        let mut taken: HashSet<String> = HashSet::new();
+        let mut group_id: Vec<String> = vec![String::new(); groups.len()];
+        for (g, anchor) in &order {
+            let mut candidates: Vec<&str> = groups[*g]
+                .iter()
+                .filter_map(|&i| entries[i as usize].prior.as_ref().map(|p| p.entity_id.as_str()))
+                .collect();
+            candidates.sort_by(|x, y| age[x].cmp(&age[y]).then_with(|| x.cmp(y)));
+            candidates.dedup();
+            let id = match candidates.into_iter().find(|c| !taken.contains(*c)) {
+                Some(id) => id.to_string(),
+                None => {
+                    let e = &entries[*anchor as usize];
+                    let mut salt = 0;
+                    loop {
+                        let id = new_entity_id(&e.source, &e.source_id, salt);
+                        if !taken.contains(&id) && !age.contains_key(id.as_str()) {
+                            break id;
+                        }
+                        salt += 1;
+                    }
+                }
+            };
+            taken.insert(id.clone());
+            group_id[*g] = id;
+        }
+
+        // Ids no group kept were merged into the id of a group holding their records.
+        let mut merges = Vec::new();
+        let mut recorded: HashSet<&str> = HashSet::new();
+        for (g, members) in groups.iter().enumerate() {
+            for &i in members {
+                if let Some(p) = &entries[i as usize].prior
+                    && !taken.contains(&p.entity_id)
+                    && recorded.insert(p.entity_id.as_str())
+                {
+                    merges.push(Merge { merged_id: p.entity_id.clone(), into_id: group_id[g].clone() });
+                }
+            }
+        }
+        merges.sort_by(|x, y| x.merged_id.cmp(&y.merged_id));
+
+        // The strongest match of each record in this run.
+        let mut best: HashMap<u32, (u16, f64)> = HashMap::new();
+        for m in matches {
+            for x in [m.a, m.b] {
+                let slot = best.entry(x).or_insert((m.rule, m.score));
+                if m.score > slot.1 || (m.score == slot.1 && m.rule < slot.0) {
+                    *slot = (m.rule, m.score);
+                }
+            }
+        }
+        let mut assigned: Vec<Assigned> = vec![
+            Assigned {
+                entity_id: String::new(),
+                first_seen: 0,
+                match_rule: None,
+                confidence: None,
+                changed: false,
+            };
+            entries.len()
+        ];
+        for (g, members) in groups.iter().enumerate() {
+            for &i in members {
+                let e = &entries[i as usize];
+                let (match_rule, confidence) = match best.get(&i) {
+                    Some((r, s)) => (Some(self.rule_name(*r).to_string()), Some(*s)),
+                    None => match &e.prior {
+                        Some(p) if p.entity_id == group_id[g] && members.len() > 1 => {
+                            (p.match_rule.clone(), p.confidence)
+                        }
+                        _ => (None, None),
+                    },
+                };
+                let changed = match &e.prior {
+                    None => true,
+                    Some(p) => {
+                        p.entity_id != group_id[g] || p.match_rule != match_rule || p.confidence != confidence
+                    }
+                };
+                assigned[i as usize] = Assigned {
+                    entity_id: group_id[g].clone(),
+                    first_seen: first_seen(i),
+                    match_rule,
+                    confidence,
+                    changed,
+                };
+            }
+        }
+        (assigned, merges)
+    }
+}
+
+impl matching::HasNorm for Entry {
+    fn norm(&self) -> &Norm {
+        &self.norm
+    }
+}

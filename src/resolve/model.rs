@@ -1,0 +1,355 @@
+//! The built-in Rust model `resolve_entities`: resolves customers across its inputs and
+//! keeps the entity index as an Iceberg table, with stable ids across runs.
+//!
+//! ```yaml
+//! models:
+//!   - name: entity_index
+//!     config:
+//!       materialized: table            # or incremental + merge on [source, source_id]
+//!       function: resolve_entities
+//!       inputs: [stg_shopify_customers, stg_stripe_customers]
+//!       params:
+//!         sources:
+//!           stg_shopify_customers: {source: shopify, id: customer_id, email: email, phone: phone,
+//!                                   first_name: first_name, last_name: last_name, postcode: zip}
+//!           stg_stripe_customers: {source: stripe, id: id, email: email, first_name: given_name,
+//!                                  last_name: family_name}
+//!         default_region: US             # and the rest of rules.toml: rules, scoring, ...
+//! ```
+//!
+//! The model's rows are the index (`entity_id`, `source`, `source_id`, raw and normalized
+//! values per role, `match_rule`, `confidence`, `first_seen`, `updated_at`). Each run also
+//! appends to `entity_resolution_stats` and `entity_merges` and rewrites `blocking_index`,
+//! all in the model's namespace (names can be changed with `stats_table`, `merges_table`,
+//! `blocking_table`).
+//!
+//! On a full build every record is compared, and records that were in the index keep their
+//! entity's id. On an incremental run (`materialized: incremental`, `incremental_strategy:
+//! merge`, `unique_key: [source, source_id]`, `watermark: snapshot`), only the records new
+//! since the last run are compared, against the whole index by blocking key; the model
+//! returns the new rows and the rows whose entity changed. Incremental runs never split a
+//! cluster; a full build (`--full-refresh`) re-clusters from scratch and still keeps ids.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use polars::prelude::{
+    Column, DataFrame, DataType, IntoLazy, LazyFrame, NamedFrom, Series, TimeUnit, TimeZone,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::config::{ResolveConfig, Role};
+use super::{Entry, Mode, Norm, Prior, Resolution, Resolver};
+use crate::engine::rust_model::{RustModelContext, SideOutputMode};
+
+/// Where one input's fields are: its source name, id column, and a column per role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceMapping {
+    /// The name the records carry in the index (defaults to the input's name).
+    source: Option<String>,
+    /// The column that identifies a record within the source.
+    id: String,
+    email: Option<String>,
+    phone: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    dob: Option<String>,
+    postcode: Option<String>,
+    address: Option<String>,
+}
+
+impl SourceMapping {
+    fn columns(&self) -> Vec<(Role, &str)> {
+        let all = [
+            (Role::Email, &self.email),
+            (Role::Phone, &self.phone),
+            (Role::FirstName, &self.first_name),
+            (Role::LastName, &self.last_name),
+            (Role::Dob, &self.dob),
+            (Role::Postcode, &self.postcode),
+            (Role::Address, &self.address),
+        ];
+        all.into_iter()
+            .filter_map(|(role, column)| column.as_deref().map(|c| (role, c)))
+            .collect()
+    }
+}
+
+/// Raw values of one record, by role.
+type Raw = [Option<String>; 7];
+
+/// The built-in `resolve_entities`; see the module documentation.
+pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
+    let model = ctx.model.clone();
+    let mut params = ctx.params.clone();
+    let table_param = |params: &mut serde_json::Map<String, Value>, key: &str, default: &str| {
+        match params.remove(key) {
+            Some(Value::String(s)) => Ok(s),
+            None => Ok(default.to_string()),
+            Some(other) => Err(anyhow!("model `{model}`: `{key}` must be a table name, not {other}")),
+        }
+    };
+    let stats_table = table_param(&mut params, "stats_table", "entity_resolution_stats")?;
+    let merges_table = table_param(&mut params, "merges_table", "entity_merges")?;
+    let blocking_table = table_param(&mut params, "blocking_table", "blocking_index")?;
+    let sources: BTreeMap<String, SourceMapping> = serde_json::from_value(
+        params
+            .remove("sources")
+            .ok_or_else(|| anyhow!("model `{model}` (resolve_entities): set `params: sources:` to map each input's columns"))?,
+    )
+    .with_context(|| format!("model `{model}` (resolve_entities): bad `params: sources:`"))?;
+    let config: ResolveConfig = serde_json::from_value(Value::Object(params))
+        .with_context(|| format!("model `{model}` (resolve_entities): bad rules in `params:`"))?;
+    for input in ctx.input_names() {
+        ensure!(
+            sources.contains_key(input),
+            "model `{model}` (resolve_entities): input `{input}` has no entry under `params: sources:`"
+        );
+    }
+    let mut present: Vec<Role> = sources.values().flat_map(|m| m.columns().into_iter().map(|(r, _)| r)).collect();
+    present.sort();
+    present.dedup();
+    let resolver = Resolver::new(config, &present).with_context(|| format!("model `{model}` (resolve_entities)"))?;
+
+    // The index as it stands, keyed by (source, source_id).
+    let previous = match &ctx.this {
+        Some(frame) => read_index(frame.clone()).with_context(|| format!("model `{model}`: cannot read its own table"))?,
+        None => Vec::new(),
+    };
+    let mut previous_at: HashMap<(String, String), usize> = HashMap::with_capacity(previous.len());
+    for (i, row) in previous.iter().enumerate() {
+        previous_at.insert((row.entry.source.clone(), row.entry.source_id.clone()), i);
+    }
+
+    // Incoming records.
+    let mut incoming: Vec<(Entry, Raw)> = Vec::new();
+    let mut seen: HashMap<(String, String), String> = HashMap::new();
+    for (input, mapping) in &sources {
+        let frame = ctx.input(input)?;
+        let df = frame.collect().with_context(|| format!("model `{model}`: cannot read input `{input}`"))?;
+        let source = mapping.source.clone().unwrap_or_else(|| input.clone());
+        let ids = string_column(&df, &mapping.id).with_context(|| format!("model `{model}`: input `{input}`"))?;
+        let mut columns = Vec::new();
+        for (role, column) in mapping.columns() {
+            columns.push((role, string_column(&df, column).with_context(|| format!("model `{model}`: input `{input}`"))?));
+        }
+        for (row, id) in ids.iter().enumerate() {
+            let Some(id) = id else {
+                bail!("model `{model}`: input `{input}` has a null `{}` in row {}", mapping.id, row + 1);
+            };
+            if let Some(other) = seen.insert((source.clone(), id.clone()), input.clone()) {
+                bail!(
+                    "model `{model}`: source `{source}` has the id `{id}` twice (inputs `{other}` and `{input}`); \
+                     give each record once (e.g. deduplicate in staging)"
+                );
+            }
+            let mut raw: Raw = Default::default();
+            let mut norm: Norm = Default::default();
+            for (role, values) in &columns {
+                if let Some(v) = &values[row] {
+                    norm[role.index()] = resolver.normalize_value(*role, v).map(String::into_boxed_str);
+                    raw[role.index()] = Some(v.clone());
+                }
+            }
+            let mut entry = Entry::new(&source, id, norm);
+            if let Some(&p) = previous_at.get(&(source.clone(), id.clone())) {
+                entry.prior = previous[p].entry.prior.clone();
+            }
+            incoming.push((entry, raw));
+        }
+    }
+
+    let now = chrono::Utc::now().timestamp_micros();
+    let incremental = ctx.is_incremental && ctx.this.is_some();
+    let (resolution, raws, from) = if incremental {
+        // The index minus records that arrive again, then the arrivals.
+        let mut entries = Vec::with_capacity(previous.len() + incoming.len());
+        let mut raws = Vec::with_capacity(previous.len() + incoming.len());
+        for row in previous {
+            let key = (row.entry.source.clone(), row.entry.source_id.clone());
+            if !seen.contains_key(&key) {
+                entries.push(row.entry);
+                raws.push(row.raw);
+            }
+        }
+        let compare_from = entries.len();
+        for (entry, raw) in incoming {
+            entries.push(entry);
+            raws.push(raw);
+        }
+        (resolver.resolve(entries, Mode::Incremental { compare_from }, now), raws, compare_from)
+    } else {
+        let (entries, raws): (Vec<Entry>, Vec<Raw>) = incoming.into_iter().unzip();
+        (resolver.resolve(entries, Mode::Full, now), raws, 0)
+    };
+
+    // A full build returns the whole index; an incremental run the rows that changed.
+    let keep: Vec<usize> = (0..resolution.entries.len())
+        .filter(|&i| !incremental || i >= from || resolution.assigned[i].changed)
+        .collect();
+
+    ctx.emit(&stats_table, SideOutputMode::Append, stats_frame(&resolution, incremental, now)?.lazy());
+    // With nothing new, the merges and the blocking index stay as they are (no snapshot).
+    if !keep.is_empty() || !incremental {
+        ctx.emit(&merges_table, SideOutputMode::Append, merges_frame(&resolution, now)?.lazy());
+        ctx.emit(&blocking_table, SideOutputMode::Replace, blocking_frame(&resolver, &resolution)?.lazy());
+    }
+    Ok(index_frame(&resolution, &raws, &keep, now)?.lazy())
+}
+
+/// One row of the existing index.
+struct IndexRow {
+    entry: Entry,
+    raw: Raw,
+}
+
+fn string_column(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>> {
+    let column = df.column(name).map_err(|_| {
+        let names: Vec<&str> = df.get_column_names().into_iter().map(|n| n.as_str()).collect();
+        anyhow!("no column `{name}`; its columns are: {}", names.join(", "))
+    })?;
+    let series = column.as_materialized_series().cast(&DataType::String)?;
+    Ok(series.str()?.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+fn int_column(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>> {
+    let column = df.column(name)?;
+    let series = column.as_materialized_series().cast(&DataType::Int64)?;
+    Ok(series.i64()?.iter().collect())
+}
+
+fn float_column(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
+    let column = df.column(name)?;
+    let series = column.as_materialized_series().cast(&DataType::Float64)?;
+    Ok(series.f64()?.iter().collect())
+}
+
+fn read_index(frame: LazyFrame) -> Result<Vec<IndexRow>> {
+    let df = frame.collect()?;
+    let ids = string_column(&df, "entity_id")?;
+    let sources = string_column(&df, "source")?;
+    let source_ids = string_column(&df, "source_id")?;
+    let first_seen = int_column(&df, "first_seen")?;
+    let rules = string_column(&df, "match_rule")?;
+    let confidence = float_column(&df, "confidence")?;
+    let mut raw_columns = Vec::new();
+    let mut norm_columns = Vec::new();
+    for role in Role::ALL {
+        raw_columns.push(string_column(&df, &format!("{}_raw", role.name()))?);
+        norm_columns.push(string_column(&df, role.name())?);
+    }
+    let mut rows = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let (Some(source), Some(source_id), Some(entity_id)) = (&sources[i], &source_ids[i], &ids[i]) else {
+            bail!("row {} of the entity index lacks its source, source_id or entity_id", i + 1);
+        };
+        let mut norm: Norm = Default::default();
+        let mut raw: Raw = Default::default();
+        for r in 0..7 {
+            norm[r] = norm_columns[r][i].clone().map(String::into_boxed_str);
+            raw[r] = raw_columns[r][i].clone();
+        }
+        let mut entry = Entry::new(source, source_id, norm);
+        entry.prior = Some(Prior {
+            entity_id: entity_id.clone(),
+            first_seen: first_seen[i].unwrap_or(0),
+            match_rule: rules[i].clone(),
+            confidence: confidence[i],
+        });
+        rows.push(IndexRow { entry, raw });
+    }
+    Ok(rows)
+}
+
+fn utc_micros(name: &str, values: Vec<i64>) -> Result<Column> {
+    let series = Series::new(name.into(), values)
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))?;
+    Ok(series.into())
+}
+
+fn strings(name: &str, values: Vec<Option<&str>>) -> Column {
+    Series::new(name.into(), values).into()
+}
+
+fn index_frame(resolution: &Resolution, raws: &[Raw], keep: &[usize], now: i64) -> Result<DataFrame> {
+    let entries = &resolution.entries;
+    let assigned = &resolution.assigned;
+    let mut columns = vec![
+        strings("entity_id", keep.iter().map(|&i| Some(assigned[i].entity_id.as_str())).collect()),
+        strings("source", keep.iter().map(|&i| Some(entries[i].source.as_str())).collect()),
+        strings("source_id", keep.iter().map(|&i| Some(entries[i].source_id.as_str())).collect()),
+    ];
+    for role in Role::ALL {
+        let r = role.index();
+        columns.push(strings(&format!("{}_raw", role.name()), keep.iter().map(|&i| raws[i][r].as_deref()).collect()));
+        columns.push(strings(role.name(), keep.iter().map(|&i| entries[i].norm[r].as_deref()).collect()));
+    }
+    columns.push(strings("match_rule", keep.iter().map(|&i| assigned[i].match_rule.as_deref()).collect()));
+    columns.push(Series::new("confidence".into(), keep.iter().map(|&i| assigned[i].confidence).collect::<Vec<_>>()).into());
+    columns.push(utc_micros("first_seen", keep.iter().map(|&i| assigned[i].first_seen).collect())?);
+    columns.push(utc_micros("updated_at", vec![now; keep.len()])?);
+    Ok(DataFrame::new(keep.len(), columns)?)
+}
+
+fn stats_frame(resolution: &Resolution, incremental: bool, now: i64) -> Result<DataFrame> {
+    let s = &resolution.stats;
+    let count = |name: &str, v: u64| -> Column { Series::new(name.into(), vec![v as i64]).into() };
+    let skipped: Vec<Value> = resolution
+        .skipped_blocks
+        .iter()
+        .take(20)
+        .map(|b| serde_json::json!({"rule": b.rule, "key": b.key, "size": b.size}))
+        .collect();
+    let columns = vec![
+        utc_micros("run_at", vec![now])?,
+        strings("mode", vec![Some(if incremental { "incremental" } else { "full" })]),
+        count("records_in", s.records_in),
+        count("records_compared", s.records_compared),
+        count("blocks", s.blocks),
+        count("candidate_pairs", s.candidate_pairs),
+        count("matches", s.matches),
+        strings("matches_per_rule", vec![Some(serde_json::to_string(&s.matches_per_rule)?.as_str())]),
+        count("clusters", s.clusters),
+        count("largest_cluster", s.largest_cluster),
+        count("merges", s.merges),
+        count("skipped_blocks", s.skipped_blocks),
+        strings("largest_skipped_blocks", vec![Some(serde_json::to_string(&skipped)?.as_str())]),
+        count("duration_ms", s.duration_ms),
+    ];
+    Ok(DataFrame::new(1, columns)?)
+}
+
+fn merges_frame(resolution: &Resolution, now: i64) -> Result<DataFrame> {
+    let merges = &resolution.merges;
+    let columns = vec![
+        strings("merged_id", merges.iter().map(|m| Some(m.merged_id.as_str())).collect()),
+        strings("into_id", merges.iter().map(|m| Some(m.into_id.as_str())).collect()),
+        utc_micros("merged_at", vec![now; merges.len()])?,
+    ];
+    Ok(DataFrame::new(merges.len(), columns)?)
+}
+
+fn blocking_frame(resolver: &Resolver, resolution: &Resolution) -> Result<DataFrame> {
+    let mut rule = Vec::new();
+    let mut key = Vec::new();
+    let mut source = Vec::new();
+    let mut source_id = Vec::new();
+    for e in &resolution.entries {
+        for (r, k) in resolver.block_keys(&e.norm) {
+            rule.push(r);
+            key.push(k);
+            source.push(e.source.as_str());
+            source_id.push(e.source_id.as_str());
+        }
+    }
+    let height = rule.len();
+    let columns = vec![
+        strings("rule", rule.into_iter().map(Some).collect()),
+        strings("block_key", key.iter().map(|k| Some(k.as_str())).collect()),
+        strings("source", source.into_iter().map(Some).collect()),
+        strings("source_id", source_id.into_iter().map(Some).collect()),
+    ];
+    Ok(DataFrame::new(height, columns)?)
+}
