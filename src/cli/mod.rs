@@ -4,6 +4,7 @@
 //! `lake.toml`, template, graph or selector); 3 the catalog or storage could not be reached.
 
 mod build;
+mod ingest;
 mod inspect;
 mod init;
 mod maintain;
@@ -199,6 +200,38 @@ pub enum Command {
         #[arg(long)]
         to: i64,
     },
+    /// Land records from sources in raw Iceberg tables, exactly once, with dead letters in <table>__errors.
+    Ingest {
+        /// Sources from lake.toml [ingest.<name>] to run.
+        sources: Vec<String>,
+        /// Run every source in lake.toml.
+        #[arg(long)]
+        all: bool,
+        /// Drain what is available and exit (for cron and Airflow); otherwise run until SIGINT/SIGTERM.
+        #[arg(long)]
+        once: bool,
+        /// Ad-hoc source: a file path or glob (file://...), or - for stdin.
+        #[arg(long)]
+        from: Option<String>,
+        /// With --from: the raw table, namespace.table.
+        #[arg(long)]
+        table: Option<String>,
+        /// With --from: ndjson (default) or json.
+        #[arg(long)]
+        format: Option<String>,
+        /// Flush after this many records (default 10000).
+        #[arg(long)]
+        batch_rows: Option<usize>,
+        /// Flush after this many seconds (default 10).
+        #[arg(long)]
+        batch_seconds: Option<f64>,
+        /// Exit non-zero when more than this share (0..1) of the records were dead letters.
+        #[arg(long)]
+        max_error_rate: Option<f64>,
+        /// Summarize what each source has stored, then exit.
+        #[arg(long)]
+        status: bool,
+    },
     /// Resolve entities in one file (CSV, Parquet or NDJSON): writes pairs.csv and clusters.csv.
     Resolve {
         /// The records: .csv (`,` or `, ` separated, quoted fields), .parquet or .ndjson.
@@ -281,6 +314,12 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Maintain { select, dry_run } => maintain::maintain(&g, &select, dry_run).await,
         Command::Snapshots { table } => maintain::snapshots(&g, &table).await,
         Command::Rollback { table, to } => maintain::rollback(&g, &table, to).await,
+        Command::Ingest { sources, all, once, from, table, format, batch_rows, batch_seconds, max_error_rate, status } => {
+            let args = ingest::IngestArgs {
+                sources, all, once, from, table, format, batch_rows, batch_seconds, max_error_rate, status,
+            };
+            ingest::ingest(&g, args).await
+        }
         Command::Resolve { input, id, columns, config, output } => {
             let args = resolve::ResolveArgs { input, id, columns, config, output };
             tokio::task::block_in_place(|| resolve::resolve(&g, &args))

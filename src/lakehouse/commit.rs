@@ -63,6 +63,20 @@ impl std::fmt::Display for StaleChange {
 
 impl std::error::Error for StaleChange {}
 
+/// The same producer (another run of the model, seed or ingest source) committed to the table
+/// since this change's base: the change was computed from a state that is gone and is never
+/// re-applied.
+#[derive(Debug)]
+pub struct ProducerConflict(pub String);
+
+impl std::fmt::Display for ProducerConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProducerConflict {}
+
 /// The catalog update failed in a way that leaves its outcome unknown.
 #[derive(Debug)]
 pub struct UnknownOutcome(pub String);
@@ -208,9 +222,10 @@ pub async fn commit(
         // our rows were computed from a state that is gone, so never re-apply them.
         if let Some(producer) = properties.get(super::summary::MODEL) {
             if let Some(other) = committed_since(new, old.metadata().current_snapshot_id(), producer) {
-                bail!(
+                return Err(ProducerConflict(format!(
                     "commit to {ident} conflicted: another run of {producer} committed snapshot {other} meanwhile; nothing was committed, run again"
-                );
+                ))
+                .into());
             }
         }
         if !changes.is_empty()

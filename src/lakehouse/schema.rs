@@ -224,3 +224,32 @@ pub fn same_partitioning(spec: &PartitionSpec, wanted: &UnboundPartitionSpec) ->
             .zip(wanted.fields())
             .all(|(a, b)| a.source_id == b.source_id && a.transform == b.transform)
 }
+
+/// Arrow type of a SQL type name.
+pub fn sql_type(ty: &str) -> Option<DataType> {
+    let t = ty.trim().to_ascii_lowercase();
+    if let Some(args) = t
+        .strip_prefix("decimal(")
+        .or_else(|| t.strip_prefix("numeric("))
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        let mut parts = args.split(',').map(|p| p.trim().parse::<i16>());
+        let p = parts.next()?.ok()?;
+        let s = parts.next().unwrap_or(Ok(0)).ok()?;
+        return (1..=38).contains(&p).then_some(DataType::Decimal128(p as u8, s as i8));
+    }
+    Some(match t.as_str() {
+        "bigint" | "int8" | "long" => DataType::Int64,
+        "int" | "integer" | "int4" | "smallint" | "int2" => DataType::Int32,
+        "double" | "float8" | "double precision" => DataType::Float64,
+        "float" | "real" | "float4" => DataType::Float32,
+        "varchar" | "string" | "text" | "char" => DataType::Utf8,
+        "boolean" | "bool" => DataType::Boolean,
+        "date" => DataType::Date32,
+        "timestamp" | "timestamp without time zone" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        "timestamptz" | "timestamp with time zone" => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+        }
+        _ => return None,
+    })
+}

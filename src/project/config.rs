@@ -40,6 +40,9 @@ struct RawConfig {
     run: RawRun,
     #[serde(default)]
     vars: BTreeMap<String, toml::Value>,
+    /// `[ingest.<source>]`: sources of `lake ingest`.
+    #[serde(default)]
+    ingest: BTreeMap<String, crate::ingest::config::SourceConfig>,
     /// Applied before deserializing (see [`ProjectConfig::parse`]); listed so the key is known.
     #[serde(default, rename = "targets")]
     _targets: BTreeMap<String, toml::Value>,
@@ -96,6 +99,8 @@ pub struct ProjectConfig {
     pub write: WriteOptions,
     pub threads: usize,
     pub vars: serde_json::Map<String, serde_json::Value>,
+    /// Sources of `lake ingest`, by name.
+    pub ingest: BTreeMap<String, crate::ingest::config::SourceConfig>,
     /// The chosen target, if any.
     pub target: Option<String>,
 }
@@ -260,6 +265,7 @@ impl ProjectConfig {
             catalog,
             write,
             threads,
+            ingest: raw.ingest,
             vars,
             target,
         })

@@ -51,13 +51,15 @@ pub struct Matches {
 pub fn block_value(norm: &Norm, field: Field) -> Option<String> {
     match field {
         Field::Role(role) => norm[role.index()].as_deref().map(str::to_string),
-        Field::Name => {
-            let first = norm[Role::FirstName.index()].as_deref()?;
-            let last = norm[Role::LastName.index()].as_deref()?;
-            let (x, y) = if first <= last { (first, last) } else { (last, first) };
-            Some(format!("{x} {y}"))
-        }
+        Field::Name => sorted_names(norm).map(|(x, y)| format!("{x} {y}")),
     }
+}
+
+/// First and last name in alphabetical order, so that swapped names block together.
+fn sorted_names(norm: &Norm) -> Option<(&str, &str)> {
+    let first = norm[Role::FirstName.index()].as_deref()?;
+    let last = norm[Role::LastName.index()].as_deref()?;
+    Some(if first <= last { (first, last) } else { (last, first) })
 }
 
 /// The blocking key of a record under a rule's `block_on` fields, written out (`None` when a
@@ -75,12 +77,7 @@ fn hashed_key(norm: &Norm, fields: &[Field]) -> Option<u64> {
     for field in fields {
         match field {
             Field::Role(role) => norm[role.index()].as_deref()?.hash(&mut hasher),
-            Field::Name => {
-                let first = norm[Role::FirstName.index()].as_deref()?;
-                let last = norm[Role::LastName.index()].as_deref()?;
-                let (x, y) = if first <= last { (first, last) } else { (last, first) };
-                (x, y).hash(&mut hasher);
-            }
+            Field::Name => sorted_names(norm)?.hash(&mut hasher),
         }
     }
     Some(hasher.finish())
@@ -90,7 +87,7 @@ fn hashed_key(norm: &Norm, fields: &[Field]) -> Option<u64> {
 fn same_block(a: &Norm, b: &Norm, fields: &[Field]) -> bool {
     fields.iter().all(|f| match f {
         Field::Role(role) => matches!((&a[role.index()], &b[role.index()]), (Some(x), Some(y)) if x == y),
-        Field::Name => matches!((block_value(a, Field::Name), block_value(b, Field::Name)), (Some(x), Some(y)) if x == y),
+        Field::Name => matches!((sorted_names(a), sorted_names(b)), (Some(x), Some(y)) if x == y),
     })
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{Field, Schema};
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions};
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::results::{NodeResult, Status};
 use crate::engine::session::new_session;
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
+use crate::lakehouse::schema::sql_type;
 use crate::lakehouse::summary;
 use crate::lakehouse::writer::WriteOptions;
 use crate::materialize::{self, Strategy};
@@ -179,31 +180,3 @@ pub fn seed_schema(seed: &Seed) -> Result<Schema> {
     Ok(Schema::new(fields))
 }
 
-/// Arrow type of a SQL type name.
-pub fn sql_type(ty: &str) -> Option<DataType> {
-    let t = ty.trim().to_ascii_lowercase();
-    if let Some(args) = t
-        .strip_prefix("decimal(")
-        .or_else(|| t.strip_prefix("numeric("))
-        .and_then(|r| r.strip_suffix(')'))
-    {
-        let mut parts = args.split(',').map(|p| p.trim().parse::<i16>());
-        let p = parts.next()?.ok()?;
-        let s = parts.next().unwrap_or(Ok(0)).ok()?;
-        return (1..=38).contains(&p).then_some(DataType::Decimal128(p as u8, s as i8));
-    }
-    Some(match t.as_str() {
-        "bigint" | "int8" | "long" => DataType::Int64,
-        "int" | "integer" | "int4" | "smallint" | "int2" => DataType::Int32,
-        "double" | "float8" | "double precision" => DataType::Float64,
-        "float" | "real" | "float4" => DataType::Float32,
-        "varchar" | "string" | "text" | "char" => DataType::Utf8,
-        "boolean" | "bool" => DataType::Boolean,
-        "date" => DataType::Date32,
-        "timestamp" | "timestamp without time zone" => DataType::Timestamp(TimeUnit::Microsecond, None),
-        "timestamptz" | "timestamp with time zone" => {
-            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
-        }
-        _ => return None,
-    })
-}

@@ -7,6 +7,7 @@ mod crash;
 mod demo;
 mod graph;
 mod incremental;
+mod ingest;
 mod maintenance;
 mod merge;
 mod polars_bridge;

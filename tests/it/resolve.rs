@@ -85,6 +85,8 @@ fn date_postcode_and_address_rules() {
     assert_eq!(postcode(" 10115 ").as_deref(), Some("10115"));
     assert_eq!(address("12 North Main Street, Apartment 4").as_deref(), Some("12 n main st apt 4"));
     assert_eq!(address("12 N. Main St., Apt 4").as_deref(), Some("12 n main st apt 4"));
+    assert_eq!(Normalizer::Raw.apply("  Keep  This ", "US").as_deref(), Some("Keep  This"));
+    assert_eq!(Normalizer::Raw.apply("   ", "US"), None);
     // Every rule can be chosen by name.
     for (rule_name, rule) in Normalizer::ALL {
         assert_eq!(Normalizer::from_name(rule_name), Some(rule));

@@ -1,0 +1,214 @@
+//! `lake ingest`: run the sources declared under `[ingest.<name>]` in `lake.toml` (or one
+//! ad-hoc source given by `--from` and `--table`) until stopped, or drain them with `--once`;
+//! `--status` summarizes what each source has stored.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::anyhow;
+
+use super::{CliResult, EXIT_FAILED, EXIT_OK, ExitCodeExt, GlobalArgs};
+use crate::ingest::config::{BatchConfig, SourceConfig};
+use crate::ingest::{RunOptions, SourceReport, committed_positions, run_source};
+use crate::lakehouse::catalog::{Lakehouse, table_ident};
+use crate::project::config::{ConfigOverrides, ProjectConfig};
+use crate::run::report::LogFormat;
+
+/// What `lake ingest` was asked to do.
+pub struct IngestArgs {
+    pub sources: Vec<String>,
+    pub all: bool,
+    pub once: bool,
+    pub from: Option<String>,
+    pub table: Option<String>,
+    pub format: Option<String>,
+    pub batch_rows: Option<usize>,
+    pub batch_seconds: Option<f64>,
+    pub max_error_rate: Option<f64>,
+    pub status: bool,
+}
+
+pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
+    let overrides = ConfigOverrides { target: g.target.clone(), vars: g.vars.clone() };
+    let config = ProjectConfig::load(&g.project_dir, &overrides).usage()?;
+    let sources = chosen_sources(&config, &args).usage()?;
+    let lakehouse = Lakehouse::connect(&config.catalog).await.environment()?;
+    if args.status {
+        return status(g, &lakehouse, &sources).await;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(stop.clone());
+    let format = g.log_format;
+    let options = RunOptions {
+        once: args.once,
+        stop,
+        on_flush: Arc::new(move |report: &SourceReport, rows, dead| match format {
+            LogFormat::Json => println!(
+                "{}",
+                serde_json::json!({"event": "ingest_flush", "source": report.source, "table": report.table,
+                    "rows": rows, "dead_letters": dead, "total_rows": report.rows, "total_dead_letters": report.dead_letters})
+            ),
+            LogFormat::Text => eprintln!(
+                "ingest {}: +{rows} rows, {dead} dead letters → {} ({} rows, {} dead letters so far)",
+                report.source, report.table, report.rows, report.dead_letters
+            ),
+        }),
+    };
+    let runs = sources.iter().map(|(name, source)| {
+        let (lakehouse, root, write, options) = (&lakehouse, &config.root, &config.write, &options);
+        async move { (name, source, run_source(lakehouse, root, name, source, write, options).await) }
+    });
+    let mut code = EXIT_OK;
+    for (name, source, result) in futures::future::join_all(runs).await {
+        match result {
+            Ok(report) => {
+                let threshold = args.max_error_rate.or(source.max_error_rate);
+                let too_many = threshold.is_some_and(|t| report.error_rate() > t);
+                match format {
+                    LogFormat::Json => println!(
+                        "{}",
+                        serde_json::json!({"event": "ingest_finished", "source": name, "report": report,
+                            "error_rate": report.error_rate(), "max_error_rate": threshold, "ok": !too_many})
+                    ),
+                    LogFormat::Text => println!(
+                        "{name}: {} records read, {} rows to {}, {} dead letters to {}__errors in {} flushes",
+                        report.records, report.rows, report.table, report.dead_letters, report.table, report.flushes
+                    ),
+                }
+                if too_many {
+                    eprintln!(
+                        "error: ingest source `{name}`: {:.1}% of its records were dead letters, above max_error_rate {:.1}%",
+                        report.error_rate() * 100.0,
+                        threshold.unwrap_or(0.0) * 100.0
+                    );
+                    code = EXIT_FAILED;
+                }
+            }
+            Err(e) => {
+                match format {
+                    LogFormat::Json => println!(
+                        "{}",
+                        serde_json::json!({"event": "error", "source": name, "message": format!("{e:#}")})
+                    ),
+                    LogFormat::Text => eprintln!("error: {e:#}"),
+                }
+                code = EXIT_FAILED;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// The sources to run: named ones, `--all`, or the ad-hoc `--from`/`--table`.
+fn chosen_sources(config: &ProjectConfig, args: &IngestArgs) -> anyhow::Result<Vec<(String, SourceConfig)>> {
+    let mut out = Vec::new();
+    match (&args.from, &args.table) {
+        (Some(from), Some(table)) => {
+            if !args.sources.is_empty() || args.all {
+                return Err(anyhow!("give either --from/--table or source names (or --all), not both"));
+            }
+            let name = table_ident(table)?.name().to_string();
+            out.push((
+                name,
+                SourceConfig {
+                    from: from.clone(),
+                    table: table.clone(),
+                    format: args.format.clone(),
+                    columns: Default::default(),
+                    required: Vec::new(),
+                    map: Default::default(),
+                    evolve: false,
+                    max_error_rate: None,
+                    partition_by: Vec::new(),
+                    event_type: None,
+                    batch: BatchConfig::default(),
+                },
+            ));
+        }
+        (Some(_), None) | (None, Some(_)) => return Err(anyhow!("--from and --table go together")),
+        (None, None) => {
+            if args.all || (args.sources.is_empty() && args.status) {
+                out.extend(config.ingest.iter().map(|(n, s)| (n.clone(), s.clone())));
+            } else {
+                for name in &args.sources {
+                    let source = config.ingest.get(name).ok_or_else(|| {
+                        anyhow!(
+                            "no ingest source `{name}` in lake.toml; sources: {}",
+                            config.ingest.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )
+                    })?;
+                    out.push((name.clone(), source.clone()));
+                }
+            }
+            if out.is_empty() {
+                return Err(anyhow!(
+                    "nothing to ingest: name sources from [ingest.<name>] in lake.toml, use --all, or give --from and --table"
+                ));
+            }
+        }
+    }
+    for (_, source) in &mut out {
+        if let Some(rows) = args.batch_rows {
+            source.batch.rows = rows;
+        }
+        if let Some(seconds) = args.batch_seconds {
+            source.batch.seconds = seconds;
+        }
+    }
+    Ok(out)
+}
+
+fn spawn_signal_handler(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+async fn status(g: &GlobalArgs, lakehouse: &Lakehouse, sources: &[(String, SourceConfig)]) -> CliResult {
+    for (name, source) in sources {
+        let ident = table_ident(&source.table).usage()?;
+        let errors = table_ident(&format!("{}__errors", source.table)).usage()?;
+        let table = lakehouse.load_table(&ident).await.environment()?;
+        let errors_table = lakehouse.load_table(&errors).await.environment()?;
+        let records = |t: &Option<iceberg::table::Table>| {
+            t.as_ref()
+                .and_then(|t| t.metadata().current_snapshot())
+                .and_then(|s| s.summary().additional_properties.get("total-records").cloned())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let last = table
+            .as_ref()
+            .and_then(|t| t.metadata().current_snapshot())
+            .map(|s| chrono::DateTime::from_timestamp_millis(s.timestamp_ms()).map(|t| t.to_rfc3339()).unwrap_or_default());
+        let positions = committed_positions(table.as_ref(), name).environment()?;
+        let lines: u64 = positions.values().map(|p| p.lines).sum();
+        match g.log_format {
+            LogFormat::Json => println!(
+                "{}",
+                serde_json::json!({"source": name, "from": source.from, "table": source.table, "rows": records(&table),
+                    "dead_letters": records(&errors_table), "last_commit": last, "files": positions.len(), "records_read": lines})
+            ),
+            LogFormat::Text => println!(
+                "{name}: {} → {}: {} rows, {} dead letters, {} files ({} records read), last commit {}",
+                source.from,
+                source.table,
+                records(&table),
+                records(&errors_table),
+                positions.len(),
+                lines,
+                last.unwrap_or_else(|| "never".into())
+            ),
+        }
+    }
+    Ok(EXIT_OK)
+}

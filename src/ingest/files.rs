@@ -1,0 +1,270 @@
+//! The file source: NDJSON or JSON files from a path or a glob, or NDJSON from stdin, read
+//! record by record from where the last committed flush stopped.
+//!
+//! Positions are kept per file (lines consumed and a fingerprint of the file's first bytes)
+//! and committed in the raw table's snapshot summary with the rows they cover, so a rerun
+//! reads only new files and new lines, and a crash between two flushes re-reads exactly the
+//! uncommitted part. A file whose first bytes changed since it was read is an error, never
+//! read twice.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::records::{Coordinates, RawRecord};
+
+/// How far a file has been read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePosition {
+    /// Records (NDJSON lines, or JSON array elements) consumed.
+    pub lines: u64,
+    /// SHA-256 (hex, 16 digits) of the file's first `head_len` bytes.
+    pub head: String,
+    /// How many bytes `head` covers: the first KiB, or the whole file when it was smaller
+    /// when first read (so that appending to a small file does not look like a new file).
+    #[serde(default)]
+    pub head_len: u64,
+}
+
+/// Positions of every file a source has read, by the file's path as listed.
+pub type Positions = BTreeMap<String, FilePosition>;
+
+/// How the files are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// One JSON object per line.
+    Ndjson,
+    /// One JSON array of objects (or one object) per file.
+    Json,
+}
+
+impl FileFormat {
+    pub fn parse(name: Option<&str>, from: &str) -> Result<Self> {
+        match name {
+            Some("ndjson") | Some("jsonl") => Ok(FileFormat::Ndjson),
+            Some("json") => Ok(FileFormat::Json),
+            Some(other) => bail!("format `{other}` is not supported for file ingest yet (use ndjson or json)"),
+            None if from.ends_with(".json") => Ok(FileFormat::Json),
+            None => Ok(FileFormat::Ndjson),
+        }
+    }
+}
+
+/// Where the file source reads.
+#[derive(Debug, Clone)]
+pub enum FileSpec {
+    /// A path or glob, relative to the project folder unless absolute.
+    Files { pattern: String, root: PathBuf },
+    Stdin,
+}
+
+impl FileSpec {
+    /// `file://…`, a plain path or glob, or `-`.
+    pub fn parse(from: &str, root: &Path) -> Result<Self> {
+        if from == "-" {
+            return Ok(FileSpec::Stdin);
+        }
+        let pattern = from.strip_prefix("file://").unwrap_or(from);
+        if let Some((scheme, _)) = pattern.split_once("://") {
+            bail!("`{from}`: the {scheme}:// source is not supported yet (file paths, globs and `-` for stdin are)");
+        }
+        Ok(FileSpec::Files { pattern: pattern.to_string(), root: root.to_path_buf() })
+    }
+
+    /// The files the pattern matches now, sorted.
+    pub fn list(&self) -> Result<Vec<(String, PathBuf)>> {
+        let FileSpec::Files { pattern, root } = self else {
+            return Ok(vec![("-".to_string(), PathBuf::from("-"))]);
+        };
+        let full = if Path::new(pattern).is_absolute() { PathBuf::from(pattern) } else { root.join(pattern) };
+        let full_text = full.to_string_lossy().to_string();
+        let mut files = Vec::new();
+        if full_text.contains(['*', '?', '[']) {
+            let (dir, name_glob) = match full_text.rsplit_once('/') {
+                Some((d, n)) => (PathBuf::from(d), n.to_string()),
+                None => (PathBuf::from("."), full_text.clone()),
+            };
+            if dir.to_string_lossy().contains(['*', '?', '[']) {
+                bail!("`{pattern}`: only the file name may hold wildcards");
+            }
+            let entries = std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().to_string();
+                if entry.file_type()?.is_file() && glob_match(&name_glob, &name) {
+                    files.push(entry.path());
+                }
+            }
+        } else if full.is_file() {
+            files.push(full);
+        } else {
+            bail!("{}: no such file", full.display());
+        }
+        files.sort();
+        Ok(files.into_iter().map(|p| (p.to_string_lossy().to_string(), p)).collect())
+    }
+}
+
+/// `*` and `?` wildcards over a file name.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+/// Fingerprint of the first `limit` bytes (or fewer, if the file is shorter), with its length.
+fn head_of(path: &Path, limit: u64) -> Result<(String, u64)> {
+    let mut buf = vec![0u8; limit as usize];
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = file.read(&mut buf[filled..])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok((hex::encode(&Sha256::digest(&buf[..filled])[..8]), filled as u64))
+}
+
+const HEAD_BYTES: u64 = 1024;
+
+/// Reads records after the committed positions, file by file.
+pub struct FileReader {
+    spec: FileSpec,
+    format: FileFormat,
+    /// Positions including what has been handed out since the last commit.
+    positions: Positions,
+    current: Option<Current>,
+    /// Files already read to their end in this pass.
+    done: Vec<String>,
+}
+
+struct Current {
+    key: String,
+    lines: Box<dyn Iterator<Item = std::io::Result<String>> + Send>,
+    consumed: u64,
+}
+
+impl FileReader {
+    pub fn new(spec: FileSpec, format: FileFormat, committed: Positions) -> Self {
+        Self { spec, format, positions: committed, current: None, done: Vec::new() }
+    }
+
+    /// Positions after every record handed out so far.
+    pub fn positions(&self) -> &Positions {
+        &self.positions
+    }
+
+    /// Starts a new pass over the files (to pick up new files and appended lines).
+    pub fn rescan(&mut self) {
+        self.done.clear();
+        self.current = None;
+    }
+
+    /// The next record, or `None` when every file is read to its current end.
+    pub fn next_record(&mut self, received_at: i64) -> Result<Option<RawRecord>> {
+        loop {
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(None);
+            }
+            let current = self.current.as_mut().expect("opened");
+            match current.lines.next() {
+                Some(line) => {
+                    let line = line.with_context(|| format!("cannot read {}", current.key))?;
+                    current.consumed += 1;
+                    let at = Coordinates { file: current.key.clone(), line: current.consumed };
+                    if let Some(p) = self.positions.get_mut(&current.key) {
+                        p.lines = current.consumed;
+                    }
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    return Ok(Some(RawRecord { payload: line, at, received_at }));
+                }
+                None => {
+                    let key = current.key.clone();
+                    self.done.push(key);
+                    self.current = None;
+                }
+            }
+        }
+    }
+
+    /// Opens the next file with unread records; false when there is none.
+    fn open_next(&mut self) -> Result<bool> {
+        for (key, path) in self.spec.list()? {
+            if self.done.contains(&key) {
+                continue;
+            }
+            if key == "-" {
+                let stdin = std::io::stdin();
+                let lines = BufReader::new(stdin).lines();
+                self.positions.entry(key.clone()).or_insert(FilePosition { lines: 0, head: String::new(), head_len: 0 });
+                self.current = Some(Current { key, lines: Box::new(lines), consumed: 0 });
+                return Ok(true);
+            }
+            let known = self.positions.get(&key);
+            let (head, head_len) = head_of(&path, known.map_or(HEAD_BYTES, |p| p.head_len))?;
+            let skip = match known {
+                Some(p) if !p.head.is_empty() && (p.head != head || p.head_len != head_len) => {
+                    bail!("{key} changed since lake ingest read it (its first bytes differ); move it away or give it a new name")
+                }
+                Some(p) => p.lines,
+                None => 0,
+            };
+            let mut lines: Box<dyn Iterator<Item = std::io::Result<String>> + Send> = match self.format {
+                FileFormat::Ndjson => {
+                    let file = File::open(&path).with_context(|| format!("cannot open {key}"))?;
+                    Box::new(BufReader::with_capacity(1 << 20, file).lines())
+                }
+                FileFormat::Json => Box::new(json_elements(&path)?.into_iter().map(Ok)),
+            };
+            // Skip what earlier flushes committed.
+            let mut consumed = 0;
+            while consumed < skip {
+                match lines.next() {
+                    Some(line) => {
+                        line.with_context(|| format!("cannot read {key}"))?;
+                        consumed += 1;
+                    }
+                    None => break,
+                }
+            }
+            if consumed < skip {
+                return Err(anyhow!(
+                    "{key} has {consumed} records but {skip} were already loaded from it; it was truncated or replaced"
+                ));
+            }
+            self.positions.entry(key.clone()).or_insert(FilePosition { lines: 0, head, head_len });
+            self.current = Some(Current { key, lines, consumed });
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// The elements of a JSON file holding an array (or one object), each as JSON text.
+fn json_elements(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
+    Ok(match value {
+        serde_json::Value::Array(items) => items.into_iter().map(|v| v.to_string()).collect(),
+        other => vec![other.to_string()],
+    })
+}

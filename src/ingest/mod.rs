@@ -1,0 +1,305 @@
+//! `lake ingest`: the raw layer. Sources land in raw Iceberg tables in batches, exactly once,
+//! with records that fail parsing, validation or type conversion in a dead-letter table.
+//!
+//! A flush converts a batch ([`records`]), commits the dead letters to `<table>__errors`, then
+//! the rows to the raw table, each as one append snapshot whose summary carries the source's
+//! read positions (`lake.ingest.positions.<source>`) and a flush id. A restart resumes from
+//! the raw table's positions and does not store a dead letter again when the errors table's
+//! positions already cover it, so a crash between the two commits neither loses nor repeats a
+//! record. Commits name their producer (`lake.model = ingest:<source>`): when another process
+//! committed for the same source since this flush's base, the commit is refused (never
+//! re-applied) and the flush is redone from the stored positions. When a commit's outcome is
+//! unknown, the table is reloaded and the flush id looked up before anything is retried.
+//!
+//! Sources: [`files`] (paths, globs, stdin). Kafka, webhooks and object storage are not built
+//! yet.
+
+pub mod config;
+pub mod files;
+pub mod records;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use iceberg::TableIdent;
+use iceberg::table::Table;
+
+use config::SourceConfig;
+use files::{FileFormat, FileReader, FileSpec, Positions};
+use records::{Coordinates, Layout, RawRecord, convert_records, dead_letter_batch};
+
+use crate::lakehouse::catalog::{Lakehouse, table_ident};
+use crate::lakehouse::summary;
+use crate::lakehouse::writer::WriteOptions;
+use crate::materialize::{self, SchemaChangePolicy, Strategy};
+
+/// Summary key prefix of a source's read positions.
+pub const POSITIONS_PREFIX: &str = "lake.ingest.positions.";
+/// Summary key of the flush that wrote a snapshot.
+pub const FLUSH_ID: &str = "lake.ingest.flush-id";
+
+/// What one source did in this run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SourceReport {
+    pub source: String,
+    pub table: String,
+    pub records: u64,
+    pub rows: u64,
+    pub dead_letters: u64,
+    pub flushes: u64,
+    /// Flushes redone because another process committed for the source meanwhile.
+    pub redone: u64,
+}
+
+impl SourceReport {
+    pub fn error_rate(&self) -> f64 {
+        if self.records == 0 { 0.0 } else { self.dead_letters as f64 / self.records as f64 }
+    }
+}
+
+/// How a run behaves.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Drain what is there and return (else poll until `stop`).
+    pub once: bool,
+    /// Set on SIGINT/SIGTERM: flush what is read, commit, return.
+    pub stop: Arc<AtomicBool>,
+    /// Called after every committed flush (for logs).
+    pub on_flush: Arc<dyn Fn(&SourceReport, u64, u64) + Send + Sync>,
+}
+
+/// The `lake.model` producer name of a source's commits.
+fn producer(source: &str) -> String {
+    format!("ingest:{source}")
+}
+
+/// Positions committed in a table for `source` (empty when none).
+pub fn committed_positions(table: Option<&Table>, source: &str) -> Result<Positions> {
+    let Some(table) = table else { return Ok(Positions::new()) };
+    match summary::last_value(table, &format!("{POSITIONS_PREFIX}{source}")) {
+        Some((snapshot, text)) => serde_json::from_str(&text)
+            .with_context(|| format!("snapshot {snapshot} of {} holds unreadable ingest positions", table.identifier())),
+        None => Ok(Positions::new()),
+    }
+}
+
+fn errors_ident(ident: &TableIdent) -> Result<TableIdent> {
+    table_ident(&format!("{}.{}__errors", ident.namespace().join("."), ident.name()))
+}
+
+/// Whether `coords` lie before `positions` (already stored).
+fn covered(positions: &Positions, at: &Coordinates) -> bool {
+    positions.get(&at.file).is_some_and(|p| at.line <= p.lines)
+}
+
+/// Runs one source until it is drained (`once`) or stopped.
+pub async fn run_source(
+    lakehouse: &Lakehouse,
+    root: &Path,
+    name: &str,
+    config: &SourceConfig,
+    write: &WriteOptions,
+    options: &RunOptions,
+) -> Result<SourceReport> {
+    let ident = table_ident(&config.table).with_context(|| format!("ingest source `{name}`: bad table"))?;
+    let errors = errors_ident(&ident)?;
+    let spec = FileSpec::parse(&config.from, root).with_context(|| format!("ingest source `{name}`"))?;
+    let stdin = matches!(spec, FileSpec::Stdin);
+    let format = FileFormat::parse(config.format.as_deref(), &config.from)?;
+    let partition_by: Vec<(String, String)> = config
+        .partition_by
+        .iter()
+        .map(|p| {
+            crate::project::parse_partition_field(p)
+                .map(|f| (f.column, f.transform))
+                .ok_or_else(|| anyhow!("ingest source `{name}`: bad partition_by entry `{p}`"))
+        })
+        .collect::<Result<_>>()?;
+    let mut report = SourceReport { source: name.to_string(), table: config.table.clone(), ..Default::default() };
+    let max_rows = config.batch.rows.max(1);
+    let max_bytes = config.batch.bytes_mb.max(1) * 1024 * 1024;
+    let max_wait = Duration::from_secs_f64(config.batch.seconds.max(0.01));
+
+    'restart: loop {
+        let mut base = lakehouse.load_table(&ident).await?;
+        let mut errors_base = lakehouse.load_table(&errors).await?;
+        let committed = if stdin { Positions::new() } else { committed_positions(base.as_ref(), name)? };
+        let mut errors_stored = committed_positions(errors_base.as_ref(), name)?;
+        let mut reader = FileReader::new(spec.clone(), format, committed);
+        let mut layout: Option<Layout> = None;
+        loop {
+            // Collect a batch.
+            let started = Instant::now();
+            let mut batch: Vec<RawRecord> = Vec::new();
+            let mut bytes = 0u64;
+            let mut drained = false;
+            while batch.len() < max_rows && bytes < max_bytes {
+                let now = chrono::Utc::now().timestamp_micros();
+                match reader.next_record(now)? {
+                    Some(record) => {
+                        bytes += record.payload.len() as u64;
+                        batch.push(record);
+                    }
+                    None => {
+                        if options.once || options.stop.load(Ordering::Relaxed) || started.elapsed() >= max_wait {
+                            drained = true;
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200).min(max_wait)).await;
+                        reader.rescan();
+                    }
+                }
+                if started.elapsed() >= max_wait && !batch.is_empty() {
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                report.records += batch.len() as u64;
+                let flushed = flush(
+                    lakehouse, name, config, &ident, &errors, &mut base, &mut errors_base, &mut layout,
+                    batch, reader.positions(), &mut errors_stored, &partition_by, write, stdin,
+                )
+                .await;
+                match flushed {
+                    Ok((rows, dead)) => {
+                        report.rows += rows;
+                        report.dead_letters += dead;
+                        report.flushes += 1;
+                        (options.on_flush)(&report, rows, dead);
+                    }
+                    Err(e) if is_producer_conflict(&e) => {
+                        // Another process committed for this source: redo from what is stored.
+                        report.redone += 1;
+                        tracing::info!("ingest {name}: {e:#}; redoing the flush from the stored positions");
+                        continue 'restart;
+                    }
+                    Err(e) => return Err(e.context(format!("ingest source `{name}`"))),
+                }
+            }
+            if drained && (options.once || options.stop.load(Ordering::Relaxed)) {
+                return Ok(report);
+            }
+            if options.stop.load(Ordering::Relaxed) {
+                return Ok(report);
+            }
+        }
+    }
+}
+
+fn is_producer_conflict(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<crate::lakehouse::commit::ProducerConflict>().is_some())
+}
+
+/// Converts and commits one batch: dead letters, then rows; returns (rows, dead letters).
+#[allow(clippy::too_many_arguments)]
+async fn flush(
+    lakehouse: &Lakehouse,
+    name: &str,
+    config: &SourceConfig,
+    ident: &TableIdent,
+    errors: &TableIdent,
+    base: &mut Option<Table>,
+    errors_base: &mut Option<Table>,
+    layout: &mut Option<Layout>,
+    batch: Vec<RawRecord>,
+    positions: &Positions,
+    errors_stored: &mut Positions,
+    partition_by: &[(String, String)],
+    write: &WriteOptions,
+    stdin: bool,
+) -> Result<(u64, u64)> {
+    let loaded_at = chrono::Utc::now().timestamp_micros();
+    if layout.is_none() {
+        let schema = match base {
+            Some(t) => Some(iceberg::arrow::schema_to_arrow_schema(t.metadata().current_schema())?),
+            None => None,
+        };
+        let sample: Vec<serde_json::Value> =
+            batch.iter().filter_map(|r| serde_json::from_str(&r.payload).ok()).collect();
+        *layout = Some(Layout::new(
+            &config.columns,
+            &config.map,
+            &config.required,
+            config.evolve,
+            config.event_type.as_deref(),
+            schema.as_ref(),
+            &sample,
+        )?);
+    }
+    let layout = layout.as_mut().expect("set above");
+    let converted = convert_records(layout, name, batch, loaded_at)?;
+    let stored: Positions = if stdin { Positions::new() } else { positions.clone() };
+    let positions_json = serde_json::to_string(&stored)?;
+    let flush_id = uuid::Uuid::now_v7().to_string();
+    let properties = |table: &str| {
+        let mut p = HashMap::new();
+        p.insert(summary::MODEL.to_string(), producer(name));
+        p.insert(summary::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
+        p.insert(format!("{POSITIONS_PREFIX}{name}"), positions_json.clone());
+        p.insert(FLUSH_ID.to_string(), format!("{flush_id}:{table}"));
+        p
+    };
+
+    // Dead letters first, minus those an earlier (interrupted) flush already stored.
+    let dead: Vec<_> = converted.dead.into_iter().filter(|d| !covered(errors_stored, &d.record.at)).collect();
+    let dead_count = dead.len() as u64;
+    if !dead.is_empty() {
+        let rows = dead_letter_batch(name, &dead, loaded_at)?;
+        commit_batch(lakehouse, errors, errors_base, rows, properties("errors"), &[], write).await?;
+        *errors_stored = stored.clone();
+    }
+    let rows = converted.batch.num_rows() as u64;
+    if rows > 0 {
+        commit_batch(lakehouse, ident, base, converted.batch, properties("rows"), partition_by, write).await?;
+    }
+    Ok((rows, dead_count))
+}
+
+/// Appends `rows` to `ident` in one snapshot and moves `base` to the committed table. When the
+/// catalog's answer was lost, the table is reloaded and the flush id looked up: a commit that
+/// landed is not repeated.
+async fn commit_batch(
+    lakehouse: &Lakehouse,
+    ident: &TableIdent,
+    base: &mut Option<Table>,
+    rows: arrow::array::RecordBatch,
+    properties: HashMap<String, String>,
+    partition_by: &[(String, String)],
+    write: &WriteOptions,
+) -> Result<()> {
+    let flush_id = properties.get(FLUSH_ID).cloned().unwrap_or_default();
+    let request = materialize::Request {
+        ident: ident.clone(),
+        base: base.clone(),
+        strategy: Strategy::Append,
+        partition_by: partition_by.to_vec(),
+        watermark_column: None,
+        previous_watermark: None,
+        fixed_watermark: None,
+        on_schema_change: SchemaChangePolicy::AppendNewColumns,
+        properties,
+        write,
+    };
+    let schema = rows.schema();
+    let stream = futures::StreamExt::boxed(futures::stream::iter([Ok(rows)]));
+    let result = materialize::materialize(lakehouse, request, schema, stream).await;
+    if let Err(e) = result {
+        let unknown = e.chain().any(|c| c.downcast_ref::<crate::lakehouse::commit::UnknownOutcome>().is_some());
+        if !unknown {
+            return Err(e);
+        }
+        let reloaded = lakehouse.table(ident).await?;
+        let landed = summary::ancestry(&reloaded)
+            .iter()
+            .any(|s| s.summary().additional_properties.get(FLUSH_ID) == Some(&flush_id));
+        if !landed {
+            return Err(e.context(format!("the commit to {ident} did not land; the flush will be redone")));
+        }
+    }
+    *base = Some(lakehouse.table(ident).await?);
+    Ok(())
+}

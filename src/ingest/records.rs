@@ -1,0 +1,490 @@
+//! From raw payloads to Arrow: the raw table's layout (declared, inferred from the first
+//! batch, or read from the existing table), per-record conversion, and dead letters for
+//! records that fail parsing, validation or type conversion.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow, bail};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde_json::Value;
+
+use crate::lakehouse::schema::sql_type;
+
+/// Columns every raw table gets beside the payload's. (Not `_file`: Iceberg readers reserve
+/// it for the data file's path.)
+pub const METADATA_COLUMNS: [&str; 6] = ["_source", "_path", "_line", "_event_type", "_received_at", "_loaded_at"];
+/// Where payload fields without a column go when the schema does not evolve.
+pub const EXTRA_COLUMN: &str = "_extra";
+
+/// Where a record came from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Coordinates {
+    /// The file (or `-` for stdin).
+    pub file: String,
+    /// 1-based line (for CSV: the data line, after the header).
+    pub line: u64,
+}
+
+/// One record as read, before conversion.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub payload: String,
+    pub at: Coordinates,
+    /// Microseconds since the epoch.
+    pub received_at: i64,
+}
+
+/// A record that could not be stored in the raw table.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// `parse`, `validation` or `type`.
+    pub error_type: &'static str,
+    pub message: String,
+    pub record: RawRecord,
+}
+
+/// Column types a payload field can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    BigInt,
+    Int,
+    Double,
+    Boolean,
+    Varchar,
+    TimestampTz,
+    Date,
+}
+
+impl ColumnType {
+    pub fn parse(name: &str) -> Result<Self> {
+        let t = sql_type(name).ok_or_else(|| anyhow!("unknown column type `{name}`"))?;
+        Self::of_arrow(&t).ok_or_else(|| anyhow!("column type `{name}` is not supported for ingest (use bigint, int, double, boolean, varchar, timestamptz or date)"))
+    }
+
+    pub fn of_arrow(t: &DataType) -> Option<Self> {
+        Some(match t {
+            DataType::Int64 => ColumnType::BigInt,
+            DataType::Int32 => ColumnType::Int,
+            DataType::Float64 => ColumnType::Double,
+            DataType::Boolean => ColumnType::Boolean,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ColumnType::Varchar,
+            DataType::Timestamp(_, Some(_)) => ColumnType::TimestampTz,
+            DataType::Date32 => ColumnType::Date,
+            _ => return None,
+        })
+    }
+
+    pub fn arrow(self) -> DataType {
+        match self {
+            ColumnType::BigInt => DataType::Int64,
+            ColumnType::Int => DataType::Int32,
+            ColumnType::Double => DataType::Float64,
+            ColumnType::Boolean => DataType::Boolean,
+            ColumnType::Varchar => DataType::Utf8,
+            ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            ColumnType::Date => DataType::Date32,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ColumnType::BigInt => "bigint",
+            ColumnType::Int => "int",
+            ColumnType::Double => "double",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Varchar => "varchar",
+            ColumnType::TimestampTz => "timestamptz",
+            ColumnType::Date => "date",
+        }
+    }
+
+    /// The type a first value suggests (`None` for null).
+    fn infer(value: &Value) -> Option<Self> {
+        Some(match value {
+            Value::Null => return None,
+            Value::Bool(_) => ColumnType::Boolean,
+            Value::Number(n) if n.is_i64() => ColumnType::BigInt,
+            Value::Number(_) => ColumnType::Double,
+            Value::String(s) if parse_timestamp(s).is_some() && s.len() >= 16 => ColumnType::TimestampTz,
+            _ => ColumnType::Varchar,
+        })
+    }
+
+    /// The wider of two inferred types.
+    fn widen(self, other: Self) -> Self {
+        match (self, other) {
+            (a, b) if a == b => a,
+            (ColumnType::BigInt, ColumnType::Double) | (ColumnType::Double, ColumnType::BigInt) => ColumnType::Double,
+            _ => ColumnType::Varchar,
+        }
+    }
+}
+
+/// An ISO-8601 timestamp with a zone (`2026-11-30T10:00:00+01:00`, `…Z`), or without one
+/// (read as UTC), in microseconds since the epoch.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc).timestamp_micros());
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.f%z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, f) {
+            return Some(t.with_timezone(&Utc).timestamp_micros());
+        }
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Some(t.and_utc().timestamp_micros());
+        }
+    }
+    None
+}
+
+/// One converted value.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Null,
+    I64(i64),
+    I32(i32),
+    F64(f64),
+    Bool(bool),
+    Str(String),
+    Ts(i64),
+    Date(i32),
+}
+
+fn convert(value: &Value, ty: ColumnType) -> std::result::Result<Cell, String> {
+    let fail = || Err(format!("expected {}, got {}", ty.name(), truncate(&value.to_string(), 60)));
+    if value.is_null() {
+        return Ok(Cell::Null);
+    }
+    Ok(match ty {
+        ColumnType::BigInt => match value {
+            Value::Number(n) => match n.as_i64() {
+                Some(v) => Cell::I64(v),
+                None => return fail(),
+            },
+            Value::String(s) => match s.trim().parse() {
+                Ok(v) => Cell::I64(v),
+                Err(_) => return fail(),
+            },
+            _ => return fail(),
+        },
+        ColumnType::Int => match value {
+            Value::Number(n) => match n.as_i64().and_then(|v| i32::try_from(v).ok()) {
+                Some(v) => Cell::I32(v),
+                None => return fail(),
+            },
+            Value::String(s) => match s.trim().parse() {
+                Ok(v) => Cell::I32(v),
+                Err(_) => return fail(),
+            },
+            _ => return fail(),
+        },
+        ColumnType::Double => match value {
+            Value::Number(n) => Cell::F64(n.as_f64().unwrap_or(f64::NAN)),
+            Value::String(s) => match s.trim().parse() {
+                Ok(v) => Cell::F64(v),
+                Err(_) => return fail(),
+            },
+            _ => return fail(),
+        },
+        ColumnType::Boolean => match value {
+            Value::Bool(b) => Cell::Bool(*b),
+            Value::String(s) if s.eq_ignore_ascii_case("true") => Cell::Bool(true),
+            Value::String(s) if s.eq_ignore_ascii_case("false") => Cell::Bool(false),
+            _ => return fail(),
+        },
+        ColumnType::Varchar => match value {
+            Value::String(s) => Cell::Str(s.clone()),
+            other => Cell::Str(other.to_string()),
+        },
+        ColumnType::TimestampTz => match value {
+            Value::String(s) => match parse_timestamp(s) {
+                Some(v) => Cell::Ts(v),
+                None => return fail(),
+            },
+            _ => return fail(),
+        },
+        ColumnType::Date => match value {
+            Value::String(s) => match NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+                Ok(d) => Cell::Date((d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32),
+                Err(_) => return fail(),
+            },
+            _ => return fail(),
+        },
+    })
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n).collect::<String>()) }
+}
+
+/// The payload columns of a raw table and how records fill them.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Payload columns in order, with the dotted path each is read from.
+    pub columns: Vec<(String, ColumnType, Vec<String>)>,
+    pub required: Vec<String>,
+    pub evolve: bool,
+    /// Whether unknown fields are kept in `_extra` (tables without `evolve`).
+    pub extra: bool,
+    pub event_type: Option<Vec<String>>,
+}
+
+fn path(dotted: &str) -> Vec<String> {
+    dotted.split('.').map(str::to_string).collect()
+}
+
+fn lookup<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut v = value;
+    for part in path {
+        v = match v {
+            Value::Object(map) => map.get(part)?,
+            Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+impl Layout {
+    /// A layout from declared columns (in the order given), the existing table's schema, or
+    /// (when neither) inferred from `sample`: every top-level field in order of appearance,
+    /// typed by its values.
+    pub fn new(
+        declared: &BTreeMap<String, String>,
+        map: &BTreeMap<String, String>,
+        required: &[String],
+        evolve: bool,
+        event_type: Option<&str>,
+        table: Option<&Schema>,
+        sample: &[Value],
+    ) -> Result<Self> {
+        let mut columns: Vec<(String, ColumnType)> = Vec::new();
+        let mut extra = !evolve;
+        if let Some(schema) = table {
+            extra = schema.field_with_name(EXTRA_COLUMN).is_ok();
+            for f in schema.fields() {
+                let name = f.name();
+                if METADATA_COLUMNS.contains(&name.as_str()) || name == EXTRA_COLUMN {
+                    continue;
+                }
+                let ty = ColumnType::of_arrow(f.data_type())
+                    .ok_or_else(|| anyhow!("column `{name}` of the raw table has type {} which ingest cannot fill", f.data_type()))?;
+                columns.push((name.clone(), ty));
+            }
+        } else if !declared.is_empty() {
+            for (name, ty) in declared {
+                columns.push((name.clone(), ColumnType::parse(ty).map_err(|e| anyhow!("column `{name}`: {e}"))?));
+            }
+        } else {
+            let mut types: Vec<(String, Option<ColumnType>)> = Vec::new();
+            for value in sample {
+                let Value::Object(map) = value else { continue };
+                for (key, v) in map {
+                    if key.starts_with('_') && (METADATA_COLUMNS.contains(&key.as_str()) || key == EXTRA_COLUMN) {
+                        continue;
+                    }
+                    let inferred = ColumnType::infer(v);
+                    match types.iter_mut().find(|(k, _)| k == key) {
+                        Some((_, slot)) => {
+                            *slot = match (*slot, inferred) {
+                                (Some(a), Some(b)) => Some(a.widen(b)),
+                                (a, b) => a.or(b),
+                            }
+                        }
+                        None => types.push((key.clone(), inferred)),
+                    }
+                }
+            }
+            columns = types.into_iter().map(|(k, t)| (k, t.unwrap_or(ColumnType::Varchar))).collect();
+            extra = false;
+        }
+        for column in map.keys().chain(required) {
+            if !columns.iter().any(|(c, _)| c == column) {
+                bail!("`{column}` is mapped or required but is not a column; columns: {}", columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", "));
+            }
+        }
+        let columns = columns
+            .into_iter()
+            .map(|(name, ty)| {
+                let p = map.get(&name).map(|m| path(m)).unwrap_or_else(|| vec![name.clone()]);
+                (name, ty, p)
+            })
+            .collect();
+        Ok(Layout { columns, required: required.to_vec(), evolve, extra, event_type: event_type.map(path) })
+    }
+
+    /// The Arrow schema of the raw table.
+    pub fn schema(&self) -> SchemaRef {
+        let mut fields: Vec<Field> =
+            self.columns.iter().map(|(name, ty, _)| Field::new(name, ty.arrow(), true)).collect();
+        if self.extra {
+            fields.push(Field::new(EXTRA_COLUMN, DataType::Utf8, true));
+        }
+        fields.push(Field::new("_source", DataType::Utf8, true));
+        fields.push(Field::new("_path", DataType::Utf8, true));
+        fields.push(Field::new("_line", DataType::Int64, true));
+        fields.push(Field::new("_event_type", DataType::Utf8, true));
+        fields.push(Field::new("_received_at", ColumnType::TimestampTz.arrow(), true));
+        fields.push(Field::new("_loaded_at", ColumnType::TimestampTz.arrow(), true));
+        Arc::new(Schema::new(fields))
+    }
+}
+
+/// The rows of one flush, converted, and the records that could not be.
+pub struct Converted {
+    pub batch: RecordBatch,
+    pub dead: Vec<DeadLetter>,
+    /// Columns `evolve` added in this flush.
+    pub added_columns: Vec<String>,
+}
+
+/// Converts `records` into a batch of the layout (growing it when `evolve` meets new fields).
+pub fn convert_records(layout: &mut Layout, source: &str, records: Vec<RawRecord>, loaded_at: i64) -> Result<Converted> {
+    let mut cells: Vec<Vec<Cell>> = vec![Vec::with_capacity(records.len()); layout.columns.len()];
+    let mut extra: Vec<Option<String>> = Vec::new();
+    let mut event_types: Vec<Option<String>> = Vec::new();
+    let mut kept: Vec<RawRecord> = Vec::with_capacity(records.len());
+    let mut dead = Vec::new();
+    let mut added_columns = Vec::new();
+    'records: for record in records {
+        let value: Value = match serde_json::from_str(&record.payload) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(other) => {
+                let kind = match other { Value::Array(_) => "an array", Value::String(_) => "a string", Value::Number(_) => "a number", Value::Bool(_) => "a boolean", _ => "null" };
+                dead.push(DeadLetter { error_type: "parse", message: format!("expected a JSON object, got {kind}"), record });
+                continue;
+            }
+            Err(e) => {
+                dead.push(DeadLetter { error_type: "parse", message: format!("invalid JSON: {e}"), record });
+                continue;
+            }
+        };
+        if layout.evolve {
+            let Value::Object(map) = &value else { unreachable!() };
+            for (key, v) in map {
+                if !layout.columns.iter().any(|(c, _, p)| c == key || p[0] == *key)
+                    && !METADATA_COLUMNS.contains(&key.as_str())
+                    && let Some(ty) = ColumnType::infer(v)
+                {
+                    layout.columns.push((key.clone(), ty, vec![key.clone()]));
+                    cells.push(vec![Cell::Null; kept.len()]);
+                    added_columns.push(key.clone());
+                }
+            }
+        }
+        let mut row = Vec::with_capacity(layout.columns.len());
+        for (name, ty, p) in &layout.columns {
+            let v = lookup(&value, p).unwrap_or(&Value::Null);
+            match convert(v, *ty) {
+                Ok(Cell::Null) if layout.required.contains(name) => {
+                    dead.push(DeadLetter { error_type: "validation", message: format!("required field `{}` is missing or null", p.join(".")), record });
+                    continue 'records;
+                }
+                Ok(cell) => row.push(cell),
+                Err(e) => {
+                    dead.push(DeadLetter { error_type: "type", message: format!("field `{}`: {e}", p.join(".")), record });
+                    continue 'records;
+                }
+            }
+        }
+        for (column, cell) in cells.iter_mut().zip(row) {
+            column.push(cell);
+        }
+        if layout.extra {
+            let Value::Object(map) = &value else { unreachable!() };
+            let used: HashSet<&str> = layout.columns.iter().map(|(_, _, p)| p[0].as_str()).collect();
+            let rest: serde_json::Map<String, Value> =
+                map.iter().filter(|(k, _)| !used.contains(k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+            extra.push((!rest.is_empty()).then(|| Value::Object(rest).to_string()));
+        }
+        event_types.push(layout.event_type.as_ref().and_then(|p| lookup(&value, p)).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }));
+        kept.push(record);
+    }
+
+    let schema = layout.schema();
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for ((_, ty, _), column) in layout.columns.iter().zip(&cells) {
+        arrays.push(build_array(*ty, column));
+    }
+    if layout.extra {
+        arrays.push(Arc::new(arrow::array::StringArray::from(extra)));
+    }
+    let n = kept.len();
+    arrays.push(Arc::new(arrow::array::StringArray::from(vec![Some(source); n])));
+    arrays.push(Arc::new(arrow::array::StringArray::from_iter(kept.iter().map(|r| Some(r.at.file.as_str())))));
+    arrays.push(Arc::new(arrow::array::Int64Array::from_iter_values(kept.iter().map(|r| r.at.line as i64))));
+    arrays.push(Arc::new(arrow::array::StringArray::from(event_types)));
+    arrays.push(Arc::new(
+        arrow::array::TimestampMicrosecondArray::from_iter_values(kept.iter().map(|r| r.received_at)).with_timezone("+00:00"),
+    ));
+    arrays.push(Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![loaded_at; n]).with_timezone("+00:00")));
+    let batch = RecordBatch::try_new(schema, arrays)?;
+    Ok(Converted { batch, dead, added_columns })
+}
+
+fn build_array(ty: ColumnType, cells: &[Cell]) -> ArrayRef {
+    macro_rules! build {
+        ($builder:expr, $variant:ident) => {{
+            let mut b = $builder;
+            for c in cells {
+                match c {
+                    Cell::$variant(v) => b.append_value(v.clone()),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }};
+    }
+    match ty {
+        ColumnType::BigInt => build!(Int64Builder::new(), I64),
+        ColumnType::Int => build!(Int32Builder::new(), I32),
+        ColumnType::Double => build!(Float64Builder::new(), F64),
+        ColumnType::Boolean => build!(BooleanBuilder::new(), Bool),
+        ColumnType::Varchar => build!(StringBuilder::new(), Str),
+        ColumnType::TimestampTz => {
+            let a = build!(TimestampMicrosecondBuilder::new(), Ts);
+            let a = a.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>().expect("timestamps").clone();
+            Arc::new(a.with_timezone("+00:00"))
+        }
+        ColumnType::Date => build!(Date32Builder::new(), Date),
+    }
+}
+
+/// The dead-letter table's rows.
+pub fn dead_letter_batch(source: &str, dead: &[DeadLetter], loaded_at: i64) -> Result<RecordBatch> {
+    let ts = ColumnType::TimestampTz.arrow();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("error_type", DataType::Utf8, true),
+        Field::new("error_message", DataType::Utf8, true),
+        Field::new("raw_payload", DataType::Utf8, true),
+        Field::new("_source", DataType::Utf8, true),
+        Field::new("_path", DataType::Utf8, true),
+        Field::new("_line", DataType::Int64, true),
+        Field::new("_received_at", ts.clone(), true),
+        Field::new("_loaded_at", ts, true),
+    ]));
+    let n = dead.len();
+    let arrays: Vec<ArrayRef> = vec![
+        Arc::new(arrow::array::StringArray::from_iter(dead.iter().map(|d| Some(d.error_type)))),
+        Arc::new(arrow::array::StringArray::from_iter(dead.iter().map(|d| Some(d.message.as_str())))),
+        Arc::new(arrow::array::StringArray::from_iter(dead.iter().map(|d| Some(d.record.payload.as_str())))),
+        Arc::new(arrow::array::StringArray::from(vec![Some(source); n])),
+        Arc::new(arrow::array::StringArray::from_iter(dead.iter().map(|d| Some(d.record.at.file.as_str())))),
+        Arc::new(arrow::array::Int64Array::from_iter_values(dead.iter().map(|d| d.record.at.line as i64))),
+        Arc::new(arrow::array::TimestampMicrosecondArray::from_iter_values(dead.iter().map(|d| d.record.received_at)).with_timezone("+00:00")),
+        Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![loaded_at; n]).with_timezone("+00:00")),
+    ];
+    Ok(RecordBatch::try_new(schema, arrays)?)
+}

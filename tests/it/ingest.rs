@@ -1,0 +1,254 @@
+//! `lake ingest` from files and stdin: typed rows and dead letters, each record exactly once
+//! across reruns, SIGKILL and SIGTERM, schema inference and `_extra`, and other readers.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{TestProject, lake_bin};
+
+fn project(extra: &str) -> TestProject {
+    let p = TestProject::new();
+    p.write(
+        "lake.toml",
+        &format!(
+            r#"name = "ingest_test"
+
+[ingest.events]
+from = "landing/*.ndjson"
+table = "raw.events"
+columns = {{ id = "bigint", kind = "varchar", amount = "double", at = "timestamptz" }}
+required = ["id"]
+map = {{ kind = "meta.kind" }}
+event_type = "meta.kind"
+{extra}
+"#
+        ),
+    );
+    p
+}
+
+fn line(id: u64) -> String {
+    format!(r#"{{"id": {id}, "meta": {{"kind": "k{}"}}, "amount": {}.5, "at": "2026-01-01T10:00:00+02:00"}}"#, id % 3, id)
+}
+
+#[test]
+fn files_land_typed_rows_and_dead_letters_exactly_once() {
+    let p = project("");
+    let mut first = (1..=5).map(line).collect::<Vec<_>>();
+    first.push("{not json".into());
+    first.push(r#"{"id": "seven", "amount": 1}"#.into());
+    first.push(r#"{"amount": 2}"#.into());
+    first.push(String::new());
+    p.write("landing/a.ndjson", &(first.join("\n") + "\n"));
+
+    let out = p.lake(&["ingest", "events", "--once"]);
+    out.assert_ok();
+    assert!(out.stdout.contains("5 rows to raw.events, 3 dead letters"), "{}", out.all());
+    assert_eq!(p.sql_count("select count(*) from raw.events"), 5);
+    // Timestamps with zones are stored in UTC; mapped and metadata columns are filled.
+    let rows = p.sql_rows(
+        "select id, kind, _event_type, cast(at as varchar), _source, _path like '%landing/a.ndjson', _line from raw.events order by id limit 1",
+    );
+    assert_eq!(rows[0][0..3], ["1", "k1", "k1"]);
+    assert!(rows[0][3].starts_with("2026-01-01T08:00:00"), "{rows:?}");
+    assert_eq!(rows[0][4..], ["events", "true", "1"]);
+    let errors = p.sql_rows("select error_type, _line, error_message from raw.events__errors order by _line");
+    assert_eq!(errors.len(), 3);
+    assert_eq!((errors[0][0].as_str(), errors[0][1].as_str()), ("parse", "6"));
+    assert_eq!((errors[1][0].as_str(), errors[1][1].as_str()), ("type", "7"));
+    assert!(errors[1][2].contains("field `id`: expected bigint"), "{errors:?}");
+    assert_eq!((errors[2][0].as_str(), errors[2][1].as_str()), ("validation", "8"));
+    let snapshot = p.current_snapshot("raw.events");
+    assert_eq!(snapshot["summary"]["lake.model"], "ingest:events");
+    assert!(snapshot["summary"]["lake.ingest.positions.events"].as_str().unwrap().contains("\"lines\":9"));
+
+    // A rerun reads nothing new and commits nothing.
+    let before = p.snapshot_count("raw.events");
+    p.lake(&["ingest", "events", "--once"]).assert_ok();
+    assert_eq!(p.snapshot_count("raw.events"), before);
+    assert_eq!(p.sql_count("select count(*) from raw.events__errors"), 3);
+
+    // Lines appended to a read file and a new file: only they are loaded.
+    let mut more = first.join("\n") + "\n";
+    more.push_str(&(line(6) + "\n"));
+    p.write("landing/a.ndjson", &more);
+    p.write("landing/b.ndjson", &format!("{}\n{}\n", line(7), line(8)));
+    p.lake(&["ingest", "events", "--once"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.events"), 8);
+    assert_eq!(p.sql_count("select count(distinct id) from raw.events"), 8);
+    assert_eq!(p.sql_count("select count(*) from raw.events__errors"), 3);
+
+    // A loaded file replaced by another is refused, not loaded twice.
+    p.write("landing/b.ndjson", &format!("{}\n", line(99)));
+    let out = p.lake(&["ingest", "events", "--once"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("b.ndjson changed since lake ingest read it"), "{}", out.stderr);
+    assert_eq!(p.sql_count("select count(*) from raw.events"), 8);
+
+    let status = p.lake(&["ingest", "--status"]);
+    status.assert_ok();
+    assert!(status.stdout.contains("events: landing/*.ndjson → raw.events: 8 rows, 3 dead letters, 2 files"), "{}", status.stdout);
+
+    // PyIceberg and DuckDB read the raw and the dead-letter table as lake does.
+    crate::readers::assert_readers_match_lake(&p);
+}
+
+#[test]
+fn error_rate_above_the_threshold_exits_non_zero_after_committing() {
+    let p = project("max_error_rate = 0.2");
+    p.write("landing/a.ndjson", &format!("{}\n{{bad\n{{bad\n{}\n", line(1), line(2)));
+    let out = p.lake(&["ingest", "events", "--once"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.stderr.contains("50.0% of its records were dead letters, above max_error_rate 20.0%"), "{}", out.stderr);
+    assert_eq!(p.sql_count("select count(*) from raw.events"), 2);
+    assert_eq!(p.sql_count("select count(*) from raw.events__errors"), 2);
+}
+
+#[test]
+fn inferred_schema_keeps_new_fields_in_extra_or_evolves() {
+    let p = TestProject::new();
+    p.write("a.ndjson", "{\"id\": 1, \"name\": \"x\", \"at\": \"2026-02-03T04:05:06Z\", \"tags\": [1,2]}\n");
+    p.lake(&["ingest", "--from", "a.ndjson", "--table", "raw.adhoc", "--once"]).assert_ok();
+    let schema = p.show("raw.adhoc");
+    let text = schema.to_string();
+    assert!(text.contains("\"id\"") && text.contains("long"), "{text}");
+    assert!(text.contains("timestamptz"), "{text}");
+    // A later file with a new field: kept in _extra, schema fixed.
+    p.write("b.ndjson", "{\"id\": 2, \"name\": \"y\", \"color\": \"red\"}\n");
+    p.lake(&["ingest", "--from", "file://b.ndjson", "--table", "raw.adhoc", "--once"]).assert_ok();
+    let rows = p.sql_rows("select id, name from raw.adhoc order by id");
+    assert_eq!(rows, vec![vec!["1".to_string(), "x".into()], vec!["2".into(), "y".into()]]);
+
+    // With evolve, a new field becomes a nullable column in the same commit.
+    p.write(
+        "lake.toml",
+        "name = \"t\"\n[ingest.ev]\nfrom = \"c*.ndjson\"\ntable = \"raw.evolving\"\nevolve = true\n",
+    );
+    p.write("c1.ndjson", "{\"id\": 1}\n");
+    p.lake(&["ingest", "ev", "--once"]).assert_ok();
+    p.write("c2.ndjson", "{\"id\": 2, \"color\": \"red\"}\n");
+    p.lake(&["ingest", "ev", "--once"]).assert_ok();
+    let rows = p.sql_rows("select id, color from raw.evolving order by id");
+    assert_eq!(rows, vec![vec!["1".to_string(), String::new()], vec!["2".into(), "red".into()]]);
+}
+
+#[test]
+fn stdin_lands_in_a_raw_table() {
+    let p = TestProject::new();
+    let mut child = Command::new(lake_bin())
+        .args(["ingest", "--from", "-", "--table", "raw.piped", "--once"])
+        .current_dir(p.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..100 {
+        writeln!(stdin, "{{\"n\": {i}}}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(p.sql_count("select count(*) from raw.piped"), 100);
+    assert_eq!(p.sql_count("select sum(n) from raw.piped"), 4950);
+}
+
+#[test]
+fn sigterm_flushes_and_exits_zero() {
+    let p = project("[ingest.events.batch]\nseconds = 0.3\n");
+    p.write("landing/a.ndjson", &format!("{}\n", line(1)));
+    let mut child = Command::new(lake_bin())
+        .args(["ingest", "events"])
+        .current_dir(p.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It keeps running and picks up a file that arrives later.
+    std::thread::sleep(Duration::from_millis(1500));
+    p.write("landing/b.ndjson", &format!("{}\n{}\n", line(2), line(3)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.lake(&["sql", "select count(*) from raw.events", "--format", "csv"]).stdout.lines().nth(1) != Some("3") {
+        assert!(Instant::now() < deadline, "the running ingest did not pick up the new file");
+        assert!(child.try_wait().unwrap().is_none(), "lake ingest exited early");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(p.sql_count("select count(*) from raw.events"), 3);
+}
+
+/// A small deterministic generator (xorshift) so the crash points vary by seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_and_repeats_nothing() {
+    let p = project("");
+    let files = 4;
+    let per_file = 5_000u64;
+    let mut expected_bad = 0;
+    for f in 0..files {
+        let mut text = String::new();
+        for i in 0..per_file {
+            let id = f * per_file + i;
+            if id % 97 == 0 {
+                text.push_str("{\"id\": \"broken\"}\n");
+                expected_bad += 1;
+            } else {
+                text.push_str(&line(id));
+                text.push('\n');
+            }
+        }
+        p.write(&format!("landing/part{f}.ndjson"), &text);
+    }
+    let total = files * per_file;
+    let seed = std::env::var("LAKE_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_u64);
+    let mut rng = Rng(seed);
+    let mut kills = 0;
+    for _ in 0..6 {
+        let mut child = Command::new(lake_bin())
+            .args(["ingest", "events", "--once", "--batch-rows", "700"])
+            .current_dir(p.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200 + rng.next() % 1500));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let _ = child.wait();
+    }
+    let out = p.lake(&["ingest", "events", "--once", "--batch-rows", "700"]);
+    out.assert_ok();
+    println!("ingest crash test: {kills} SIGKILLs (seed {seed})");
+
+    let rows = p.sql_count("select count(*) from raw.events") as u64;
+    let dead = p.sql_count("select count(*) from raw.events__errors") as u64;
+    assert_eq!(rows + dead, total, "rows {rows} + dead letters {dead}");
+    assert_eq!(dead, expected_bad);
+    let distinct = |table: &str| p.sql_count(&format!("select count(*) from (select distinct _path, _line from {table})")) as u64;
+    assert_eq!(distinct("raw.events"), rows, "no record twice");
+    assert_eq!(distinct("raw.events__errors"), dead, "no dead letter twice");
+    // No gaps: every line of every file is in one of the two tables.
+    let lines: HashSet<String> = p
+        .sql_rows("select _path || ':' || _line from raw.events union all select _path || ':' || _line from raw.events__errors")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(lines.len() as u64, total);
+}
