@@ -26,6 +26,8 @@ pub struct IngestArgs {
     pub batch_seconds: Option<f64>,
     pub max_error_rate: Option<f64>,
     pub status: bool,
+    /// Kafka: read these partitions instead of joining the consumer group.
+    pub partitions: Option<Vec<i32>>,
 }
 
 pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
@@ -123,6 +125,9 @@ fn chosen_sources(config: &ProjectConfig, args: &IngestArgs) -> anyhow::Result<V
                     partition_by: Vec::new(),
                     event_type: None,
                     batch: BatchConfig::default(),
+                    group: None,
+                    partitions: args.partitions.clone(),
+                    kafka: Default::default(),
                 },
             ));
         }
@@ -154,6 +159,9 @@ fn chosen_sources(config: &ProjectConfig, args: &IngestArgs) -> anyhow::Result<V
         }
         if let Some(seconds) = args.batch_seconds {
             source.batch.seconds = seconds;
+        }
+        if args.partitions.is_some() {
+            source.partitions = args.partitions.clone();
         }
     }
     Ok(out)
@@ -191,7 +199,7 @@ async fn status(g: &GlobalArgs, lakehouse: &Lakehouse, sources: &[(String, Sourc
             .and_then(|t| t.metadata().current_snapshot())
             .map(|s| chrono::DateTime::from_timestamp_millis(s.timestamp_ms()).map(|t| t.to_rfc3339()).unwrap_or_default());
         let positions = committed_positions(table.as_ref(), name).environment()?;
-        let lines: u64 = positions.values().map(|p| p.lines).sum();
+        let lines: u64 = positions.values().map(|p| p.consumed).sum();
         match g.log_format {
             LogFormat::Json => println!(
                 "{}",

@@ -231,6 +231,9 @@ pub enum Command {
         /// Summarize what each source has stored, then exit.
         #[arg(long)]
         status: bool,
+        /// Kafka: read these partitions (e.g. 0,2) instead of joining the consumer group.
+        #[arg(long, value_delimiter = ',')]
+        partitions: Option<Vec<i32>>,
     },
     /// Resolve entities in one file (CSV, Parquet or NDJSON): writes pairs.csv and clusters.csv.
     Resolve {
@@ -314,9 +317,9 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Maintain { select, dry_run } => maintain::maintain(&g, &select, dry_run).await,
         Command::Snapshots { table } => maintain::snapshots(&g, &table).await,
         Command::Rollback { table, to } => maintain::rollback(&g, &table, to).await,
-        Command::Ingest { sources, all, once, from, table, format, batch_rows, batch_seconds, max_error_rate, status } => {
+        Command::Ingest { sources, all, once, from, table, format, batch_rows, batch_seconds, max_error_rate, status, partitions } => {
             let args = ingest::IngestArgs {
-                sources, all, once, from, table, format, batch_rows, batch_seconds, max_error_rate, status,
+                sources, all, once, from, table, format, batch_rows, batch_seconds, max_error_rate, status, partitions,
             };
             ingest::ingest(&g, args).await
         }

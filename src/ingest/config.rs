@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [ingest.orders_feed]
-//! from = "file://landing/orders/*.ndjson"   # a path, a glob, or "-" for stdin
+//! from = "file://landing/orders/*.ndjson"   # a path, a glob, "-" for stdin, or kafka://host:port/topic
 //! table = "raw.orders_feed"
 //! format = "ndjson"                         # ndjson (default), json (one array or object per file), csv
 //! columns = { id = "bigint", email = "varchar", total = "double", created_at = "timestamptz" }
@@ -56,6 +56,15 @@ pub struct SourceConfig {
     pub event_type: Option<String>,
     #[serde(default)]
     pub batch: BatchConfig,
+    /// Kafka: the consumer group (default `lake-<source>`).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Kafka: read these partitions of every topic instead of joining the group.
+    #[serde(default)]
+    pub partitions: Option<Vec<i32>>,
+    /// Kafka: librdkafka client properties (`security.protocol`, `sasl.username`, ...).
+    #[serde(default)]
+    pub kafka: BTreeMap<String, String>,
 }
 
 /// When a batch is flushed: at this many rows, bytes or seconds, whichever comes first.

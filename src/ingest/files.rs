@@ -7,32 +7,15 @@
 //! uncommitted part. A file whose first bytes changed since it was read is an error, never
 //! read twice.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::records::{Coordinates, RawRecord};
-
-/// How far a file has been read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FilePosition {
-    /// Records (NDJSON lines, or JSON array elements) consumed.
-    pub lines: u64,
-    /// SHA-256 (hex, 16 digits) of the file's first `head_len` bytes.
-    pub head: String,
-    /// How many bytes `head` covers: the first KiB, or the whole file when it was smaller
-    /// when first read (so that appending to a small file does not look like a new file).
-    #[serde(default)]
-    pub head_len: u64,
-}
-
-/// Positions of every file a source has read, by the file's path as listed.
-pub type Positions = BTreeMap<String, FilePosition>;
+use super::records::{Coordinates, RawRecord, SourceKind};
+use super::source::{Position, Positions, Source};
 
 /// How the files are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,19 +148,8 @@ impl FileReader {
         Self { spec, format, positions: committed, current: None, done: Vec::new() }
     }
 
-    /// Positions after every record handed out so far.
-    pub fn positions(&self) -> &Positions {
-        &self.positions
-    }
-
-    /// Starts a new pass over the files (to pick up new files and appended lines).
-    pub fn rescan(&mut self) {
-        self.done.clear();
-        self.current = None;
-    }
-
     /// The next record, or `None` when every file is read to its current end.
-    pub fn next_record(&mut self, received_at: i64) -> Result<Option<RawRecord>> {
+    fn read_next(&mut self, received_at: i64) -> Result<Option<RawRecord>> {
         loop {
             if self.current.is_none() && !self.open_next()? {
                 return Ok(None);
@@ -187,9 +159,9 @@ impl FileReader {
                 Some(line) => {
                     let line = line.with_context(|| format!("cannot read {}", current.key))?;
                     current.consumed += 1;
-                    let at = Coordinates { file: current.key.clone(), line: current.consumed };
+                    let at = Coordinates::File { path: current.key.clone(), line: current.consumed };
                     if let Some(p) = self.positions.get_mut(&current.key) {
-                        p.lines = current.consumed;
+                        p.consumed = current.consumed;
                     }
                     if line.trim().is_empty() {
                         continue;
@@ -214,7 +186,7 @@ impl FileReader {
             if key == "-" {
                 let stdin = std::io::stdin();
                 let lines = BufReader::new(stdin).lines();
-                self.positions.entry(key.clone()).or_insert(FilePosition { lines: 0, head: String::new(), head_len: 0 });
+                self.positions.entry(key.clone()).or_insert(Position { consumed: 0, head: String::new(), head_len: 0 });
                 self.current = Some(Current { key, lines: Box::new(lines), consumed: 0 });
                 return Ok(true);
             }
@@ -224,7 +196,7 @@ impl FileReader {
                 Some(p) if !p.head.is_empty() && (p.head != head || p.head_len != head_len) => {
                     bail!("{key} changed since lake ingest read it (its first bytes differ); move it away or give it a new name")
                 }
-                Some(p) => p.lines,
+                Some(p) => p.consumed,
                 None => 0,
             };
             let mut lines: Box<dyn Iterator<Item = std::io::Result<String>> + Send> = match self.format {
@@ -250,7 +222,7 @@ impl FileReader {
                     "{key} has {consumed} records but {skip} were already loaded from it; it was truncated or replaced"
                 ));
             }
-            self.positions.entry(key.clone()).or_insert(FilePosition { lines: 0, head, head_len });
+            self.positions.entry(key.clone()).or_insert(Position { consumed: 0, head, head_len });
             self.current = Some(Current { key, lines, consumed });
             return Ok(true);
         }
@@ -267,4 +239,35 @@ fn json_elements(path: &Path) -> Result<Vec<String>> {
         serde_json::Value::Array(items) => items.into_iter().map(|v| v.to_string()).collect(),
         other => vec![other.to_string()],
     })
+}
+
+#[async_trait::async_trait]
+impl Source for FileReader {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Files
+    }
+
+    async fn next_record(&mut self) -> Result<Option<RawRecord>> {
+        self.read_next(chrono::Utc::now().timestamp_micros())
+    }
+
+    fn positions(&self) -> &Positions {
+        &self.positions
+    }
+
+    fn rescan(&mut self) {
+        self.done.clear();
+        self.current = None;
+    }
+
+    async fn reset(&mut self, positions: Positions) -> Result<()> {
+        self.positions = positions;
+        self.done.clear();
+        self.current = None;
+        Ok(())
+    }
+
+    fn replayable(&self) -> bool {
+        !matches!(self.spec, FileSpec::Stdin)
+    }
 }

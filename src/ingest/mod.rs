@@ -6,17 +6,21 @@
 //! read positions (`lake.ingest.positions.<source>`) and a flush id. A restart resumes from
 //! the raw table's positions and does not store a dead letter again when the errors table's
 //! positions already cover it, so a crash between the two commits neither loses nor repeats a
-//! record. Commits name their producer (`lake.model = ingest:<source>`): when another process
-//! committed for the same source since this flush's base, the commit is refused (never
-//! re-applied) and the flush is redone from the stored positions. When a commit's outcome is
-//! unknown, the table is reloaded and the flush id looked up before anything is retried.
+//! record. Each commit attempt merges this flush's positions into those stored in the table it
+//! is based on, and is refused when the stored positions of a stream this flush read moved
+//! since the flush began (another process consumed it): the flush is then redone from the
+//! stored positions, never re-applied. So several processes can share a source (Kafka
+//! partitions split by the consumer group). When a commit's outcome is unknown, the table is
+//! reloaded and the flush id looked up before anything is retried.
 //!
-//! Sources: [`files`] (paths, globs, stdin). Kafka, webhooks and object storage are not built
-//! yet.
+//! Sources ([`source::Source`]): [`files`] (paths, globs, stdin) and [`kafka`]. Webhooks and
+//! object storage are not built yet.
 
 pub mod config;
 pub mod files;
+pub mod kafka;
 pub mod records;
+pub mod source;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -29,10 +33,12 @@ use iceberg::TableIdent;
 use iceberg::table::Table;
 
 use config::SourceConfig;
-use files::{FileFormat, FileReader, FileSpec, Positions};
+use files::{FileFormat, FileReader, FileSpec};
 use records::{Coordinates, Layout, RawRecord, convert_records, dead_letter_batch};
+use source::{Positions, Source};
 
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
+use crate::lakehouse::commit::{ProducerConflict, RebaseFn};
 use crate::lakehouse::summary;
 use crate::lakehouse::writer::WriteOptions;
 use crate::materialize::{self, SchemaChangePolicy, Strategy};
@@ -91,9 +97,21 @@ fn errors_ident(ident: &TableIdent) -> Result<TableIdent> {
     table_ident(&format!("{}.{}__errors", ident.namespace().join("."), ident.name()))
 }
 
-/// Whether `coords` lie before `positions` (already stored).
+/// Whether `at` lies within `positions` (already stored).
 fn covered(positions: &Positions, at: &Coordinates) -> bool {
-    positions.get(&at.file).is_some_and(|p| at.line <= p.lines)
+    positions.get(&at.stream()).is_some_and(|p| at.consumed() <= p.consumed)
+}
+
+/// Opens the source `config.from` names.
+pub fn open_source(name: &str, config: &SourceConfig, root: &Path) -> Result<Box<dyn Source>> {
+    if config.from.starts_with("kafka://") {
+        let group = config.group.clone().unwrap_or_else(|| format!("lake-{name}"));
+        let source = kafka::KafkaSource::connect(&config.from, &group, config.partitions.as_deref(), &config.kafka)?;
+        return Ok(Box::new(source));
+    }
+    let spec = FileSpec::parse(&config.from, root)?;
+    let format = FileFormat::parse(config.format.as_deref(), &config.from)?;
+    Ok(Box::new(FileReader::new(spec, format, Positions::new())))
 }
 
 /// Runs one source until it is drained (`once`) or stopped.
@@ -107,9 +125,7 @@ pub async fn run_source(
 ) -> Result<SourceReport> {
     let ident = table_ident(&config.table).with_context(|| format!("ingest source `{name}`: bad table"))?;
     let errors = errors_ident(&ident)?;
-    let spec = FileSpec::parse(&config.from, root).with_context(|| format!("ingest source `{name}`"))?;
-    let stdin = matches!(spec, FileSpec::Stdin);
-    let format = FileFormat::parse(config.format.as_deref(), &config.from)?;
+    let mut source = open_source(name, config, root).with_context(|| format!("ingest source `{name}`"))?;
     let partition_by: Vec<(String, String)> = config
         .partition_by
         .iter()
@@ -127,30 +143,34 @@ pub async fn run_source(
     'restart: loop {
         let mut base = lakehouse.load_table(&ident).await?;
         let mut errors_base = lakehouse.load_table(&errors).await?;
-        let committed = if stdin { Positions::new() } else { committed_positions(base.as_ref(), name)? };
+        let committed = if source.replayable() { committed_positions(base.as_ref(), name)? } else { Positions::new() };
         let mut errors_stored = committed_positions(errors_base.as_ref(), name)?;
-        let mut reader = FileReader::new(spec.clone(), format, committed);
+        source.reset(committed).await.with_context(|| format!("ingest source `{name}`"))?;
         let mut layout: Option<Layout> = None;
         loop {
             // Collect a batch.
             let started = Instant::now();
+            let start_positions = source.positions().clone();
             let mut batch: Vec<RawRecord> = Vec::new();
             let mut bytes = 0u64;
             let mut drained = false;
             while batch.len() < max_rows && bytes < max_bytes {
-                let now = chrono::Utc::now().timestamp_micros();
-                match reader.next_record(now)? {
+                match source.next_record().await.with_context(|| format!("ingest source `{name}`"))? {
                     Some(record) => {
                         bytes += record.payload.len() as u64;
                         batch.push(record);
                     }
                     None => {
-                        if options.once || options.stop.load(Ordering::Relaxed) || started.elapsed() >= max_wait {
+                        let stopping = options.stop.load(Ordering::Relaxed);
+                        if (options.once && source.caught_up().await?) || stopping {
                             drained = true;
                             break;
                         }
-                        tokio::time::sleep(Duration::from_millis(200).min(max_wait)).await;
-                        reader.rescan();
+                        if started.elapsed() >= max_wait {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100).min(max_wait)).await;
+                        source.rescan();
                     }
                 }
                 if started.elapsed() >= max_wait && !batch.is_empty() {
@@ -160,8 +180,9 @@ pub async fn run_source(
             if !batch.is_empty() {
                 report.records += batch.len() as u64;
                 let flushed = flush(
-                    lakehouse, name, config, &ident, &errors, &mut base, &mut errors_base, &mut layout,
-                    batch, reader.positions(), &mut errors_stored, &partition_by, write, stdin,
+                    lakehouse, name, config, source.kind(), &ident, &errors, &mut base, &mut errors_base, &mut layout,
+                    batch, &start_positions, source.positions(), &mut errors_stored, &partition_by, write,
+                    source.replayable(),
                 )
                 .await;
                 match flushed {
@@ -172,7 +193,7 @@ pub async fn run_source(
                         (options.on_flush)(&report, rows, dead);
                     }
                     Err(e) if is_producer_conflict(&e) => {
-                        // Another process committed for this source: redo from what is stored.
+                        // Another process consumed a stream of this flush: redo from what is stored.
                         report.redone += 1;
                         tracing::info!("ingest {name}: {e:#}; redoing the flush from the stored positions");
                         continue 'restart;
@@ -191,26 +212,52 @@ pub async fn run_source(
 }
 
 fn is_producer_conflict(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<crate::lakehouse::commit::ProducerConflict>().is_some())
+    e.chain().any(|c| c.downcast_ref::<ProducerConflict>().is_some())
+}
+
+/// The rebase hook of a flush's commit to a table whose stored positions were `seen` when the
+/// flush began: refuses when a stream this flush read moved since, and otherwise stores the
+/// base's positions with this flush's streams moved to `done`.
+fn positions_rebase(name: &str, seen: &Positions, done: &Positions, flush_id: String) -> RebaseFn {
+    let (name, seen, done) = (name.to_string(), seen.clone(), done.clone());
+    Arc::new(move |base: &Table| {
+        let mut stored = committed_positions(Some(base), &name)?;
+        for stream in done.keys() {
+            if stored.get(stream) != seen.get(stream) {
+                return Err(ProducerConflict(format!(
+                    "{stream} of ingest source `{name}` was consumed by another process meanwhile; nothing was committed"
+                ))
+                .into());
+            }
+        }
+        stored.extend(done.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut properties = HashMap::new();
+        properties.insert(format!("{POSITIONS_PREFIX}{name}"), serde_json::to_string(&stored)?);
+        properties.insert(FLUSH_ID.to_string(), flush_id.clone());
+        Ok(properties)
+    })
 }
 
 /// Converts and commits one batch: dead letters, then rows; returns (rows, dead letters).
+/// `start` and `end` are the source's positions before and after the batch.
 #[allow(clippy::too_many_arguments)]
 async fn flush(
     lakehouse: &Lakehouse,
     name: &str,
     config: &SourceConfig,
+    kind: records::SourceKind,
     ident: &TableIdent,
     errors: &TableIdent,
     base: &mut Option<Table>,
     errors_base: &mut Option<Table>,
     layout: &mut Option<Layout>,
     batch: Vec<RawRecord>,
-    positions: &Positions,
+    start: &Positions,
+    end: &Positions,
     errors_stored: &mut Positions,
     partition_by: &[(String, String)],
     write: &WriteOptions,
-    stdin: bool,
+    replayable: bool,
 ) -> Result<(u64, u64)> {
     let loaded_at = chrono::Utc::now().timestamp_micros();
     if layout.is_none() {
@@ -226,35 +273,43 @@ async fn flush(
             &config.required,
             config.evolve,
             config.event_type.as_deref(),
+            kind,
             schema.as_ref(),
             &sample,
         )?);
     }
     let layout = layout.as_mut().expect("set above");
     let converted = convert_records(layout, name, batch, loaded_at)?;
-    let stored: Positions = if stdin { Positions::new() } else { positions.clone() };
-    let positions_json = serde_json::to_string(&stored)?;
-    let flush_id = uuid::Uuid::now_v7().to_string();
-    let properties = |table: &str| {
-        let mut p = HashMap::new();
-        p.insert(summary::MODEL.to_string(), producer(name));
-        p.insert(summary::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
-        p.insert(format!("{POSITIONS_PREFIX}{name}"), positions_json.clone());
-        p.insert(FLUSH_ID.to_string(), format!("{flush_id}:{table}"));
-        p
+    // The streams this flush read, where they were, and where they are now.
+    let (seen, done): (Positions, Positions) = if replayable {
+        let done: Positions = end.iter().filter(|(k, v)| start.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let seen = done.keys().filter_map(|k| start.get(k).map(|v| (k.clone(), v.clone()))).collect();
+        (seen, done)
+    } else {
+        (Positions::new(), Positions::new())
     };
+    let flush_id = uuid::Uuid::now_v7().to_string();
+    let mut properties = HashMap::new();
+    properties.insert(summary::MODEL.to_string(), producer(name));
+    properties.insert(summary::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
 
     // Dead letters first, minus those an earlier (interrupted) flush already stored.
     let dead: Vec<_> = converted.dead.into_iter().filter(|d| !covered(errors_stored, &d.record.at)).collect();
     let dead_count = dead.len() as u64;
     if !dead.is_empty() {
-        let rows = dead_letter_batch(name, &dead, loaded_at)?;
-        commit_batch(lakehouse, errors, errors_base, rows, properties("errors"), &[], write).await?;
-        *errors_stored = stored.clone();
+        let rows = dead_letter_batch(name, kind, &dead, loaded_at)?;
+        // The errors table may be ahead of the rows (an interrupted flush): compare with what it held.
+        let errors_seen: Positions = done.keys().filter_map(|k| errors_stored.get(k).map(|v| (k.clone(), v.clone()))).collect();
+        let id = format!("{flush_id}:errors");
+        let rebase = positions_rebase(name, &errors_seen, &done, id.clone());
+        commit_batch(lakehouse, errors, errors_base, rows, properties.clone(), rebase, &id, &[], write).await?;
+        errors_stored.extend(done.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     let rows = converted.batch.num_rows() as u64;
-    if rows > 0 {
-        commit_batch(lakehouse, ident, base, converted.batch, properties("rows"), partition_by, write).await?;
+    if rows > 0 || !done.is_empty() {
+        let id = format!("{flush_id}:rows");
+        let rebase = positions_rebase(name, &seen, &done, id.clone());
+        commit_batch(lakehouse, ident, base, converted.batch, properties, rebase, &id, partition_by, write).await?;
     }
     Ok((rows, dead_count))
 }
@@ -262,16 +317,18 @@ async fn flush(
 /// Appends `rows` to `ident` in one snapshot and moves `base` to the committed table. When the
 /// catalog's answer was lost, the table is reloaded and the flush id looked up: a commit that
 /// landed is not repeated.
+#[allow(clippy::too_many_arguments)]
 async fn commit_batch(
     lakehouse: &Lakehouse,
     ident: &TableIdent,
     base: &mut Option<Table>,
     rows: arrow::array::RecordBatch,
     properties: HashMap<String, String>,
+    rebase: RebaseFn,
+    flush_id: &str,
     partition_by: &[(String, String)],
     write: &WriteOptions,
 ) -> Result<()> {
-    let flush_id = properties.get(FLUSH_ID).cloned().unwrap_or_default();
     let request = materialize::Request {
         ident: ident.clone(),
         base: base.clone(),
@@ -282,6 +339,7 @@ async fn commit_batch(
         fixed_watermark: None,
         on_schema_change: SchemaChangePolicy::AppendNewColumns,
         properties,
+        rebase: Some(rebase.clone()),
         write,
     };
     let schema = rows.schema();
@@ -295,7 +353,7 @@ async fn commit_batch(
         let reloaded = lakehouse.table(ident).await?;
         let landed = summary::ancestry(&reloaded)
             .iter()
-            .any(|s| s.summary().additional_properties.get(FLUSH_ID) == Some(&flush_id));
+            .any(|s| s.summary().additional_properties.get(FLUSH_ID).map(String::as_str) == Some(flush_id));
         if !landed {
             return Err(e.context(format!("the commit to {ident} did not land; the flush will be redone")));
         }

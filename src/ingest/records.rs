@@ -16,19 +16,109 @@ use serde_json::Value;
 
 use crate::lakehouse::schema::sql_type;
 
-/// Columns every raw table gets beside the payload's. (Not `_file`: Iceberg readers reserve
-/// it for the data file's path.)
-pub const METADATA_COLUMNS: [&str; 6] = ["_source", "_path", "_line", "_event_type", "_received_at", "_loaded_at"];
+/// Columns raw tables get beside the payload's (the coordinate columns depend on the source
+/// kind). Not `_file` or `_partition`: Iceberg readers reserve those names.
+pub const METADATA_COLUMNS: [&str; 10] = [
+    "_source", "_path", "_line", "_topic", "_kafka_partition", "_offset", "_key", "_event_type", "_received_at", "_loaded_at",
+];
 /// Where payload fields without a column go when the schema does not evolve.
 pub const EXTRA_COLUMN: &str = "_extra";
 
 /// Where a record came from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Coordinates {
-    /// The file (or `-` for stdin).
-    pub file: String,
-    /// 1-based line (for CSV: the data line, after the header).
-    pub line: u64,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coordinates {
+    /// A line of a file (or of stdin, `-`); for JSON-array files, the element's position.
+    File { path: String, line: u64 },
+    /// A Kafka message.
+    Kafka { topic: String, partition: i32, offset: i64, key: Option<String> },
+}
+
+impl Coordinates {
+    /// The stream the record belongs to (a file, a topic partition): positions are per stream.
+    pub fn stream(&self) -> String {
+        match self {
+            Coordinates::File { path, .. } => path.clone(),
+            Coordinates::Kafka { topic, partition, .. } => format!("{topic}/{partition}"),
+        }
+    }
+
+    /// Records of the stream up to and including this one (a line number; an offset + 1), so
+    /// that a stored position is the count of records consumed (for Kafka: the next offset).
+    pub fn consumed(&self) -> u64 {
+        match self {
+            Coordinates::File { line, .. } => *line,
+            Coordinates::Kafka { offset, .. } => *offset as u64 + 1,
+        }
+    }
+}
+
+/// Which coordinate columns a source fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// `_path`, `_line`.
+    Files,
+    /// `_topic`, `_kafka_partition`, `_offset`, `_key`.
+    Kafka,
+}
+
+impl SourceKind {
+    fn fields(self) -> Vec<Field> {
+        match self {
+            SourceKind::Files => vec![Field::new("_path", DataType::Utf8, true), Field::new("_line", DataType::Int64, true)],
+            SourceKind::Kafka => vec![
+                Field::new("_topic", DataType::Utf8, true),
+                Field::new("_kafka_partition", DataType::Int32, true),
+                Field::new("_offset", DataType::Int64, true),
+                Field::new("_key", DataType::Utf8, true),
+            ],
+        }
+    }
+
+    fn arrays(self, records: &[&RawRecord]) -> Vec<ArrayRef> {
+        match self {
+            SourceKind::Files => {
+                let (mut paths, mut lines) = (Vec::new(), Vec::new());
+                for r in records {
+                    match &r.at {
+                        Coordinates::File { path, line } => {
+                            paths.push(Some(path.as_str()));
+                            lines.push(Some(*line as i64));
+                        }
+                        _ => {
+                            paths.push(None);
+                            lines.push(None);
+                        }
+                    }
+                }
+                vec![Arc::new(arrow::array::StringArray::from(paths)), Arc::new(arrow::array::Int64Array::from(lines))]
+            }
+            SourceKind::Kafka => {
+                let (mut topics, mut partitions, mut offsets, mut keys) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for r in records {
+                    match &r.at {
+                        Coordinates::Kafka { topic, partition, offset, key } => {
+                            topics.push(Some(topic.as_str()));
+                            partitions.push(Some(*partition));
+                            offsets.push(Some(*offset));
+                            keys.push(key.as_deref());
+                        }
+                        _ => {
+                            topics.push(None);
+                            partitions.push(None);
+                            offsets.push(None);
+                            keys.push(None);
+                        }
+                    }
+                }
+                vec![
+                    Arc::new(arrow::array::StringArray::from(topics)),
+                    Arc::new(arrow::array::Int32Array::from(partitions)),
+                    Arc::new(arrow::array::Int64Array::from(offsets)),
+                    Arc::new(arrow::array::StringArray::from(keys)),
+                ]
+            }
+        }
+    }
 }
 
 /// One record as read, before conversion.
@@ -236,6 +326,7 @@ pub struct Layout {
     /// Whether unknown fields are kept in `_extra` (tables without `evolve`).
     pub extra: bool,
     pub event_type: Option<Vec<String>>,
+    pub kind: SourceKind,
 }
 
 fn path(dotted: &str) -> Vec<String> {
@@ -264,6 +355,7 @@ impl Layout {
         required: &[String],
         evolve: bool,
         event_type: Option<&str>,
+        kind: SourceKind,
         table: Option<&Schema>,
         sample: &[Value],
     ) -> Result<Self> {
@@ -319,7 +411,7 @@ impl Layout {
                 (name, ty, p)
             })
             .collect();
-        Ok(Layout { columns, required: required.to_vec(), evolve, extra, event_type: event_type.map(path) })
+        Ok(Layout { columns, required: required.to_vec(), evolve, extra, event_type: event_type.map(path), kind })
     }
 
     /// The Arrow schema of the raw table.
@@ -330,8 +422,7 @@ impl Layout {
             fields.push(Field::new(EXTRA_COLUMN, DataType::Utf8, true));
         }
         fields.push(Field::new("_source", DataType::Utf8, true));
-        fields.push(Field::new("_path", DataType::Utf8, true));
-        fields.push(Field::new("_line", DataType::Int64, true));
+        fields.extend(self.kind.fields());
         fields.push(Field::new("_event_type", DataType::Utf8, true));
         fields.push(Field::new("_received_at", ColumnType::TimestampTz.arrow(), true));
         fields.push(Field::new("_loaded_at", ColumnType::TimestampTz.arrow(), true));
@@ -423,8 +514,7 @@ pub fn convert_records(layout: &mut Layout, source: &str, records: Vec<RawRecord
     }
     let n = kept.len();
     arrays.push(Arc::new(arrow::array::StringArray::from(vec![Some(source); n])));
-    arrays.push(Arc::new(arrow::array::StringArray::from_iter(kept.iter().map(|r| Some(r.at.file.as_str())))));
-    arrays.push(Arc::new(arrow::array::Int64Array::from_iter_values(kept.iter().map(|r| r.at.line as i64))));
+    arrays.extend(layout.kind.arrays(&kept.iter().collect::<Vec<_>>()));
     arrays.push(Arc::new(arrow::array::StringArray::from(event_types)));
     arrays.push(Arc::new(
         arrow::array::TimestampMicrosecondArray::from_iter_values(kept.iter().map(|r| r.received_at)).with_timezone("+00:00"),
@@ -463,28 +553,28 @@ fn build_array(ty: ColumnType, cells: &[Cell]) -> ArrayRef {
 }
 
 /// The dead-letter table's rows.
-pub fn dead_letter_batch(source: &str, dead: &[DeadLetter], loaded_at: i64) -> Result<RecordBatch> {
+pub fn dead_letter_batch(source: &str, kind: SourceKind, dead: &[DeadLetter], loaded_at: i64) -> Result<RecordBatch> {
     let ts = ColumnType::TimestampTz.arrow();
-    let schema = Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("error_type", DataType::Utf8, true),
         Field::new("error_message", DataType::Utf8, true),
         Field::new("raw_payload", DataType::Utf8, true),
         Field::new("_source", DataType::Utf8, true),
-        Field::new("_path", DataType::Utf8, true),
-        Field::new("_line", DataType::Int64, true),
-        Field::new("_received_at", ts.clone(), true),
-        Field::new("_loaded_at", ts, true),
-    ]));
+    ];
+    fields.extend(kind.fields());
+    fields.push(Field::new("_received_at", ts.clone(), true));
+    fields.push(Field::new("_loaded_at", ts, true));
     let n = dead.len();
-    let arrays: Vec<ArrayRef> = vec![
+    let mut arrays: Vec<ArrayRef> = vec![
         Arc::new(arrow::array::StringArray::from_iter(dead.iter().map(|d| Some(d.error_type)))),
         Arc::new(arrow::array::StringArray::from_iter(dead.iter().map(|d| Some(d.message.as_str())))),
         Arc::new(arrow::array::StringArray::from_iter(dead.iter().map(|d| Some(d.record.payload.as_str())))),
         Arc::new(arrow::array::StringArray::from(vec![Some(source); n])),
-        Arc::new(arrow::array::StringArray::from_iter(dead.iter().map(|d| Some(d.record.at.file.as_str())))),
-        Arc::new(arrow::array::Int64Array::from_iter_values(dead.iter().map(|d| d.record.at.line as i64))),
-        Arc::new(arrow::array::TimestampMicrosecondArray::from_iter_values(dead.iter().map(|d| d.record.received_at)).with_timezone("+00:00")),
-        Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![loaded_at; n]).with_timezone("+00:00")),
     ];
-    Ok(RecordBatch::try_new(schema, arrays)?)
+    arrays.extend(kind.arrays(&dead.iter().map(|d| &d.record).collect::<Vec<_>>()));
+    arrays.push(Arc::new(
+        arrow::array::TimestampMicrosecondArray::from_iter_values(dead.iter().map(|d| d.record.received_at)).with_timezone("+00:00"),
+    ));
+    arrays.push(Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![loaded_at; n]).with_timezone("+00:00")));
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
 }

@@ -158,6 +158,12 @@ impl CommitOutcome {
 
 const MAX_ATTEMPTS: u32 = 5;
 
+/// Summary properties computed from the table each attempt is based on: a writer that keeps
+/// its own state in the summary (ingest read positions) merges it with the base's here, and
+/// refuses the commit (with an error, e.g. [`ProducerConflict`]) when the base shows that its
+/// change no longer applies. With a rebase hook, the same-producer check is the hook's job.
+pub type RebaseFn = std::sync::Arc<dyn Fn(&Table) -> Result<HashMap<String, String>> + Send + Sync>;
+
 /// Commit `change` to `ident` as one snapshot carrying `properties` in its summary.
 ///
 /// `base` is the table as loaded before the data files were written; `changes` are the schema
@@ -168,6 +174,7 @@ pub async fn commit(
     changes: &MetadataChanges,
     change: Change,
     properties: HashMap<String, String>,
+    rebase: Option<&RebaseFn>,
 ) -> Result<CommitOutcome> {
     let ident = base.identifier().clone();
     let file_io = base.file_io().clone();
@@ -205,11 +212,22 @@ pub async fn commit(
     };
 
     let attempt = |base: Table, n: u32, mut written: Vec<String>| {
-        let (change, operation, added, added_manifest, properties) =
-            (&change, operation.clone(), &added, added_manifest.clone(), &properties);
+        let (change, operation, added, added_manifest) = (&change, operation.clone(), &added, added_manifest.clone());
+        let properties = match rebase {
+            Some(f) => f(&base).map(|extra| {
+                let mut all = properties.clone();
+                all.extend(extra);
+                all
+            }),
+            None => Ok(properties.clone()),
+        };
         async move {
+            let properties = match properties {
+                Ok(p) => p,
+                Err(e) => return (Err(e), written),
+            };
             let result = attempt_commit(
-                lakehouse, &base, changes, change, operation, added, added_manifest, properties,
+                lakehouse, &base, changes, change, operation, added, added_manifest, &properties,
                 commit_id, n, &mut written,
             )
             .await;
@@ -220,7 +238,7 @@ pub async fn commit(
     let recheck = |old: &Table, new: &Table| -> Result<()> {
         // The same producer committed meanwhile (another run of the same model or seed):
         // our rows were computed from a state that is gone, so never re-apply them.
-        if let Some(producer) = properties.get(super::summary::MODEL) {
+        if let Some(producer) = properties.get(super::summary::MODEL).filter(|_| rebase.is_none()) {
             if let Some(other) = committed_since(new, old.metadata().current_snapshot_id(), producer) {
                 return Err(ProducerConflict(format!(
                     "commit to {ident} conflicted: another run of {producer} committed snapshot {other} meanwhile; nothing was committed, run again"

@@ -98,6 +98,8 @@ pub struct Request<'a> {
     pub on_schema_change: SchemaChangePolicy,
     /// `lake.*` summary properties.
     pub properties: HashMap<String, String>,
+    /// Properties computed from each attempt's base (see [`commit::RebaseFn`]).
+    pub rebase: Option<commit::RebaseFn>,
     pub write: &'a WriteOptions,
 }
 
@@ -127,7 +129,7 @@ pub async fn materialize(
     schema: ArrowSchemaRef,
     mut batches: BoxStream<'_, Result<arrow::array::RecordBatch>>,
 ) -> Result<Outcome> {
-    let created = request.base.is_none();
+    let mut created = request.base.is_none();
     let table = match request.base.clone() {
         Some(t) => t,
         None => {
@@ -142,12 +144,20 @@ pub async fn materialize(
                 .await
             {
                 Ok(t) => t,
-                // Created by another writer since this output was computed from its absence.
-                Err(_) if lakehouse.load_table(&request.ident).await?.is_some() => bail!(
-                    "commit to {} conflicted: another writer created the table meanwhile; nothing was committed, run again",
-                    request.ident
-                ),
-                Err(e) => return Err(e),
+                Err(e) => match lakehouse.load_table(&request.ident).await? {
+                    // Created by another writer meanwhile: a writer with a rebase hook decides
+                    // on the new table whether its change still applies.
+                    Some(existing) if request.rebase.is_some() => {
+                        created = false;
+                        existing
+                    }
+                    // Otherwise this output was computed from the table's absence.
+                    Some(_) => bail!(
+                        "commit to {} conflicted: another writer created the table meanwhile; nothing was committed, run again",
+                        request.ident
+                    ),
+                    None => return Err(e),
+                },
             }
         }
     };
@@ -252,7 +262,7 @@ async fn write_and_commit(
         _ => Change::Append(files),
     };
     let properties = commit_properties(request, &watermark);
-    let outcome = commit::commit(lakehouse, table.clone(), changes, change, properties).await?;
+    let outcome = commit::commit(lakehouse, table.clone(), changes, change, properties, request.rebase.as_ref()).await?;
     Ok(Outcome {
         rows_written: rows,
         commit: Some(outcome),
@@ -383,7 +393,7 @@ async fn copy_on_write(
             }
         };
         let properties = commit_properties(request, &watermark);
-        match commit::commit(lakehouse, table.clone(), &changes, change, properties).await {
+        match commit::commit(lakehouse, table.clone(), &changes, change, properties, request.rebase.as_ref()).await {
             Ok(outcome) => {
                 return Ok(Outcome {
                     rows_written: rows.num_rows() as u64,

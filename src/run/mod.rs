@@ -516,6 +516,7 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
             OnSchemaChange::SyncAllColumns => SchemaChangePolicy::SyncAllColumns,
         },
         properties,
+        rebase: None,
         write: &ctx.project.config.write,
     };
     let outcome = materialize::materialize(&ctx.lakehouse, request, schema, batches).await?;
@@ -560,6 +561,7 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
             fixed_watermark: None,
             on_schema_change: SchemaChangePolicy::AppendNewColumns,
             properties,
+            rebase: None,
             write: &ctx.project.config.write,
         };
         let stream = futures::stream::iter(side.batches.into_iter().map(Ok)).boxed();

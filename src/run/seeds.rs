@@ -137,6 +137,7 @@ async fn load(
         // A column added to `column_types` is added to the table; older rows read it as null.
         on_schema_change: materialize::SchemaChangePolicy::AppendNewColumns,
         properties,
+        rebase: None,
         write,
     };
     let outcome = materialize::materialize(lakehouse, request, schema, stream).await?;

@@ -62,7 +62,7 @@ fn files_land_typed_rows_and_dead_letters_exactly_once() {
     assert_eq!((errors[2][0].as_str(), errors[2][1].as_str()), ("validation", "8"));
     let snapshot = p.current_snapshot("raw.events");
     assert_eq!(snapshot["summary"]["lake.model"], "ingest:events");
-    assert!(snapshot["summary"]["lake.ingest.positions.events"].as_str().unwrap().contains("\"lines\":9"));
+    assert!(snapshot["summary"]["lake.ingest.positions.events"].as_str().unwrap().contains("\"consumed\":9"));
 
     // A rerun reads nothing new and commits nothing.
     let before = p.snapshot_count("raw.events");

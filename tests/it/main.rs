@@ -8,6 +8,7 @@ mod demo;
 mod graph;
 mod incremental;
 mod ingest;
+mod kafka;
 mod maintenance;
 mod merge;
 mod polars_bridge;

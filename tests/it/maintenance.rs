@@ -371,6 +371,7 @@ fn expiry_keeps_the_history_watermark_and_seed_lookups_need() {
             &MetadataChanges::default(),
             Change::Append(vec![]),
             HashMap::new(),
+            None,
         )
         .await
         .unwrap();

@@ -1,0 +1,61 @@
+//! What every ingest source provides: records one at a time, and its read positions.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::records::{RawRecord, SourceKind};
+
+/// How far one stream (a file, a topic partition) has been consumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Records consumed: lines (or JSON array elements) of a file; for a Kafka partition, the
+    /// next offset to read.
+    pub consumed: u64,
+    /// Files: SHA-256 (hex, 16 digits) of the first `head_len` bytes, to tell a grown file
+    /// from a replaced one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub head: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub head_len: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Position {
+    /// A stream position without a file fingerprint.
+    pub fn at(consumed: u64) -> Self {
+        Self { consumed, head: String::new(), head_len: 0 }
+    }
+}
+
+/// Positions of a source's streams, by stream name (a file path, `topic/partition`).
+pub type Positions = BTreeMap<String, Position>;
+
+/// A source of raw records.
+#[async_trait::async_trait]
+pub trait Source: Send {
+    /// Which coordinate columns its rows get.
+    fn kind(&self) -> SourceKind;
+    /// The next record, or `None` when nothing is available right now.
+    async fn next_record(&mut self) -> Result<Option<RawRecord>>;
+    /// Positions after every record handed out so far.
+    fn positions(&self) -> &Positions;
+    /// Look again for data that may have arrived (new files, appended lines).
+    fn rescan(&mut self) {}
+    /// Go back to `positions` (the committed ones): after a restart or a refused commit.
+    async fn reset(&mut self, positions: Positions) -> Result<()>;
+    /// Whether positions can be replayed (stdin: no).
+    fn replayable(&self) -> bool {
+        true
+    }
+    /// Whether everything available now has been handed out (checked when `next_record`
+    /// returned `None`; files are then read to their end). Kafka: every assigned partition
+    /// is read up to its high watermark.
+    async fn caught_up(&mut self) -> Result<bool> {
+        Ok(true)
+    }
+}
