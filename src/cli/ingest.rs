@@ -128,6 +128,8 @@ fn chosen_sources(config: &ProjectConfig, args: &IngestArgs) -> anyhow::Result<V
                     group: None,
                     partitions: args.partitions.clone(),
                     kafka: Default::default(),
+                    webhooks: Default::default(),
+                    max_body_kb: 1024,
                 },
             ));
         }

@@ -65,6 +65,17 @@ pub struct SourceConfig {
     /// Kafka: librdkafka client properties (`security.protocol`, `sasl.username`, ...).
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
+    /// Webhooks (`from = "http://host:port"`): the providers served, each on
+    /// `POST /webhooks/<provider>`.
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, super::webhook::ProviderConfig>,
+    /// Webhooks: the largest body accepted (KiB); larger ones get 413.
+    #[serde(default = "default_max_body_kb")]
+    pub max_body_kb: usize,
+}
+
+fn default_max_body_kb() -> usize {
+    1024
 }
 
 /// When a batch is flushed: at this many rows, bytes or seconds, whichever comes first.

@@ -135,6 +135,32 @@ pub struct FileReader {
     current: Option<Current>,
     /// Files already read to their end in this pass.
     done: Vec<String>,
+    /// Leave a last line without a newline for later (a log still being written).
+    complete_lines_only: bool,
+}
+
+/// Lines of a reader; with `complete_only`, a last line without its newline is not handed out.
+struct Lines<R> {
+    reader: R,
+    complete_only: bool,
+}
+
+impl<R: BufRead> Iterator for Lines<R> {
+    type Item = std::io::Result<String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) if !line.ends_with('\n') && self.complete_only => None,
+            Ok(_) => {
+                let trimmed = line.trim_end_matches(['\n', '\r']).len();
+                line.truncate(trimmed);
+                Some(Ok(line))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
 }
 
 struct Current {
@@ -145,7 +171,13 @@ struct Current {
 
 impl FileReader {
     pub fn new(spec: FileSpec, format: FileFormat, committed: Positions) -> Self {
-        Self { spec, format, positions: committed, current: None, done: Vec::new() }
+        Self { spec, format, positions: committed, current: None, done: Vec::new(), complete_lines_only: false }
+    }
+
+    /// Reads only newline-terminated lines (for logs being appended to while read).
+    pub fn complete_lines_only(mut self) -> Self {
+        self.complete_lines_only = true;
+        self
     }
 
     /// The next record, or `None` when every file is read to its current end.
@@ -166,7 +198,7 @@ impl FileReader {
                     if line.trim().is_empty() {
                         continue;
                     }
-                    return Ok(Some(RawRecord { payload: line, at, received_at }));
+                    return Ok(Some(RawRecord { payload: line, at, received_at, event_type: None }));
                 }
                 None => {
                     let key = current.key.clone();
@@ -202,7 +234,7 @@ impl FileReader {
             let mut lines: Box<dyn Iterator<Item = std::io::Result<String>> + Send> = match self.format {
                 FileFormat::Ndjson => {
                     let file = File::open(&path).with_context(|| format!("cannot open {key}"))?;
-                    Box::new(BufReader::with_capacity(1 << 20, file).lines())
+                    Box::new(Lines { reader: BufReader::with_capacity(1 << 20, file), complete_only: self.complete_lines_only })
                 }
                 FileFormat::Json => Box::new(json_elements(&path)?.into_iter().map(Ok)),
             };

@@ -177,7 +177,7 @@ impl Source for KafkaSource {
                 .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
             let at = Coordinates::Kafka { topic, partition, offset, key };
             self.positions.insert(stream, Position::at(at.consumed()));
-            return Ok(Some(RawRecord { payload, at, received_at }));
+            return Ok(Some(RawRecord { payload, at, received_at, event_type: None }));
         }
     }
 

@@ -13,14 +13,15 @@
 //! partitions split by the consumer group). When a commit's outcome is unknown, the table is
 //! reloaded and the flush id looked up before anything is retried.
 //!
-//! Sources ([`source::Source`]): [`files`] (paths, globs, stdin) and [`kafka`]. Webhooks and
-//! object storage are not built yet.
+//! Sources ([`source::Source`]): [`files`] (paths, globs, stdin), [`kafka`] and [`webhook`]
+//! (signed HTTP requests through a local write-ahead log). Object storage is not built yet.
 
 pub mod config;
 pub mod files;
 pub mod kafka;
 pub mod records;
 pub mod source;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -102,8 +103,14 @@ fn covered(positions: &Positions, at: &Coordinates) -> bool {
     positions.get(&at.stream()).is_some_and(|p| at.consumed() <= p.consumed)
 }
 
-/// Opens the source `config.from` names.
-pub fn open_source(name: &str, config: &SourceConfig, root: &Path) -> Result<Box<dyn Source>> {
+/// Opens the source `config.from` names (`serve`: start a webhook server; `--once` only
+/// replays its log).
+pub async fn open_source(name: &str, config: &SourceConfig, root: &Path, serve: bool) -> Result<Box<dyn Source>> {
+    if config.from.starts_with("http://") {
+        let wal = root.join(".lake").join("ingest").join(name);
+        let source = webhook::WebhookSource::start(&config.from, &wal, &config.webhooks, config.max_body_kb, serve).await?;
+        return Ok(Box::new(source));
+    }
     if config.from.starts_with("kafka://") {
         let group = config.group.clone().unwrap_or_else(|| format!("lake-{name}"));
         let source = kafka::KafkaSource::connect(&config.from, &group, config.partitions.as_deref(), &config.kafka)?;
@@ -125,7 +132,7 @@ pub async fn run_source(
 ) -> Result<SourceReport> {
     let ident = table_ident(&config.table).with_context(|| format!("ingest source `{name}`: bad table"))?;
     let errors = errors_ident(&ident)?;
-    let mut source = open_source(name, config, root).with_context(|| format!("ingest source `{name}`"))?;
+    let mut source = open_source(name, config, root, !options.once).await.with_context(|| format!("ingest source `{name}`"))?;
     let partition_by: Vec<(String, String)> = config
         .partition_by
         .iter()

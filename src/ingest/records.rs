@@ -18,8 +18,9 @@ use crate::lakehouse::schema::sql_type;
 
 /// Columns raw tables get beside the payload's (the coordinate columns depend on the source
 /// kind). Not `_file` or `_partition`: Iceberg readers reserve those names.
-pub const METADATA_COLUMNS: [&str; 10] = [
-    "_source", "_path", "_line", "_topic", "_kafka_partition", "_offset", "_key", "_event_type", "_received_at", "_loaded_at",
+pub const METADATA_COLUMNS: [&str; 12] = [
+    "_source", "_path", "_line", "_topic", "_kafka_partition", "_offset", "_key", "_webhook_id", "_provider", "_event_type",
+    "_received_at", "_loaded_at",
 ];
 /// Where payload fields without a column go when the schema does not evolve.
 pub const EXTRA_COLUMN: &str = "_extra";
@@ -31,6 +32,8 @@ pub enum Coordinates {
     File { path: String, line: u64 },
     /// A Kafka message.
     Kafka { topic: String, partition: i32, offset: i64, key: Option<String> },
+    /// A webhook, at its line of the write-ahead log.
+    Webhook { log: String, line: u64, id: String, provider: String },
 }
 
 impl Coordinates {
@@ -39,6 +42,7 @@ impl Coordinates {
         match self {
             Coordinates::File { path, .. } => path.clone(),
             Coordinates::Kafka { topic, partition, .. } => format!("{topic}/{partition}"),
+            Coordinates::Webhook { log, .. } => log.clone(),
         }
     }
 
@@ -46,7 +50,7 @@ impl Coordinates {
     /// that a stored position is the count of records consumed (for Kafka: the next offset).
     pub fn consumed(&self) -> u64 {
         match self {
-            Coordinates::File { line, .. } => *line,
+            Coordinates::File { line, .. } | Coordinates::Webhook { line, .. } => *line,
             Coordinates::Kafka { offset, .. } => *offset as u64 + 1,
         }
     }
@@ -59,6 +63,8 @@ pub enum SourceKind {
     Files,
     /// `_topic`, `_kafka_partition`, `_offset`, `_key`.
     Kafka,
+    /// `_webhook_id`, `_provider`.
+    Webhook,
 }
 
 impl SourceKind {
@@ -71,6 +77,7 @@ impl SourceKind {
                 Field::new("_offset", DataType::Int64, true),
                 Field::new("_key", DataType::Utf8, true),
             ],
+            SourceKind::Webhook => vec![Field::new("_webhook_id", DataType::Utf8, true), Field::new("_provider", DataType::Utf8, true)],
         }
     }
 
@@ -117,6 +124,22 @@ impl SourceKind {
                     Arc::new(arrow::array::StringArray::from(keys)),
                 ]
             }
+            SourceKind::Webhook => {
+                let (mut ids, mut providers) = (Vec::new(), Vec::new());
+                for r in records {
+                    match &r.at {
+                        Coordinates::Webhook { id, provider, .. } => {
+                            ids.push(Some(id.as_str()));
+                            providers.push(Some(provider.as_str()));
+                        }
+                        _ => {
+                            ids.push(None);
+                            providers.push(None);
+                        }
+                    }
+                }
+                vec![Arc::new(arrow::array::StringArray::from(ids)), Arc::new(arrow::array::StringArray::from(providers))]
+            }
         }
     }
 }
@@ -128,6 +151,8 @@ pub struct RawRecord {
     pub at: Coordinates,
     /// Microseconds since the epoch.
     pub received_at: i64,
+    /// The event type the transport gave (a webhook's topic header), if any.
+    pub event_type: Option<String>,
 }
 
 /// A record that could not be stored in the raw table.
@@ -497,10 +522,17 @@ pub fn convert_records(layout: &mut Layout, source: &str, records: Vec<RawRecord
                 map.iter().filter(|(k, _)| !used.contains(k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
             extra.push((!rest.is_empty()).then(|| Value::Object(rest).to_string()));
         }
-        event_types.push(layout.event_type.as_ref().and_then(|p| lookup(&value, p)).map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        }));
+        event_types.push(
+            layout
+                .event_type
+                .as_ref()
+                .and_then(|p| lookup(&value, p))
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .or_else(|| record.event_type.clone()),
+        );
         kept.push(record);
     }
 

@@ -18,3 +18,4 @@ mod readers;
 mod resolve;
 mod runs;
 mod support;
+mod webhooks;
