@@ -28,6 +28,8 @@ pub struct IngestArgs {
     pub status: bool,
     /// Kafka: read these partitions instead of joining the consumer group.
     pub partitions: Option<Vec<i32>>,
+    /// Serve Prometheus metrics at http://<addr>/metrics.
+    pub metrics_addr: Option<String>,
 }
 
 pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
@@ -41,6 +43,10 @@ pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
 
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_handler(stop.clone());
+    let metrics = Arc::new(crate::ingest::metrics::Metrics::default());
+    if let Some(addr) = &args.metrics_addr {
+        metrics.clone().serve(addr).await.usage()?;
+    }
     let format = g.log_format;
     let options = RunOptions {
         once: args.once,
@@ -56,6 +62,7 @@ pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
                 report.source, report.table, report.rows, report.dead_letters
             ),
         }),
+        metrics,
     };
     let runs = sources.iter().map(|(name, source)| {
         let (lakehouse, root, write, options) = (&lakehouse, &config.root, &config.write, &options);

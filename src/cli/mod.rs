@@ -234,6 +234,9 @@ pub enum Command {
         /// Kafka: read these partitions (e.g. 0,2) instead of joining the consumer group.
         #[arg(long, value_delimiter = ',')]
         partitions: Option<Vec<i32>>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+        #[arg(long)]
+        metrics_addr: Option<String>,
     },
     /// Resolve entities in one file (CSV, Parquet or NDJSON): writes pairs.csv and clusters.csv.
     Resolve {
@@ -317,9 +320,12 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Maintain { select, dry_run } => maintain::maintain(&g, &select, dry_run).await,
         Command::Snapshots { table } => maintain::snapshots(&g, &table).await,
         Command::Rollback { table, to } => maintain::rollback(&g, &table, to).await,
-        Command::Ingest { sources, all, once, from, table, format, batch_rows, batch_seconds, max_error_rate, status, partitions } => {
+        Command::Ingest {
+            sources, all, once, from, table, format, batch_rows, batch_seconds, max_error_rate, status, partitions, metrics_addr,
+        } => {
             let args = ingest::IngestArgs {
                 sources, all, once, from, table, format, batch_rows, batch_seconds, max_error_rate, status, partitions,
+                metrics_addr,
             };
             ingest::ingest(&g, args).await
         }

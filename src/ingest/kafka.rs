@@ -185,6 +185,20 @@ impl Source for KafkaSource {
         &self.positions
     }
 
+    fn lag(&self) -> std::collections::BTreeMap<String, i64> {
+        let mut lag = std::collections::BTreeMap::new();
+        if let Ok(assigned) = self.consumer.assignment() {
+            for e in assigned.elements() {
+                if let Some((low, high)) = cached_watermarks(&self.consumer, e.topic(), e.partition()) {
+                    let stream = format!("{}/{}", e.topic(), e.partition());
+                    let next = self.positions.get(&stream).map_or(low, |p| p.consumed as i64);
+                    lag.insert(stream, (high - next).max(0));
+                }
+            }
+        }
+        lag
+    }
+
     async fn caught_up(&mut self) -> Result<bool> {
         let assigned = self.consumer.assignment().context("cannot read the Kafka assignment")?;
         if assigned.count() == 0 {

@@ -19,6 +19,7 @@
 pub mod config;
 pub mod files;
 pub mod kafka;
+pub mod metrics;
 pub mod records;
 pub mod source;
 pub mod webhook;
@@ -77,6 +78,8 @@ pub struct RunOptions {
     pub stop: Arc<AtomicBool>,
     /// Called after every committed flush (for logs).
     pub on_flush: Arc<dyn Fn(&SourceReport, u64, u64) + Send + Sync>,
+    /// Prometheus counters, when served.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// The `lake.model` producer name of a source's commits.
@@ -146,6 +149,7 @@ pub async fn run_source(
     let max_rows = config.batch.rows.max(1);
     let max_bytes = config.batch.bytes_mb.max(1) * 1024 * 1024;
     let max_wait = Duration::from_secs_f64(config.batch.seconds.max(0.01));
+    let counters = options.metrics.source(name);
 
     'restart: loop {
         let mut base = lakehouse.load_table(&ident).await?;
@@ -165,7 +169,10 @@ pub async fn run_source(
                 match source.next_record().await.with_context(|| format!("ingest source `{name}`"))? {
                     Some(record) => {
                         bytes += record.payload.len() as u64;
+                        counters.records.fetch_add(1, Ordering::Relaxed);
+                        counters.bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
                         batch.push(record);
+                        counters.buffered.store(batch.len() as u64, Ordering::Relaxed);
                     }
                     None => {
                         let stopping = options.stop.load(Ordering::Relaxed);
@@ -184,8 +191,10 @@ pub async fn run_source(
                     break;
                 }
             }
+            *counters.lag.lock().expect("metrics lock") = source.lag();
             if !batch.is_empty() {
                 report.records += batch.len() as u64;
+                let flush_started = Instant::now();
                 let flushed = flush(
                     lakehouse, name, config, source.kind(), &ident, &errors, &mut base, &mut errors_base, &mut layout,
                     batch, &start_positions, source.positions(), &mut errors_stored, &partition_by, write,
@@ -197,6 +206,10 @@ pub async fn run_source(
                         report.rows += rows;
                         report.dead_letters += dead;
                         report.flushes += 1;
+                        counters.commits.fetch_add(1, Ordering::Relaxed);
+                        counters.commit_micros.fetch_add(flush_started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        counters.dead_letters.fetch_add(dead, Ordering::Relaxed);
+                        counters.buffered.store(0, Ordering::Relaxed);
                         (options.on_flush)(&report, rows, dead);
                     }
                     Err(e) if is_producer_conflict(&e) => {

@@ -52,6 +52,10 @@ pub trait Source: Send {
     fn replayable(&self) -> bool {
         true
     }
+    /// Messages behind the broker per stream (Kafka partitions; empty for other sources).
+    fn lag(&self) -> BTreeMap<String, i64> {
+        BTreeMap::new()
+    }
     /// Whether everything available now has been handed out (checked when `next_record`
     /// returned `None`; files are then read to their end). Kafka: every assigned partition
     /// is read up to its high watermark.

@@ -160,8 +160,10 @@ fn stdin_lands_in_a_raw_table() {
 fn sigterm_flushes_and_exits_zero() {
     let p = project("[ingest.events.batch]\nseconds = 0.3\n");
     p.write("landing/a.ndjson", &format!("{}\n", line(1)));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics_addr = format!("127.0.0.1:{port}");
     let mut child = Command::new(lake_bin())
-        .args(["ingest", "events"])
+        .args(["ingest", "events", "--metrics-addr", &metrics_addr])
         .current_dir(p.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -176,6 +178,14 @@ fn sigterm_flushes_and_exits_zero() {
         assert!(child.try_wait().unwrap().is_none(), "lake ingest exited early");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Prometheus metrics of the running process.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {metrics_addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut metrics = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut metrics).unwrap();
+    assert!(metrics.contains("lake_ingest_records_total{source=\"events\"} 3"), "{metrics}");
+    assert!(metrics.contains("# TYPE lake_ingest_commits_total counter"), "{metrics}");
+    assert!(!metrics.contains("lake_ingest_commits_total{source=\"events\"} 0"), "{metrics}");
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
