@@ -11,6 +11,7 @@
 //! its own; the engine exposes it as the built-in Rust model `resolve_entities`.
 
 pub mod cli;
+pub mod csv;
 pub mod engine;
 pub mod graph;
 pub mod ingest;

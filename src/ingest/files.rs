@@ -24,6 +24,11 @@ pub enum FileFormat {
     Ndjson,
     /// One JSON array of objects (or one object) per file.
     Json,
+    /// A header line, then records (`,` or `, ` separated, quoted fields); values are text
+    /// and converted to the column types.
+    Csv,
+    /// Parquet files; each row becomes a record.
+    Parquet,
 }
 
 impl FileFormat {
@@ -31,8 +36,12 @@ impl FileFormat {
         match name {
             Some("ndjson") | Some("jsonl") => Ok(FileFormat::Ndjson),
             Some("json") => Ok(FileFormat::Json),
-            Some(other) => bail!("format `{other}` is not supported for file ingest yet (use ndjson or json)"),
+            Some("csv") => Ok(FileFormat::Csv),
+            Some("parquet") => Ok(FileFormat::Parquet),
+            Some(other) => bail!("format `{other}` is not supported for file ingest (use ndjson, json, csv or parquet)"),
             None if from.ends_with(".json") => Ok(FileFormat::Json),
+            None if from.ends_with(".csv") => Ok(FileFormat::Csv),
+            None if from.ends_with(".parquet") => Ok(FileFormat::Parquet),
             None => Ok(FileFormat::Ndjson),
         }
     }
@@ -237,6 +246,8 @@ impl FileReader {
                     Box::new(Lines { reader: BufReader::with_capacity(1 << 20, file), complete_only: self.complete_lines_only })
                 }
                 FileFormat::Json => Box::new(json_elements(&path)?.into_iter().map(Ok)),
+                FileFormat::Csv => Box::new(csv_objects(&path)?.into_iter().map(Ok)),
+                FileFormat::Parquet => Box::new(parquet_objects(&path)?.into_iter().map(Ok)),
             };
             // Skip what earlier flushes committed.
             let mut consumed = 0;
@@ -302,4 +313,56 @@ impl Source for FileReader {
     fn replayable(&self) -> bool {
         !matches!(self.spec, FileSpec::Stdin)
     }
+}
+
+/// The records of a CSV file as JSON objects keyed by the header (empty unquoted fields are
+/// left out, so they read as null).
+fn csv_objects(path: &Path) -> Result<Vec<String>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut record = crate::csv::CsvRecord::default();
+    let mut line = 0u64;
+    if !record.read(&mut reader, &mut line).with_context(|| format!("{} line 1", path.display()))? {
+        return Ok(Vec::new());
+    }
+    let header: Vec<String> = record.fields().map(|f| f.unwrap_or("").to_string()).collect();
+    let mut out = Vec::new();
+    loop {
+        let first = line + 1;
+        if !record.read(&mut reader, &mut line).with_context(|| format!("{} line {first}", path.display()))? {
+            break;
+        }
+        if record.is_blank() {
+            continue;
+        }
+        if record.len() != header.len() {
+            bail!("{} line {first}: {} fields, but the header has {}", path.display(), record.len(), header.len());
+        }
+        let mut object = serde_json::Map::new();
+        for (i, name) in header.iter().enumerate() {
+            if let Some(v) = record.field(i) {
+                object.insert(name.clone(), serde_json::Value::String(v.to_string()));
+            }
+        }
+        out.push(serde_json::Value::Object(object).to_string());
+    }
+    Ok(out)
+}
+
+/// The rows of a Parquet file as JSON objects.
+fn parquet_objects(path: &Path) -> Result<Vec<String>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{}: not a Parquet file", path.display()))?
+        .build()?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.with_context(|| format!("cannot read {}", path.display()))?;
+        let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+        writer.write(&batch)?;
+        writer.finish()?;
+        let text = String::from_utf8(writer.into_inner())?;
+        out.extend(text.lines().map(str::to_string));
+    }
+    Ok(out)
 }

@@ -262,3 +262,47 @@ fn sigkill_at_random_moments_loses_and_repeats_nothing() {
         .collect();
     assert_eq!(lines.len() as u64, total);
 }
+
+#[test]
+fn csv_and_parquet_files_land_with_declared_types() {
+    let p = TestProject::new();
+    p.write(
+        "lake.toml",
+        r#"name = "t"
+[ingest.csvs]
+from = "in/*.csv"
+table = "raw.from_csv"
+columns = { id = "bigint", name = "varchar", amount = "double", at = "timestamptz" }
+required = ["id"]
+
+[ingest.parquets]
+from = "in/*.parquet"
+table = "raw.from_parquet"
+"#,
+    );
+    p.write(
+        "in/a.csv",
+        "id, name, amount, at\n1, \"Lee, Ann\", 2.5, 2026-01-01T00:00:00Z\n2, Bob, , 2026-01-02T00:00:00+01:00\n, nobody, 1, 2026-01-03T00:00:00Z\nx, bad, 1, 2026-01-03T00:00:00Z\n",
+    );
+    let out = p.lake(&["ingest", "csvs", "--once"]);
+    out.assert_ok();
+    assert_eq!(p.sql_rows("select id, replace(name, ',', ';'), amount from raw.from_csv order by id"), vec![
+        vec!["1".to_string(), "Lee; Ann".into(), "2.5".into()],
+        vec!["2".into(), "Bob".into(), String::new()],
+    ]);
+    let errors = p.sql_rows("select _line, error_type from raw.from_csv__errors order by _line");
+    assert_eq!(errors, vec![vec!["3".to_string(), "validation".into()], vec!["4".into(), "type".into()]]);
+
+    let script = format!(
+        "import pyarrow as pa, pyarrow.parquet as pq\npq.write_table(pa.table({{'id': [1, 2, 3], 'kind': ['a', 'b', None]}}), '{}')",
+        p.path().join("in/b.parquet").display()
+    );
+    assert!(Command::new("python3").args(["-c", &script]).status().unwrap().success());
+    p.lake(&["ingest", "parquets", "--once"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.from_parquet"), 3);
+    assert_eq!(p.sql_count("select sum(id) from raw.from_parquet where kind is not null"), 3);
+    // A rerun loads nothing again.
+    p.lake(&["ingest", "--all", "--once"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.from_parquet"), 3);
+    assert_eq!(p.sql_count("select count(*) from raw.from_csv"), 2);
+}
