@@ -63,6 +63,7 @@ pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
             ),
         }),
         metrics,
+        storage: config.catalog.props().clone(),
     };
     let runs = sources.iter().map(|(name, source)| {
         let (lakehouse, root, write, options) = (&lakehouse, &config.root, &config.write, &options);

@@ -118,6 +118,11 @@ fn glob_match(pattern: &str, name: &str) -> bool {
     go(&p, &n)
 }
 
+/// Fingerprint of `bytes`, as positions store it.
+pub(crate) fn fingerprint(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..8])
+}
+
 /// Fingerprint of the first `limit` bytes (or fewer, if the file is shorter), with its length.
 fn head_of(path: &Path, limit: u64) -> Result<(String, u64)> {
     let mut buf = vec![0u8; limit as usize];
@@ -130,10 +135,10 @@ fn head_of(path: &Path, limit: u64) -> Result<(String, u64)> {
         }
         filled += n;
     }
-    Ok((hex::encode(&Sha256::digest(&buf[..filled])[..8]), filled as u64))
+    Ok((fingerprint(&buf[..filled]), filled as u64))
 }
 
-const HEAD_BYTES: u64 = 1024;
+pub(crate) const HEAD_BYTES: u64 = 1024;
 
 /// Reads records after the committed positions, file by file.
 pub struct FileReader {
@@ -276,8 +281,12 @@ impl FileReader {
 /// The elements of a JSON file holding an array (or one object), each as JSON text.
 fn json_elements(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
+    json_elements_of(&text, &path.display().to_string())
+}
+
+/// The elements of JSON text holding an array (or one object), each as JSON text.
+pub(crate) fn json_elements_of(text: &str, name: &str) -> Result<Vec<String>> {
+    let value: serde_json::Value = serde_json::from_str(text).with_context(|| format!("{name}: not valid JSON"))?;
     Ok(match value {
         serde_json::Value::Array(items) => items.into_iter().map(|v| v.to_string()).collect(),
         other => vec![other.to_string()],
@@ -319,24 +328,28 @@ impl Source for FileReader {
 /// left out, so they read as null).
 fn csv_objects(path: &Path) -> Result<Vec<String>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    csv_objects_of(BufReader::with_capacity(1 << 20, file), &path.display().to_string())
+}
+
+/// The records of CSV text as JSON objects keyed by the header.
+pub(crate) fn csv_objects_of(mut reader: impl BufRead, name: &str) -> Result<Vec<String>> {
     let mut record = crate::csv::CsvRecord::default();
     let mut line = 0u64;
-    if !record.read(&mut reader, &mut line).with_context(|| format!("{} line 1", path.display()))? {
+    if !record.read(&mut reader, &mut line).with_context(|| format!("{} line 1", name))? {
         return Ok(Vec::new());
     }
     let header: Vec<String> = record.fields().map(|f| f.unwrap_or("").to_string()).collect();
     let mut out = Vec::new();
     loop {
         let first = line + 1;
-        if !record.read(&mut reader, &mut line).with_context(|| format!("{} line {first}", path.display()))? {
+        if !record.read(&mut reader, &mut line).with_context(|| format!("{} line {first}", name))? {
             break;
         }
         if record.is_blank() {
             continue;
         }
         if record.len() != header.len() {
-            bail!("{} line {first}: {} fields, but the header has {}", path.display(), record.len(), header.len());
+            bail!("{} line {first}: {} fields, but the header has {}", name, record.len(), header.len());
         }
         let mut object = serde_json::Map::new();
         for (i, name) in header.iter().enumerate() {
@@ -352,12 +365,18 @@ fn csv_objects(path: &Path) -> Result<Vec<String>> {
 /// The rows of a Parquet file as JSON objects.
 fn parquet_objects(path: &Path) -> Result<Vec<String>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{}: not a Parquet file", path.display()))?
+    parquet_objects_of(file, &path.display().to_string())
+}
+
+/// The rows of Parquet data as JSON objects.
+pub(crate) fn parquet_objects_of<R: parquet::file::reader::ChunkReader + 'static>(data: R, name: &str) -> Result<Vec<String>> {
+    let path = name;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data)
+        .with_context(|| format!("{path}: not a Parquet file"))?
         .build()?;
     let mut out = Vec::new();
     for batch in reader {
-        let batch = batch.with_context(|| format!("cannot read {}", path.display()))?;
+        let batch = batch.with_context(|| format!("cannot read {path}"))?;
         let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
         writer.write(&batch)?;
         writer.finish()?;

@@ -14,12 +14,13 @@
 //! reloaded and the flush id looked up before anything is retried.
 //!
 //! Sources ([`source::Source`]): [`files`] (paths, globs, stdin), [`kafka`] and [`webhook`]
-//! (signed HTTP requests through a local write-ahead log). Object storage is not built yet.
+//! (signed HTTP requests through a local write-ahead log), [`objects`] (`s3://`).
 
 pub mod config;
 pub mod files;
 pub mod kafka;
 pub mod metrics;
+pub mod objects;
 pub mod records;
 pub mod source;
 pub mod webhook;
@@ -80,6 +81,8 @@ pub struct RunOptions {
     pub on_flush: Arc<dyn Fn(&SourceReport, u64, u64) + Send + Sync>,
     /// Prometheus counters, when served.
     pub metrics: Arc<metrics::Metrics>,
+    /// Storage settings for object-storage sources (`s3.endpoint`, ...).
+    pub storage: HashMap<String, String>,
 }
 
 /// The `lake.model` producer name of a source's commits.
@@ -108,7 +111,12 @@ fn covered(positions: &Positions, at: &Coordinates) -> bool {
 
 /// Opens the source `config.from` names (`serve`: start a webhook server; `--once` only
 /// replays its log).
-pub async fn open_source(name: &str, config: &SourceConfig, root: &Path, serve: bool) -> Result<Box<dyn Source>> {
+pub async fn open_source(name: &str, config: &SourceConfig, root: &Path, options: &RunOptions) -> Result<Box<dyn Source>> {
+    let serve = !options.once;
+    if config.from.starts_with("s3://") {
+        let format = FileFormat::parse(config.format.as_deref(), &config.from)?;
+        return Ok(Box::new(objects::ObjectSource::connect(&config.from, format, &options.storage)?));
+    }
     if config.from.starts_with("http://") {
         let wal = root.join(".lake").join("ingest").join(name);
         let source = webhook::WebhookSource::start(&config.from, &wal, &config.webhooks, config.max_body_kb, serve).await?;
@@ -135,7 +143,7 @@ pub async fn run_source(
 ) -> Result<SourceReport> {
     let ident = table_ident(&config.table).with_context(|| format!("ingest source `{name}`: bad table"))?;
     let errors = errors_ident(&ident)?;
-    let mut source = open_source(name, config, root, !options.once).await.with_context(|| format!("ingest source `{name}`"))?;
+    let mut source = open_source(name, config, root, options).await.with_context(|| format!("ingest source `{name}`"))?;
     let partition_by: Vec<(String, String)> = config
         .partition_by
         .iter()

@@ -37,6 +37,13 @@ pub enum CatalogSpec {
 }
 
 impl CatalogSpec {
+    /// The catalog's properties, storage settings (`s3.endpoint`, ...) among them.
+    pub fn props(&self) -> &HashMap<String, String> {
+        match self {
+            CatalogSpec::Sql { props, .. } | CatalogSpec::Rest { props, .. } => props,
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             CatalogSpec::Sql { name, .. } | CatalogSpec::Rest { name, .. } => name,

@@ -198,6 +198,18 @@ pub async fn run_models(ctx: Arc<RunContext>, selected: &[usize]) -> Vec<NodeRes
     let mut skipped: BTreeSet<usize> = BTreeSet::new();
     let mut results: Vec<NodeResult> = Vec::new();
     let mut running: JoinSet<(usize, Vec<NodeResult>, bool)> = JoinSet::new();
+    // Tests that read another selected model (relationships) run once that model is built
+    // too: model -> the other selected models its tests read.
+    let test_deps: HashMap<usize, BTreeSet<usize>> = if ctx.options.with_tests {
+        selected
+            .iter()
+            .map(|&i| (i, relationship_targets(&ctx, i).into_iter().filter(|t| *t != i && selected_set.contains(t)).collect()))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let mut built: BTreeSet<usize> = BTreeSet::new();
+    let mut pending_tests: Vec<usize> = Vec::new();
     let threads = ctx.options.threads.max(1);
     let mut stop = false;
 
@@ -208,8 +220,9 @@ pub async fn run_models(ctx: Arc<RunContext>, selected: &[usize]) -> Vec<NodeRes
                 continue;
             }
             let ctx = ctx.clone();
+            let deferred = test_deps.get(&i).cloned().unwrap_or_default();
             running.spawn(async move {
-                let (node_results, ok) = execute_node(&ctx, i).await;
+                let (node_results, ok) = execute_node(&ctx, i, &deferred).await;
                 (i, node_results, ok)
             });
         }
@@ -228,6 +241,17 @@ pub async fn run_models(ctx: Arc<RunContext>, selected: &[usize]) -> Vec<NodeRes
         };
         results.extend(node_results);
         if ok {
+            built.insert(i);
+            if test_deps.get(&i).is_some_and(|d| !d.is_empty()) {
+                pending_tests.push(i);
+            }
+            // Deferred tests whose models are all built now.
+            let (now, later): (Vec<usize>, Vec<usize>) =
+                pending_tests.drain(..).partition(|m| test_deps[m].iter().all(|d| built.contains(d)));
+            pending_tests = later;
+            for m in now {
+                results.extend(run_model_tests(&ctx, m, TestSet::Deferred(&test_deps[&m])).await.0);
+            }
             for c in ctx.graph.children(i) {
                 if let Some(n) = waiting.get_mut(&c) {
                     *n -= 1;
@@ -256,6 +280,16 @@ pub async fn run_models(ctx: Arc<RunContext>, selected: &[usize]) -> Vec<NodeRes
             }
         }
     }
+    // Tests left waiting for a model that failed or was skipped.
+    for m in pending_tests {
+        let model = ctx.graph.model(m);
+        for t in model.tests.iter().filter(|t| is_deferred(&ctx, t, &test_deps[&m])) {
+            let r = NodeResult::new("test", &t.name, None, Status::Skipped)
+                .with_message(format!("a model this test of {} reads was not built", model.name));
+            ctx.reporter.finished(&r);
+            results.push(r);
+        }
+    }
     if stop {
         // --fail-fast: everything not run is skipped.
         let done: BTreeSet<String> = results.iter().map(|r| r.unique_id.clone()).collect();
@@ -276,7 +310,8 @@ pub async fn run_models(ctx: Arc<RunContext>, selected: &[usize]) -> Vec<NodeRes
 }
 
 /// Run one model (and its tests when building). Returns its results and whether descendants may run.
-async fn execute_node(ctx: &RunContext, i: usize) -> (Vec<NodeResult>, bool) {
+/// Tests reading a model in `deferred` are left for later (see [`run_models`]).
+async fn execute_node(ctx: &RunContext, i: usize, deferred: &BTreeSet<usize>) -> (Vec<NodeResult>, bool) {
     let model = ctx.graph.model(i);
     if model.config.materialized == Materialized::Ephemeral {
         return (Vec::new(), true);
@@ -290,18 +325,69 @@ async fn execute_node(ctx: &RunContext, i: usize) -> (Vec<NodeResult>, bool) {
         }
     }
     ctx.reporter.finished(&result);
-    let mut ok = result.status == Status::Success;
+    let ok = result.status == Status::Success;
     let mut out = vec![result];
     if ok && ctx.options.with_tests {
-        for t in &model.tests {
-            ctx.reporter.started("test", &t.name);
-            let r = run_generic_test(ctx, &model.layer, &model.name, t).await;
-            ctx.reporter.finished(&r);
-            if r.status.is_failure() {
-                ok = false;
+        let (tests, tests_ok) = run_model_tests(ctx, i, TestSet::Immediate(deferred)).await;
+        out.extend(tests);
+        return (out, tests_ok);
+    }
+    (out, ok)
+}
+
+/// Models (by index) that a model's relationships tests read.
+fn relationship_targets(ctx: &RunContext, i: usize) -> BTreeSet<usize> {
+    ctx.graph
+        .model(i)
+        .tests
+        .iter()
+        .filter_map(|t| match &t.kind {
+            crate::project::model::DataTestKind::Relationships { to: Dependency::Model { name, .. }, .. } => {
+                ctx.graph.index_of(name)
             }
-            out.push(r);
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a test reads one of `deferred` (so it runs after those models are built).
+fn is_deferred(ctx: &RunContext, test: &DataTest, deferred: &BTreeSet<usize>) -> bool {
+    match &test.kind {
+        crate::project::model::DataTestKind::Relationships { to: Dependency::Model { name, .. }, .. } => {
+            ctx.graph.index_of(name).is_some_and(|t| deferred.contains(&t))
         }
+        _ => false,
+    }
+}
+
+/// Which of a model's tests to run.
+enum TestSet<'a> {
+    /// Right after the model: all but those reading these (other selected) models.
+    Immediate(&'a BTreeSet<usize>),
+    /// Later: only those reading these models.
+    Deferred(&'a BTreeSet<usize>),
+}
+
+/// Runs a model's tests; returns their results and whether none failed.
+async fn run_model_tests(ctx: &RunContext, i: usize, set: TestSet<'_>) -> (Vec<NodeResult>, bool) {
+    let model = ctx.graph.model(i);
+    let mut out = Vec::new();
+    let mut ok = true;
+    for t in &model.tests {
+        let run = match &set {
+            TestSet::Immediate(deferred) => !is_deferred(ctx, t, deferred),
+            TestSet::Deferred(targets) => is_deferred(ctx, t, targets),
+        };
+        if !run {
+            continue;
+        }
+        ctx.reporter.started("test", &t.name);
+        let r = run_generic_test(ctx, &model.layer, &model.name, t).await;
+        ctx.reporter.finished(&r);
+        if r.status.is_failure() {
+            ok = false;
+        }
+        out.push(r);
     }
     (out, ok)
 }

@@ -306,3 +306,58 @@ table = "raw.from_parquet"
     assert_eq!(p.sql_count("select count(*) from raw.from_parquet"), 3);
     assert_eq!(p.sql_count("select count(*) from raw.from_csv"), 2);
 }
+
+#[test]
+fn objects_under_an_s3_prefix_land_once() {
+    // A real S3 API on loopback: moto's server (pip moto[server], installed by .ci/run).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Server(
+        Command::new("python3")
+            .args(["-m", "moto.server", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m moto.server (pip install 'moto[server]')"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto did not start (pip install 'moto[server]')");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let upload = |key: &str, body: &str| {
+        let script = format!(
+            "import boto3\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', region_name='us-east-1', aws_access_key_id='k', aws_secret_access_key='s')\n\
+             try:\n    s3.create_bucket(Bucket='landing')\nexcept Exception:\n    pass\n\
+             s3.put_object(Bucket='landing', Key='{key}', Body={body:?}.encode())"
+        );
+        assert!(Command::new("python3").args(["-c", &script]).status().unwrap().success());
+    };
+    upload("events/2026-11-01.ndjson", "{\"id\": 1}\n{\"id\": 2}\n{bad\n");
+    upload("events/2026-11-02.ndjson", "{\"id\": 3}\n");
+    upload("other/skip.ndjson", "{\"id\": 99}\n");
+    let p = TestProject::new();
+    p.write(
+        "lake.toml",
+        &format!(
+            "name = \"t\"\n[storage]\n\"s3.endpoint\" = \"http://127.0.0.1:{port}\"\n\"s3.region\" = \"us-east-1\"\n\
+             \"s3.access-key-id\" = \"k\"\n\"s3.secret-access-key\" = \"s\"\n\n[ingest.landing]\nfrom = \"s3://landing/events\"\n\
+             table = \"raw.landing\"\ncolumns = {{ id = \"bigint\" }}\n"
+        ),
+    );
+    p.lake(&["ingest", "landing", "--once"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.landing"), 3);
+    assert_eq!(p.sql_count("select count(*) from raw.landing__errors"), 1);
+    assert_eq!(p.sql_rows("select _path from raw.landing where id = 3")[0][0], "s3://landing/events/2026-11-02.ndjson");
+    // Only a new object is read on the next run.
+    upload("events/2026-11-03.ndjson", "{\"id\": 4}\n{\"id\": 5}\n");
+    p.lake(&["ingest", "landing", "--once"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.landing"), 5);
+    assert_eq!(p.sql_count("select count(distinct id) from raw.landing"), 5);
+}

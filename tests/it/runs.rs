@@ -139,3 +139,19 @@ fn compile_writes_rendered_sql() {
     p.lake(&["run"]).assert_ok();
     assert_eq!(p.sql_count("select n from marts.uses_eph"), 3);
 }
+
+/// Regression: `lake build` ran a relationships test before the model it reads was built
+/// (the demo failed when stg_order_lines' test ran before stg_orders).
+#[test]
+fn build_runs_a_relationships_test_after_the_model_it_reads() {
+    let p = TestProject::new();
+    p.write("models/staging/a_lines.sql", "select 1 as id, 10 as order_id\n");
+    p.write("models/staging/b_orders.sql", "select 10 as order_id\n");
+    p.write(
+        "models/staging/staging.yml",
+        "models:\n  - name: a_lines\n    columns:\n      - name: order_id\n        data_tests:\n          - relationships: {to: ref('b_orders'), field: order_id}\n",
+    );
+    let out = p.lake(&["build", "--threads", "1"]);
+    out.assert_ok();
+    assert!(out.stdout.contains("PASS  test   relationships_a_lines_order_id"), "{}", out.stdout);
+}
