@@ -50,6 +50,9 @@ use crate::materialize::{self, SchemaChangePolicy, Strategy};
 pub const POSITIONS_PREFIX: &str = "lake.ingest.positions.";
 /// Summary key of the flush that wrote a snapshot.
 pub const FLUSH_ID: &str = "lake.ingest.flush-id";
+/// Summary key prefix of a Kafka source's offsets (`topic/partition` → next offset), written
+/// beside its positions for readers that want offsets alone.
+pub const OFFSETS_PREFIX: &str = "lake.ingest.offsets.";
 
 /// What one source did in this run.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -246,7 +249,7 @@ fn is_producer_conflict(e: &anyhow::Error) -> bool {
 /// The rebase hook of a flush's commit to a table whose stored positions were `seen` when the
 /// flush began: refuses when a stream this flush read moved since, and otherwise stores the
 /// base's positions with this flush's streams moved to `done`.
-fn positions_rebase(name: &str, seen: &Positions, done: &Positions, flush_id: String) -> RebaseFn {
+fn positions_rebase(name: &str, kind: records::SourceKind, seen: &Positions, done: &Positions, flush_id: String) -> RebaseFn {
     let (name, seen, done) = (name.to_string(), seen.clone(), done.clone());
     Arc::new(move |base: &Table| {
         let mut stored = committed_positions(Some(base), &name)?;
@@ -261,6 +264,10 @@ fn positions_rebase(name: &str, seen: &Positions, done: &Positions, flush_id: St
         stored.extend(done.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut properties = HashMap::new();
         properties.insert(format!("{POSITIONS_PREFIX}{name}"), serde_json::to_string(&stored)?);
+        if kind == records::SourceKind::Kafka {
+            let offsets: std::collections::BTreeMap<&String, u64> = stored.iter().map(|(k, v)| (k, v.consumed)).collect();
+            properties.insert(format!("{OFFSETS_PREFIX}{name}"), serde_json::to_string(&offsets)?);
+        }
         properties.insert(FLUSH_ID.to_string(), flush_id.clone());
         Ok(properties)
     })
@@ -329,14 +336,14 @@ async fn flush(
         // The errors table may be ahead of the rows (an interrupted flush): compare with what it held.
         let errors_seen: Positions = done.keys().filter_map(|k| errors_stored.get(k).map(|v| (k.clone(), v.clone()))).collect();
         let id = format!("{flush_id}:errors");
-        let rebase = positions_rebase(name, &errors_seen, &done, id.clone());
+        let rebase = positions_rebase(name, kind, &errors_seen, &done, id.clone());
         commit_batch(lakehouse, errors, errors_base, rows, properties.clone(), rebase, &id, &[], write).await?;
         errors_stored.extend(done.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     let rows = converted.batch.num_rows() as u64;
     if rows > 0 || !done.is_empty() {
         let id = format!("{flush_id}:rows");
-        let rebase = positions_rebase(name, &seen, &done, id.clone());
+        let rebase = positions_rebase(name, kind, &seen, &done, id.clone());
         commit_batch(lakehouse, ident, base, converted.batch, properties, rebase, &id, partition_by, write).await?;
     }
     Ok((rows, dead_count))

@@ -151,6 +151,9 @@ fn kafka_messages_land_once_with_offsets_in_the_table() {
     let positions: serde_json::Value =
         serde_json::from_str(snapshot["summary"]["lake.ingest.positions.orders"].as_str().unwrap()).unwrap();
     assert_eq!(positions["orders/0"]["consumed"], 1000, "{positions}");
+    let offsets: serde_json::Value =
+        serde_json::from_str(snapshot["summary"]["lake.ingest.offsets.orders"].as_str().unwrap()).unwrap();
+    assert_eq!(offsets, serde_json::json!({"orders/0": 1000, "orders/1": 1000, "orders/2": 1000}));
     let types = p.sql_rows("select _event_type, count(*) from raw.orders group by _event_type order by 1");
     assert_eq!(types.len(), 2, "{types:?}");
 
