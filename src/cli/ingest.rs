@@ -214,10 +214,10 @@ async fn status(g: &GlobalArgs, lakehouse: &Lakehouse, sources: &[(String, Sourc
             LogFormat::Json => println!(
                 "{}",
                 serde_json::json!({"source": name, "from": source.from, "table": source.table, "rows": records(&table),
-                    "dead_letters": records(&errors_table), "last_commit": last, "files": positions.len(), "records_read": lines})
+                    "dead_letters": records(&errors_table), "last_commit": last, "streams": positions.len(), "records_read": lines})
             ),
             LogFormat::Text => println!(
-                "{name}: {} → {}: {} rows, {} dead letters, {} files ({} records read), last commit {}",
+                "{name}: {} → {}: {} rows, {} dead letters, {} streams ({} records read), last commit {}",
                 source.from,
                 source.table,
                 records(&table),

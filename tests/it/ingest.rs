@@ -89,7 +89,7 @@ fn files_land_typed_rows_and_dead_letters_exactly_once() {
 
     let status = p.lake(&["ingest", "--status"]);
     status.assert_ok();
-    assert!(status.stdout.contains("events: landing/*.ndjson → raw.events: 8 rows, 3 dead letters, 2 files"), "{}", status.stdout);
+    assert!(status.stdout.contains("events: landing/*.ndjson → raw.events: 8 rows, 3 dead letters, 2 streams"), "{}", status.stdout);
 
     // PyIceberg and DuckDB read the raw and the dead-letter table as lake does.
     crate::readers::assert_readers_match_lake(&p);
