@@ -541,3 +541,41 @@ else = { m = 0.05, u = 0.94 }
     assert!(format!("{err:#}").contains("unknown role `emial`"), "{err:#}");
 }
 
+
+#[test]
+fn a_changed_record_is_compared_again_and_merges_are_recorded() {
+    let resolver = Resolver::new(ResolveConfig::default(), &[Role::Email]).unwrap();
+    let entry = |id: &str, email: &str| Entry::new("crm", id, resolver.normalize(&[(Role::Email, email)]));
+    // Run 1: two separate people.
+    let first = resolver.resolve(vec![entry("a", "ann@x.com"), entry("b", "bob@y.com")], Mode::Full, 1);
+    assert_ne!(first.assigned[0].entity_id, first.assigned[1].entity_id);
+    let index: Vec<Entry> = first
+        .entries
+        .into_iter()
+        .zip(first.assigned)
+        .map(|(mut e, a)| {
+            e.prior = Some(lake::resolve::Prior {
+                entity_id: a.entity_id,
+                first_seen: a.first_seen,
+                match_rule: a.match_rule,
+                confidence: a.confidence,
+            });
+            e
+        })
+        .collect();
+    let (ann_id, bob_id) = (index[0].prior.clone().unwrap().entity_id, index[1].prior.clone().unwrap().entity_id);
+
+    // Run 2 (incremental): b changes its email to ann's; the changed record replaces the old
+    // one, is compared against the index, and the two entities become one.
+    let mut changed = entry("b", "ANN@x.com");
+    changed.prior = index[1].prior.clone();
+    let entries = vec![index[0].clone(), changed];
+    let second = resolver.resolve(entries, Mode::Incremental { compare_from: 1 }, 2);
+    assert_eq!(second.assigned[0].entity_id, second.assigned[1].entity_id);
+    // Both ids were seen at time 1; the survivor is the smaller id and the other is recorded.
+    let survivor = second.assigned[0].entity_id.clone();
+    let merged = if survivor == ann_id { bob_id } else { ann_id };
+    assert_eq!(second.merges, vec![lake::resolve::Merge { merged_id: merged, into_id: survivor }]);
+    assert!(second.assigned[1].changed);
+    assert_eq!(second.assigned[1].match_rule.as_deref(), Some("email"));
+}
