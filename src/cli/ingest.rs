@@ -138,6 +138,7 @@ fn chosen_sources(config: &ProjectConfig, args: &IngestArgs) -> anyhow::Result<V
                     kafka: Default::default(),
                     webhooks: Default::default(),
                     max_body_kb: 1024,
+                    wal_retention_hours: 168.0,
                 },
             ));
         }

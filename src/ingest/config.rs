@@ -72,6 +72,14 @@ pub struct SourceConfig {
     /// Webhooks: the largest body accepted (KiB); larger ones get 413.
     #[serde(default = "default_max_body_kb")]
     pub max_body_kb: usize,
+    /// Webhooks: write-ahead log files whose events are all committed are deleted once older
+    /// than this (hours); redeliveries are recognized while their log file is kept.
+    #[serde(default = "default_wal_retention_hours")]
+    pub wal_retention_hours: f64,
+}
+
+fn default_wal_retention_hours() -> f64 {
+    168.0
 }
 
 fn default_max_body_kb() -> usize {

@@ -122,7 +122,9 @@ pub async fn open_source(name: &str, config: &SourceConfig, root: &Path, options
     }
     if config.from.starts_with("http://") {
         let wal = root.join(".lake").join("ingest").join(name);
-        let source = webhook::WebhookSource::start(&config.from, &wal, &config.webhooks, config.max_body_kb, serve).await?;
+        let retention = std::time::Duration::from_secs_f64(config.wal_retention_hours.max(0.0) * 3600.0);
+        let source =
+            webhook::WebhookSource::start(&config.from, &wal, &config.webhooks, config.max_body_kb, retention, serve).await?;
         return Ok(Box::new(source));
     }
     if config.from.starts_with("kafka://") {
@@ -222,6 +224,8 @@ pub async fn run_source(
                         counters.dead_letters.fetch_add(dead, Ordering::Relaxed);
                         counters.buffered.store(0, Ordering::Relaxed);
                         (options.on_flush)(&report, rows, dead);
+                        let committed = source.positions().clone();
+                        source.committed(&committed).await.with_context(|| format!("ingest source `{name}`"))?;
                     }
                     Err(e) if is_producer_conflict(&e) => {
                         // Another process consumed a stream of this flush: redo from what is stored.

@@ -52,6 +52,11 @@ pub trait Source: Send {
     fn replayable(&self) -> bool {
         true
     }
+    /// Called after a flush committed everything handed out so far (`positions`): a source
+    /// may release what it no longer needs (webhook logs).
+    async fn committed(&mut self, _positions: &Positions) -> Result<()> {
+        Ok(())
+    }
     /// Messages behind the broker per stream (Kafka partitions; empty for other sources).
     fn lag(&self) -> BTreeMap<String, i64> {
         BTreeMap::new()

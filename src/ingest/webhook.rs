@@ -215,6 +215,10 @@ pub fn parse_url(url: &str) -> Result<std::net::SocketAddr> {
 /// The webhook source: the server (unless `once`) and a reader of its write-ahead logs.
 pub struct WebhookSource {
     reader: FileReader,
+    wal_dir: PathBuf,
+    /// The log this process appends to (never deleted while serving).
+    current: Option<PathBuf>,
+    retention: std::time::Duration,
 }
 
 impl WebhookSource {
@@ -224,6 +228,7 @@ impl WebhookSource {
         wal_dir: &Path,
         providers: &BTreeMap<String, ProviderConfig>,
         max_body_kb: usize,
+        retention: std::time::Duration,
         serve: bool,
     ) -> Result<Self> {
         if providers.is_empty() {
@@ -233,7 +238,7 @@ impl WebhookSource {
         let spec = FileSpec::Files { pattern: format!("{}/wal-*.ndjson", wal_dir.display()), root: PathBuf::from("/") };
         let reader = FileReader::new(spec, FileFormat::Ndjson, Positions::new()).complete_lines_only();
         if !serve {
-            return Ok(Self { reader });
+            return Ok(Self { reader, wal_dir: wal_dir.to_path_buf(), current: None, retention });
         }
         let mut resolved = BTreeMap::new();
         for (name, config) in providers {
@@ -278,7 +283,7 @@ impl WebhookSource {
                 tracing::error!("webhook server stopped: {e}");
             }
         });
-        Ok(Self { reader })
+        Ok(Self { reader, wal_dir: wal_dir.to_path_buf(), current: Some(wal_dir.join(&name)), retention })
     }
 }
 
@@ -317,5 +322,28 @@ impl Source for WebhookSource {
 
     async fn reset(&mut self, positions: Positions) -> Result<()> {
         self.reader.reset(positions).await
+    }
+
+    /// Deletes log files, other than the one being written, whose every event is committed and
+    /// which are older than the retention.
+    async fn committed(&mut self, positions: &Positions) -> Result<()> {
+        for entry in std::fs::read_dir(&self.wal_dir)? {
+            let path = entry?.path();
+            let is_log = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("wal-") && n.ends_with(".ndjson"));
+            if !is_log || Some(&path) == self.current.as_ref() {
+                continue;
+            }
+            let age = std::fs::metadata(&path)?.modified()?.elapsed().unwrap_or_default();
+            if age < self.retention {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)?;
+            let complete = text.matches('\n').count() as u64;
+            let key = path.to_string_lossy().to_string();
+            if positions.get(&key).is_some_and(|p| p.consumed >= complete) {
+                std::fs::remove_file(&path).with_context(|| format!("cannot delete {key}"))?;
+            }
+        }
+        Ok(())
     }
 }

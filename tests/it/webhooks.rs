@@ -116,6 +116,7 @@ from = "http://127.0.0.1:{port}"
 table = "raw.webhooks"
 evolve = true
 max_body_kb = 4
+wal_retention_hours = 0
 [ingest.hooks.batch]
 seconds = 60
 [ingest.hooks.webhooks.shopify]
@@ -166,6 +167,9 @@ secret_env = ["T_GENERIC"]
     let mut replay = start(&p, &["hooks", "--once"]);
     assert!(replay.wait().unwrap().success());
     assert_eq!(count(&p), 25, "every acknowledged webhook, once");
+    // Committed write-ahead logs past their retention (0 here) are deleted.
+    let logs = std::fs::read_dir(p.path().join(".lake/ingest/hooks")).unwrap().count();
+    assert_eq!(logs, 0, "committed logs are pruned");
     let per = p.sql_rows("select _provider, count(*) from raw.webhooks group by _provider order by 1");
     assert_eq!(per, vec![
         vec!["generic".to_string(), "21".into()],
