@@ -210,13 +210,13 @@ pub enum Command {
         /// Drain what is available and exit (for cron and Airflow); otherwise run until SIGINT/SIGTERM.
         #[arg(long)]
         once: bool,
-        /// Ad-hoc source: a file path or glob (file://...), or - for stdin.
+        /// Ad-hoc source: kafka://host:port/topic, s3://bucket/prefix/, a file path or glob (file://...), or - for stdin.
         #[arg(long)]
         from: Option<String>,
         /// With --from: the raw table, namespace.table.
         #[arg(long)]
         table: Option<String>,
-        /// With --from: ndjson (default) or json.
+        /// With --from: ndjson, json, csv or parquet (default: from the extension, else ndjson).
         #[arg(long)]
         format: Option<String>,
         /// Flush after this many records (default 10000).
