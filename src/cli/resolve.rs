@@ -92,6 +92,7 @@ pub(super) fn resolve(g: &GlobalArgs, args: &ResolveArgs) -> CliResult {
         "clusters": s.clusters,
         "largest_cluster": s.largest_cluster,
         "skipped_blocks": s.skipped_blocks,
+        "estimated": resolution.estimated.as_ref().map(describe_estimate),
         "seconds": (elapsed * 1000.0).round() / 1000.0,
         "records_per_second": (s.records_in as f64 / elapsed.max(1e-9)).round(),
         "output": args.output.display().to_string(),
@@ -116,6 +117,21 @@ pub(super) fn resolve(g: &GlobalArgs, args: &ResolveArgs) -> CliResult {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// EM-estimated Fellegi-Sunter parameters as JSON (prior; m and u per comparison level).
+fn describe_estimate(scoring: &crate::resolve::config::Scoring) -> serde_json::Value {
+    match scoring {
+        crate::resolve::config::Scoring::FellegiSunter { prior, comparisons, .. } => serde_json::json!({
+            "prior": prior,
+            "comparisons": comparisons.iter().map(|c| serde_json::json!({
+                "field": c.field.to_string(),
+                "levels": c.levels.iter().map(|l| serde_json::json!({"m": l.m, "u": l.u})).collect::<Vec<_>>(),
+                "else": {"m": c.otherwise.m, "u": c.otherwise.u},
+            })).collect::<Vec<_>>(),
+        }),
+        crate::resolve::config::Scoring::Rules => serde_json::Value::Null,
+    }
 }
 
 /// `email=mail,phone=tel` → roles with their columns.

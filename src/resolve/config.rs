@@ -213,6 +213,10 @@ pub enum Scoring {
         /// Least match probability that counts as a match.
         threshold: f64,
         comparisons: Vec<WeightedComparison>,
+        /// Estimate the prior and every m and u from the candidate pairs with
+        /// expectation-maximisation (the configured values are the starting point).
+        #[serde(default)]
+        estimate: bool,
     },
 }
 
@@ -349,7 +353,7 @@ impl ResolveConfig {
                 );
             }
         }
-        if let Scoring::FellegiSunter { prior, threshold, comparisons } = &self.scoring {
+        if let Scoring::FellegiSunter { prior, threshold, comparisons, .. } = &self.scoring {
             ensure!(*prior > 0.0 && *prior < 1.0, "scoring.prior must be between 0 and 1");
             ensure!(*threshold > 0.0 && *threshold < 1.0, "scoring.threshold must be between 0 and 1");
             for c in comparisons {

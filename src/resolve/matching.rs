@@ -44,6 +44,8 @@ pub struct Matches {
     /// Blocks with at least two records.
     pub blocks: u64,
     pub skipped: Vec<SkippedBlock>,
+    /// Fellegi-Sunter parameters estimated by EM (with `estimate = true`).
+    pub estimated: Option<Scoring>,
 }
 
 /// The value of `field` that records are blocked on: the normalized value, or for
@@ -137,6 +139,121 @@ fn rule_score(a: &Norm, b: &Norm, compare: &[Comparison]) -> Option<f64> {
     Some(total / compare.len() as f64)
 }
 
+/// The level a pair falls into on a comparison: 0 when a value is missing, 1 + the index of
+/// the first level reached, or `levels + 1` for the `else` level.
+fn level_of(a: &Norm, b: &Norm, c: &WeightedComparison) -> u8 {
+    if field_similarity(a, b, c.field, Method::Exact).is_none() {
+        return 0;
+    }
+    for (i, l) in c.levels.iter().enumerate() {
+        if field_similarity(a, b, c.field, l.method).is_some_and(|s| s >= l.min) {
+            return i as u8 + 1;
+        }
+    }
+    c.levels.len() as u8 + 1
+}
+
+/// The comparison levels of every candidate pair (each pair once, as in [`find_matches`]).
+fn candidate_patterns<T: HasNorm + Sync>(
+    records: &[T],
+    compare_from: usize,
+    work: &[(u16, &[u32])],
+    seen_earlier: &(dyn Fn(&Norm, &Norm, usize) -> bool + Sync),
+    comparisons: &[WeightedComparison],
+) -> Vec<Vec<u8>> {
+    work.par_iter()
+        .flat_map_iter(|(rule, members)| {
+            let rule = *rule as usize;
+            let mut out = Vec::new();
+            for (j, &b) in members.iter().enumerate() {
+                if (b as usize) < compare_from {
+                    continue;
+                }
+                for &a in &members[..j] {
+                    let (na, nb) = (records[a as usize].norm(), records[b as usize].norm());
+                    if rule > 0 && seen_earlier(na, nb, rule) {
+                        continue;
+                    }
+                    out.push(comparisons.iter().map(|c| level_of(na, nb, c)).collect());
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// Expectation-maximisation of the prior and the m and u of every level from the candidate
+/// pairs' level patterns (Fellegi-Sunter with conditionally independent comparisons).
+fn estimate_parameters(patterns: &[Vec<u8>], prior: f64, comparisons: &[WeightedComparison]) -> (f64, Vec<WeightedComparison>) {
+    const ITERATIONS: usize = 30;
+    const FLOOR: f64 = 1e-6;
+    let levels = |c: &WeightedComparison| c.levels.len() + 1;
+    // m[k][j], u[k][j] for j in 0..levels (the last one is `else`).
+    let mut m: Vec<Vec<f64>> = comparisons
+        .iter()
+        .map(|c| c.levels.iter().map(|l| l.m).chain([c.otherwise.m]).collect())
+        .collect();
+    let mut u: Vec<Vec<f64>> = comparisons
+        .iter()
+        .map(|c| c.levels.iter().map(|l| l.u).chain([c.otherwise.u]).collect())
+        .collect();
+    let mut lambda = prior;
+    if patterns.is_empty() {
+        return (prior, comparisons.to_vec());
+    }
+    for _ in 0..ITERATIONS {
+        let mut m_sum: Vec<Vec<f64>> = comparisons.iter().map(|c| vec![0.0; levels(c)]).collect();
+        let mut u_sum = m_sum.clone();
+        let mut p_total = 0.0;
+        for pattern in patterns {
+            let mut log_odds = (lambda / (1.0 - lambda)).ln();
+            for (k, &level) in pattern.iter().enumerate() {
+                if level > 0 {
+                    let j = level as usize - 1;
+                    log_odds += (m[k][j] / u[k][j]).ln();
+                }
+            }
+            let p = 1.0 / (1.0 + (-log_odds).exp());
+            p_total += p;
+            for (k, &level) in pattern.iter().enumerate() {
+                if level > 0 {
+                    let j = level as usize - 1;
+                    m_sum[k][j] += p;
+                    u_sum[k][j] += 1.0 - p;
+                }
+            }
+        }
+        lambda = (p_total / patterns.len() as f64).clamp(FLOOR, 1.0 - FLOOR);
+        for k in 0..m.len() {
+            let (mt, ut): (f64, f64) = (m_sum[k].iter().sum(), u_sum[k].iter().sum());
+            for j in 0..m[k].len() {
+                if mt > 0.0 {
+                    m[k][j] = (m_sum[k][j] / mt).max(FLOOR);
+                }
+                if ut > 0.0 {
+                    u[k][j] = (u_sum[k][j] / ut).max(FLOOR);
+                }
+            }
+        }
+    }
+    let estimated = comparisons
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let mut c = c.clone();
+            for (j, l) in c.levels.iter_mut().enumerate() {
+                l.m = m[k][j];
+                l.u = u[k][j];
+            }
+            let last = c.levels.len();
+            c.otherwise.m = m[k][last];
+            c.otherwise.u = u[k][last];
+            c
+        })
+        .collect();
+    (lambda, estimated)
+}
+
 /// Fellegi-Sunter match probability.
 fn match_probability(a: &Norm, b: &Norm, prior: f64, comparisons: &[WeightedComparison]) -> f64 {
     let mut weight = (prior / (1.0 - prior)).log2();
@@ -211,15 +328,26 @@ pub fn find_matches<T: HasNorm + Sync>(records: &[T], compare_from: usize, confi
                     .is_some_and(|k| oversized[earlier].contains(&k))
         })
     };
+    // Fellegi-Sunter parameters, estimated from the candidate pairs when asked.
+    let estimated = match &config.scoring {
+        Scoring::FellegiSunter { prior, threshold, comparisons, estimate: true } => {
+            let patterns = candidate_patterns(records, compare_from, &work, &seen_earlier, comparisons);
+            let (prior, comparisons) = estimate_parameters(&patterns, *prior, comparisons);
+            out.estimated = Some(Scoring::FellegiSunter { prior, threshold: *threshold, comparisons, estimate: true });
+            out.estimated.clone()
+        }
+        _ => None,
+    };
+    let scoring = estimated.as_ref().unwrap_or(&config.scoring);
     let compare = |a: &Norm, b: &Norm, found_by: usize| -> Option<(u16, f64)> {
-        match &config.scoring {
+        match scoring {
             Scoring::Rules => rules.iter().enumerate().find_map(|(r, rule)| {
                 if r != found_by && !same_block(a, b, &rule.block_on) {
                     return None;
                 }
                 rule_score(a, b, &rule.compare).map(|s| (r as u16, s))
             }),
-            Scoring::FellegiSunter { prior, threshold, comparisons } => {
+            Scoring::FellegiSunter { prior, threshold, comparisons, .. } => {
                 let p = match_probability(a, b, *prior, comparisons);
                 (p >= *threshold).then_some((found_by as u16, p))
             }

@@ -123,6 +123,8 @@ pub struct Resolution {
     pub merges: Vec<Merge>,
     pub skipped_blocks: Vec<SkippedBlock>,
     pub stats: Stats,
+    /// Fellegi-Sunter parameters estimated by EM, when the scoring asks for it.
+    pub estimated: Option<config::Scoring>,
 }
 
 /// A configured resolution: normalizes records and resolves them.
@@ -216,6 +218,7 @@ impl Resolver {
             merges,
             skipped_blocks: found.skipped,
             stats,
+            estimated: found.estimated,
         }
     }
 

@@ -579,3 +579,37 @@ fn a_changed_record_is_compared_again_and_merges_are_recorded() {
     assert!(second.assigned[1].changed);
     assert_eq!(second.assigned[1].match_rule.as_deref(), Some("email"));
 }
+
+#[test]
+fn fellegi_sunter_weights_estimated_by_em_from_rough_starting_values() {
+    let p = TestProject::empty();
+    let input = synthetic(p.path(), 5_000, 3);
+    // Blocking rules only; the weights start deliberately wrong (m = u order of magnitude).
+    let mut config = String::from("[[rules]]\nname = \"email\"\nblock_on = [\"email\"]\n");
+    config.push_str("[[rules]]\nname = \"phone\"\nblock_on = [\"phone\"]\n");
+    config.push_str("[[rules]]\nname = \"postcode\"\nblock_on = [\"postcode\"]\n");
+    config.push_str("[scoring]\nmethod = \"fellegi_sunter\"\nprior = 0.01\nthreshold = 0.9\nestimate = true\n");
+    for field in ["email", "phone", "postcode"] {
+        config.push_str(&format!(
+            "[[scoring.comparisons]]\nfield = \"{field}\"\nlevels = [{{ method = \"exact\", m = 0.5, u = 0.1 }}]\nelse = {{ m = 0.5, u = 0.9 }}\n"
+        ));
+    }
+    config.push_str(
+        "[[scoring.comparisons]]\nfield = \"name\"\nlevels = [{ method = \"jaro_winkler\", min = 0.92, m = 0.5, u = 0.1 }, \
+         { method = \"jaro_winkler\", min = 0.8, m = 0.3, u = 0.2 }]\nelse = { m = 0.2, u = 0.7 }\n",
+    );
+    p.write("em.toml", &config);
+    let columns = "email=email,phone=phone,first_name=first_name,last_name=last_name,postcode=postcode";
+    let out = lake_resolve(
+        p.path(),
+        &["--input", input.to_str().unwrap(), "--id", "record_id", "--columns", columns, "--config", "em.toml", "--output", "out"],
+    );
+    out.assert_ok();
+    let (precision, recall) = precision_recall(&clusters(&p.path().join("out")), &truth_of(&input));
+    println!("EM-estimated Fellegi-Sunter: precision {precision:.4}, recall {recall:.4}");
+    assert!(precision >= 0.97 && recall >= 0.97, "precision {precision:.4}, recall {recall:.4}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("out/stats.json")).unwrap()).unwrap();
+    let email = &stats["estimated"]["comparisons"][0]["levels"][0];
+    assert!(email["m"].as_f64().unwrap() > 0.9 && email["u"].as_f64().unwrap() < 0.01, "{}", stats["estimated"]);
+}
