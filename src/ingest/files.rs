@@ -147,8 +147,8 @@ pub struct FileReader {
     /// Positions including what has been handed out since the last commit.
     positions: Positions,
     current: Option<Current>,
-    /// Files already read to their end in this pass.
-    done: Vec<String>,
+    /// Files of this pass not opened yet (listed once per pass; `None`: list at the next open).
+    pass: Option<std::collections::VecDeque<(String, PathBuf)>>,
     /// Leave a last line without a newline for later (a log still being written).
     complete_lines_only: bool,
 }
@@ -185,7 +185,7 @@ struct Current {
 
 impl FileReader {
     pub fn new(spec: FileSpec, format: FileFormat, committed: Positions) -> Self {
-        Self { spec, format, positions: committed, current: None, done: Vec::new(), complete_lines_only: false }
+        Self { spec, format, positions: committed, current: None, pass: None, complete_lines_only: false }
     }
 
     /// Reads only newline-terminated lines (for logs being appended to while read).
@@ -214,21 +214,17 @@ impl FileReader {
                     }
                     return Ok(Some(RawRecord { payload: line, at, received_at, event_type: None }));
                 }
-                None => {
-                    let key = current.key.clone();
-                    self.done.push(key);
-                    self.current = None;
-                }
+                None => self.current = None,
             }
         }
     }
 
     /// Opens the next file with unread records; false when there is none.
     fn open_next(&mut self) -> Result<bool> {
-        for (key, path) in self.spec.list()? {
-            if self.done.contains(&key) {
-                continue;
-            }
+        if self.pass.is_none() {
+            self.pass = Some(self.spec.list()?.into());
+        }
+        while let Some((key, path)) = self.pass.as_mut().and_then(|p| p.pop_front()) {
             if key == "-" {
                 let stdin = std::io::stdin();
                 let lines = BufReader::new(stdin).lines();
@@ -308,13 +304,13 @@ impl Source for FileReader {
     }
 
     fn rescan(&mut self) {
-        self.done.clear();
+        self.pass = None;
         self.current = None;
     }
 
     async fn reset(&mut self, positions: Positions) -> Result<()> {
         self.positions = positions;
-        self.done.clear();
+        self.pass = None;
         self.current = None;
         Ok(())
     }

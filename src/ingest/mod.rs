@@ -236,10 +236,8 @@ pub async fn run_source(
                     Err(e) => return Err(e.context(format!("ingest source `{name}`"))),
                 }
             }
-            if drained && (options.once || options.stop.load(Ordering::Relaxed)) {
-                return Ok(report);
-            }
-            if options.stop.load(Ordering::Relaxed) {
+            // Drained under --once, or stopping: everything read is committed.
+            if drained || options.stop.load(Ordering::Relaxed) {
                 return Ok(report);
             }
         }

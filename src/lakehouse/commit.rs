@@ -51,43 +51,38 @@ pub enum Change {
     },
 }
 
-/// The change no longer applies to the table (a file it replaces is gone): not retryable.
-#[derive(Debug)]
-pub struct StaleChange(pub String);
+/// Declares an error type carrying its message, so callers can tell commit failures apart
+/// with `downcast_ref`.
+macro_rules! commit_error {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name(pub String);
 
-impl std::fmt::Display for StaleChange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::error::Error for $name {}
+    };
 }
 
-impl std::error::Error for StaleChange {}
-
-/// The same producer (another run of the model, seed or ingest source) committed to the table
-/// since this change's base: the change was computed from a state that is gone and is never
-/// re-applied.
-#[derive(Debug)]
-pub struct ProducerConflict(pub String);
-
-impl std::fmt::Display for ProducerConflict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ProducerConflict {}
-
-/// The catalog update failed in a way that leaves its outcome unknown.
-#[derive(Debug)]
-pub struct UnknownOutcome(pub String);
-
-impl std::fmt::Display for UnknownOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UnknownOutcome {}
+commit_error!(
+    /// The change no longer applies to the table (a file it replaces is gone): not retryable.
+    StaleChange
+);
+commit_error!(
+    /// The same producer (another run of the model, seed or ingest source) committed to the
+    /// table since this change's base: the change was computed from a state that is gone and
+    /// is never re-applied.
+    ProducerConflict
+);
+commit_error!(
+    /// The catalog update failed in a way that leaves its outcome unknown.
+    UnknownOutcome
+);
 
 /// Schema or partition-spec changes committed together with the snapshot.
 #[derive(Debug, Clone, Default)]

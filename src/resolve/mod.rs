@@ -357,6 +357,26 @@ impl Resolver {
     }
 }
 
+impl Resolution {
+    /// The entries with their new entities as priors: the index to resolve the next
+    /// arrivals against ([`Mode::Incremental`]) or to keep ids through a full rebuild.
+    pub fn into_index(self) -> Vec<Entry> {
+        self.entries
+            .into_iter()
+            .zip(self.assigned)
+            .map(|(mut e, a)| {
+                e.prior = Some(Prior {
+                    entity_id: a.entity_id,
+                    first_seen: a.first_seen,
+                    match_rule: a.match_rule,
+                    confidence: a.confidence,
+                });
+                e
+            })
+            .collect()
+    }
+}
+
 impl matching::HasNorm for Entry {
     fn norm(&self) -> &Norm {
         &self.norm

@@ -369,20 +369,7 @@ fn ten_chunks_resolve_to_the_same_clusters_as_once_and_keep_ids() {
             assert!(ids_now.contains(&m.into_id), "a merge points at a live id");
         }
         // The index for the next chunk: every record with its entity.
-        index = resolution
-            .entries
-            .into_iter()
-            .zip(resolution.assigned)
-            .map(|(mut e, a)| {
-                e.prior = Some(lake::resolve::Prior {
-                    entity_id: a.entity_id,
-                    first_seen: a.first_seen,
-                    match_rule: a.match_rule,
-                    confidence: a.confidence,
-                });
-                e
-            })
-            .collect();
+        index = resolution.into_index();
         ids_before = ids_now;
     }
     let chunk_ids: Vec<String> = index.iter().map(|e| e.prior.as_ref().unwrap().entity_id.clone()).collect();
@@ -549,20 +536,7 @@ fn a_changed_record_is_compared_again_and_merges_are_recorded() {
     // Run 1: two separate people.
     let first = resolver.resolve(vec![entry("a", "ann@x.com"), entry("b", "bob@y.com")], Mode::Full, 1);
     assert_ne!(first.assigned[0].entity_id, first.assigned[1].entity_id);
-    let index: Vec<Entry> = first
-        .entries
-        .into_iter()
-        .zip(first.assigned)
-        .map(|(mut e, a)| {
-            e.prior = Some(lake::resolve::Prior {
-                entity_id: a.entity_id,
-                first_seen: a.first_seen,
-                match_rule: a.match_rule,
-                confidence: a.confidence,
-            });
-            e
-        })
-        .collect();
+    let index = first.into_index();
     let (ann_id, bob_id) = (index[0].prior.clone().unwrap().entity_id, index[1].prior.clone().unwrap().entity_id);
 
     // Run 2 (incremental): b changes its email to ann's; the changed record replaces the old
