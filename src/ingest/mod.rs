@@ -107,6 +107,20 @@ fn errors_ident(ident: &TableIdent) -> Result<TableIdent> {
     table_ident(&format!("{}.{}__errors", ident.namespace().join("."), ident.name()))
 }
 
+/// Moves `positions` forward to `done`, never back: after a crash between the dead-letter and
+/// the row commit, the errors table is ahead of the rows that are read again, and a flush of
+/// those must not move its positions back (its dead letters would then be stored twice).
+fn advance(positions: &mut Positions, done: &Positions) {
+    for (stream, position) in done {
+        match positions.get(stream) {
+            Some(p) if p.consumed >= position.consumed => {}
+            _ => {
+                positions.insert(stream.clone(), position.clone());
+            }
+        }
+    }
+}
+
 /// Whether `at` lies within `positions` (already stored).
 fn covered(positions: &Positions, at: &Coordinates) -> bool {
     positions.get(&at.stream()).is_some_and(|p| at.consumed() <= p.consumed)
@@ -263,7 +277,7 @@ fn positions_rebase(name: &str, kind: records::SourceKind, seen: &Positions, don
                 .into());
             }
         }
-        stored.extend(done.iter().map(|(k, v)| (k.clone(), v.clone())));
+        advance(&mut stored, &done);
         let mut properties = HashMap::new();
         properties.insert(format!("{POSITIONS_PREFIX}{name}"), serde_json::to_string(&stored)?);
         if kind == records::SourceKind::Kafka {
@@ -340,7 +354,7 @@ async fn flush(
         let id = format!("{flush_id}:errors");
         let rebase = positions_rebase(name, kind, &errors_seen, &done, id.clone());
         commit_batch(lakehouse, errors, errors_base, rows, properties.clone(), rebase, &id, &[], write).await?;
-        errors_stored.extend(done.iter().map(|(k, v)| (k.clone(), v.clone())));
+        advance(errors_stored, &done);
     }
     let rows = converted.batch.num_rows() as u64;
     if rows > 0 || !done.is_empty() {
