@@ -3,8 +3,10 @@
 
 pub mod catalog;
 pub mod commit;
+pub mod fault;
 pub mod maintenance;
 pub mod reader;
 pub mod schema;
+pub mod storage;
 pub mod summary;
 pub mod writer;
