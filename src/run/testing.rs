@@ -1,0 +1,192 @@
+//! Data tests: generic tests on models and sources, singular SQL tests, and which of them a
+//! selection runs. A test counts the rows its query returns; any row is a failure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use anyhow::{Result, anyhow};
+
+use crate::engine::session::read_only_query;
+use crate::project::model::{DataTest, Dependency, Severity, SingularTest};
+
+use super::results::{NodeResult, Status};
+use super::{RunContext, compile, data_tests};
+
+/// Run one generic data test on `layer.table`.
+pub async fn run_generic_test(ctx: &RunContext, namespace: &str, table: &str, test: &DataTest) -> NodeResult {
+    let started = Instant::now();
+    let relation = format!("{namespace}.{table}");
+    let mut result = NodeResult::new("test", &test.name, Some(relation.clone()), Status::Pass);
+    let outcome: Result<u64> = async {
+        let sql = data_tests::generic_test_sql(test, namespace, table, &|d| ctx.resolve_table(d))
+            .map_err(|e| anyhow!(e))?;
+        let mut tables = BTreeSet::from([relation.clone()]);
+        if let crate::project::model::DataTestKind::Relationships { to, .. } = &test.kind {
+            if let Some((n, t)) = ctx.resolve_table(to) {
+                tables.insert(format!("{n}.{t}"));
+            }
+        }
+        count_rows(ctx, &tables, &sql).await
+    }
+    .await;
+    finish_test(ctx, &mut result, &format!("test {}", test.name), outcome, test.severity);
+    result.duration_seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+/// Run a singular SQL test.
+pub async fn run_singular_test(ctx: &RunContext, test: &SingularTest) -> NodeResult {
+    let started = Instant::now();
+    let mut result = NodeResult::new("test", &test.name, None, Status::Pass);
+    let outcome: Result<u64> = async {
+        let compiled = compile::compile_standalone(
+            &ctx.graph,
+            &test.path,
+            &test.raw_sql,
+            &test.depends_on,
+            &ctx.project.template_vars(),
+        )?;
+        count_rows(ctx, &compiled.reads, &compiled.sql).await
+    }
+    .await;
+    let context = test.path.display().to_string();
+    finish_test(ctx, &mut result, &context, outcome, test.severity);
+    if result.status == Status::Fail || result.status == Status::Warn {
+        if let Some(m) = &mut result.message {
+            *m = format!("{context}: {m}");
+        }
+    }
+    result.duration_seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+fn finish_test(ctx: &RunContext, result: &mut NodeResult, context: &str, outcome: Result<u64>, severity: Severity) {
+    match outcome {
+        Ok(0) => result.failures = Some(0),
+        Ok(n) => {
+            result.failures = Some(n);
+            result.status = match severity {
+                Severity::Error => Status::Fail,
+                Severity::Warn => Status::Warn,
+            };
+            result.message = Some(format!("{n} failing row{}", if n == 1 { "" } else { "s" }));
+        }
+        Err(e) => result.fail(context, &e, ctx.lakehouse.spec()),
+    }
+}
+
+async fn count_rows(ctx: &RunContext, tables: &BTreeSet<String>, sql: &str) -> Result<u64> {
+    let (session, _) = ctx.session_for(tables, &BTreeMap::new()).await?;
+    let counted = format!("SELECT COUNT(*) AS n FROM (\n{sql}\n) AS failures");
+    let batches = read_only_query(&session, &counted)
+        .await?
+        .collect()
+        .await
+        .map_err(|e| anyhow!("SQL error: {e}"))?;
+    let n = batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(0);
+    Ok(n as u64)
+}
+
+/// Run the data tests of the selected models, then the singular tests that read them.
+pub async fn run_tests(
+    ctx: &RunContext,
+    selected: &[usize],
+    include_sources: bool,
+) -> Vec<NodeResult> {
+    let mut results = Vec::new();
+    if include_sources {
+        for s in &ctx.project.sources {
+            for t in &s.tests {
+                ctx.reporter.started("test", &t.name);
+                let r = run_generic_test(ctx, &s.source, &s.table, t).await;
+                ctx.reporter.finished(&r);
+                results.push(r);
+            }
+        }
+    }
+    for &i in selected {
+        let m = ctx.graph.model(i);
+        for t in &m.tests {
+            ctx.reporter.started("test", &t.name);
+            let r = run_generic_test(ctx, &m.layer, &m.name, t).await;
+            ctx.reporter.finished(&r);
+            results.push(r);
+        }
+    }
+    for t in singular_tests_for(ctx, selected, include_sources) {
+        ctx.reporter.started("test", &t.name);
+        let r = run_singular_test(ctx, t).await;
+        ctx.reporter.finished(&r);
+        results.push(r);
+    }
+    results
+}
+
+/// Singular tests that read at least one selected model (all of them when `all`).
+pub fn singular_tests_for<'a>(ctx: &'a RunContext, selected: &[usize], all: bool) -> Vec<&'a SingularTest> {
+    let names: BTreeSet<&str> = selected.iter().map(|&i| ctx.graph.model(i).name.as_str()).collect();
+    ctx.project
+        .singular_tests
+        .iter()
+        .filter(|t| {
+            all || t.depends_on.iter().any(|d| matches!(d, Dependency::Model { name, .. } if names.contains(name.as_str())))
+        })
+        .collect()
+}
+
+/// Number of data tests `lake build` runs for a selection: the selected models' tests and
+/// the singular tests that read them.
+pub fn build_test_count(ctx: &RunContext, selected: &[usize], all: bool) -> usize {
+    let model_tests: usize = selected.iter().map(|&i| ctx.graph.model(i).tests.len()).sum();
+    model_tests + singular_tests_for(ctx, selected, all).len()
+}
+
+/// `lake build`'s singular tests, after the models: a test reading a model that did not
+/// build (per `model_results`) is skipped, the others run.
+pub async fn run_singular_tests_after(
+    ctx: &RunContext,
+    selected: &[usize],
+    all: bool,
+    model_results: &[NodeResult],
+) -> Vec<NodeResult> {
+    let failed: BTreeSet<&str> = model_results
+        .iter()
+        .filter(|r| r.kind == "model" && r.status != Status::Success)
+        .map(|r| r.name.as_str())
+        .collect();
+    let mut results = Vec::new();
+    for t in singular_tests_for(ctx, selected, all) {
+        let blocked = t
+            .depends_on
+            .iter()
+            .any(|d| matches!(d, Dependency::Model { name, .. } if failed.contains(name.as_str())));
+        let r = if blocked {
+            NodeResult::new("test", &t.name, None, Status::Skipped).with_message("a model it reads failed")
+        } else {
+            ctx.reporter.started("test", &t.name);
+            run_singular_test(ctx, t).await
+        };
+        ctx.reporter.finished(&r);
+        results.push(r);
+    }
+    results
+}
+
+/// Number of data tests that would run for a selection.
+pub fn test_count(ctx: &RunContext, selected: &[usize], include_sources: bool) -> usize {
+    let model_tests: usize = selected.iter().map(|&i| ctx.graph.model(i).tests.len()).sum();
+    let source_tests: usize = if include_sources {
+        ctx.project.sources.iter().map(|s| s.tests.len()).sum()
+    } else {
+        0
+    };
+    model_tests + source_tests + singular_tests_for(ctx, selected, include_sources).len()
+}
