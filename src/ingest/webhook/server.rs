@@ -2,8 +2,9 @@
 //! process's resources for long.
 //!
 //! - At most `max_connections` connections are served at once (a semaphore; further ones wait
-//!   in the listen queue), and never more than the descriptor limit leaves room for
-//!   ([`RESERVED_DESCRIPTORS`] stay free for the log, the catalog and data files).
+//!   in the listen queue), and never more than the descriptor limit leaves room for beside
+//!   those open at the start ([`RESERVED_DESCRIPTORS`] more stay free for the log, the catalog
+//!   and data files).
 //! - A connection must deliver a request's headers within `header_timeout_seconds` of being
 //!   accepted or of sending the request's first byte, the body within `body_timeout_seconds`
 //!   (408), and is closed after `idle_timeout_seconds` between requests.
@@ -79,18 +80,21 @@ pub(super) async fn serve(listener: TcpListener, server: Arc<Server>, limits: Li
     }
 }
 
-/// `configured`, lowered to what the descriptor limit (`ulimit -n`) leaves room for.
+/// `configured`, lowered to what the descriptor limit (`ulimit -n`) leaves room for beside the
+/// descriptors open now and [`RESERVED_DESCRIPTORS`].
 fn connection_cap(configured: usize) -> usize {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes the struct it is given.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return configured;
     }
-    let room = usize::try_from((limit.rlim_cur as u64).saturating_sub(RESERVED_DESCRIPTORS).max(8)).unwrap_or(usize::MAX);
+    let open = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0);
+    let room = (limit.rlim_cur as u64).saturating_sub(open + RESERVED_DESCRIPTORS).max(8);
+    let room = usize::try_from(room).unwrap_or(usize::MAX);
     if room < configured {
         tracing::warn!(
             "webhook server: serving at most {room} connections at once, not max_connections = {configured}: the \
-             descriptor limit is {} (raise `ulimit -n` for more)",
+             descriptor limit is {} and {open} are open (raise `ulimit -n` for more)",
             limit.rlim_cur
         );
         return room;

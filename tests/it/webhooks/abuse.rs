@@ -119,7 +119,9 @@ secret_env = ["T_GENERIC"]
     assert_eq!(opened, IDLE_CONNECTIONS, "the idle connections were not all opened");
     let closed = slow.join().unwrap();
     assert!(closed.is_some_and(|d| d < Duration::from_secs(30)), "the slow-header connection was kept: {closed:?}");
-    assert!(server.try_wait().unwrap().is_none(), "lake ingest exited:\n{}", std::fs::read_to_string(p.path().join("server.log")).unwrap());
+    let log = std::fs::read_to_string(p.path().join("server.log")).unwrap();
+    assert!(server.try_wait().unwrap().is_none(), "lake ingest exited:\n{log}");
+    assert!(log.contains("serving at most"), "the connection cap did not follow the descriptor limit:\n{log}");
 
     // The running server commits every post, once.
     let until = Instant::now() + Duration::from_secs(60);
