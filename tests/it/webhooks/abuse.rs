@@ -1,7 +1,8 @@
 //! Abusive clients cannot take the webhook server down: the real `lake ingest` process runs
 //! with a descriptor limit of 256 while 2,000 idle connections and a client sending its
 //! headers a byte a second come in; every signed post sent meanwhile is answered 200 and lands
-//! exactly once, and the process keeps committing.
+//! exactly once, and the process keeps committing. And each timeout on its own: a stalled body
+//! gets 408, an idle kept-alive connection is closed after the idle timeout.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -138,6 +139,81 @@ secret_env = ["T_GENERIC"]
     let ids = p.sql_rows("select _webhook_id from raw.webhooks order by cast(substr(_webhook_id, 3) as int)");
     assert_eq!(ids.concat(), sent);
     assert!(server.try_wait().unwrap().is_none(), "lake ingest exited");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// Reads one response (headers, then `Content-Length` bytes) from a kept-alive connection.
+fn read_response(stream: &mut TcpStream) -> String {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&data).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap()))
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = stream.read(&mut buf).expect("a response");
+        assert!(n > 0, "the connection closed before a whole response: {text}");
+        data.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn slow_bodies_get_408_and_idle_connections_are_closed() {
+    let port = free_port();
+    let p = TestProject::new();
+    p.write(
+        "lake.toml",
+        &format!(
+            r#"name = "hooks"
+[ingest.hooks]
+from = "http://127.0.0.1:{port}"
+table = "raw.webhooks"
+[ingest.hooks.webhooks]
+header_timeout_seconds = 1
+body_timeout_seconds = 1
+idle_timeout_seconds = 3
+[ingest.hooks.webhooks.generic]
+secret_env = ["T_GENERIC"]
+"#
+        ),
+    );
+    let mut server = super::start(&p, &["hooks"]);
+    wait_listening(port);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+
+    // A body that stops half way: 408 after the body timeout.
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    stream.write_all(b"POST /webhooks/generic HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"n\":").unwrap();
+    let response = read_response(&mut stream);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(started.elapsed() < Duration::from_secs(5), "408 after {:?}", started.elapsed());
+
+    // A kept-alive connection outlives the header timeout while idle, not the idle timeout.
+    let body = r#"{"n": 1}"#;
+    let sig = hex::encode(super::hmac("generic-secret", &[body.as_bytes()]));
+    let request = format!("POST /webhooks/generic HTTP/1.1\r\nHost: x\r\nX-Signature: {sig}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(read_response(&mut stream).starts_with("HTTP/1.1 200"));
+    let idle_since = Instant::now();
+    stream.set_read_timeout(Some(Duration::from_millis(2000))).unwrap();
+    let mut buf = [0u8; 16];
+    let early = stream.read(&mut buf);
+    assert!(early.is_err(), "closed {:?} into the idle time: {early:?}", idle_since.elapsed());
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(stream.read(&mut buf).unwrap_or(0), 0);
+    let closed = idle_since.elapsed();
+    assert!(closed >= Duration::from_millis(2900) && closed < Duration::from_secs(6), "closed after {closed:?} idle");
     server.kill().unwrap();
     server.wait().unwrap();
 }
