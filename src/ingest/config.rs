@@ -17,6 +17,9 @@
 //! bytes_mb = 64
 //! seconds = 10
 //! ```
+//!
+//! A webhook source (`from = "http://host:port"`) has `[ingest.<name>.webhooks]`: the server's
+//! limits ([`WebhookConfig`]) beside one table per provider ([`ProviderConfig`]).
 
 use std::collections::BTreeMap;
 
@@ -68,7 +71,7 @@ pub struct SourceConfig {
     /// Webhooks (`from = "http://host:port"`): the providers served, each on
     /// `POST /webhooks/<provider>`.
     #[serde(default)]
-    pub webhooks: BTreeMap<String, super::webhook::ProviderConfig>,
+    pub webhooks: WebhookConfig,
     /// Webhooks: the largest body accepted (KiB); larger ones get 413.
     #[serde(default = "default_max_body_kb")]
     pub max_body_kb: usize,
@@ -112,4 +115,109 @@ impl Default for BatchConfig {
     fn default() -> Self {
         Self { rows: default_rows(), bytes_mb: default_bytes_mb(), seconds: default_seconds() }
     }
+}
+
+/// The webhook providers `lake ingest` knows, each served on `POST /webhooks/<provider>`.
+pub const WEBHOOK_PROVIDERS: [&str; 4] = ["shopify", "stripe", "hubspot", "generic"];
+
+/// `[ingest.<name>.webhooks]`: the server's limits and, as sub-tables, the providers served.
+///
+/// ```toml
+/// [ingest.hooks.webhooks]
+/// header_timeout_seconds = 10   # a request's headers must arrive within this
+/// body_timeout_seconds = 30     # its body within this once the headers are in
+/// idle_timeout_seconds = 60     # a kept-alive connection with no request is closed after this
+/// max_connections = 1024        # connections served at once (more wait in the listen queue)
+/// [ingest.hooks.webhooks.shopify]
+/// secret_env = ["SHOPIFY_SECRET"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "BTreeMap<String, toml::Value>")]
+pub struct WebhookConfig {
+    pub header_timeout_seconds: f64,
+    pub body_timeout_seconds: f64,
+    pub idle_timeout_seconds: f64,
+    pub max_connections: usize,
+    /// Provider (`shopify`, `stripe`, `hubspot`, `generic`) → its settings.
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout_seconds: 10.0,
+            body_timeout_seconds: 30.0,
+            idle_timeout_seconds: 60.0,
+            max_connections: 1024,
+            providers: BTreeMap::new(),
+        }
+    }
+}
+
+const WEBHOOK_SETTINGS: [&str; 4] = ["header_timeout_seconds", "body_timeout_seconds", "idle_timeout_seconds", "max_connections"];
+
+impl TryFrom<BTreeMap<String, toml::Value>> for WebhookConfig {
+    type Error = String;
+
+    fn try_from(table: BTreeMap<String, toml::Value>) -> Result<Self, String> {
+        let mut config = WebhookConfig::default();
+        let seconds = |key: &str, value: &toml::Value| -> Result<f64, String> {
+            let n = value.as_float().or_else(|| value.as_integer().map(|i| i as f64));
+            match n {
+                Some(n) if n > 0.0 && n.is_finite() => Ok(n),
+                _ => Err(format!("webhooks.{key} must be a positive number of seconds, not {value}")),
+            }
+        };
+        for (key, value) in table {
+            match key.as_str() {
+                "header_timeout_seconds" => config.header_timeout_seconds = seconds(&key, &value)?,
+                "body_timeout_seconds" => config.body_timeout_seconds = seconds(&key, &value)?,
+                "idle_timeout_seconds" => config.idle_timeout_seconds = seconds(&key, &value)?,
+                "max_connections" => {
+                    config.max_connections = value
+                        .as_integer()
+                        .filter(|n| *n > 0)
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| format!("webhooks.max_connections must be a positive integer, not {value}"))?;
+                }
+                provider if WEBHOOK_PROVIDERS.contains(&provider) => {
+                    let settings: ProviderConfig =
+                        value.try_into().map_err(|e| format!("webhooks.{provider}: {}", e.to_string().trim()))?;
+                    if provider != "generic" && (settings.require_timestamp || settings.tolerance_seconds.is_some()) {
+                        return Err(format!(
+                            "webhooks.{provider}: require_timestamp and tolerance_seconds are settings of the generic provider \
+                             (the others' signature schemes fix their own)"
+                        ));
+                    }
+                    config.providers.insert(key, settings);
+                }
+                other => {
+                    return Err(format!(
+                        "webhooks.{other} is neither a setting ({}) nor a provider ({})",
+                        WEBHOOK_SETTINGS.join(", "),
+                        WEBHOOK_PROVIDERS.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// A provider's settings under `[ingest.<name>.webhooks.<provider>]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Names of environment variables holding the signing secrets (several during rotation).
+    pub secret_env: Vec<String>,
+    /// HubSpot: the public base URL HubSpot calls (`https://hooks.example.com`), used to
+    /// rebuild the signed URI; default `http://<Host header>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Generic: refuse requests without a signed `X-Webhook-Timestamp`.
+    #[serde(default)]
+    pub require_timestamp: bool,
+    /// Generic: how far (seconds) a signed `X-Webhook-Timestamp` may be from now (default 300).
+    #[serde(default)]
+    pub tolerance_seconds: Option<u64>,
 }

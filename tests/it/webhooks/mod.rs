@@ -1,6 +1,12 @@
 //! `lake ingest` serving signed webhooks over real HTTP: each provider's signature scheme,
 //! rejections with the right status and nothing stored, deduplication, and no loss when the
-//! process is SIGKILLed right after answering 2xx.
+//! process is SIGKILLed right after answering 2xx. Submodules: replays with a new id
+//! ([`replay`]), the write-ahead log on a full disk and after a crash ([`wal`]), and abusive
+//! clients under a low descriptor limit ([`abuse`]).
+
+mod abuse;
+mod replay;
+mod wal;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,7 +19,7 @@ use sha2::Sha256;
 
 use crate::support::{TestProject, lake_bin};
 
-const SECRETS: [(&str, &str); 5] = [
+pub(super) const SECRETS: [(&str, &str); 5] = [
     ("T_SHOPIFY_NEW", "shp-new-secret"),
     ("T_SHOPIFY_OLD", "shp-old-secret"),
     ("T_STRIPE", "whsec_stripe"),
@@ -35,7 +41,20 @@ fn b64(bytes: &[u8]) -> String {
 
 /// POSTs over a plain TCP connection; returns the status code.
 fn post(port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> u16 {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    post_full(port, path, headers, body).0
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// POSTs over a plain TCP connection (waiting at most a minute); returns the status code and
+/// the whole response (status line, headers, body).
+fn post_full(port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(60)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -48,7 +67,7 @@ fn post(port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> u16 {
     stream.write_all(body).unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    (response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0), response)
 }
 
 fn start(p: &TestProject, args: &[&str]) -> Child {
@@ -69,13 +88,18 @@ fn wait_listening(port: u16) {
 }
 
 fn shopify(port: u16, secret: &str, id: &str, body: &str) -> u16 {
+    shopify_full(port, secret, id, body).0
+}
+
+/// A Shopify webhook: status and whole response.
+fn shopify_full(port: u16, secret: &str, id: &str, body: &str) -> (u16, String) {
     let sig = b64(&hmac(secret, &[body.as_bytes()]));
     let headers = [
         ("X-Shopify-Hmac-Sha256", sig),
         ("X-Shopify-Webhook-Id", id.to_string()),
         ("X-Shopify-Topic", "orders/create".to_string()),
     ];
-    post(port, "/webhooks/shopify", &headers, body.as_bytes())
+    post_full(port, "/webhooks/shopify", &headers, body.as_bytes())
 }
 
 fn stripe(port: u16, secret: &str, t: i64, body: &str, sent: &str) -> u16 {
@@ -91,8 +115,27 @@ fn hubspot(port: u16, secret: &str, ms: i64, body: &str) -> u16 {
 }
 
 fn generic(port: u16, secret: &str, id: &str, body: &str) -> u16 {
+    generic_full(port, secret, id, body).0
+}
+
+/// A generic webhook signed over its body alone: status and whole response.
+fn generic_full(port: u16, secret: &str, id: &str, body: &str) -> (u16, String) {
     let sig = format!("sha256={}", hex::encode(hmac(secret, &[body.as_bytes()])));
-    post(port, "/webhooks/generic", &[("X-Signature", sig), ("X-Webhook-Id", id.to_string())], body.as_bytes())
+    post_full(port, "/webhooks/generic", &[("X-Signature", sig), ("X-Webhook-Id", id.to_string())], body.as_bytes())
+}
+
+/// A generic webhook with a signed `X-Webhook-Timestamp` (`signed` is the timestamp signed,
+/// `sent` the one sent): status and whole response.
+fn generic_at(port: u16, secret: &str, id: &str, signed: i64, sent: i64, body: &str) -> (u16, String) {
+    let sig = hex::encode(hmac(secret, &[signed.to_string().as_bytes(), b".", body.as_bytes()]));
+    let headers = [("X-Signature", sig), ("X-Webhook-Id", id.to_string()), ("X-Webhook-Timestamp", sent.to_string())];
+    post_full(port, "/webhooks/generic", &headers, body.as_bytes())
+}
+
+/// Runs `lake ingest ARGS --once` in the project and asserts it succeeded.
+fn replay_log(p: &TestProject, source: &str) {
+    let out = p.lake_env(&["ingest", source, "--once"], &SECRETS);
+    out.assert_ok();
 }
 
 fn count(p: &TestProject) -> i64 {
@@ -105,7 +148,7 @@ fn count(p: &TestProject) -> i64 {
 
 #[test]
 fn signed_webhooks_land_and_bad_ones_are_refused() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let p = TestProject::new();
     p.write(
         "lake.toml",
