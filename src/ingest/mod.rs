@@ -143,7 +143,9 @@ pub async fn open_source(name: &str, config: &SourceConfig, root: &Path, options
     }
     if config.from.starts_with("kafka://") {
         let group = config.group.clone().unwrap_or_else(|| format!("lake-{name}"));
-        let source = kafka::KafkaSource::connect(&config.from, &group, config.partitions.as_deref(), &config.kafka)?;
+        // --once reads every partition, assigned directly: a group member that died may still
+        // hold some of them until its session times out.
+        let source = kafka::KafkaSource::connect(&config.from, &group, config.partitions.as_deref(), options.once, &config.kafka)?;
         return Ok(Box::new(source));
     }
     let spec = FileSpec::parse(&config.from, root)?;
