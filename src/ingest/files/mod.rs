@@ -413,7 +413,10 @@ impl FileReader {
                 self.waiting.insert(key);
                 continue;
             };
-            let consumed = self.skip(&key, &mut records, skip, stamp)?;
+            let Some(consumed) = self.skip(&key, &mut records, skip, stamp)? else {
+                self.waiting.insert(key);
+                continue;
+            };
             self.positions.entry(key.clone()).or_insert(Position { consumed: 0, head, head_len });
             self.current = Some(Current { key, records, consumed, stamp });
             return Ok(true);
@@ -421,8 +424,10 @@ impl FileReader {
         Ok(false)
     }
 
-    /// Passes over the `skip` records earlier flushes committed; returns how many that was.
-    fn skip(&self, key: &str, records: &mut Records, skip: u64, stamp: Stamp) -> Result<u64> {
+    /// Passes over the `skip` records earlier flushes committed; returns how many that was,
+    /// or `None` when the complete part of a file being written does not reach that far yet
+    /// (a last record without a newline, read when the file had settled).
+    fn skip(&self, key: &str, records: &mut Records, skip: u64, stamp: Stamp) -> Result<Option<u64>> {
         let mut consumed = 0;
         if let Records::Lines { reader, offset, .. } = records
             && let Some(&(lines, bytes)) = self.line_offsets.get(key)
@@ -436,12 +441,15 @@ impl FileReader {
         while consumed < skip && records.skip_one().with_context(|| format!("cannot read {key}"))? {
             consumed += 1;
         }
+        if consumed < skip && matches!(records, Records::Parsed { partial: true, .. }) {
+            return Ok(None);
+        }
         if consumed < skip {
             return Err(anyhow!(
                 "{key} has {consumed} records but {skip} were already loaded from it; it was truncated or replaced"
             ));
         }
-        Ok(consumed)
+        Ok(Some(consumed))
     }
 
     /// The records of `path` as far as they are complete; `None` when nothing can be read
