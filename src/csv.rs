@@ -6,6 +6,18 @@ use std::io::BufRead;
 
 use anyhow::{Result, bail};
 
+/// The input ended inside a quoted field (a truncated file, or one still being written).
+#[derive(Debug)]
+pub struct UnclosedQuote;
+
+impl std::fmt::Display for UnclosedQuote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a quoted field is not closed before the end of the file")
+    }
+}
+
+impl std::error::Error for UnclosedQuote {}
+
 /// One parsed CSV record: its fields' text, concatenated, with their bounds.
 #[derive(Default)]
 pub struct CsvRecord {
@@ -40,7 +52,7 @@ impl CsvRecord {
                         // The quoted field goes on in the next line.
                         self.line.clear();
                         if reader.read_line(&mut self.line)? == 0 {
-                            bail!("a quoted field is not closed before the end of the file");
+                            return Err(UnclosedQuote.into());
                         }
                         *line_no += 1;
                         self.text.push('\n');

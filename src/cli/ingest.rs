@@ -126,6 +126,7 @@ fn chosen_sources(config: &ProjectConfig, args: &IngestArgs) -> anyhow::Result<V
                     from: from.clone(),
                     table: table.clone(),
                     format: args.format.clone(),
+                    settle_seconds: crate::ingest::config::default_settle_seconds(),
                     columns: Default::default(),
                     required: Vec::new(),
                     map: Default::default(),

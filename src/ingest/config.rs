@@ -6,6 +6,7 @@
 //! from = "file://landing/orders/*.ndjson"   # a path, a glob, "-" for stdin, or kafka://host:port/topic
 //! table = "raw.orders_feed"
 //! format = "ndjson"                         # ndjson (default), json (one array or object per file), csv
+//! settle_seconds = 2                        # a file unchanged this long is completely written
 //! columns = { id = "bigint", email = "varchar", total = "double", created_at = "timestamptz" }
 //! required = ["id"]
 //! map = { email = "customer.email" }        # column = dotted path in the payload
@@ -35,6 +36,11 @@ pub struct SourceConfig {
     pub table: String,
     #[serde(default)]
     pub format: Option<String>,
+    /// Files: a file whose size and modification time have not changed for this long is
+    /// completely written (its last line counts without a newline; JSON and Parquet files
+    /// are read only then).
+    #[serde(default = "default_settle_seconds")]
+    pub settle_seconds: f64,
     /// Declared columns: name → type (`bigint`, `int`, `double`, `boolean`, `varchar`,
     /// `timestamptz`, `date`). Empty: inferred from the first batch, then fixed.
     #[serde(default)]
@@ -79,6 +85,10 @@ pub struct SourceConfig {
     /// than this (hours); redeliveries are recognized while their log file is kept.
     #[serde(default = "default_wal_retention_hours")]
     pub wal_retention_hours: f64,
+}
+
+pub fn default_settle_seconds() -> f64 {
+    super::files::DEFAULT_SETTLE.as_secs_f64()
 }
 
 fn default_wal_retention_hours() -> f64 {

@@ -1,5 +1,8 @@
 //! The Kafka source: topics read with rdkafka (bundled librdkafka), partitions assigned by a
 //! consumer group (or listed in `partitions`), offsets kept in the raw table, not in Kafka.
+//! `--once` does not join the group: it assigns itself every partition of the topics (from
+//! the broker's metadata), so a member that died and still holds partitions in the group
+//! until its session times out cannot make it skip them.
 //!
 //! Each partition's next offset is a stream position (`topic/partition`), committed with the
 //! rows it covers. The first message of a partition after a start, a rebalance or a reset
@@ -66,6 +69,27 @@ fn cached_watermarks(consumer: &StreamConsumer, topic: &str, partition: i32) -> 
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low.max(0), high))
 }
 
+/// Every partition of `topics`, from the broker's metadata.
+fn all_partitions(consumer: &StreamConsumer, brokers: &str, topics: &[String]) -> Result<Vec<(String, i32)>> {
+    let mut out = Vec::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .with_context(|| format!("cannot read the partitions of topic `{topic}` from the Kafka brokers {brokers}"))?;
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            bail!("the Kafka brokers {brokers} did not describe topic `{topic}`");
+        };
+        if let Some(error) = found.error() {
+            bail!("topic `{topic}` on the Kafka brokers {brokers}: {}", rdkafka::error::RDKafkaErrorCode::from(error));
+        }
+        if found.partitions().is_empty() {
+            bail!("topic `{topic}` on the Kafka brokers {brokers} has no partitions");
+        }
+        out.extend(found.partitions().iter().map(|p| (topic.clone(), p.id())));
+    }
+    Ok(out)
+}
+
 /// Reads messages from Kafka.
 pub struct KafkaSource {
     consumer: StreamConsumer,
@@ -79,12 +103,14 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// Connects; with `partitions`, those partitions of every topic are assigned directly,
-    /// else the consumer joins `group` and gets partitions from it.
+    /// Connects; with `partitions`, those partitions of every topic are assigned directly;
+    /// with `all` (`--once`), every partition of every topic; else the consumer joins `group`
+    /// and gets partitions from it.
     pub fn connect(
         url: &str,
         group: &str,
         partitions: Option<&[i32]>,
+        all: bool,
         properties: &std::collections::BTreeMap<String, String>,
     ) -> Result<Self> {
         let (brokers, topics) = parse_url(url)?;
@@ -101,13 +127,16 @@ impl KafkaSource {
             config.set(k, v);
         }
         let consumer: StreamConsumer = config.create().context("cannot create the Kafka consumer")?;
-        match partitions {
+        let listed: Option<Vec<(String, i32)>> = match partitions {
+            Some(list) => Some(topics.iter().flat_map(|t| list.iter().map(move |p| (t.clone(), *p))).collect()),
+            None if all => Some(all_partitions(&consumer, &brokers, &topics)?),
+            None => None,
+        };
+        match listed {
             Some(list) => {
                 let mut tpl = TopicPartitionList::new();
-                for t in &topics {
-                    for p in list {
-                        tpl.add_partition_offset(t, *p, Offset::Beginning)?;
-                    }
+                for (t, p) in &list {
+                    tpl.add_partition_offset(t, *p, Offset::Beginning)?;
                 }
                 consumer.assign(&tpl).context("cannot assign the Kafka partitions")?;
             }

@@ -37,7 +37,7 @@ use iceberg::table::Table;
 
 use config::SourceConfig;
 use files::{FileFormat, FileReader, FileSpec};
-use records::{Coordinates, Layout, RawRecord, convert_records, dead_letter_batch};
+use records::{Coordinates, DeadLetter, Layout, RawRecord, convert_records, dead_letter_batch};
 use source::{Positions, Source};
 
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
@@ -143,12 +143,16 @@ pub async fn open_source(name: &str, config: &SourceConfig, root: &Path, options
     }
     if config.from.starts_with("kafka://") {
         let group = config.group.clone().unwrap_or_else(|| format!("lake-{name}"));
-        let source = kafka::KafkaSource::connect(&config.from, &group, config.partitions.as_deref(), &config.kafka)?;
+        // --once reads every partition, assigned directly: a group member that died may still
+        // hold some of them until its session times out.
+        let source = kafka::KafkaSource::connect(&config.from, &group, config.partitions.as_deref(), options.once, &config.kafka)?;
         return Ok(Box::new(source));
     }
     let spec = FileSpec::parse(&config.from, root)?;
     let format = FileFormat::parse(config.format.as_deref(), &config.from)?;
-    Ok(Box::new(FileReader::new(spec, format, Positions::new())))
+    let settle = Duration::try_from_secs_f64(config.settle_seconds)
+        .map_err(|_| anyhow!("settle_seconds = {} is not a duration in seconds", config.settle_seconds))?;
+    Ok(Box::new(FileReader::new(spec, format, Positions::new()).settle(settle)))
 }
 
 /// Runs one source until it is drained (`once`) or stopped.
@@ -190,10 +194,18 @@ pub async fn run_source(
             let started = Instant::now();
             let start_positions = source.positions().clone();
             let mut batch: Vec<RawRecord> = Vec::new();
+            // Records the source could not decode: dead letters of this batch.
+            let mut undecodable: Vec<DeadLetter> = Vec::new();
             let mut bytes = 0u64;
             let mut drained = false;
-            while batch.len() < max_rows && bytes < max_bytes {
-                match source.next_record().await.with_context(|| format!("ingest source `{name}`"))? {
+            while batch.len() + undecodable.len() < max_rows && bytes < max_bytes {
+                let next = source.next_record().await.with_context(|| format!("ingest source `{name}`"))?;
+                for dead in source.take_dead_letters() {
+                    counters.records.fetch_add(1, Ordering::Relaxed);
+                    bytes += dead.record.payload.len() as u64;
+                    undecodable.push(dead);
+                }
+                match next {
                     Some(record) => {
                         bytes += record.payload.len() as u64;
                         counters.records.fetch_add(1, Ordering::Relaxed);
@@ -202,7 +214,7 @@ pub async fn run_source(
                         counters.buffered.store(batch.len() as u64, Ordering::Relaxed);
                     }
                     None => {
-                        let stopping = options.stop.load(Ordering::Relaxed);
+                        let stopping = options.stop.load(Ordering::Relaxed) || source.finished();
                         if (options.once && source.caught_up().await?) || stopping {
                             drained = true;
                             break;
@@ -214,17 +226,17 @@ pub async fn run_source(
                         source.rescan();
                     }
                 }
-                if started.elapsed() >= max_wait && !batch.is_empty() {
+                if started.elapsed() >= max_wait && !(batch.is_empty() && undecodable.is_empty()) {
                     break;
                 }
             }
             *counters.lag.lock().expect("metrics lock") = source.lag();
-            if !batch.is_empty() {
-                report.records += batch.len() as u64;
+            if !batch.is_empty() || !undecodable.is_empty() {
+                report.records += (batch.len() + undecodable.len()) as u64;
                 let flush_started = Instant::now();
                 let flushed = flush(
                     lakehouse, name, config, source.kind(), &ident, &errors, &mut base, &mut errors_base, &mut layout,
-                    batch, &start_positions, source.positions(), &mut errors_stored, &partition_by, write,
+                    batch, undecodable, &start_positions, source.positions(), &mut errors_stored, &partition_by, write,
                     source.replayable(),
                 )
                 .await;
@@ -250,7 +262,7 @@ pub async fn run_source(
                     Err(e) => return Err(e.context(format!("ingest source `{name}`"))),
                 }
             }
-            // Drained under --once, or stopping: everything read is committed.
+            // Drained under --once, stopping, or the input ended: everything read is committed.
             if drained || options.stop.load(Ordering::Relaxed) {
                 return Ok(report);
             }
@@ -289,8 +301,9 @@ fn positions_rebase(name: &str, kind: records::SourceKind, seen: &Positions, don
     })
 }
 
-/// Converts and commits one batch: dead letters, then rows; returns (rows, dead letters).
-/// `start` and `end` are the source's positions before and after the batch.
+/// Converts and commits one batch: dead letters (`undecodable` ones and those of the
+/// conversion), then rows; returns (rows, dead letters). `start` and `end` are the source's
+/// positions before and after the batch.
 #[allow(clippy::too_many_arguments)]
 async fn flush(
     lakehouse: &Lakehouse,
@@ -303,6 +316,7 @@ async fn flush(
     errors_base: &mut Option<Table>,
     layout: &mut Option<Layout>,
     batch: Vec<RawRecord>,
+    undecodable: Vec<DeadLetter>,
     start: &Positions,
     end: &Positions,
     errors_stored: &mut Positions,
@@ -330,7 +344,8 @@ async fn flush(
         )?);
     }
     let layout = layout.as_mut().expect("set above");
-    let converted = convert_records(layout, name, batch, loaded_at)?;
+    let mut converted = convert_records(layout, name, batch, loaded_at)?;
+    converted.dead.extend(undecodable);
     // The streams this flush read, where they were, and where they are now.
     let (seen, done): (Positions, Positions) = if replayable {
         let done: Positions = end.iter().filter(|(k, v)| start.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();

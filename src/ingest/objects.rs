@@ -2,7 +2,8 @@
 //! OpenDAL. Objects under the prefix are listed in key order and read whole, in the format
 //! the source names (NDJSON, JSON, CSV, Parquet); positions work as for local files (records
 //! consumed per object key, with a fingerprint of the object's first KiB), so a rerun reads
-//! only new objects.
+//! only new objects. An object is written whole (a PUT is atomic), so there is no settle
+//! time; an NDJSON line that is not UTF-8 is a dead letter.
 //!
 //! The endpoint, region and credentials come from `lake.toml`'s `[storage]` (`s3.endpoint`,
 //! `s3.region`, `s3.access-key-id`, `s3.secret-access-key`) or the environment
@@ -13,8 +14,8 @@ use std::collections::{HashMap, VecDeque};
 use anyhow::{Context, Result, anyhow, bail};
 use opendal::Operator;
 
-use super::files::{FileFormat, HEAD_BYTES, csv_objects_of, fingerprint, json_elements_of, parquet_objects_of};
-use super::records::{Coordinates, RawRecord, SourceKind};
+use super::files::{FileFormat, HEAD_BYTES, Line, csv_objects_of, fingerprint, json_elements_of, ndjson_lines_of, parquet_objects_of};
+use super::records::{Coordinates, DeadLetter, RawRecord, SourceKind};
 use super::source::{Position, Positions, Source};
 
 /// Reads objects under a prefix.
@@ -26,7 +27,10 @@ pub struct ObjectSource {
     positions: Positions,
     /// Keys still to look at in this pass.
     pending: Option<VecDeque<String>>,
-    queue: VecDeque<RawRecord>,
+    /// Records of the object being read, each with why it cannot be decoded, if so.
+    queue: VecDeque<(RawRecord, Option<String>)>,
+    /// Undecodable records handed out, for [`Source::take_dead_letters`].
+    dead: Vec<DeadLetter>,
 }
 
 impl ObjectSource {
@@ -57,6 +61,7 @@ impl ObjectSource {
             positions: Positions::new(),
             pending: None,
             queue: VecDeque::new(),
+            dead: Vec::new(),
         })
     }
 
@@ -74,24 +79,27 @@ impl ObjectSource {
             Some(p) => p.consumed,
             None => 0,
         };
-        let records: Vec<String> = match self.format {
-            FileFormat::Ndjson => std::str::from_utf8(&bytes)
-                .with_context(|| format!("{stream} is not UTF-8"))?
-                .lines()
-                .map(str::to_string)
-                .collect(),
-            FileFormat::Json => json_elements_of(std::str::from_utf8(&bytes).with_context(|| format!("{stream} is not UTF-8"))?, &stream)?,
-            FileFormat::Csv => csv_objects_of(&bytes[..], &stream)?,
-            FileFormat::Parquet => parquet_objects_of(bytes.clone(), &stream)?,
+        let text = |records: Vec<String>| records.into_iter().map(Line::Text).collect::<Vec<_>>();
+        let records: Vec<Line> = match self.format {
+            FileFormat::Ndjson => ndjson_lines_of(&bytes),
+            FileFormat::Json => {
+                text(json_elements_of(std::str::from_utf8(&bytes).with_context(|| format!("{stream} is not UTF-8"))?, &stream)?)
+            }
+            FileFormat::Csv => text(csv_objects_of(&bytes[..], &stream)?),
+            FileFormat::Parquet => text(parquet_objects_of(bytes.clone(), &stream)?),
         };
         if (records.len() as u64) < skip {
             bail!("{stream} has {} records but {skip} were already loaded from it; it was truncated or replaced", records.len());
         }
         self.positions.entry(stream.clone()).or_insert(Position { consumed: skip, head, head_len });
         let now = chrono::Utc::now().timestamp_micros();
-        for (i, payload) in records.into_iter().enumerate().skip(skip as usize) {
+        for (i, line) in records.into_iter().enumerate().skip(skip as usize) {
             let at = Coordinates::File { path: stream.clone(), line: i as u64 + 1 };
-            self.queue.push_back(RawRecord { payload, at, received_at: now, event_type: None });
+            let (payload, error) = match line {
+                Line::Text(text) => (text, None),
+                Line::Undecodable { text, error } => (text, Some(error)),
+            };
+            self.queue.push_back((RawRecord { payload, at, received_at: now, event_type: None }, error));
         }
         Ok(())
     }
@@ -105,10 +113,14 @@ impl Source for ObjectSource {
 
     async fn next_record(&mut self) -> Result<Option<RawRecord>> {
         loop {
-            while let Some(record) = self.queue.pop_front() {
+            while let Some((record, error)) = self.queue.pop_front() {
                 let stream = record.at.stream();
                 if let Some(p) = self.positions.get_mut(&stream) {
                     p.consumed = record.at.consumed();
+                }
+                if let Some(message) = error {
+                    self.dead.push(DeadLetter { error_type: "parse", message, record });
+                    continue;
                 }
                 if record.payload.trim().is_empty() {
                     continue;
@@ -150,6 +162,11 @@ impl Source for ObjectSource {
         self.positions = positions;
         self.pending = None;
         self.queue.clear();
+        self.dead.clear();
         Ok(())
+    }
+
+    fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.dead)
     }
 }

@@ -22,8 +22,14 @@ pub const METADATA_COLUMNS: [&str; 12] = [
     "_source", "_path", "_line", "_topic", "_kafka_partition", "_offset", "_key", "_webhook_id", "_provider", "_event_type",
     "_received_at", "_loaded_at",
 ];
-/// Where payload fields without a column go when the schema does not evolve.
+/// Where payload fields without a column go: every one when the schema does not evolve, and
+/// those named like a metadata column (which cannot become columns) when it does.
 pub const EXTRA_COLUMN: &str = "_extra";
+
+/// Whether a payload field's name is taken by a column `lake` fills itself.
+fn reserved(key: &str) -> bool {
+    METADATA_COLUMNS.contains(&key) || key == EXTRA_COLUMN
+}
 
 /// Where a record came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -385,9 +391,11 @@ impl Layout {
         sample: &[Value],
     ) -> Result<Self> {
         let mut columns: Vec<(String, ColumnType)> = Vec::new();
+        // Without evolve, fields without a column are kept in `_extra` (added to a table
+        // that lacks it); with evolve, a table that has it goes on filling it.
         let mut extra = !evolve;
         if let Some(schema) = table {
-            extra = schema.field_with_name(EXTRA_COLUMN).is_ok();
+            extra |= schema.field_with_name(EXTRA_COLUMN).is_ok();
             for f in schema.fields() {
                 let name = f.name();
                 if METADATA_COLUMNS.contains(&name.as_str()) || name == EXTRA_COLUMN {
@@ -406,7 +414,7 @@ impl Layout {
             for value in sample {
                 let Value::Object(map) = value else { continue };
                 for (key, v) in map {
-                    if key.starts_with('_') && (METADATA_COLUMNS.contains(&key.as_str()) || key == EXTRA_COLUMN) {
+                    if reserved(key) {
                         continue;
                     }
                     let inferred = ColumnType::infer(v);
@@ -422,7 +430,6 @@ impl Layout {
                 }
             }
             columns = types.into_iter().map(|(k, t)| (k, t.unwrap_or(ColumnType::Varchar))).collect();
-            extra = false;
         }
         for column in map.keys().chain(required) {
             if !columns.iter().any(|(c, _)| c == column) {
@@ -487,8 +494,13 @@ pub fn convert_records(layout: &mut Layout, source: &str, records: Vec<RawRecord
         if layout.evolve {
             let Value::Object(map) = &value else { unreachable!() };
             for (key, v) in map {
-                if !layout.columns.iter().any(|(c, _, p)| c == key || p[0] == *key)
-                    && !METADATA_COLUMNS.contains(&key.as_str())
+                if reserved(key) {
+                    if !layout.extra {
+                        // Kept in `_extra`, which this flush adds.
+                        layout.extra = true;
+                        extra = vec![None; kept.len()];
+                    }
+                } else if !layout.columns.iter().any(|(c, _, p)| c == key || p[0] == *key)
                     && let Some(ty) = ColumnType::infer(v)
                 {
                     layout.columns.push((key.clone(), ty, vec![key.clone()]));
@@ -518,8 +530,12 @@ pub fn convert_records(layout: &mut Layout, source: &str, records: Vec<RawRecord
         if layout.extra {
             let Value::Object(map) = &value else { unreachable!() };
             let used: HashSet<&str> = layout.columns.iter().map(|(_, _, p)| p[0].as_str()).collect();
-            let rest: serde_json::Map<String, Value> =
-                map.iter().filter(|(k, _)| !used.contains(k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+            // With evolve, every other field has a column (or is null so far).
+            let rest: serde_json::Map<String, Value> = map
+                .iter()
+                .filter(|(k, _)| !used.contains(k.as_str()) && (!layout.evolve || reserved(k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             extra.push((!rest.is_empty()).then(|| Value::Object(rest).to_string()));
         }
         event_types.push(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::records::{RawRecord, SourceKind};
+use super::records::{DeadLetter, RawRecord, SourceKind};
 
 /// How far one stream (a file, a topic partition) has been consumed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,9 +62,19 @@ pub trait Source: Send {
         BTreeMap::new()
     }
     /// Whether everything available now has been handed out (checked when `next_record`
-    /// returned `None`; files are then read to their end). Kafka: every assigned partition
-    /// is read up to its high watermark.
+    /// returned `None`). Files: none is left waiting to settle; stdin: its input ended. Kafka:
+    /// every assigned partition is read up to its high watermark.
     async fn caught_up(&mut self) -> Result<bool> {
         Ok(true)
+    }
+    /// Records read but not decodable (a line that is not UTF-8), handed out as dead letters
+    /// since the last call; `positions` already cover them. Called after every `next_record`.
+    fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
+        Vec::new()
+    }
+    /// Whether the input ended for good (stdin closed): the run flushes, commits and returns,
+    /// with or without `--once`.
+    fn finished(&self) -> bool {
+        false
     }
 }

@@ -361,3 +361,216 @@ fn objects_under_an_s3_prefix_land_once() {
     assert_eq!(p.sql_count("select count(*) from raw.landing"), 5);
     assert_eq!(p.sql_count("select count(distinct id) from raw.landing"), 5);
 }
+
+/// Runs `lake ingest <args>` in the background until it is sent SIGTERM.
+struct Running(std::process::Child);
+
+impl Running {
+    fn start(p: &TestProject, args: &[&str]) -> Running {
+        let child = Command::new(lake_bin())
+            .args(args)
+            .current_dir(p.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Running(child)
+    }
+
+    /// Waits until `query` (a count) returns `n`.
+    fn wait_for(&mut self, p: &TestProject, query: &str, n: i64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = p.lake(&["sql", query, "--format", "csv"]);
+            if out.stdout.lines().nth(1) == Some(n.to_string().as_str()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "`{query}` did not reach {n}: {}", out.all());
+            assert!(self.0.try_wait().unwrap().is_none(), "lake ingest exited early");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM, then the exit code and stderr.
+    fn stop(self) -> (Option<i32>, String) {
+        assert!(Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().unwrap().success());
+        let out = self.0.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn append(p: &TestProject, relative: &str, text: &str) {
+    let mut file = std::fs::OpenOptions::new().append(true).open(p.path().join(relative)).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file.flush().unwrap();
+}
+
+#[test]
+fn a_line_still_being_written_lands_once_when_complete() {
+    let p = project("[ingest.events.batch]\nseconds = 0.2\n");
+    p.write("landing/a.ndjson", &format!("{}\n", line(1)));
+    let mut running = Running::start(&p, &["ingest", "events"]);
+    running.wait_for(&p, "select count(*) from raw.events", 1);
+    // A writer appends half a line, pauses (the ingest polls meanwhile), then completes it.
+    let second = line(2);
+    let (head, tail) = second.split_at(second.len() / 2);
+    append(&p, "landing/a.ndjson", head);
+    std::thread::sleep(Duration::from_millis(1000));
+    append(&p, "landing/a.ndjson", &format!("{tail}\n{}\n", line(3)));
+    running.wait_for(&p, "select count(*) from raw.events", 3);
+    let (code, stderr) = running.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(p.sql_rows("select id, _line from raw.events order by id"), vec![
+        vec!["1".to_string(), "1".into()],
+        vec!["2".into(), "2".into()],
+        vec!["3".into(), "3".into()],
+    ]);
+    let status = p.lake(&["ingest", "--status"]);
+    assert!(status.stdout.contains("3 rows, 0 dead letters"), "{}", status.all());
+
+    // A file that ends without a newline: once it is stable, its last line is read (once).
+    p.write("landing/b.ndjson", &line(4));
+    p.lake(&["ingest", "events", "--once"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.events where id = 4"), 1);
+    append(&p, "landing/b.ndjson", &format!("\n{}\n", line(5)));
+    p.lake(&["ingest", "events", "--once"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.events"), 5);
+    assert_eq!(p.sql_count("select count(distinct id) from raw.events"), 5);
+}
+
+#[test]
+fn a_csv_row_still_being_written_is_not_stored_truncated() {
+    let p = TestProject::new();
+    p.write(
+        "lake.toml",
+        "name = \"t\"\n[ingest.prices]\nfrom = \"in/*.csv\"\ntable = \"raw.prices\"\n\
+         columns = { id = \"bigint\", amount = \"double\" }\n[ingest.prices.batch]\nseconds = 0.2\n",
+    );
+    p.write("in/p.csv", "id,amount\n1,10.5\n");
+    let mut running = Running::start(&p, &["ingest", "prices"]);
+    running.wait_for(&p, "select count(*) from raw.prices", 1);
+    append(&p, "in/p.csv", "2,25");
+    std::thread::sleep(Duration::from_millis(1000));
+    append(&p, "in/p.csv", ".75\n3,1\n");
+    running.wait_for(&p, "select count(*) from raw.prices", 3);
+    let (code, stderr) = running.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(p.sql_rows("select id, amount from raw.prices order by id"), vec![
+        vec!["1".to_string(), "10.5".into()],
+        vec!["2".into(), "25.75".into()],
+        vec!["3".into(), "1.0".into()],
+    ]);
+    let status = p.lake(&["ingest", "--status"]);
+    assert!(status.stdout.contains("3 rows, 0 dead letters"), "{}", status.all());
+}
+
+#[test]
+fn new_fields_of_an_inferred_schema_go_to_extra_or_new_columns() {
+    let p = TestProject::new();
+    p.write(
+        "lake.toml",
+        "name = \"t\"\n[ingest.kept]\nfrom = \"kept/*.ndjson\"\ntable = \"raw.kept\"\n\n\
+         [ingest.grown]\nfrom = \"grown/*.ndjson\"\ntable = \"raw.grown\"\nevolve = true\n",
+    );
+    let first = "{\"id\": 1, \"name\": \"x\"}\n{\"id\": 2, \"name\": \"y\", \"color\": \"red\"}\n";
+    p.write("kept/a.ndjson", first);
+    p.write("grown/a.ndjson", first);
+    // One record per flush: the new field arrives in the second flush of the run.
+    p.lake(&["ingest", "kept", "grown", "--once", "--batch-rows", "1"]).assert_ok();
+    // After a restart: another new field, and one named like a metadata column.
+    let later = "{\"id\": 3, \"size\": 4, \"_offset\": 7}\n";
+    p.write("kept/b.ndjson", later);
+    p.write("grown/b.ndjson", later);
+    p.lake(&["ingest", "kept", "grown", "--once"]).assert_ok();
+
+    // `_extra` without quotes and commas, for the CSV output.
+    let extra = "replace(replace(_extra, '\"', ''), ',', ';')";
+    assert_eq!(p.sql_rows(&format!("select id, name, {extra} from raw.kept order by id")), vec![
+        vec!["1".to_string(), "x".into(), String::new()],
+        vec!["2".into(), "y".into(), "{color:red}".into()],
+        vec!["3".into(), String::new(), "{size:4;_offset:7}".into()],
+    ]);
+    assert_eq!(p.sql_rows(&format!("select id, name, color, size, {extra} from raw.grown order by id")), vec![
+        vec!["1".to_string(), "x".into(), String::new(), String::new(), String::new()],
+        vec!["2".into(), "y".into(), "red".into(), String::new(), String::new()],
+        vec!["3".into(), String::new(), String::new(), "4".into(), "{_offset:7}".into()],
+    ]);
+}
+
+#[test]
+fn a_line_of_invalid_utf8_is_a_dead_letter_and_the_rest_lands() {
+    let p = project("");
+    let mut bytes = format!("{}\n", line(1)).into_bytes();
+    bytes.extend_from_slice(b"{\"id\": 2, \"kind\": \"caf\xe9\"}\n");
+    bytes.extend_from_slice(format!("{}\n", line(3)).as_bytes());
+    std::fs::create_dir_all(p.path().join("landing")).unwrap();
+    std::fs::write(p.path().join("landing/a.ndjson"), &bytes).unwrap();
+    let out = p.lake(&["ingest", "events", "--once"]);
+    out.assert_ok();
+    assert_eq!(p.sql_rows("select id from raw.events order by id"), vec![vec!["1".to_string()], vec!["3".into()]]);
+    let errors = p.sql_rows("select error_type, _path like '%landing/a.ndjson', _line, error_message from raw.events__errors");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0][..3], ["parse", "true", "2"]);
+    assert!(errors[0][3].contains("UTF-8"), "{errors:?}");
+    // A rerun stores nothing twice; a later line lands.
+    p.lake(&["ingest", "events", "--once"]).assert_ok();
+    append(&p, "landing/a.ndjson", &format!("{}\n", line(4)));
+    p.lake(&["ingest", "events", "--once"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.events"), 3);
+    assert_eq!(p.sql_count("select count(*) from raw.events__errors"), 1);
+}
+
+#[test]
+fn stdin_without_once_ends_with_its_input() {
+    let p = TestProject::new();
+    let mut child = Command::new(lake_bin())
+        .args(["ingest", "--from", "-", "--table", "raw.piped"])
+        .current_dir(p.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..50 {
+        writeln!(stdin, "{{\"n\": {i}}}").unwrap();
+    }
+    // The last line has no newline: the end of the input completes it.
+    write!(stdin, "{{\"n\": 50}}").unwrap();
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("lake ingest --from - did not exit when its input ended");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(p.sql_count("select count(*) from raw.piped"), 51);
+    assert_eq!(p.sql_count("select sum(n) from raw.piped"), 1275);
+}
+
+#[test]
+fn a_json_file_is_read_once_it_is_completely_written() {
+    let p = TestProject::new();
+    p.write(
+        "lake.toml",
+        "name = \"t\"\n[ingest.docs]\nfrom = \"in/*.json\"\ntable = \"raw.docs\"\ncolumns = { id = \"bigint\" }\n\
+         settle_seconds = 1\n[ingest.docs.batch]\nseconds = 0.2\n",
+    );
+    p.write("in/a.json", "[{\"id\": 1}]");
+    let mut running = Running::start(&p, &["ingest", "docs"]);
+    running.wait_for(&p, "select count(*) from raw.docs", 1);
+    // Half an array: not an error, not read until the file has settled.
+    p.write("in/b.json", "[{\"id\": 2}, {\"i");
+    std::thread::sleep(Duration::from_millis(500));
+    append(&p, "in/b.json", "d\": 3}]");
+    running.wait_for(&p, "select count(*) from raw.docs", 3);
+    let (code, stderr) = running.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(p.sql_count("select sum(id) from raw.docs"), 6);
+}

@@ -260,3 +260,50 @@ fn kafka_sigkill_and_two_processes_keep_exactly_once() {
     p2.lake(&["ingest", "orders", "--once", "--partitions", "0,1,2"]).assert_ok();
     assert_exactly_once(&p2, &per_partition);
 }
+
+#[test]
+fn once_after_a_killed_group_member_drains_every_partition() {
+    let broker = Broker::start();
+    broker.create_topic("orders", 3);
+    let mut per_partition = HashMap::new();
+    let mut produce = |range: std::ops::Range<u64>| {
+        let messages: Vec<(i32, String)> = range.map(|n| ((n % 3) as i32, event(n))).collect();
+        for (partition, _) in &messages {
+            *per_partition.entry(*partition).or_insert(0u64) += 1;
+        }
+        broker.produce("orders", messages);
+    };
+    produce(0..3000);
+    let p = kafka_project(&broker.url("orders"));
+    let toml = std::fs::read_to_string(p.path().join("lake.toml")).unwrap();
+    p.write("lake.toml", &format!("{toml}[ingest.orders.kafka]\n\"session.timeout.ms\" = \"45000\"\n"));
+    // A consumer-group member (no --once, no --partitions) that is SIGKILLed once it stored rows:
+    // the group still counts it as holding its partitions until its session times out.
+    let mut member = Command::new(lake_bin())
+        .args(["ingest", "orders", "--batch-rows", "500"])
+        .current_dir(p.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = p.lake(&["sql", "select count(*) from raw.orders", "--format", "csv"]);
+        if out.code == 0 && out.stdout.lines().nth(1).is_some_and(|n| n != "0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group member stored nothing: {}", out.all());
+        assert!(member.try_wait().unwrap().is_none(), "the group member exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    member.kill().unwrap(); // SIGKILL
+    let _ = member.wait();
+    produce(3000..6000);
+    // At once: --once reads every partition whatever the group thinks.
+    let started = Instant::now();
+    let out = p.lake(&["ingest", "orders", "--once"]);
+    out.assert_ok();
+    assert_exactly_once(&p, &per_partition);
+    // Not held up by the dead member either (a group join waits out its 45 s session).
+    assert!(started.elapsed() < Duration::from_secs(30), "--once took {:?}", started.elapsed());
+}
