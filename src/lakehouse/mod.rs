@@ -3,6 +3,8 @@
 
 pub mod catalog;
 pub mod commit;
+pub mod manifests;
+pub mod pointer;
 pub mod maintenance;
 pub mod reader;
 pub mod schema;

@@ -572,10 +572,7 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
         };
     result.input_snapshots = reads.clone();
 
-    let mut properties = HashMap::new();
-    properties.insert(summary::RUN_ID.to_string(), ctx.run_id.clone());
-    properties.insert(summary::MODEL.to_string(), model.name.clone());
-    properties.insert(summary::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
+    let mut properties = summary::stamp(Some(&ctx.run_id), Some(&model.name));
     properties.insert(summary::INPUT_SNAPSHOTS.to_string(), serde_json::to_string(&reads)?);
     let request = materialize::Request {
         ident: ident.clone(),
@@ -630,10 +627,7 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
         let side_name = format!("{}.{}", model.layer, side.table);
         let side_ident = table_ident(&side_name)?;
         let base = ctx.lakehouse.load_table(&side_ident).await?;
-        let mut properties = HashMap::new();
-        properties.insert(summary::RUN_ID.to_string(), ctx.run_id.clone());
-        properties.insert(summary::MODEL.to_string(), model.name.clone());
-        properties.insert(summary::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
+        let properties = summary::stamp(Some(&ctx.run_id), Some(&model.name));
         let request = materialize::Request {
             ident: side_ident.clone(),
             base,
