@@ -4,6 +4,7 @@
 //! [`PointerStore`](crate::lakehouse::pointer::PointerStore), retrying lost races under
 //! [`RETRY`] and removing the commit's files on a certain failure.
 
+use std::collections::btree_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -365,12 +366,13 @@ impl Attempt<'_> {
             let manifest = manifests::load(self.base, &manifest_file).await?;
             let spec_id = manifest_file.partition_spec_id;
             for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
-                if !open.contains_key(&spec_id) {
-                    let writer = self.manifest_writer(&format!("c{count}"), spec_id, ManifestContentType::Data)?;
-                    count += 1;
-                    open.insert(spec_id, (writer, 0));
-                }
-                let (writer, entries) = open.get_mut(&spec_id).expect("writer just opened");
+                let (writer, entries) = match open.entry(spec_id) {
+                    Entry::Occupied(o) => o.into_mut(),
+                    Entry::Vacant(v) => {
+                        count += 1;
+                        v.insert((self.manifest_writer(&format!("c{count}"), spec_id, ManifestContentType::Data)?, 0))
+                    }
+                };
                 out.carry(writer, &manifest_file, entry, targets)?;
                 *entries += 1;
                 if *entries >= MERGED_MANIFEST_ENTRIES {
@@ -381,11 +383,12 @@ impl Attempt<'_> {
         }
         if !added.is_empty() {
             let default_spec = self.base.metadata().default_partition_spec_id();
-            if !open.contains_key(&default_spec) {
-                let writer = self.manifest_writer(&format!("c{count}"), default_spec, ManifestContentType::Data)?;
-                open.insert(default_spec, (writer, 0));
-            }
-            let (writer, _) = open.get_mut(&default_spec).expect("writer just opened");
+            let (writer, _) = match open.entry(default_spec) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => {
+                    v.insert((self.manifest_writer(&format!("c{}", count + 1), default_spec, ManifestContentType::Data)?, 0))
+                }
+            };
             for file in added {
                 writer.add_file(file.clone(), -1)?;
             }
