@@ -47,7 +47,7 @@ fn customer_rfm(ctx: RustModelContext) -> Result<LazyFrame> {
 
 /// The built-in functions plus this team's.
 pub fn registry() -> Registry {
-    let mut registry = Registry::with_builtins();
+    let mut registry = lake::builtins::registry();
     registry.register("customer_rfm", customer_rfm);
     registry
 }

@@ -1,15 +1,23 @@
 //! `lake`: keep an Apache Iceberg lakehouse fresh with templated SQL and Rust models.
 //!
-//! Data flows one way through these modules:
-//! command line ([`cli`]) → project ([`project`]: config, models, templates) → graph ([`graph`]:
-//! DAG, selection) → engine ([`engine`]: DataFusion over pinned snapshots, Rust models) →
-//! materialize ([`materialize`]: model output to one commit) → lakehouse ([`lakehouse`]:
-//! catalogs, writers, commits, watermarks). [`run`] schedules the work and writes artifacts.
-//! [`ingest`] (the streaming raw layer: sources to raw tables, exactly once) writes through
-//! materialize and lakehouse like models do.
-//! [`resolve`] (entity resolution: normalize, block, compare, cluster, stable ids) stands on
-//! its own; the engine exposes it as the built-in Rust model `resolve_entities`.
+//! Data flows one way, and no module uses one above it (`tests/it/layering.rs` checks this):
+//!
+//! ```text
+//! cli                         the command line: one module per command group, exit codes
+//!  └─ run                     scheduling, data tests, seeds, artifacts, progress
+//!      ├─ graph ── project    the DAG and selection │ lake.toml, models, templates
+//!      ├─ engine              DataFusion over pinned snapshots (read-only), Rust models
+//!      └─ materialize         model output → one commit; watermarks
+//!          └─ lakehouse       catalogs, storage, writers, snapshot commits, maintenance, faults
+//! ingest   beside run: sources → raw tables through materialize and lakehouse
+//! resolve  beside run: entity resolution; its model adapter uses engine's Rust-model context
+//! builtins the Rust models shipped in the binary (engine's registry + resolve)
+//! csv      the tolerant CSV reader ingest and resolve share
+//! ```
+//!
+//! [`lakehouse`] knows nothing of models; [`graph`] knows nothing of Iceberg.
 
+pub mod builtins;
 pub mod cli;
 pub mod csv;
 pub mod engine;

@@ -1,6 +1,6 @@
 //! The `lake` binary: the library's command line with the built-in Rust models.
 
 fn main() {
-    let registry = lake::engine::rust_model::Registry::with_builtins();
+    let registry = lake::builtins::registry();
     std::process::exit(lake::cli::main_with_registry(registry));
 }

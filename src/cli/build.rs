@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::project_cmds::{connect, load, selection};
-use super::{CliResult, EXIT_FAILED, EXIT_OK, ExecArgs, ExitCodeExt, GlobalArgs, SelectArgs};
+use super::{CliResult, ExecArgs, ExitCodeExt, GlobalArgs, SelectArgs};
 use crate::engine::rust_model::Registry;
 use crate::run::report::Reporter;
 use crate::run::results::{NodeResult, write_manifest, write_run_results};
@@ -74,6 +74,12 @@ pub(super) async fn run(
     let run_id = uuid::Uuid::now_v7().to_string();
     if build {
         results.extend(load_seeds(&project, &lakehouse, &mut reporter, &[], &run_id, exec.full_refresh).await?);
+        // The catalog or storage failed: every model would fail the same way.
+        if crate::run::results::exit_code(&results) == super::EXIT_ENVIRONMENT {
+            let elapsed = clock.elapsed().as_secs_f64();
+            reporter.summary(&results, elapsed);
+            return finish(&project, &graph, &run_id, "build", started, elapsed, &results, &Default::default());
+        }
     }
     let options = RunOptions {
         full_refresh: exec.full_refresh,
@@ -88,12 +94,7 @@ pub(super) async fn run(
         .count();
     let mut ctx = RunContext::new(project.clone(), graph.clone(), lakehouse, registry, Reporter::new(g.log_format), options);
     let all = select.select.is_empty() && select.exclude.is_empty();
-    let tests = if build {
-        let model_tests: usize = selected.iter().map(|&i| graph.model(i).tests.len()).sum();
-        model_tests + run::singular_tests_for(&ctx, &selected, all).len()
-    } else {
-        0
-    };
+    let tests = if build { run::build_test_count(&ctx, &selected, all) } else { 0 };
     reporter.begin(if build { "build" } else { "run" }, runnable + tests);
     ctx.reporter = reporter;
     ctx.run_id = run_id.clone();
@@ -102,25 +103,8 @@ pub(super) async fn run(
     results.extend(run::run_models(ctx.clone(), &selected).await);
     if build {
         // Singular tests run once the models they read are built.
-        let failed_models: Vec<String> = results
-            .iter()
-            .filter(|r| r.kind == "model" && r.status != crate::run::results::Status::Success)
-            .map(|r| r.name.clone())
-            .collect();
-        for t in run::singular_tests_for(&ctx, &selected, all) {
-            let blocked = t.depends_on.iter().any(|d| {
-                matches!(d, crate::project::model::Dependency::Model { name, .. } if failed_models.contains(name))
-            });
-            let r = if blocked {
-                NodeResult::new("test", &t.name, None, crate::run::results::Status::Skipped)
-                    .with_message("a model it reads failed")
-            } else {
-                ctx.reporter.started("test", &t.name);
-                run::run_singular_test(&ctx, t).await
-            };
-            ctx.reporter.finished(&r);
-            results.push(r);
-        }
+        let singular = run::run_singular_tests_after(&ctx, &selected, all, &results).await;
+        results.extend(singular);
     }
     let elapsed = clock.elapsed().as_secs_f64();
     let read = ctx.pins.snapshot_ids();
@@ -163,9 +147,5 @@ fn finish(
     let dir = project.config.artifact_dir();
     write_manifest(&dir, project, graph).environment()?;
     write_run_results(&dir, run_id, command, started, elapsed, results, read).environment()?;
-    Ok(if results.iter().any(|r| r.status.is_failure()) {
-        EXIT_FAILED
-    } else {
-        EXIT_OK
-    })
+    Ok(crate::run::results::exit_code(results))
 }

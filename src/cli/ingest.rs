@@ -36,6 +36,7 @@ pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
     let overrides = ConfigOverrides { target: g.target.clone(), vars: g.vars.clone() };
     let config = ProjectConfig::load(&g.project_dir, &overrides).usage()?;
     let sources = chosen_sources(&config, &args).usage()?;
+    super::remember_catalog(&config.catalog);
     let lakehouse = Lakehouse::connect(&config.catalog).await.environment()?;
     if args.status {
         return status(g, &lakehouse, &sources).await;

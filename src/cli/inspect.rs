@@ -1,6 +1,6 @@
 //! `lake show <table>` and `lake watermarks`: what the catalog holds, read-only.
 
-use super::project_cmds::{connect, load, selection};
+use super::project_cmds::{connect, existing_table, load, selection};
 use super::{CliResult, ExitCodeExt, GlobalArgs, LogFormat, SelectArgs};
 use crate::lakehouse::catalog::table_ident;
 use crate::lakehouse::summary;
@@ -8,9 +8,8 @@ use crate::project::model::Materialized;
 
 pub(super) async fn show(g: &GlobalArgs, name: &str) -> CliResult {
     let (project, _) = load(g)?;
-    let ident = table_ident(name).usage()?;
     let lakehouse = connect(&project).await?;
-    let table = lakehouse.table(&ident).await.usage()?;
+    let table = existing_table(&lakehouse, name).await?;
     let m = table.metadata();
     let schema = m.current_schema();
     let snapshots: Vec<serde_json::Value> = {

@@ -1,16 +1,15 @@
 //! `lake maintain`, `lake snapshots <table>` and `lake rollback <table> --to <id>`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
-use super::project_cmds::{connect, load, selection};
+use super::project_cmds::{connect, existing_table, load, selection};
 use super::{CliResult, EXIT_FAILED, EXIT_OK, ExitCodeExt, GlobalArgs, LogFormat, SelectArgs};
-use crate::graph::Graph;
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
 use crate::lakehouse::maintenance::{
     self, MaintainOptions, MaintainOutcome, MaintenancePolicy, format_duration,
 };
 use crate::lakehouse::summary;
-use crate::project::model::{Materialized, WatermarkSpec};
+use crate::project::model::Materialized;
 
 /// `lake maintain [--select ..] [--dry-run]`: compact, expire snapshots and remove orphan files
 /// of each selected model's table.
@@ -18,122 +17,138 @@ pub(super) async fn maintain(g: &GlobalArgs, args: &SelectArgs, dry_run: bool) -
     let (project, graph) = load(g)?;
     let selected = selection(&graph, args)?;
     let lakehouse = connect(&project).await?;
-    let protected = protected_snapshots(&lakehouse, &graph).await?;
-    let now = chrono::Utc::now();
-    let json = g.log_format == LogFormat::Json;
-    let mut failed = 0usize;
-    let mut done = 0usize;
+    let protected = crate::run::maintain::protected_snapshots(&lakehouse, &graph).await.environment()?;
+    let job = Job {
+        lakehouse: &lakehouse,
+        project: &project,
+        protected,
+        now: chrono::Utc::now(),
+        dry_run,
+        json: g.log_format == LogFormat::Json,
+    };
+    let (mut failed, mut done) = (0usize, 0usize);
+    let mut environment_failed = false;
     for i in selected {
         let m = graph.model(i);
         if m.config.materialized == Materialized::Ephemeral {
             continue;
         }
+        match job.maintain(m).await? {
+            Outcome::Done => done += 1,
+            Outcome::Skipped => {}
+            Outcome::Failed { environment } => {
+                failed += 1;
+                if environment {
+                    // The catalog or storage failed: the other tables would fail alike.
+                    environment_failed = true;
+                    break;
+                }
+            }
+        }
+    }
+    if job.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "maintain_summary", "tables": done, "failed": failed, "dry_run": dry_run})
+        );
+    } else {
+        let verb = if dry_run { "Planned maintenance of" } else { "Maintained" };
+        let failures = if failed > 0 { format!(", {failed} failed") } else { String::new() };
+        println!("\n{verb} {done} table(s){failures}");
+    }
+    Ok(if environment_failed {
+        super::EXIT_ENVIRONMENT
+    } else if failed > 0 {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    })
+}
+
+/// One `lake maintain` invocation's settings.
+struct Job<'a> {
+    lakehouse: &'a Lakehouse,
+    project: &'a crate::project::Project,
+    protected: HashMap<String, HashSet<i64>>,
+    now: chrono::DateTime<chrono::Utc>,
+    dry_run: bool,
+    json: bool,
+}
+
+enum Outcome {
+    Done,
+    Skipped,
+    Failed { environment: bool },
+}
+
+impl Job<'_> {
+    /// Maintain one model's table and report it (a line, or a JSON event).
+    async fn maintain(&self, m: &crate::project::model::Model) -> CliResult<Outcome> {
         let relation = m.table_name();
         let ident = table_ident(&relation).usage()?;
         let mut event = serde_json::json!({
             "event": "maintain",
             "model": m.name,
             "relation": relation,
-            "dry_run": dry_run,
+            "dry_run": self.dry_run,
         });
-        let table = match lakehouse.load_table(&ident).await {
-            Ok(Some(t)) => t,
-            Ok(None) => {
-                event["status"] = "skipped".into();
-                event["message"] = "not built".into();
-                report(json, &event, &format!("{relation:<36} skipped: not built"));
-                continue;
-            }
-            Err(e) => {
-                failed += 1;
-                event["status"] = "error".into();
-                event["message"] = format!("{e:#}").into();
-                report(json, &event, &format!("{relation:<36} error: {e:#}"));
-                continue;
-            }
+        let Some(table) = self.lakehouse.load_table(&ident).await.environment()? else {
+            return Ok(self.skip(&mut event, &relation, "not built"));
         };
         let policy = match MaintenancePolicy::resolve(m.config.maintenance.as_ref(), Some(&table)) {
             Ok(p) => p,
             Err(e) => {
-                failed += 1;
-                event["status"] = "error".into();
-                event["message"] = format!("{}: {e:#}", m.path.display()).into();
-                report(
-                    json,
-                    &event,
-                    &format!("{relation:<36} error: {}: {e:#}", m.path.display()),
-                );
-                continue;
+                let message = format!("{}: {e:#}", m.path.display());
+                return Ok(self.fail(&mut event, &relation, message, false));
             }
         };
         event["policy"] = serde_json::to_value(&policy).unwrap_or_default();
         if !policy.enabled {
-            event["status"] = "skipped".into();
-            event["message"] = "maintenance disabled (maintenance: {enabled: false})".into();
-            report(
-                json,
-                &event,
-                &format!("{relation:<36} skipped: maintenance disabled"),
-            );
-            continue;
+            return Ok(self.skip(&mut event, &relation, "maintenance disabled (maintenance: {enabled: false})"));
         }
         let options = MaintainOptions {
-            dry_run,
-            now,
-            protected: protected.get(&relation).cloned().unwrap_or_default(),
+            dry_run: self.dry_run,
+            now: self.now,
+            protected: self.protected.get(&relation).cloned().unwrap_or_default(),
         };
-        match maintenance::maintain_table_with(
-            &lakehouse,
-            &ident,
-            &policy,
-            &project.config.write,
-            &options,
-        )
-        .await
-        {
+        let write = &self.project.config.write;
+        match maintenance::maintain_table_with(self.lakehouse, &ident, &policy, write, &options).await {
             Ok(outcome) => {
-                done += 1;
                 event["status"] = "success".into();
-                if let serde_json::Value::Object(map) =
-                    serde_json::to_value(&outcome).unwrap_or_default()
-                {
-                    for (k, v) in map {
-                        if k != "table" {
-                            event[k] = v;
-                        }
+                if let serde_json::Value::Object(map) = serde_json::to_value(&outcome).unwrap_or_default() {
+                    for (k, v) in map.into_iter().filter(|(k, _)| k != "table") {
+                        event[k] = v;
                     }
                 }
-                report(json, &event, &describe(&relation, &outcome, &policy));
+                report(self.json, &event, &describe(&relation, &outcome, &policy));
+                Ok(Outcome::Done)
             }
             Err(e) => {
-                failed += 1;
-                event["status"] = "error".into();
-                event["message"] = format!("{e:#}").into();
-                report(json, &event, &format!("{relation:<36} error: {e:#}"));
+                let fault = crate::lakehouse::fault::classify(&e);
+                let environment = fault.is_some();
+                let message = match fault {
+                    Some(fault) => fault.line(self.lakehouse.spec()),
+                    None => format!("{e:#}"),
+                };
+                Ok(self.fail(&mut event, &relation, message, environment))
             }
         }
     }
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"event": "maintain_summary", "tables": done, "failed": failed, "dry_run": dry_run})
-        );
-    } else {
-        println!(
-            "\n{} {done} table(s){}",
-            if dry_run {
-                "Planned maintenance of"
-            } else {
-                "Maintained"
-            },
-            if failed > 0 {
-                format!(", {failed} failed")
-            } else {
-                String::new()
-            }
-        );
+
+    fn skip(&self, event: &mut serde_json::Value, relation: &str, why: &str) -> Outcome {
+        event["status"] = "skipped".into();
+        event["message"] = why.into();
+        report(self.json, event, &format!("{relation:<36} skipped: {why}"));
+        Outcome::Skipped
     }
-    Ok(if failed > 0 { EXIT_FAILED } else { EXIT_OK })
+
+    fn fail(&self, event: &mut serde_json::Value, relation: &str, message: String, environment: bool) -> Outcome {
+        let message = crate::project::secrets::scrub(&message);
+        event["status"] = "error".into();
+        event["message"] = message.clone().into();
+        report(self.json, event, &format!("{relation:<36} error: {message}"));
+        Outcome::Failed { environment }
+    }
 }
 
 fn report(json: bool, event: &serde_json::Value, text: &str) {
@@ -202,48 +217,11 @@ fn describe(relation: &str, o: &MaintainOutcome, policy: &MaintenancePolicy) -> 
     text
 }
 
-/// Per table, the snapshots that exact incremental reads of downstream models start from
-/// (`watermark: snapshot`): expiry keeps their history so those reads stay incremental.
-async fn protected_snapshots(
-    lakehouse: &Lakehouse,
-    graph: &Graph,
-) -> CliResult<HashMap<String, HashSet<i64>>> {
-    let mut out: HashMap<String, HashSet<i64>> = HashMap::new();
-    for m in graph.models() {
-        if m.config.watermark != Some(WatermarkSpec::Snapshot)
-            || m.config.materialized == Materialized::Ephemeral
-        {
-            continue;
-        }
-        let Ok(ident) = table_ident(&m.table_name()) else {
-            continue;
-        };
-        let Some(table) = lakehouse.load_table(&ident).await.environment()? else {
-            continue;
-        };
-        let Some(w) = summary::watermark(&table) else {
-            continue;
-        };
-        if w.data_type != "snapshot" {
-            continue;
-        }
-        if let Ok(reads) = serde_json::from_str::<BTreeMap<String, Option<i64>>>(&w.value) {
-            for (name, id) in reads {
-                if let Some(id) = id {
-                    out.entry(name).or_default().insert(id);
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// `lake snapshots <table>`: every snapshot, oldest first.
 pub(super) async fn snapshots(g: &GlobalArgs, name: &str) -> CliResult {
     let (project, _) = load(g)?;
-    let ident = table_ident(name).usage()?;
     let lakehouse = connect(&project).await?;
-    let table = lakehouse.table(&ident).await.usage()?;
+    let table = existing_table(&lakehouse, name).await?;
     let list = maintenance::snapshots(&table);
     if g.log_format == LogFormat::Json {
         for s in &list {
@@ -300,7 +278,7 @@ pub(super) async fn rollback(g: &GlobalArgs, name: &str, to: i64) -> CliResult {
     let (project, _) = load(g)?;
     let ident = table_ident(name).usage()?;
     let lakehouse = connect(&project).await?;
-    let table = lakehouse.table(&ident).await.usage()?;
+    let table = existing_table(&lakehouse, name).await?;
     let metadata = table.metadata();
     if metadata.snapshot_by_id(to).is_none() || metadata.current_snapshot_id() == Some(to) {
         // Unknown id or nothing to do: a usage error with the known ids.

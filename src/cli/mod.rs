@@ -43,6 +43,29 @@ pub trait ExitCodeExt<T> {
     fn environment(self) -> CliResult<T>;
 }
 
+/// The catalog of the command being run, once connected: lets the error printer name the
+/// setting to fix when the catalog or storage fails (see [`crate::lakehouse::fault`]).
+static CATALOG: std::sync::OnceLock<crate::lakehouse::catalog::CatalogSpec> = std::sync::OnceLock::new();
+
+pub(crate) fn remember_catalog(spec: &crate::lakehouse::catalog::CatalogSpec) {
+    let _ = CATALOG.set(spec.clone());
+}
+
+/// The message printed for a failed command: a catalog or storage fault as one line naming
+/// the setting to fix (the full chain at `LAKE_LOG=debug`), anything else with its causes;
+/// secrets scrubbed either way.
+fn error_message(code: i32, error: &anyhow::Error) -> String {
+    let fault = crate::lakehouse::fault::classify(error);
+    let text = match (code, fault, CATALOG.get()) {
+        (EXIT_ENVIRONMENT, Some(fault), Some(spec)) => {
+            tracing::debug!("{error:#}");
+            fault.line(spec)
+        }
+        _ => format!("{error:#}"),
+    };
+    crate::project::secrets::scrub(&text)
+}
+
 impl<T, E: Into<anyhow::Error>> ExitCodeExt<T> for Result<T, E> {
     fn usage(self) -> CliResult<T> {
         self.map_err(|e| CliError {
@@ -164,10 +187,14 @@ pub enum Command {
     },
     /// Run a SQL query over every table in the catalog (time travel: snapshot('ns.t', id)).
     Sql {
-        /// The query.
+        /// The query (read-only: SELECT, WITH, VALUES or EXPLAIN).
         query: String,
-        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
-        format: SqlFormat,
+        /// table (default on the terminal), csv or json; with --out also parquet (default: from the extension).
+        #[arg(long, value_enum)]
+        format: Option<SqlFormat>,
+        /// Write the result to this file (.parquet, .csv or .json) instead of stdout; never inside the warehouse or catalog.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Show a table: schema, partitioning, snapshots and their summaries.
     Show {
@@ -269,12 +296,13 @@ pub enum SqlFormat {
     Table,
     Csv,
     Json,
+    Parquet,
 }
 
 /// Entry point for the `lake` binary and for team binaries with their own Rust models.
 ///
 /// ```no_run
-/// let mut registry = lake::engine::rust_model::Registry::with_builtins();
+/// let mut registry = lake::builtins::registry();
 /// // registry.register("my_model", |ctx| { ... });
 /// std::process::exit(lake::cli::main_with_registry(registry));
 /// ```
@@ -292,12 +320,13 @@ pub fn main_with_registry(registry: Registry) -> i32 {
     match runtime.block_on(dispatch(cli, registry)) {
         Ok(code) => code,
         Err(CliError { code, error }) => {
+            let message = error_message(code, &error);
             match format {
                 LogFormat::Json => println!(
                     "{}",
-                    serde_json::json!({"event": "error", "exit_code": code, "message": format!("{error:#}")})
+                    serde_json::json!({"event": "error", "exit_code": code, "message": message})
                 ),
-                LogFormat::Text => eprintln!("error: {error:#}"),
+                LogFormat::Text => eprintln!("error: {message}"),
             }
             code
         }
@@ -314,7 +343,7 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Test { select } => build::test(&g, &select, registry).await,
         Command::Ls { select, output } => project_cmds::ls(&g, &select, output),
         Command::Compile { select } => project_cmds::compile(&g, &select).await,
-        Command::Sql { query, format } => sql::sql(&g, &query, format).await,
+        Command::Sql { query, format, out } => sql::sql(&g, &query, format, out.as_deref()).await,
         Command::Show { table } => inspect::show(&g, &table).await,
         Command::Watermarks { select } => inspect::watermarks(&g, &select).await,
         Command::Maintain { select, dry_run } => maintain::maintain(&g, &select, dry_run).await,
@@ -337,8 +366,10 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
 }
 
 fn init_logging(format: LogFormat) {
+    // Libraries' retry chatter (OpenDAL retries every temporary storage error) stays at debug:
+    // the one line that matters is the error `lake` prints.
     let filter = tracing_subscriber::EnvFilter::try_from_env("LAKE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,opendal=error,hyper=error,reqwest=error,sqlx=error"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),

@@ -6,7 +6,6 @@ use anyhow::Context;
 use super::{CliResult, ExitCodeExt, GlobalArgs, LsOutput, SelectArgs};
 use crate::graph::{Graph, select};
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
-use crate::lakehouse::summary;
 use crate::project::Project;
 use crate::project::config::ConfigOverrides;
 use crate::project::model::{Materialized, ModelBody};
@@ -30,7 +29,30 @@ pub(super) fn selection(graph: &Graph, args: &SelectArgs) -> CliResult<Vec<usize
 }
 
 pub(super) async fn connect(project: &Project) -> CliResult<Lakehouse> {
+    super::remember_catalog(&project.config.catalog);
     Lakehouse::connect(&project.config.catalog).await.environment()
+}
+
+/// Load `namespace.table`: a malformed or unknown name is a usage error (2), the catalog
+/// failing an environment error (3).
+pub(super) async fn existing_table(lakehouse: &Lakehouse, name: &str) -> CliResult<iceberg::table::Table> {
+    let ident = table_ident(name).usage()?;
+    match lakehouse.load_table(&ident).await.environment()? {
+        Some(table) => Ok(table),
+        None => {
+            let known: Vec<String> = lakehouse
+                .list_tables()
+                .await
+                .environment()?
+                .iter()
+                .map(|t| t.to_string())
+                .collect();
+            let hint = crate::graph::did_you_mean(name, known.iter().map(String::as_str))
+                .map(|s| format!("; did you mean '{s}'?"))
+                .unwrap_or_default();
+            Err(anyhow::anyhow!("no table {name} in catalog '{}'{hint}", lakehouse.spec().name())).usage()
+        }
+    }
 }
 
 pub(super) fn ls(g: &GlobalArgs, args: &SelectArgs, output: LsOutput) -> CliResult {
@@ -85,10 +107,8 @@ pub(super) async fn compile(g: &GlobalArgs, args: &SelectArgs) -> CliResult {
             (Some(lh), Materialized::Incremental) => {
                 match lh.load_table(&table_ident(&m.table_name()).usage()?).await.environment()? {
                     Some(t) => {
-                        let w = summary::watermark(&t).map(|w| {
-                            crate::engine::watermark::Watermark { kind: w.data_type, value: w.value }.sql_literal()
-                        });
-                        (true, w)
+                        let previous = compile::stored_watermark(m, Some(&t));
+                        (true, compile::watermark_literal(m, previous.as_ref(), true))
                     }
                     None => (false, None),
                 }

@@ -1,7 +1,6 @@
-//! Executes models: DataFusion sessions over pinned Iceberg snapshots, Rust (Polars) models,
-//! and watermark tracking over what a model writes.
+//! Executes models: DataFusion sessions over pinned Iceberg snapshots (read-only queries) and
+//! Rust (Polars) models.
 
 pub mod polars_bridge;
 pub mod rust_model;
 pub mod session;
-pub mod watermark;

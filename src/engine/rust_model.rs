@@ -1,15 +1,14 @@
 //! Rust models: functions from input [`LazyFrame`]s to an output [`LazyFrame`], registered by
 //! name in a [`Registry`] and referred to from a model's YAML.
 //!
-//! `lake` ships a few generic functions ([`Registry::with_builtins`]); a team adds its own by
+//! `lake` ships a few functions ([`crate::builtins::registry`]); a team adds its own by
 //! building its own binary on the `lake` library with an extended registry
 //! (see `examples/custom_binary.rs`).
 //!
 //! ```
-//! use lake::engine::rust_model::Registry;
 //! use polars::prelude::*;
 //!
-//! let mut registry = Registry::with_builtins();
+//! let mut registry = lake::builtins::registry();
 //! registry.register("big_orders", |ctx| {
 //!     let min_total = ctx.param("min_total").and_then(|v| v.as_f64()).unwrap_or(100.0);
 //!     Ok(ctx.input("stg_orders")?.filter(col("total").gt(lit(min_total))))
@@ -24,10 +23,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, bail, ensure};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use polars::prelude::{
-    DataType, Expr, IntoLazy, LazyFrame, NULL, PlSmallStr, SortMultipleOptions, UnionArgs,
-    UniqueKeepStrategy, col, concat, lit,
-};
+use polars::prelude::{IntoLazy, LazyFrame};
 use serde_json::Value;
 
 use super::polars_bridge::{dataframe_to_record_batches, record_batches_to_dataframe};
@@ -224,26 +220,6 @@ impl Registry {
         Self::default()
     }
 
-    /// A registry with the built-in functions:
-    ///
-    /// - `dedupe_latest` — params `input` (optional when there is one input), `key` (a column
-    ///   or a list of columns) and `order_by` (a column): keeps, per key, the row with the
-    ///   greatest `order_by` (nulls count as smallest; on ties, the row that comes last in
-    ///   the input).
-    /// - `union_all` — stacks all inputs, matching columns by name (a column missing from an
-    ///   input is null there; types are widened to a common one), and adds an `_input` column
-    ///   holding the input's name.
-    /// - `resolve_entities` — entity resolution across the inputs; see
-    ///   [`crate::resolve::model`].
-    pub fn with_builtins() -> Self {
-        let mut registry = Self::new();
-        registry
-            .register("dedupe_latest", dedupe_latest)
-            .register("union_all", union_all)
-            .register_reading_this("resolve_entities", crate::resolve::model::resolve_entities);
-        registry
-    }
-
     /// Registers `f` under `name`, replacing any function already registered under it (so a
     /// team can override a built-in).
     pub fn register<F>(&mut self, name: &str, f: F) -> &mut Self
@@ -341,90 +317,4 @@ pub fn run_rust_model(f: &RustModelFn, call: RustModelCall) -> Result<RustModelO
         side.push(SideOutputBatches { table, mode, schema, batches });
     }
     Ok(RustModelOutput { schema, batches, side_outputs: side })
-}
-
-/// The built-in `dedupe_latest`; see [`Registry::with_builtins`].
-fn dedupe_latest(ctx: RustModelContext) -> Result<LazyFrame> {
-    let (input, frame) = ctx.input_named_by("input")?;
-    let keys = ctx.param_str_list("key")?;
-    let order_by = ctx.param_str("order_by")?;
-
-    let schema = frame.clone().collect_schema()?;
-    for column in keys.iter().map(String::as_str).chain([order_by]) {
-        if !schema.contains(column) {
-            let columns: Vec<&str> = schema.iter_names().map(PlSmallStr::as_str).collect();
-            bail!(
-                "model `{}` (dedupe_latest): input `{input}` has no column `{column}`; its columns: {}",
-                ctx.model,
-                columns.join(", ")
-            );
-        }
-    }
-
-    // A stable sort keeps input order among equal `order_by` values, so "last per key" is
-    // well defined: the greatest `order_by`, and on ties the row that came last.
-    let sorted = frame.sort_by_exprs(
-        [col(order_by)],
-        SortMultipleOptions::default().with_maintain_order(true),
-    );
-    let subset = keys.iter().map(|k| col(k.as_str())).collect();
-    Ok(sorted.unique_stable_generic(Some(subset), UniqueKeepStrategy::Last))
-}
-
-/// The name of the column `union_all` adds.
-const UNION_INPUT_COLUMN: &str = "_input";
-
-/// The built-in `union_all`; see [`Registry::with_builtins`].
-fn union_all(ctx: RustModelContext) -> Result<LazyFrame> {
-    ensure!(
-        !ctx.inputs.is_empty(),
-        "model `{}` (union_all): it has no inputs (list them under `inputs:`)",
-        ctx.model
-    );
-
-    // Every column of every input, in order of first appearance, with its first type.
-    let mut schemas = Vec::with_capacity(ctx.inputs.len());
-    let mut columns: Vec<(PlSmallStr, DataType)> = Vec::new();
-    let mut seen = HashSet::new();
-    for (name, frame) in &ctx.inputs {
-        let schema = frame.clone().collect_schema()?;
-        ensure!(
-            !schema.contains(UNION_INPUT_COLUMN),
-            "model `{}` (union_all): input `{name}` already has a column `{UNION_INPUT_COLUMN}`",
-            ctx.model
-        );
-        for (column, dtype) in schema.iter() {
-            if seen.insert(column.clone()) {
-                columns.push((column.clone(), dtype.clone()));
-            }
-        }
-        schemas.push(schema);
-    }
-
-    let frames: Vec<LazyFrame> = ctx
-        .inputs
-        .iter()
-        .zip(&schemas)
-        .map(|((name, frame), schema)| {
-            let select: Vec<Expr> = columns
-                .iter()
-                .map(|(column, dtype)| {
-                    if schema.contains(column) {
-                        col(column.clone())
-                    } else {
-                        lit(NULL).cast(dtype.clone()).alias(column.clone())
-                    }
-                })
-                .collect();
-            frame
-                .clone()
-                .select(select)
-                .with_column(lit(name.as_str()).alias(UNION_INPUT_COLUMN))
-        })
-        .collect();
-    let args = UnionArgs {
-        to_supertypes: true,
-        ..UnionArgs::default()
-    };
-    Ok(concat(frames, args)?)
 }

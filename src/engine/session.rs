@@ -3,19 +3,32 @@
 //! A run pins every table it reads at the snapshot that was current when the run started
 //! ([`SnapshotPins`]); a model built earlier in the same run re-pins its table to the snapshot
 //! it committed, so downstream models read exactly that.
+//!
+//! Every query `lake` runs (`lake sql`, model SQL, data tests) goes through [`read_only_query`]:
+//! only `SELECT`, `WITH`, `VALUES` and `EXPLAIN` of those are planned; `COPY`, DDL, DML and
+//! `SET` are refused before anything is executed, so no SQL text can write a file or touch
+//! the catalog. `lake sql` sees the catalog through [`LazyCatalog`], which loads a table only
+//! when a query names it: a broken table fails only the queries that read it.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
-use datafusion::catalog::{MemorySchemaProvider, TableFunctionImpl};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableFunctionImpl};
 use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
+
+use crate::lakehouse::catalog::Lakehouse;
 
 /// A table and the snapshot to read (`None`: the table has no snapshot yet, so it is empty).
 #[derive(Clone)]
@@ -124,12 +137,17 @@ async fn provider(pinned: &PinnedTable) -> Result<Arc<dyn TableProvider>> {
 /// `snapshot('ns.table', <snapshot id>)`: time travel in `lake sql`.
 #[derive(Debug)]
 pub struct SnapshotFunction {
-    tables: BTreeMap<String, Table>,
+    catalog: LazyCatalog,
 }
 
 impl SnapshotFunction {
-    pub fn new(tables: BTreeMap<String, Table>) -> Self {
-        SnapshotFunction { tables }
+    fn table(&self, name: &str) -> datafusion::error::Result<Table> {
+        if !name.contains('.') {
+            return Err(DataFusionError::Plan(format!("snapshot(): '{name}' is not namespace.table")));
+        }
+        self.catalog.load_blocking(name).map_err(|e| {
+            DataFusionError::Plan(format!("snapshot(): table '{name}' cannot be read: {e:#}"))
+        })
     }
 }
 
@@ -155,9 +173,7 @@ impl TableFunctionImpl for SnapshotFunction {
             ScalarValue::Utf8(Some(s)) => s.parse().map_err(|_| usage())?,
             _ => return Err(usage()),
         };
-        let table = self.tables.get(&name).ok_or_else(|| {
-            DataFusionError::Plan(format!("snapshot(): no table '{name}' in the catalog"))
-        })?;
+        let table = self.table(&name)?;
         if table.metadata().snapshot_by_id(id).is_none() {
             let known: Vec<String> = table
                 .metadata()
@@ -176,5 +192,193 @@ impl TableFunctionImpl for SnapshotFunction {
         };
         futures::executor::block_on(provider(&pinned))
             .map_err(|e| DataFusionError::External(e.into()))
+    }
+}
+
+/// A query that is not read-only (`COPY`, `CREATE`, `INSERT`, `SET`, ...): refused before it runs.
+#[derive(Debug)]
+pub struct NotReadOnly {
+    /// The kind of statement, e.g. `COPY` or `CREATE TABLE`.
+    pub statement: String,
+}
+
+impl std::fmt::Display for NotReadOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is not allowed: lake runs read-only queries (SELECT, WITH, VALUES, EXPLAIN); \
+             tables change only through models, seeds and `lake ingest` \
+             (to write a query's result to a file, use `lake sql --out FILE`)",
+            self.statement
+        )
+    }
+}
+
+impl std::error::Error for NotReadOnly {}
+
+/// Plan `sql` as a read-only query and return it ready to execute.
+///
+/// Errors: [`NotReadOnly`] (inside the `anyhow` chain) for anything but a query, or
+/// `SQL error: ...` when it does not plan.
+pub async fn read_only_query(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = state.sql_to_statement(sql, &dialect).map_err(|e| anyhow!("SQL error: {e}"))?;
+    check_read_only(&statement)?;
+    let plan = state
+        .statement_to_plan(statement)
+        .await
+        .map_err(|e| anyhow!("SQL error: {e}"))?;
+    // Belt and braces: the planned query must hold no DDL, DML, COPY or SET anywhere.
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    if let Err(e) = options.verify_plan(&plan) {
+        return Err(NotReadOnly {
+            statement: e.strip_backtrace().trim_start_matches("Error during planning: ").to_string(),
+        }
+        .into());
+    }
+    ctx.execute_logical_plan(plan).await.map_err(|e| anyhow!("SQL error: {e}"))
+}
+
+fn check_read_only(statement: &DfStatement) -> std::result::Result<(), NotReadOnly> {
+    let refuse = |what: &str| NotReadOnly {
+        statement: what.to_string(),
+    };
+    match statement {
+        DfStatement::Statement(s) => match s.as_ref() {
+            SqlStatement::Query(_) => Ok(()),
+            other => {
+                let text = other.to_string();
+                let words: Vec<&str> = text.split_whitespace().take(2).collect();
+                let kind = match words.as_slice() {
+                    [a, b] if ["CREATE", "DROP", "ALTER", "INSERT", "DELETE", "UPDATE", "TRUNCATE"]
+                        .contains(&a.to_ascii_uppercase().as_str()) =>
+                    {
+                        format!("{} {}", a.to_ascii_uppercase(), b.to_ascii_uppercase())
+                    }
+                    [a, ..] => a.to_ascii_uppercase(),
+                    [] => "this statement".to_string(),
+                };
+                Err(refuse(&kind))
+            }
+        },
+        DfStatement::Explain(explain) => check_read_only(&explain.statement),
+        DfStatement::CopyTo(_) => Err(refuse("COPY")),
+        DfStatement::CreateExternalTable(_) => Err(refuse("CREATE EXTERNAL TABLE")),
+        _ => Err(refuse("this statement")),
+    }
+}
+
+/// The catalog as DataFusion schemas (one per namespace) whose tables load on first use,
+/// at their current snapshot. Loaded tables are kept for [`SnapshotFunction`].
+#[derive(Clone)]
+pub struct LazyCatalog {
+    lakehouse: Lakehouse,
+    loaded: Arc<Mutex<BTreeMap<String, Table>>>,
+}
+
+impl LazyCatalog {
+    /// Register every namespace of the catalog in `ctx` (listing only: no table is loaded)
+    /// and the `snapshot()` table function.
+    pub async fn register(ctx: &SessionContext, lakehouse: &Lakehouse) -> Result<Self> {
+        let lazy = LazyCatalog {
+            lakehouse: lakehouse.clone(),
+            loaded: Arc::default(),
+        };
+        let mut by_namespace: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for ident in lakehouse.list_tables().await? {
+            by_namespace
+                .entry(ident.namespace().join("."))
+                .or_default()
+                .push(ident.name().to_string());
+        }
+        let catalog = ctx
+            .catalog("lake")
+            .ok_or_else(|| anyhow!("session has no default catalog"))?;
+        for (namespace, tables) in by_namespace {
+            let schema = LazySchema {
+                namespace: namespace.clone(),
+                tables,
+                catalog: lazy.clone(),
+            };
+            catalog.register_schema(&namespace, Arc::new(schema))?;
+        }
+        ctx.register_udtf("snapshot", Arc::new(SnapshotFunction { catalog: lazy.clone() }));
+        Ok(lazy)
+    }
+
+    /// Load `namespace.table` (once per session).
+    async fn load(&self, name: &str) -> Result<Table> {
+        if let Some(t) = self.loaded.lock().expect("tables").get(name) {
+            return Ok(t.clone());
+        }
+        let ident = crate::lakehouse::catalog::table_ident(name)?;
+        let table = self.lakehouse.table(&ident).await?;
+        self.loaded.lock().expect("tables").insert(name.to_string(), table.clone());
+        Ok(table)
+    }
+
+    /// [`Self::load`] from synchronous code running on the multi-threaded runtime.
+    fn load_blocking(&self, name: &str) -> Result<Table> {
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| handle.block_on(self.load(name)))
+    }
+}
+
+#[derive(Clone)]
+struct LazySchema {
+    namespace: String,
+    tables: Vec<String>,
+    catalog: LazyCatalog,
+}
+
+impl std::fmt::Debug for LazySchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazySchema").field("namespace", &self.namespace).finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for LazySchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.tables.clone()
+    }
+
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        if !self.table_exist(name) {
+            return Ok(None);
+        }
+        let full = format!("{}.{name}", self.namespace);
+        let load = async {
+            let table = self.catalog.load(&full).await?;
+            let pinned = PinnedTable {
+                snapshot_id: table.metadata().current_snapshot_id(),
+                table,
+            };
+            provider(&pinned).await
+        };
+        match load.await {
+            Ok(p) => Ok(Some(p)),
+            Err(e) => Err(DataFusionError::External(
+                anyhow!("table {full} cannot be read: {e:#}").into(),
+            )),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.iter().any(|t| t == name)
+    }
+}
+
+impl std::fmt::Debug for LazyCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyCatalog").field("catalog", &self.lakehouse).finish()
     }
 }

@@ -20,7 +20,7 @@ pub use dag::{Graph, GraphError};
 pub use selector::{SelectionError, select};
 
 /// The candidate closest to `target`, if any is close enough to be a plausible typo.
-fn did_you_mean<'a>(target: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(target: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     const THRESHOLD: f64 = 0.8;
     let mut best: Option<(f64, &str)> = None;
     for candidate in candidates {

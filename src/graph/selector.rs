@@ -38,6 +38,8 @@ pub enum SelectionError {
     UnknownMethod { method: String, selector: String },
     /// A part is malformed.
     Invalid { selector: String, reason: String },
+    /// `--exclude` removed every model `--select` chose.
+    NothingLeft,
 }
 
 impl fmt::Display for SelectionError {
@@ -60,6 +62,9 @@ impl fmt::Display for SelectionError {
             SelectionError::Invalid { selector, reason } => {
                 write!(f, "invalid selector '{selector}': {reason}")
             }
+            SelectionError::NothingLeft => {
+                write!(f, "--exclude left no model to run (nothing selected)")
+            }
         }
     }
 }
@@ -69,7 +74,8 @@ impl std::error::Error for SelectionError {}
 /// Select models: the union of the `select` terms (all models when there are none), minus
 /// the union of the `exclude` terms, in [`Graph::run_order`].
 ///
-/// A `select` term matching no model is an error; an `exclude` term matching none is not.
+/// A `select` or `exclude` term matching no model is an error (a typo would otherwise
+/// silently select more than meant), and so is excluding every selected model.
 pub fn select(
     graph: &Graph,
     select: &[String],
@@ -91,10 +97,22 @@ pub fn select(
     if !any_term {
         selected = (0..graph.models().len()).collect();
     }
+    let mut any_excluded = false;
     for term in exclude.iter().flat_map(|arg| arg.split_whitespace()) {
-        for idx in eval_term(graph, term)? {
+        let matched = eval_term(graph, term)?;
+        if matched.is_empty() {
+            return Err(SelectionError::NoMatch {
+                selector: term.to_string(),
+                suggestion: suggest_term(graph, term),
+            });
+        }
+        any_excluded = true;
+        for idx in matched {
             selected.remove(&idx);
         }
+    }
+    if any_excluded && selected.is_empty() && !graph.models().is_empty() {
+        return Err(SelectionError::NothingLeft);
     }
     Ok(graph.run_order(&selected))
 }

@@ -167,7 +167,7 @@ pub async fn run_source(
         .partition_by
         .iter()
         .map(|p| {
-            crate::project::parse_partition_field(p)
+            crate::lakehouse::schema::parse_partition_field(p)
                 .map(|f| (f.column, f.transform))
                 .ok_or_else(|| anyhow!("ingest source `{name}`: bad partition_by entry `{p}`"))
         })

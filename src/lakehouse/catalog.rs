@@ -17,6 +17,10 @@ use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 
 use super::pointer::{PointerStore, RestPointerStore, SqlPointerStore};
 
+use super::fault::{Place, bounded};
+pub use super::storage::Timeouts;
+use super::storage::probe_warehouse;
+
 /// Which catalog to connect to, fully resolved (paths absolute, `${ENV}` expanded).
 #[derive(Debug, Clone)]
 pub enum CatalogSpec {
@@ -27,6 +31,7 @@ pub enum CatalogSpec {
         warehouse: String,
         /// Storage properties passed to FileIO (`s3.endpoint`, ...).
         props: HashMap<String, String>,
+        timeouts: Timeouts,
     },
     /// An Iceberg REST catalog.
     Rest {
@@ -35,6 +40,7 @@ pub enum CatalogSpec {
         warehouse: Option<String>,
         /// `credential`, `token`, `header.*` and storage properties.
         props: HashMap<String, String>,
+        timeouts: Timeouts,
     },
 }
 
@@ -50,6 +56,48 @@ impl CatalogSpec {
         match self {
             CatalogSpec::Sql { name, .. } | CatalogSpec::Rest { name, .. } => name,
         }
+    }
+
+    /// The catalog's URI (may hold a password: print it through [`redact_uri`]).
+    pub fn uri(&self) -> &str {
+        match self {
+            CatalogSpec::Sql { uri, .. } | CatalogSpec::Rest { uri, .. } => uri,
+        }
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        match self {
+            CatalogSpec::Sql { timeouts, .. } | CatalogSpec::Rest { timeouts, .. } => *timeouts,
+        }
+    }
+
+    /// When `path` (absolute) is the SQLite catalog database (or one of its journal files) or
+    /// lies inside a local warehouse, what it belongs to; `None` for a path the lakehouse does
+    /// not own. Commands that write files a user names check this first.
+    pub fn owned_local_path(&self, path: &std::path::Path) -> Option<String> {
+        let canonical = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        let path = canonical(path);
+        let warehouse = match self {
+            CatalogSpec::Sql { warehouse, .. } => Some(warehouse.as_str()),
+            CatalogSpec::Rest { warehouse, .. } => warehouse.as_deref(),
+        };
+        if let Some(dir) = warehouse.and_then(|w| w.strip_prefix("file://")) {
+            if path.starts_with(canonical(std::path::Path::new(dir))) {
+                return Some(format!("the warehouse {dir}"));
+            }
+        }
+        if let CatalogSpec::Sql { uri, .. } = self {
+            if let Some(db) = sqlite_path(uri) {
+                let db = canonical(std::path::Path::new(db));
+                let same_dir = path.parent() == db.parent();
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                let db_name = db.file_name().unwrap_or_default().to_string_lossy();
+                if same_dir && name.starts_with(db_name.as_ref()) {
+                    return Some(format!("the catalog database {}", db.display()));
+                }
+            }
+        }
+        None
     }
 }
 
@@ -69,8 +117,29 @@ impl std::fmt::Debug for Lakehouse {
 }
 
 impl Lakehouse {
-    /// Connect to the catalog. For SQLite the database file (and its folder) is created.
+    /// Connect to the catalog (within the connect timeout) and, for an object-store
+    /// warehouse, check that it answers. For SQLite the database file (and its folder) is
+    /// created. Failures are environment faults (see [`super::fault`]).
     pub async fn connect(spec: &CatalogSpec) -> Result<Self> {
+        let timeouts = spec.timeouts();
+        let lakehouse = bounded(
+            Place::Catalog,
+            format!("the catalog at {}", redact_uri(spec.uri())),
+            timeouts.connect,
+            Self::open(spec),
+        )
+        .await?;
+        let warehouse = match spec {
+            CatalogSpec::Sql { warehouse, .. } => Some(warehouse.as_str()),
+            CatalogSpec::Rest { warehouse, .. } => warehouse.as_deref(),
+        };
+        if let Some(warehouse) = warehouse {
+            probe_warehouse(warehouse, spec.props(), timeouts).await?;
+        }
+        Ok(lakehouse)
+    }
+
+    async fn open(spec: &CatalogSpec) -> Result<Self> {
         let storage = Arc::new(OpenDalResolvingStorageFactory::new());
         match spec {
             CatalogSpec::Sql {
@@ -78,6 +147,7 @@ impl Lakehouse {
                 uri,
                 warehouse,
                 props,
+                ..
             } => {
                 validate_pool_props(props)?;
                 if let Some(dir) = warehouse.strip_prefix("file://") {
@@ -118,12 +188,16 @@ impl Lakehouse {
                             attempt += 1;
                             tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
                         }
-                        Err(e) => bail!("cannot open the SQL catalog at {}: {e}", redact_uri(&uri)),
+                        Err(e) => {
+                            return Err(anyhow::Error::from(e))
+                                .with_context(|| format!("cannot open the SQL catalog at {}", redact_uri(&uri)));
+                        }
                     }
                 };
                 sqlx::any::install_default_drivers();
                 let pool = sqlx::any::AnyPoolOptions::new()
                     .max_connections(2)
+                    .acquire_timeout(spec.timeouts().connect)
                     .connect(&uri)
                     .await
                     .with_context(|| format!("cannot connect to {}", redact_uri(&uri)))?;
@@ -138,6 +212,7 @@ impl Lakehouse {
                 uri,
                 warehouse,
                 props,
+                ..
             } => {
                 let mut all = props.clone();
                 all.insert("uri".into(), uri.clone());
@@ -148,7 +223,8 @@ impl Lakehouse {
                     .with_storage_factory(storage)
                     .load(name.clone(), all)
                     .await
-                    .map_err(|e| anyhow!("cannot open the REST catalog at {uri}: {e}"))?;
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("cannot open the REST catalog at {}", redact_uri(uri)))?;
                 Ok(Lakehouse {
                     catalog: Arc::new(catalog),
                     pointers: Arc::new(RestPointerStore),
@@ -166,8 +242,13 @@ impl Lakehouse {
         &self.spec
     }
 
-    /// Load a table, or `None` when it does not exist.
+    /// Load a table, or `None` when it does not exist (within the request timeout).
     pub async fn load_table(&self, ident: &TableIdent) -> Result<Option<Table>> {
+        let what = format!("the catalog at {} (loading {ident})", redact_uri(self.spec.uri()));
+        bounded(Place::Catalog, what, self.spec.timeouts().request, self.load_table_unbounded(ident)).await
+    }
+
+    async fn load_table_unbounded(&self, ident: &TableIdent) -> Result<Option<Table>> {
         if !self
             .catalog
             .table_exists(ident)
@@ -276,14 +357,48 @@ fn validate_pool_props(props: &HashMap<String, String>) -> Result<()> {
     Ok(())
 }
 
-/// Hide a password in a database URI (`postgres://user:secret@host` → `postgres://user:***@host`).
-pub fn redact_uri(uri: &str) -> String {
-    if let Some((scheme, rest)) = uri.split_once("://") {
-        if let Some((auth, host)) = rest.split_once('@') {
-            if let Some((user, _)) = auth.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
+/// Query parameters whose values are secrets.
+const SECRET_PARAMS: [&str; 10] = [
+    "password", "passwd", "pwd", "sslpassword", "secret", "token", "access_token",
+    "credential", "secret-access-key", "sig",
+];
+
+/// Hide the credentials in every URI inside `text`: the whole user-info part
+/// (`postgres://user:p@ss@host` → `postgres://***@host`) and the values of secret query
+/// parameters (`?password=...` → `?password=***`). Text without a URI is returned as is.
+pub fn redact_uri(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let (before, after) = rest.split_at(pos + 3);
+        out.push_str(before);
+        // The URI runs to the next white space or quote.
+        let end = after.find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '`').unwrap_or(after.len());
+        out.push_str(&redact_one(&after[..end]));
+        rest = &after[end..];
     }
-    uri.to_string()
+    out.push_str(rest);
+    out
+}
+
+/// `after` is a URI without its scheme: `user:pass@host/path?query`.
+fn redact_one(after: &str) -> String {
+    let (head, query) = match after.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (after, None),
+    };
+    // User info ends at the last '@'; a path with an '@' (no ':' before it) is not user info.
+    let head = match head.rfind('@') {
+        Some(at) if head[..at].contains(':') || !head[..at].contains('/') => format!("***{}", &head[at..]),
+        _ => head.to_string(),
+    };
+    let Some(query) = query else { return head };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str()) => format!("{k}=***"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{head}?{}", params.join("&"))
 }

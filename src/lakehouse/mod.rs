@@ -3,10 +3,12 @@
 
 pub mod catalog;
 pub mod commit;
+pub mod fault;
+pub mod maintenance;
 pub mod manifests;
 pub mod pointer;
-pub mod maintenance;
 pub mod reader;
 pub mod schema;
+pub mod storage;
 pub mod summary;
 pub mod writer;

@@ -4,6 +4,7 @@
 //! unsigned ints, dictionaries). [`storable_arrow_schema`] maps them to the nearest Iceberg
 //! type; [`evolve_schema`] keeps field ids stable across rebuilds; [`conform_batch`] casts
 //! batches to the table's Arrow schema (field ids included) before they reach the writer.
+//! [`parse_partition_field`] reads the `partition_by` entries models and ingest sources share.
 
 use std::sync::Arc;
 
@@ -253,3 +254,43 @@ pub fn sql_type(ty: &str) -> Option<DataType> {
         _ => return None,
     })
 }
+
+/// One field of an Iceberg partition spec, as written in `partition_by`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionField {
+    pub column: String,
+    /// `identity`, `year`, `month`, `day`, `hour`, `bucket[N]` or `truncate[N]`.
+    pub transform: String,
+}
+
+/// `col` → identity; `day(col)`; `bucket(16, col)` → `bucket[16]`.
+pub fn parse_partition_field(s: &str) -> Option<PartitionField> {
+    let s = s.trim();
+    let Some(open) = s.find('(') else {
+        return is_ident(s).then(|| PartitionField {
+            column: s.to_string(),
+            transform: "identity".into(),
+        });
+    };
+    let func = s[..open].trim().to_ascii_lowercase();
+    let inner = s[open + 1..].strip_suffix(')')?;
+    let args: Vec<&str> = inner.split(',').map(str::trim).collect();
+    match (func.as_str(), args.as_slice()) {
+        ("identity" | "year" | "month" | "day" | "hour", [col]) if is_ident(col) => Some(PartitionField {
+            column: col.to_string(),
+            transform: func,
+        }),
+        ("bucket" | "truncate", [n, col]) if n.parse::<u32>().is_ok_and(|n| n > 0) && is_ident(col) => {
+            Some(PartitionField {
+                column: col.to_string(),
+                transform: format!("{func}[{n}]"),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+}
+

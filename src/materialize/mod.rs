@@ -24,6 +24,7 @@
 mod merge;
 mod replace_range;
 mod schema_change;
+pub mod watermark;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -46,7 +47,7 @@ use iceberg::spec::{
 };
 use iceberg::table::Table;
 
-use crate::engine::watermark::{Watermark, WatermarkTracker};
+use watermark::{Watermark, WatermarkTracker};
 use crate::lakehouse::catalog::Lakehouse;
 use crate::lakehouse::commit::{self, Change, CommitOutcome, MetadataChanges};
 use crate::lakehouse::manifests::LiveFile;

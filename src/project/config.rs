@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
-use crate::lakehouse::catalog::CatalogSpec;
+use super::secrets;
+use crate::lakehouse::catalog::{CatalogSpec, Timeouts};
 use crate::lakehouse::writer::{Codec, WriteOptions};
 
 pub const CONFIG_FILE: &str = "lake.toml";
@@ -63,6 +64,10 @@ struct RawCatalog {
     /// Extra catalog properties (`pool.max-connections`, `header.X-Foo`, ...).
     #[serde(default)]
     properties: BTreeMap<String, String>,
+    /// Seconds to wait for a connection to the catalog (and the first answer of the storage).
+    connect_timeout_seconds: Option<f64>,
+    /// Seconds to wait for one catalog or storage request, retries included.
+    request_timeout_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -127,8 +132,7 @@ impl ProjectConfig {
     }
 
     pub fn parse(root: &Path, text: &str, overrides: &ConfigOverrides) -> Result<Self> {
-        let mut value: toml::Table =
-            toml::from_str(text).map_err(|e| anyhow!("{CONFIG_FILE}: {e}"))?;
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
         let target = overrides
             .target
             .clone()
@@ -156,11 +160,12 @@ impl ProjectConfig {
             }
             merge(&mut value, chosen);
         }
-        interpolate_table(&mut value, "")?;
-        let raw: RawConfig = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow!("{CONFIG_FILE}: {}", e.message().trim()))?;
-        Self::from_raw(root, raw, target, overrides)
+        let mut from_env = FromEnv::default();
+        interpolate_table(&mut value, "", &mut from_env)?;
+        register_secrets(&value, "");
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(value))
+            .map_err(|e| from_env.deserialize_error(e))?;
+        Self::from_raw(root, raw, target, overrides, &from_env)
     }
 
     fn from_raw(
@@ -168,6 +173,7 @@ impl ProjectConfig {
         raw: RawConfig,
         target: Option<String>,
         overrides: &ConfigOverrides,
+        from_env: &FromEnv,
     ) -> Result<Self> {
         let root = std::path::absolute(root)?;
         if raw.name.trim().is_empty() {
@@ -184,7 +190,7 @@ impl ProjectConfig {
             Some(t) => match t.as_str() {
                 "sql" => CatalogKind::Sql,
                 "rest" => CatalogKind::Rest,
-                other => bail!("LAKE_CATALOG_TYPE = {other:?}: must be sql or rest"),
+                _ => bail!("LAKE_CATALOG_TYPE must be sql or rest (its value is not shown)"),
             },
             None => raw.catalog.kind.unwrap_or_default(),
         };
@@ -192,10 +198,14 @@ impl ProjectConfig {
             .or(raw.catalog.name.clone())
             .unwrap_or_else(|| "lake".to_string());
         let uri = env("LAKE_CATALOG_URI").or(raw.catalog.uri.clone());
+        if let Some(password) = uri.as_deref().and_then(secrets::uri_password) {
+            secrets::register(password);
+        }
         let warehouse = env("LAKE_WAREHOUSE").or(raw.catalog.warehouse.clone());
         let mut props: std::collections::HashMap<String, String> =
             raw.storage.clone().into_iter().collect();
         props.extend(raw.catalog.properties.clone());
+        let timeouts = timeouts(&raw.catalog)?;
         let catalog = match kind {
             CatalogKind::Sql => {
                 let uri = uri.unwrap_or_else(|| "sqlite:.lake/catalog.db".to_string());
@@ -205,6 +215,7 @@ impl ProjectConfig {
                     uri: resolve_sqlite_uri(&root, &uri),
                     warehouse: resolve_location(&root, &warehouse)?,
                     props,
+                    timeouts,
                 }
             }
             CatalogKind::Rest => {
@@ -222,6 +233,7 @@ impl ProjectConfig {
                     uri,
                     warehouse,
                     props,
+                    timeouts,
                 }
             }
         };
@@ -234,7 +246,10 @@ impl ProjectConfig {
         }
         if let Some(c) = &raw.write.compression {
             write.codec = Codec::parse(c).ok_or_else(|| {
-                anyhow!("{CONFIG_FILE}: write.compression = {c:?}: use zstd, snappy or none")
+                anyhow!(
+                    "{CONFIG_FILE}: write.compression = {}: use zstd, snappy or none",
+                    from_env.show("write.compression", c)
+                )
             })?;
         }
         let threads = raw.run.threads.unwrap_or(4);
@@ -277,6 +292,23 @@ impl ProjectConfig {
     }
 }
 
+/// `catalog.connect_timeout_seconds` and `catalog.request_timeout_seconds`.
+fn timeouts(raw: &RawCatalog) -> Result<Timeouts> {
+    let mut t = Timeouts::default();
+    for (key, value, slot) in [
+        ("connect_timeout_seconds", raw.connect_timeout_seconds, &mut t.connect),
+        ("request_timeout_seconds", raw.request_timeout_seconds, &mut t.request),
+    ] {
+        if let Some(v) = value {
+            if !(v > 0.0 && v <= 86_400.0) {
+                bail!("{CONFIG_FILE}: catalog.{key} = {v}: must be a number of seconds between 0 and 86400");
+            }
+            *slot = std::time::Duration::from_secs_f64(v);
+        }
+    }
+    Ok(t)
+}
+
 /// Deep-merge `over` into `base` (tables merge, other values replace).
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
@@ -289,22 +321,106 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
     }
 }
 
-/// Replace `${VAR}` and `${VAR:-default}` in every string value.
-fn interpolate_table(table: &mut toml::Table, prefix: &str) -> Result<()> {
+/// Register the values under a secret key name (`credential`, `s3.secret-access-key`, ...);
+/// values from the environment are registered as they are interpolated.
+fn register_secrets(table: &toml::Table, prefix: &str) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::String(s) if secrets::is_secret_key(k) => secrets::register(s),
+            toml::Value::Table(t) => register_secrets(t, &key),
+            _ => {}
+        }
+    }
+}
+
+/// A TOML syntax error as `lake.toml line L, column C: message`, without echoing the line
+/// (it may hold a secret).
+fn syntax_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+        format!(" line {line}, column {column}")
+    });
+    anyhow!("{CONFIG_FILE}{}: {}", at.unwrap_or_default(), e.message().trim())
+}
+
+/// The keys whose values came (in part) from the environment: such a value is never printed.
+#[derive(Debug, Default)]
+pub(crate) struct FromEnv {
+    keys: std::collections::BTreeSet<String>,
+}
+
+impl FromEnv {
+    /// `value` quoted for a message, or a placeholder when `key` took it from the environment.
+    pub(crate) fn show(&self, key: &str, value: &str) -> String {
+        if self.covers(key) {
+            "(a value from the environment, not shown)".to_string()
+        } else {
+            format!("{value:?}")
+        }
+    }
+
+    fn covers(&self, key: &str) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k == key || key.starts_with(&format!("{k}.")) || k.starts_with(&format!("{key}.")))
+    }
+
+    /// A deserialization error naming the key (`run.threads: invalid type ...`); quoted values
+    /// in the message are hidden when the key's value came from the environment.
+    fn deserialize_error(&self, e: serde_path_to_error::Error<toml::de::Error>) -> anyhow::Error {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let mut message = inner.message().trim().to_string();
+        if self.covers(&path) {
+            message = hide_quoted(&message);
+        }
+        if path == "." || path.is_empty() {
+            anyhow!("{CONFIG_FILE}: {message}")
+        } else {
+            anyhow!("{CONFIG_FILE}: {path}: {message}")
+        }
+    }
+}
+
+/// Replace every `"..."` in `message` by `"***"`.
+fn hide_quoted(message: &str) -> String {
+    let mut out = String::new();
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        out.push('"');
+        out.push_str(if i % 2 == 0 { "***" } else { part });
+    }
+    out
+}
+
+/// Replace `${VAR}` and `${VAR:-default}` in every string value, noting the keys that used one.
+fn interpolate_table(table: &mut toml::Table, prefix: &str, from_env: &mut FromEnv) -> Result<()> {
     for (k, v) in table.iter_mut() {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-        interpolate_value(v, &key)?;
+        interpolate_value(v, &key, from_env)?;
     }
     Ok(())
 }
 
-fn interpolate_value(value: &mut toml::Value, key: &str) -> Result<()> {
+fn interpolate_value(value: &mut toml::Value, key: &str, from_env: &mut FromEnv) -> Result<()> {
     match value {
-        toml::Value::String(s) => *s = interpolate(s, key)?,
-        toml::Value::Table(t) => interpolate_table(t, key)?,
+        toml::Value::String(s) => {
+            let expanded = interpolate(s, key)?;
+            if expanded != *s || s.contains("${") {
+                from_env.keys.insert(key.to_string());
+            }
+            *s = expanded;
+        }
+        toml::Value::Table(t) => interpolate_table(t, key, from_env)?,
         toml::Value::Array(a) => {
             for (i, v) in a.iter_mut().enumerate() {
-                interpolate_value(v, &format!("{key}[{i}]"))?;
+                interpolate_value(v, &format!("{key}[{i}]"), from_env)?;
             }
         }
         _ => {}
@@ -337,7 +453,11 @@ pub fn interpolate(s: &str, key: &str) -> Result<String> {
             bail!("{CONFIG_FILE}: {key}: '${{{expr}}}' is not a valid environment variable reference");
         }
         match (std::env::var(name).ok(), default) {
-            (Some(v), _) => out.push_str(&v),
+            (Some(v), _) => {
+                // A value from the environment is never printed (see `secrets`).
+                secrets::register(&v);
+                out.push_str(&v)
+            }
             (None, Some(d)) => out.push_str(d),
             (None, None) => bail!(
                 "{CONFIG_FILE}: {key} uses ${{{name}}}, but the environment variable {name} is not set"

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod model;
 pub mod properties;
+pub mod secrets;
 pub mod templates;
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use serde_json::Value as Json;
 use config::{ConfigOverrides, ProjectConfig};
 use model::{
     Dependency, IncrementalStrategy, Materialized, Model, ModelBody, ModelConfig, OnSchemaChange,
-    PartitionField, Seed, SeedFormat, Severity, SingularTest, SourceTable, WatermarkSpec,
+    Seed, SeedFormat, Severity, SingularTest, SourceTable, WatermarkSpec,
 };
 use templates::{Mode, TemplateVars};
 
@@ -40,127 +41,15 @@ impl Project {
 
     pub fn load_with_config(config: ProjectConfig) -> Result<Project> {
         let vars = template_vars(&config);
-        let rel = |p: &Path| p.strip_prefix(&config.root).unwrap_or(p).to_path_buf();
-
-        let mut sql_files = Vec::new();
-        let mut yaml_files = Vec::new();
-        if config.model_path.is_dir() {
-            walk(&config.model_path, &mut |p| match p.extension().and_then(|e| e.to_str()) {
-                Some("sql") => sql_files.push(p.to_path_buf()),
-                Some("yml") | Some("yaml") => yaml_files.push(p.to_path_buf()),
-                _ => {}
-            })?;
-        }
-        let mut seed_yaml = Vec::new();
-        if config.seed_path.is_dir() {
-            walk(&config.seed_path, &mut |p| {
-                if matches!(p.extension().and_then(|e| e.to_str()), Some("yml") | Some("yaml")) {
-                    seed_yaml.push(p.to_path_buf());
-                }
-            })?;
-        }
-
-        // Property files first: descriptions, tests and YAML config by model name.
-        let mut model_defs: HashMap<String, (PathBuf, properties::ModelDef)> = HashMap::new();
-        let mut sources = Vec::new();
-        let mut seed_defs = Vec::new();
-        for path in yaml_files.iter().chain(&seed_yaml) {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let file = properties::parse(&rel(path), &text)?;
-            for source in file.sources {
-                for table in source.tables {
-                    let tests = properties::data_tests(
-                        &rel(path),
-                        &format!("{}_{}", source.name, table.name),
-                        &[table.data_tests.clone(), table.tests.clone()].concat(),
-                        &table.columns,
-                    )?;
-                    sources.push(SourceTable {
-                        source: source.name.clone(),
-                        table: table.name.clone(),
-                        description: table.description.clone(),
-                        path: rel(path),
-                        tests,
-                    });
-                }
-            }
-            for m in file.models {
-                if let Some((other, _)) = model_defs.get(&m.name) {
-                    bail!(
-                        "{}: model '{}' is already described in {}",
-                        rel(path).display(),
-                        m.name,
-                        other.display()
-                    );
-                }
-                model_defs.insert(m.name.clone(), (rel(path), m));
-            }
-            for s in file.seeds {
-                seed_defs.push((rel(path), s));
-            }
-        }
-
-        let mut models = Vec::new();
-        for path in &sql_files {
-            let relative = rel(path);
-            let name = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .ok_or_else(|| anyhow!("{}: model file name is not UTF-8", relative.display()))?
-                .to_string();
-            let layer = layer_of(&config, path)?;
-            let raw_sql = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", relative.display()))?;
-            let rendered = templates::render(&relative, &raw_sql, &vars, &Mode::Parse)?;
-            let def = model_defs.remove(&name);
-            let mut cfg = def.as_ref().map(|(_, d)| d.config.clone()).unwrap_or_default();
-            cfg.extend(rendered.config);
-            let config_parsed = model_config(&relative, &cfg)?;
-            if let Some(f) = cfg.get("function") {
-                bail!("{}: `function` ({f}) is for Rust models declared in YAML; a .sql model runs its SQL", relative.display());
-            }
-            models.push(finish_model(
-                name,
-                layer,
-                relative,
-                ModelBody::Sql { raw_sql },
-                config_parsed,
-                rendered.depends_on,
-                def.map(|(p, d)| (p, d)),
-            )?);
-        }
-        // YAML entries left are Rust models (or descriptions of missing SQL files).
-        let mut rest: Vec<_> = model_defs.into_values().collect();
-        rest.sort_by(|a, b| a.1.name.cmp(&b.1.name));
-        for (path, def) in rest {
-            let Some(function) = def.config.get("function").and_then(|f| f.as_str()).map(str::to_string) else {
-                bail!(
-                    "{}: model '{}' has no SQL file and no `config: function:` naming a Rust model",
-                    path.display(),
-                    def.name
-                );
-            };
-            let layer = layer_of(&config, &config.root.join(&path))?;
-            let depends_on = rust_inputs(&path, &def.config)?;
-            let cfg = model_config(&path, &def.config)?;
-            if cfg.materialized == Materialized::Ephemeral {
-                bail!("{}: Rust model '{}' cannot be ephemeral", path.display(), def.name);
-            }
-            models.push(finish_model(
-                def.name.clone(),
-                layer,
-                path.clone(),
-                ModelBody::Rust { function },
-                cfg,
-                depends_on,
-                Some((path, def)),
-            )?);
-        }
+        let files = ProjectFiles::discover(&config)?;
+        let mut props = read_properties(&config, &files)?;
+        let mut models = sql_models(&config, &files.sql, &vars, &mut props.models)?;
+        models.extend(rust_models(&config, props.models)?);
         models.retain(|m| m.config.enabled);
         models.sort_by(|a, b| a.name.cmp(&b.name));
 
-        let seeds = seed_defs
+        let seeds = props
+            .seeds
             .into_iter()
             .map(|(path, def)| seed(&config, &path, def))
             .collect::<Result<Vec<_>>>()?;
@@ -168,7 +57,7 @@ impl Project {
         Ok(Project {
             config,
             models,
-            sources,
+            sources: props.sources,
             seeds,
             singular_tests,
         })
@@ -331,7 +220,7 @@ fn model_config(path: &Path, cfg: &serde_json::Map<String, Json>) -> Result<Mode
                 })?;
                 out.partition_by = fields
                     .iter()
-                    .map(|f| parse_partition_field(f).ok_or_else(|| anyhow!("{}: cannot read '{f}' (use col, day(col), month(col), year(col), hour(col), bucket(N, col), truncate(N, col))", at(key))))
+                    .map(|f| crate::lakehouse::schema::parse_partition_field(f).ok_or_else(|| anyhow!("{}: cannot read '{f}' (use col, day(col), month(col), year(col), hour(col), bucket(N, col), truncate(N, col))", at(key))))
                     .collect::<Result<_>>()?;
             }
             "tags" => out.tags = strings(value).ok_or_else(|| anyhow!("{} must be a tag or a list of tags", at(key)))?,
@@ -388,35 +277,157 @@ fn strings(value: &Json) -> Option<Vec<String>> {
     }
 }
 
-/// `col` → identity; `day(col)`; `bucket(16, col)` → `bucket[16]`.
-pub fn parse_partition_field(s: &str) -> Option<PartitionField> {
-    let s = s.trim();
-    let Some(open) = s.find('(') else {
-        return is_ident(s).then(|| PartitionField {
-            column: s.to_string(),
-            transform: "identity".into(),
-        });
-    };
-    let func = s[..open].trim().to_ascii_lowercase();
-    let inner = s[open + 1..].strip_suffix(')')?;
-    let args: Vec<&str> = inner.split(',').map(str::trim).collect();
-    match (func.as_str(), args.as_slice()) {
-        ("identity" | "year" | "month" | "day" | "hour", [col]) if is_ident(col) => Some(PartitionField {
-            column: col.to_string(),
-            transform: func,
-        }),
-        ("bucket" | "truncate", [n, col]) if n.parse::<u32>().is_ok_and(|n| n > 0) && is_ident(col) => {
-            Some(PartitionField {
-                column: col.to_string(),
-                transform: format!("{func}[{n}]"),
-            })
+/// The files a project is made of.
+struct ProjectFiles {
+    sql: Vec<PathBuf>,
+    /// Property files under the model path, then under the seed path.
+    yaml: Vec<PathBuf>,
+}
+
+impl ProjectFiles {
+    fn discover(config: &ProjectConfig) -> Result<Self> {
+        let mut sql = Vec::new();
+        let mut yaml = Vec::new();
+        if config.model_path.is_dir() {
+            walk(&config.model_path, &mut |p| match p.extension().and_then(|e| e.to_str()) {
+                Some("sql") => sql.push(p.to_path_buf()),
+                Some("yml") | Some("yaml") => yaml.push(p.to_path_buf()),
+                _ => {}
+            })?;
         }
-        _ => None,
+        if config.seed_path.is_dir() {
+            walk(&config.seed_path, &mut |p| {
+                if matches!(p.extension().and_then(|e| e.to_str()), Some("yml") | Some("yaml")) {
+                    yaml.push(p.to_path_buf());
+                }
+            })?;
+        }
+        Ok(ProjectFiles { sql, yaml })
     }
 }
 
-fn is_ident(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+/// What the property files say, by kind.
+struct Properties {
+    /// Model name → (property file, its entry).
+    models: HashMap<String, (PathBuf, properties::ModelDef)>,
+    sources: Vec<SourceTable>,
+    seeds: Vec<(PathBuf, properties::SeedDef)>,
+}
+
+fn relative(config: &ProjectConfig, p: &Path) -> PathBuf {
+    p.strip_prefix(&config.root).unwrap_or(p).to_path_buf()
+}
+
+/// Property files first: descriptions, tests and YAML config by model name.
+fn read_properties(config: &ProjectConfig, files: &ProjectFiles) -> Result<Properties> {
+    let mut out = Properties {
+        models: HashMap::new(),
+        sources: Vec::new(),
+        seeds: Vec::new(),
+    };
+    for path in &files.yaml {
+        let rel = relative(config, path);
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let file = properties::parse(&rel, &text)?;
+        for source in file.sources {
+            for table in source.tables {
+                let tests = properties::data_tests(
+                    &rel,
+                    &format!("{}_{}", source.name, table.name),
+                    &[table.data_tests.clone(), table.tests.clone()].concat(),
+                    &table.columns,
+                )?;
+                out.sources.push(SourceTable {
+                    source: source.name.clone(),
+                    table: table.name.clone(),
+                    description: table.description.clone(),
+                    path: rel.clone(),
+                    tests,
+                });
+            }
+        }
+        for m in file.models {
+            if let Some((other, _)) = out.models.get(&m.name) {
+                bail!("{}: model '{}' is already described in {}", rel.display(), m.name, other.display());
+            }
+            out.models.insert(m.name.clone(), (rel.clone(), m));
+        }
+        for s in file.seeds {
+            out.seeds.push((rel.clone(), s));
+        }
+    }
+    Ok(out)
+}
+
+/// The `.sql` models, each with its property-file entry (taken out of `defs`).
+fn sql_models(
+    config: &ProjectConfig,
+    sql_files: &[PathBuf],
+    vars: &TemplateVars,
+    defs: &mut HashMap<String, (PathBuf, properties::ModelDef)>,
+) -> Result<Vec<Model>> {
+    let mut models = Vec::new();
+    for path in sql_files {
+        let relative = relative(config, path);
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| anyhow!("{}: model file name is not UTF-8", relative.display()))?
+            .to_string();
+        let layer = layer_of(config, path)?;
+        let raw_sql =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", relative.display()))?;
+        let rendered = templates::render(&relative, &raw_sql, vars, &Mode::Parse)?;
+        let def = defs.remove(&name);
+        let mut cfg = def.as_ref().map(|(_, d)| d.config.clone()).unwrap_or_default();
+        cfg.extend(rendered.config);
+        let config_parsed = model_config(&relative, &cfg)?;
+        if let Some(f) = cfg.get("function") {
+            bail!("{}: `function` ({f}) is for Rust models declared in YAML; a .sql model runs its SQL", relative.display());
+        }
+        models.push(finish_model(
+            name,
+            layer,
+            relative,
+            ModelBody::Sql { raw_sql },
+            config_parsed,
+            rendered.depends_on,
+            def,
+        )?);
+    }
+    Ok(models)
+}
+
+/// YAML entries left after the SQL models are Rust models (or describe a missing SQL file).
+fn rust_models(config: &ProjectConfig, defs: HashMap<String, (PathBuf, properties::ModelDef)>) -> Result<Vec<Model>> {
+    let mut rest: Vec<_> = defs.into_values().collect();
+    rest.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    let mut models = Vec::new();
+    for (path, def) in rest {
+        let Some(function) = def.config.get("function").and_then(|f| f.as_str()).map(str::to_string) else {
+            bail!(
+                "{}: model '{}' has no SQL file and no `config: function:` naming a Rust model",
+                path.display(),
+                def.name
+            );
+        };
+        let layer = layer_of(config, &config.root.join(&path))?;
+        let depends_on = rust_inputs(&path, &def.config)?;
+        let cfg = model_config(&path, &def.config)?;
+        if cfg.materialized == Materialized::Ephemeral {
+            bail!("{}: Rust model '{}' cannot be ephemeral", path.display(), def.name);
+        }
+        models.push(finish_model(
+            def.name.clone(),
+            layer,
+            path.clone(),
+            ModelBody::Rust { function },
+            cfg,
+            depends_on,
+            Some((path, def)),
+        )?);
+    }
+    Ok(models)
 }
 
 /// A Rust model's `inputs:`: model names, or `source.table` for sources.

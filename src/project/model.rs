@@ -127,13 +127,7 @@ impl WatermarkSpec {
     }
 }
 
-/// One field of an Iceberg partition spec, as written in `partition_by`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PartitionField {
-    pub column: String,
-    /// `identity`, `year`, `month`, `day`, `hour`, `bucket[N]` or `truncate[N]`.
-    pub transform: String,
-}
+pub use crate::lakehouse::schema::PartitionField;
 
 /// A model's configuration, merged from `lake.toml` defaults, YAML `config:` and the SQL's `config(...)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]

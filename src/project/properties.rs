@@ -182,8 +182,17 @@ fn parse_test(path: &Path, table: &str, column: Option<&str>, entry: &Json) -> R
     }
     let config = match args.get("config") {
         Some(Json::Object(c)) => c.clone(),
-        _ => serde_json::Map::new(),
+        None | Some(Json::Null) => serde_json::Map::new(),
+        Some(_) => bail!("{}: config of '{kind_name}' must be a mapping", where_()),
     };
+    const TEST_CONFIG_KEYS: [&str; 2] = ["severity", "where"];
+    if let Some(unknown) = config.keys().find(|k| !TEST_CONFIG_KEYS.contains(&k.as_str())) {
+        bail!(
+            "{}: unknown config key '{unknown}' in test '{kind_name}' (known: {})",
+            where_(),
+            TEST_CONFIG_KEYS.join(", ")
+        );
+    }
     let severity = match config.get("severity").or(arguments.get("severity")) {
         None => Severity::Error,
         Some(Json::String(s)) if s.eq_ignore_ascii_case("error") => Severity::Error,

@@ -84,7 +84,34 @@ fn render_once(
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    add_config_and_vars(&mut env, &state, vars, is_incremental);
+    add_ref_and_source(&mut env, &state, dependency_resolver(mode, raw));
 
+    let name = path.display().to_string();
+    let sql = env
+        .render_named_str(&name, raw, Value::from_serialize(&template_context(mode, vars)))
+        .map_err(|e| template_error(path, &e))?;
+
+    let state = std::mem::take(&mut *state.lock().expect("template state"));
+    let depends_on = state
+        .depends_on
+        .into_iter()
+        .map(|d| with_line(raw, d))
+        .fold(Vec::new(), |mut acc, d| {
+            if !acc.contains(&d) {
+                acc.push(d);
+            }
+            acc
+        });
+    Ok(Rendered {
+        sql,
+        config: state.config,
+        depends_on,
+    })
+}
+
+/// `config(...)`, `var()`, `env_var()` and `is_incremental()`.
+fn add_config_and_vars(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, vars: &TemplateVars, is_incremental: bool) {
     let st = state.clone();
     env.add_function("config", move |kwargs: Kwargs| -> Result<String, Error> {
         let mut st = st.lock().expect("template state");
@@ -125,9 +152,13 @@ fn render_once(
         },
     );
     env.add_function("is_incremental", move || is_incremental);
+}
 
-    // ref() and source() record the dependency, then resolve it per mode.
-    let resolve: Arc<dyn Fn(&Dependency) -> Result<String, Error> + Send + Sync> = match mode {
+type Resolver = Arc<dyn Fn(&Dependency) -> Result<String, Error> + Send + Sync>;
+
+/// How `ref()` and `source()` turn into relation names in `mode`.
+fn dependency_resolver(mode: &Mode<'_>, raw: &str) -> Resolver {
+    match mode {
         Mode::Parse => Arc::new(|dep: &Dependency| {
             Ok(match dep {
                 Dependency::Model { name, .. } => format!("\"__ref\".\"{name}\""),
@@ -153,8 +184,11 @@ fn render_once(
                     })
             })
         }
-    };
+    }
+}
 
+/// `ref()` and `source()`: record the dependency, then resolve it.
+fn add_ref_and_source(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, resolve: Resolver) {
     let (st, res) = (state.clone(), resolve.clone());
     env.add_function("ref", move |args: &[Value]| -> Result<Value, Error> {
         let name = match args {
@@ -170,7 +204,7 @@ fn render_once(
         st.lock().expect("template state").depends_on.push(dep.clone());
         Ok(Value::from_safe_string(res(&dep)?))
     });
-    let (st, res) = (state.clone(), resolve.clone());
+    let (st, res) = (state.clone(), resolve);
     env.add_function("source", move |source: String, table: String| -> Result<Value, Error> {
         let dep = Dependency::Source {
             source,
@@ -180,7 +214,10 @@ fn render_once(
         st.lock().expect("template state").depends_on.push(dep.clone());
         Ok(Value::from_safe_string(res(&dep)?))
     });
+}
 
+/// The template's variables: `this`, `watermark` and `target`.
+fn template_context(mode: &Mode<'_>, vars: &TemplateVars) -> serde_json::Map<String, Json> {
     let mut ctx = serde_json::Map::new();
     let (this, watermark) = match mode {
         Mode::Parse => ("\"__this\"".to_string(), "NULL".to_string()),
@@ -196,28 +233,7 @@ fn render_once(
         Json::String(vars.target.clone().unwrap_or_else(|| "default".into())),
     );
     ctx.insert("target".into(), Json::Object(target));
-
-    let name = path.display().to_string();
-    let sql = env
-        .render_named_str(&name, raw, Value::from_serialize(&ctx))
-        .map_err(|e| template_error(path, &e))?;
-
-    let state = std::mem::take(&mut *state.lock().expect("template state"));
-    let depends_on = state
-        .depends_on
-        .into_iter()
-        .map(|d| with_line(raw, d))
-        .fold(Vec::new(), |mut acc, d| {
-            if !acc.contains(&d) {
-                acc.push(d);
-            }
-            acc
-        });
-    Ok(Rendered {
-        sql,
-        config: state.config,
-        depends_on,
-    })
+    ctx
 }
 
 fn template_error(path: &Path, e: &Error) -> anyhow::Error {

@@ -291,31 +291,9 @@ impl Resolver {
             group_id[*g] = id;
         }
 
-        // Ids no group kept were merged into the id of a group holding their records.
-        let mut merges = Vec::new();
-        let mut recorded: HashSet<&str> = HashSet::new();
-        for (g, members) in groups.iter().enumerate() {
-            for &i in members {
-                if let Some(p) = &entries[i as usize].prior
-                    && !taken.contains(&p.entity_id)
-                    && recorded.insert(p.entity_id.as_str())
-                {
-                    merges.push(Merge { merged_id: p.entity_id.clone(), into_id: group_id[g].clone() });
-                }
-            }
-        }
-        merges.sort_by(|x, y| x.merged_id.cmp(&y.merged_id));
+        let merges = recorded_merges(entries, groups, &taken, &group_id);
 
-        // The strongest match of each record in this run.
-        let mut best: HashMap<u32, (u16, f64)> = HashMap::new();
-        for m in matches {
-            for x in [m.a, m.b] {
-                let slot = best.entry(x).or_insert((m.rule, m.score));
-                if m.score > slot.1 || (m.score == slot.1 && m.rule < slot.0) {
-                    *slot = (m.rule, m.score);
-                }
-            }
-        }
+        let best = strongest_matches(matches);
         let mut assigned: Vec<Assigned> = vec![
             Assigned {
                 entity_id: String::new(),
@@ -355,6 +333,38 @@ impl Resolver {
         }
         (assigned, merges)
     }
+}
+
+/// Ids no group kept were merged into the id of a group holding their records.
+fn recorded_merges(entries: &[Entry], groups: &[Vec<u32>], taken: &HashSet<String>, group_id: &[String]) -> Vec<Merge> {
+    let mut merges = Vec::new();
+    let mut recorded: HashSet<&str> = HashSet::new();
+    for (g, members) in groups.iter().enumerate() {
+        for &i in members {
+            if let Some(p) = &entries[i as usize].prior
+                && !taken.contains(&p.entity_id)
+                && recorded.insert(p.entity_id.as_str())
+            {
+                merges.push(Merge { merged_id: p.entity_id.clone(), into_id: group_id[g].clone() });
+            }
+        }
+    }
+    merges.sort_by(|x, y| x.merged_id.cmp(&y.merged_id));
+    merges
+}
+
+/// The strongest match (rule, score) of each record in this run.
+fn strongest_matches(matches: &[Match]) -> HashMap<u32, (u16, f64)> {
+    let mut best: HashMap<u32, (u16, f64)> = HashMap::new();
+    for m in matches {
+        for x in [m.a, m.b] {
+            let slot = best.entry(x).or_insert((m.rule, m.score));
+            if m.score > slot.1 || (m.score == slot.1 && m.rule < slot.0) {
+                *slot = (m.rule, m.score);
+            }
+        }
+    }
+    best
 }
 
 impl Resolution {

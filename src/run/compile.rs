@@ -1,11 +1,17 @@
 //! Rendering a model to runnable SQL: real relation names, the incremental flag, the watermark,
-//! and ephemeral models inlined as CTEs.
+//! and ephemeral models inlined as CTEs. `lake run` and `lake compile` both take the stored
+//! watermark and its literal from here ([`stored_watermark`], [`watermark_literal`]), so
+//! compile shows exactly the SQL a run executes.
 
 use std::collections::BTreeSet;
 
 use anyhow::{Result, anyhow};
 
+use iceberg::table::Table;
+
 use crate::graph::Graph;
+use crate::lakehouse::summary;
+use crate::materialize::watermark::Watermark;
 use crate::project::model::{Dependency, Materialized, Model, ModelBody};
 use crate::project::templates::{self, Mode, TemplateVars};
 
@@ -29,6 +35,29 @@ fn ephemeral_name(name: &str) -> String {
 
 pub fn quoted(namespace: &str, table: &str) -> String {
     format!("\"{}\".\"{}\"", namespace.replace('"', "\"\""), table.replace('"', "\"\""))
+}
+
+/// The watermark stored in `table`'s snapshots, when it tracks what `model` is configured to
+/// track now (a changed `watermark:` column starts over).
+pub fn stored_watermark(model: &Model, table: Option<&Table>) -> Option<Watermark> {
+    let spec = model.config.watermark.as_ref()?;
+    summary::watermark(table?)
+        .filter(|w| spec.as_str() == w.column)
+        .map(|w| Watermark {
+            kind: w.data_type,
+            value: w.value,
+        })
+}
+
+/// `{{ watermark }}` for an incremental run: the stored value as a SQL literal with the
+/// model's `lookback` applied; none on a first or full run, or for `watermark: snapshot`.
+pub fn watermark_literal(model: &Model, previous: Option<&Watermark>, is_incremental: bool) -> Option<String> {
+    match previous {
+        Some(w) if is_incremental && w.kind != "snapshot" => {
+            Some(w.sql_literal_with_lookback(model.config.lookback.as_deref()))
+        }
+        _ => None,
+    }
 }
 
 /// Compiled SQL plus the tables it reads (`namespace.table`, ephemeral models expanded).

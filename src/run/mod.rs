@@ -3,6 +3,7 @@
 
 pub mod compile;
 pub mod data_tests;
+pub mod maintain;
 pub mod report;
 pub mod results;
 pub mod seeds;
@@ -19,11 +20,10 @@ use tokio::task::JoinSet;
 use crate::engine::rust_model::{
     Registry, RustModelCall, SideOutputBatches, SideOutputMode, run_rust_model,
 };
-use crate::engine::session::{SnapshotPins, new_session, register, register_batches};
-use crate::engine::watermark::Watermark;
+use crate::engine::session::{SnapshotPins, new_session, read_only_query, register, register_batches};
+use crate::materialize::watermark::Watermark;
 use crate::graph::Graph;
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
-use crate::lakehouse::maintenance::{MaintenancePolicy, maintain_table};
 use crate::lakehouse::reader::{ChangesSince, changes_since, read_files};
 use crate::lakehouse::summary;
 use crate::materialize::{self, SchemaChangePolicy, Strategy};
@@ -33,7 +33,7 @@ use crate::project::model::{
     Severity, SingularTest, WatermarkSpec,
 };
 use report::Reporter;
-use results::{NodeResult, Status};
+use results::{ErrorKind, NodeResult, Status};
 
 /// What to do with the selected nodes.
 #[derive(Debug, Clone, Default)]
@@ -239,6 +239,10 @@ pub async fn run_models(ctx: Arc<RunContext>, selected: &[usize]) -> Vec<NodeRes
                 continue;
             }
         };
+        // The catalog or storage failing will fail every later model too: stop scheduling.
+        if node_results.iter().any(|r| r.error_kind == Some(ErrorKind::Environment)) {
+            stop = true;
+        }
         results.extend(node_results);
         if ok {
             built.insert(i);
@@ -291,7 +295,7 @@ pub async fn run_models(ctx: Arc<RunContext>, selected: &[usize]) -> Vec<NodeRes
         }
     }
     if stop {
-        // --fail-fast: everything not run is skipped.
+        // --fail-fast or a catalog/storage fault: everything not run is skipped.
         let done: BTreeSet<String> = results.iter().map(|r| r.unique_id.clone()).collect();
         for &i in selected {
             let m = ctx.graph.model(i);
@@ -300,7 +304,7 @@ pub async fn run_models(ctx: Arc<RunContext>, selected: &[usize]) -> Vec<NodeRes
             }
             if !done.contains(&format!("model.{}", m.name)) {
                 let r = NodeResult::new("model", &m.name, Some(m.table_name()), Status::Skipped)
-                    .with_message("not run: --fail-fast stopped the run after a failure");
+                    .with_message("not run: the run stopped after a failure (--fail-fast, or the catalog or storage failed)");
                 ctx.reporter.finished(&r);
                 results.push(r);
             }
@@ -319,9 +323,9 @@ async fn execute_node(ctx: &RunContext, i: usize, deferred: &BTreeSet<usize>) ->
     ctx.reporter.started("model", &model.name);
     let mut result = execute_model(ctx, model).await;
     if ctx.options.maintain && result.status == Status::Success {
-        if let Err(e) = maintain_model_table(ctx, model).await {
-            result.status = Status::Error;
-            result.message = Some(format!("model {}: maintenance failed: {e:#}", model.table_name()));
+        if let Err(e) = maintain::maintain_model_table(ctx, model).await {
+            let context = format!("model {}: maintenance failed", model.table_name());
+            result.fail(&context, &e, ctx.lakehouse.spec());
         }
     }
     ctx.reporter.finished(&result);
@@ -393,30 +397,14 @@ async fn run_model_tests(ctx: &RunContext, i: usize, set: TestSet<'_>) -> (Vec<N
 }
 
 /// `lake run --maintain`: the table's maintenance right after its model committed.
-async fn maintain_model_table(ctx: &RunContext, model: &Model) -> Result<()> {
-    let ident = table_ident(&model.table_name())?;
-    let table = ctx.lakehouse.table(&ident).await?;
-    let policy = MaintenancePolicy::resolve(model.config.maintenance.as_ref(), Some(&table))?;
-    if policy.enabled {
-        maintain_table(&ctx.lakehouse, &ident, &policy, &ctx.project.config.write).await?;
-        let table = ctx.lakehouse.table(&ident).await?;
-        ctx.pins.pin(&model.table_name(), table);
-    }
-    Ok(())
-}
-
 async fn execute_model(ctx: &RunContext, model: &Model) -> NodeResult {
     let started = Instant::now();
     let mut result = NodeResult::new("model", &model.name, Some(model.table_name()), Status::Success);
     match materialize_model(ctx, model, &mut result).await {
         Ok(()) => {}
         Err(e) => {
-            result.status = Status::Error;
-            result.message = Some(format!(
-                "model {} ({}): {e:#}",
-                model.table_name(),
-                model.path.display()
-            ));
+            let context = format!("model {} ({})", model.table_name(), model.path.display());
+            result.fail(&context, &e, ctx.lakehouse.spec());
         }
     }
     result.duration_seconds = started.elapsed().as_secs_f64();
@@ -433,14 +421,7 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
     let incremental_model = model.config.materialized == Materialized::Incremental;
     let mut is_incremental = incremental_model && existing.is_some() && !ctx.options.full_refresh;
     let spec = model.config.watermark.clone();
-    let previous = existing
-        .as_ref()
-        .and_then(summary::watermark)
-        .filter(|w| spec.as_ref().is_some_and(|s| s.as_str() == w.column))
-        .map(|w| Watermark {
-            kind: w.data_type,
-            value: w.value,
-        });
+    let previous = compile::stored_watermark(model, existing.as_ref());
     result.watermark_before = previous.as_ref().map(|w| w.value.clone());
 
     // Exact incremental reads: only the data files appended to each input since the last run.
@@ -480,12 +461,7 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
     let (schema, batches, reads): (arrow::datatypes::SchemaRef, futures::stream::BoxStream<'_, Result<RecordBatch>>, _) =
         match &model.body {
             ModelBody::Sql { .. } => {
-                let literal = match (&previous, is_incremental) {
-                    (Some(w), true) if w.kind != "snapshot" => {
-                        Some(w.sql_literal_with_lookback(model.config.lookback.as_deref()))
-                    }
-                    _ => None,
-                };
+                let literal = compile::watermark_literal(model, previous.as_ref(), is_incremental);
                 let compiled = compile::compile(
                     &ctx.graph,
                     model,
@@ -494,10 +470,7 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
                     literal,
                 )?;
                 let (session, reads) = ctx.session_for(&compiled.reads, &appended).await?;
-                let df = session
-                    .sql(&compiled.sql)
-                    .await
-                    .map_err(|e| anyhow!("SQL error: {e}"))?;
+                let df = read_only_query(&session, &compiled.sql).await?;
                 let schema = Arc::new(df.schema().as_arrow().clone());
                 let stream = df
                     .execute_stream()
@@ -712,7 +685,7 @@ pub async fn run_generic_test(ctx: &RunContext, namespace: &str, table: &str, te
         count_rows(ctx, &tables, &sql).await
     }
     .await;
-    finish_test(&mut result, outcome, test.severity);
+    finish_test(ctx, &mut result, &format!("test {}", test.name), outcome, test.severity);
     result.duration_seconds = started.elapsed().as_secs_f64();
     result
 }
@@ -732,15 +705,18 @@ pub async fn run_singular_test(ctx: &RunContext, test: &SingularTest) -> NodeRes
         count_rows(ctx, &compiled.reads, &compiled.sql).await
     }
     .await;
-    finish_test(&mut result, outcome, test.severity);
-    if let Some(m) = &mut result.message {
-        *m = format!("{}: {m}", test.path.display());
+    let context = test.path.display().to_string();
+    finish_test(ctx, &mut result, &context, outcome, test.severity);
+    if result.status == Status::Fail || result.status == Status::Warn {
+        if let Some(m) = &mut result.message {
+            *m = format!("{context}: {m}");
+        }
     }
     result.duration_seconds = started.elapsed().as_secs_f64();
     result
 }
 
-fn finish_test(result: &mut NodeResult, outcome: Result<u64>, severity: Severity) {
+fn finish_test(ctx: &RunContext, result: &mut NodeResult, context: &str, outcome: Result<u64>, severity: Severity) {
     match outcome {
         Ok(0) => result.failures = Some(0),
         Ok(n) => {
@@ -751,20 +727,15 @@ fn finish_test(result: &mut NodeResult, outcome: Result<u64>, severity: Severity
             };
             result.message = Some(format!("{n} failing row{}", if n == 1 { "" } else { "s" }));
         }
-        Err(e) => {
-            result.status = Status::Error;
-            result.message = Some(format!("{e:#}"));
-        }
+        Err(e) => result.fail(context, &e, ctx.lakehouse.spec()),
     }
 }
 
 async fn count_rows(ctx: &RunContext, tables: &BTreeSet<String>, sql: &str) -> Result<u64> {
     let (session, _) = ctx.session_for(tables, &BTreeMap::new()).await?;
     let counted = format!("SELECT COUNT(*) AS n FROM (\n{sql}\n) AS failures");
-    let batches = session
-        .sql(&counted)
-        .await
-        .map_err(|e| anyhow!("SQL error: {e}"))?
+    let batches = read_only_query(&session, &counted)
+        .await?
         .collect()
         .await
         .map_err(|e| anyhow!("SQL error: {e}"))?;
@@ -825,6 +796,44 @@ pub fn singular_tests_for<'a>(ctx: &'a RunContext, selected: &[usize], all: bool
             all || t.depends_on.iter().any(|d| matches!(d, Dependency::Model { name, .. } if names.contains(name.as_str())))
         })
         .collect()
+}
+
+/// Number of data tests `lake build` runs for a selection: the selected models' tests and
+/// the singular tests that read them.
+pub fn build_test_count(ctx: &RunContext, selected: &[usize], all: bool) -> usize {
+    let model_tests: usize = selected.iter().map(|&i| ctx.graph.model(i).tests.len()).sum();
+    model_tests + singular_tests_for(ctx, selected, all).len()
+}
+
+/// `lake build`'s singular tests, after the models: a test reading a model that did not
+/// build (per `model_results`) is skipped, the others run.
+pub async fn run_singular_tests_after(
+    ctx: &RunContext,
+    selected: &[usize],
+    all: bool,
+    model_results: &[NodeResult],
+) -> Vec<NodeResult> {
+    let failed: BTreeSet<&str> = model_results
+        .iter()
+        .filter(|r| r.kind == "model" && r.status != Status::Success)
+        .map(|r| r.name.as_str())
+        .collect();
+    let mut results = Vec::new();
+    for t in singular_tests_for(ctx, selected, all) {
+        let blocked = t
+            .depends_on
+            .iter()
+            .any(|d| matches!(d, Dependency::Model { name, .. } if failed.contains(name.as_str())));
+        let r = if blocked {
+            NodeResult::new("test", &t.name, None, Status::Skipped).with_message("a model it reads failed")
+        } else {
+            ctx.reporter.started("test", &t.name);
+            run_singular_test(ctx, t).await
+        };
+        ctx.reporter.finished(&r);
+        results.push(r);
+    }
+    results
 }
 
 /// Number of data tests that would run for a selection.

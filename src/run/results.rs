@@ -8,7 +8,10 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::engine::session::NotReadOnly;
 use crate::graph::Graph;
+use crate::lakehouse::catalog::CatalogSpec;
+use crate::lakehouse::fault;
 use crate::project::Project;
 
 /// Outcome of one node.
@@ -46,6 +49,16 @@ impl Status {
     }
 }
 
+/// Why a node failed, which decides the exit code: `environment` (the catalog or storage
+/// failed: 3), `usage` (the project asked for something not allowed: 2), `model` (1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Model,
+    Usage,
+    Environment,
+}
+
 /// What happened to one node, as written to `run_results.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeResult {
@@ -57,6 +70,8 @@ pub struct NodeResult {
     pub relation: Option<String>,
     pub status: Status,
     pub message: Option<String>,
+    /// Set when `status` is `error`.
+    pub error_kind: Option<ErrorKind>,
     pub duration_seconds: f64,
     pub rows_written: Option<u64>,
     pub failures: Option<u64>,
@@ -81,6 +96,7 @@ impl NodeResult {
             relation,
             status,
             message: None,
+            error_kind: None,
             duration_seconds: 0.0,
             rows_written: None,
             failures: None,
@@ -98,6 +114,38 @@ impl NodeResult {
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
         self.message = Some(message.into());
         self
+    }
+
+    /// Mark the node failed by `error`. A catalog or storage fault becomes one line naming
+    /// the setting to fix (see [`crate::lakehouse::fault`]); other errors keep their causes
+    /// after `context` (e.g. `model staging.x (models/staging/x.sql)`).
+    pub fn fail(&mut self, context: &str, error: &anyhow::Error, catalog: &CatalogSpec) {
+        self.status = Status::Error;
+        let (kind, message) = if let Some(fault) = fault::classify(error) {
+            (ErrorKind::Environment, format!("{context}: {}", fault.line(catalog)))
+        } else if error.chain().any(|c| c.is::<NotReadOnly>()) {
+            (ErrorKind::Usage, format!("{context}: {error:#}"))
+        } else {
+            (ErrorKind::Model, format!("{context}: {error:#}"))
+        };
+        self.error_kind = Some(kind);
+        self.message = Some(crate::project::secrets::scrub(&message));
+    }
+}
+
+/// The exit code of a command that produced `results`: 3 when a node failed on the catalog or
+/// storage, else 2 when one asked for something not allowed, else 1 on any failure, else 0.
+pub fn exit_code(results: &[NodeResult]) -> i32 {
+    let worst = results
+        .iter()
+        .filter(|r| r.status.is_failure())
+        .map(|r| r.error_kind.unwrap_or(ErrorKind::Model))
+        .max();
+    match worst {
+        None => 0,
+        Some(ErrorKind::Model) => 1,
+        Some(ErrorKind::Usage) => 2,
+        Some(ErrorKind::Environment) => 3,
     }
 }
 

@@ -36,8 +36,8 @@ pub async fn load_seed(
     let relation = format!("{}.{}", seed.namespace, seed.table);
     let mut result = NodeResult::new("seed", &seed.name, Some(relation), Status::Success);
     if let Err(e) = load(lakehouse, root, seed, run_id, full_refresh, write, &mut result).await {
-        result.status = Status::Error;
-        result.message = Some(format!("seed {} ({}): {e:#}", seed.name, seed.path.display()));
+        let context = format!("seed {} ({})", seed.name, seed.path.display());
+        result.fail(&context, &e, lakehouse.spec());
     }
     result.duration_seconds = started.elapsed().as_secs_f64();
     result

@@ -6,14 +6,7 @@ const EXIT_FAILED: i32 = 1;
 const EXIT_USAGE: i32 = 2;
 
 fn seeded_project() -> TestProject {
-    let p = TestProject::new();
-    p.write(
-        "seeds/seeds.yml",
-        "seeds:\n  - name: orders\n    config:\n      column_types: {id: bigint, amount: double}\n",
-    );
-    p.write("seeds/orders.csv", "id,amount\n1,10.5\n2,3\n");
-    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: orders\n");
-    p
+    TestProject::with_orders_seed()
 }
 
 #[test]

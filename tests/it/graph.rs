@@ -234,7 +234,6 @@ fn selection_table() {
         (&["staging+"], &["marts"], &["stg_customers", "stg_orders", "stg_payments", "sem_customers", "sem_orders", "an_customer_orders", "an_revenue"]),
         (&[], &["tag:nightly"], &["raw_customers", "raw_orders", "stg_payments", "sem_customers", "sem_orders", "an_customer_orders", "mart_dashboard", "mart_finance"]),
         (&["+mart_dashboard"], &["+sem_orders", "sem_customers"], &["raw_customers", "stg_customers", "an_customer_orders", "an_revenue", "mart_dashboard"]),
-        (&["stg_orders"], &["no_such_model"], &["stg_orders"]),
     ];
     for (sel, excl, expected) in table {
         let got = select(&graph, &args(sel), &args(excl))
@@ -253,6 +252,23 @@ fn select_err(sel: &[&str], excl: &[&str]) -> String {
         Ok(got) => panic!("select {sel:?} should fail, got {:?}", names(&graph, got)),
         Err(e) => e.to_string(),
     }
+}
+
+#[test]
+fn exclude_matching_nothing_or_everything_is_an_error() {
+    // Like --select: a typo in --exclude would otherwise run more than meant.
+    assert_eq!(
+        select_err(&["stg_orders"], &["stg_ordrs"]),
+        "selector 'stg_ordrs' matched no model; did you mean 'stg_orders'?"
+    );
+    assert_eq!(
+        select_err(&[], &["*"]),
+        "--exclude left no model to run (nothing selected)"
+    );
+    assert_eq!(
+        select_err(&["staging"], &["staging"]),
+        "--exclude left no model to run (nothing selected)"
+    );
 }
 
 #[test]

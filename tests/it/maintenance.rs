@@ -767,3 +767,37 @@ fn expiry_keeps_the_snapshots_exact_incremental_reads_start_from() {
     assert!(r["message"].is_null(), "no full refresh: {r}");
     assert_eq!(p.sql_count("select count(*) from marts.copy"), 5);
 }
+
+#[test]
+fn run_maintain_keeps_the_snapshots_exact_incremental_reads_start_from() {
+    // `lake run --maintain` once expired with no protected set, so a downstream exact read
+    // (`watermark: snapshot`) lost its starting snapshot and fell back to a full refresh.
+    let p = project(Some(
+        "{'expire_older_than': '0s', 'retain_last': 1, 'small_file_mb': 0.000001}",
+    ));
+    p.write(
+        "models/marts/copy.sql",
+        "{{ config(materialized='incremental', incremental_strategy='append', watermark='snapshot') }}\nselect id, amount from {{ ref('stg_events') }}\n",
+    );
+    load_batch(&p, 0, 0, 3);
+    for batch in 1..3 {
+        p.write(
+            &format!("seeds/events_{batch}.ndjson"),
+            &format!("{{\"id\": {}, \"kind\": \"a\", \"amount\": 1.5, \"at\": \"2026-01-0{}T10:00:00Z\"}}\n", 10 + batch, batch + 1),
+        );
+        p.lake(&["seed"]).assert_ok();
+        p.lake(&["run", "--select", "stg_events", "--maintain"]).assert_ok();
+    }
+    p.lake(&["run", "--select", "copy"]).assert_ok();
+    let results = p.run_results();
+    let r = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "copy")
+        .unwrap()
+        .clone();
+    assert!(r["message"].is_null(), "no full refresh after run --maintain: {r}");
+    assert_eq!(r["rows_written"], 2, "{r}");
+    assert_eq!(p.sql_count("select count(*) from marts.copy"), 5);
+}

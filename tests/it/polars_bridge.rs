@@ -307,7 +307,7 @@ fn custom_function_groups_and_aggregates() {
 
 #[test]
 fn dedupe_latest_keeps_the_latest_row_per_key() {
-    let registry = Registry::with_builtins();
+    let registry = lake::builtins::registry();
     let (_, changes) = batch(vec![
         (
             "id",
@@ -379,7 +379,7 @@ fn dedupe_latest_keeps_the_latest_row_per_key() {
 
 #[test]
 fn union_all_stacks_inputs_diagonally() {
-    let registry = Registry::with_builtins();
+    let registry = lake::builtins::registry();
     let (_, shop) = batch(vec![
         ("id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
         (
@@ -415,7 +415,7 @@ fn union_all_stacks_inputs_diagonally() {
 
 #[test]
 fn unknown_input_lists_available_inputs() {
-    let mut registry = Registry::with_builtins();
+    let mut registry = lake::builtins::registry();
     registry.register("reads_missing", |ctx| ctx.input("stg_customers"));
     assert_eq!(
         registry.names(),
@@ -439,7 +439,7 @@ fn unknown_input_lists_available_inputs() {
 
 #[test]
 fn missing_parameters_are_reported() {
-    let registry = Registry::with_builtins();
+    let registry = lake::builtins::registry();
     let (_, a) = batch(vec![(
         "id",
         Arc::new(Int64Array::from(vec![1])) as ArrayRef,

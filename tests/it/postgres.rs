@@ -43,9 +43,19 @@ impl PgServer {
         let port = free_port();
         let server = PgServer { _dir: dir, data, bin, port, as_postgres };
         server.run("initdb", &["-A", "trust", "-U", "postgres", "-D", &server.data.to_string_lossy()]);
-        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", server.data.parent().unwrap().display());
-        server.run("pg_ctl", &["-D", &server.data.to_string_lossy(), "-o", &opts, "-w", "-l", &server.data.parent().unwrap().join("log").to_string_lossy(), "start"]);
+        server.start_again();
         server
+    }
+
+    /// Start the (stopped) server again on the same port and data.
+    pub fn start_again(&self) {
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.data.parent().unwrap().display());
+        self.run("pg_ctl", &["-D", &self.data.to_string_lossy(), "-o", &opts, "-w", "-l", &self.data.parent().unwrap().join("log").to_string_lossy(), "start"]);
+    }
+
+    /// Stop the server at once (as a crash or an operator would), dropping every connection.
+    pub fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data.to_string_lossy(), "-m", "immediate", "-w", "stop"]);
     }
 
     fn run(&self, tool: &str, args: &[&str]) {

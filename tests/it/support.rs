@@ -37,6 +37,19 @@ impl TestProject {
         p
     }
 
+    /// A project whose seed `raw.orders` (id bigint, amount double) has two rows, declared as a
+    /// source; not loaded yet.
+    pub fn with_orders_seed() -> Self {
+        let p = Self::new();
+        p.write(
+            "seeds/seeds.yml",
+            "seeds:\n  - name: orders\n    config:\n      column_types: {id: bigint, amount: double}\n",
+        );
+        p.write("seeds/orders.csv", "id,amount\n1,10.5\n2,3\n");
+        p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: orders\n");
+        p
+    }
+
     /// An empty folder.
     pub fn empty() -> Self {
         TestProject {

@@ -1,0 +1,98 @@
+//! The shape of the code: data flows one way, cli → run → graph/project, engine, materialize
+//! → lakehouse, with ingest and resolve beside (see `src/lib.rs`). This test reads every
+//! `crate::<module>` reference in `src/` (comments aside) and fails on one that goes up a
+//! layer or closes a loop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Each top-level module and the modules it may use.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("lakehouse", &[]),
+    ("csv", &[]),
+    ("materialize", &["lakehouse"]),
+    ("engine", &["lakehouse"]),
+    ("project", &["lakehouse"]),
+    ("graph", &["project"]),
+    ("ingest", &["materialize", "lakehouse", "project", "csv"]),
+    ("resolve", &["engine", "csv"]),
+    ("builtins", &["engine", "resolve"]),
+    ("run", &["graph", "project", "engine", "materialize", "lakehouse"]),
+    ("cli", &["run", "graph", "project", "engine", "materialize", "lakehouse", "ingest", "resolve", "builtins", "csv"]),
+];
+
+/// `module -> modules it references`, from the source tree.
+fn references(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+                continue;
+            }
+            let relative = path.strip_prefix(src).unwrap();
+            let first = relative.components().next().unwrap().as_os_str().to_string_lossy().to_string();
+            let module = first.trim_end_matches(".rs").to_string();
+            if module == "main" || module == "lib" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                let mut rest = line;
+                while let Some(pos) = rest.find("crate::") {
+                    let after = &rest[pos + "crate::".len()..];
+                    let name: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                    if !name.is_empty() && name != module {
+                        out.entry(module.clone()).or_default().insert(name);
+                    }
+                    rest = after;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_module_imports_from_a_layer_above_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    let mut wrong = Vec::new();
+    for (module, used) in references(&src) {
+        let Some(may) = allowed.get(module.as_str()) else {
+            wrong.push(format!("{module}: a new top-level module; add it to ALLOWED and to the layering in src/lib.rs"));
+            continue;
+        };
+        for u in used {
+            if !may.contains(&u.as_str()) {
+                wrong.push(format!("{module} uses crate::{u}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "imports against the layering:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_allowed_layering_has_no_loops() {
+    // A depth-first walk over ALLOWED: no module reaches itself.
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    fn reaches(from: &str, target: &str, allowed: &BTreeMap<&str, &[&str]>, seen: &mut BTreeSet<String>) -> bool {
+        for next in allowed.get(from).copied().unwrap_or(&[]) {
+            if *next == target {
+                return true;
+            }
+            if seen.insert(next.to_string()) && reaches(next, target, allowed, seen) {
+                return true;
+            }
+        }
+        false
+    }
+    for module in allowed.keys() {
+        assert!(!reaches(module, module, &allowed, &mut BTreeSet::new()), "{module} reaches itself");
+    }
+}
