@@ -41,7 +41,7 @@ use records::{Coordinates, DeadLetter, Layout, RawRecord, convert_records, dead_
 use source::{Positions, Source};
 
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
-use crate::lakehouse::commit::{ProducerConflict, RebaseFn};
+use crate::lakehouse::commit::{self, RebaseFn};
 use crate::lakehouse::summary;
 use crate::lakehouse::writer::WriteOptions;
 use crate::materialize::{self, SchemaChangePolicy, Strategy};
@@ -253,13 +253,13 @@ pub async fn run_source(
                         let committed = source.positions().clone();
                         source.committed(&committed).await.with_context(|| format!("ingest source `{name}`"))?;
                     }
-                    Err(e) if is_producer_conflict(&e) => {
+                    Err(e) if e.commit().is_some_and(commit::Error::is_producer_conflict) => {
                         // Another process consumed a stream of this flush: redo from what is stored.
                         report.redone += 1;
                         tracing::info!("ingest {name}: {e:#}; redoing the flush from the stored positions");
                         continue 'restart;
                     }
-                    Err(e) => return Err(e.context(format!("ingest source `{name}`"))),
+                    Err(e) => return Err(anyhow::Error::from(e).context(format!("ingest source `{name}`"))),
                 }
             }
             // Drained under --once, stopping, or the input ended: everything read is committed.
@@ -270,31 +270,26 @@ pub async fn run_source(
     }
 }
 
-fn is_producer_conflict(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<ProducerConflict>().is_some())
-}
-
 /// The rebase hook of a flush's commit to a table whose stored positions were `seen` when the
 /// flush began: refuses when a stream this flush read moved since, and otherwise stores the
 /// base's positions with this flush's streams moved to `done`.
 fn positions_rebase(name: &str, kind: records::SourceKind, seen: &Positions, done: &Positions, flush_id: String) -> RebaseFn {
     let (name, seen, done) = (name.to_string(), seen.clone(), done.clone());
-    Arc::new(move |base: &Table| {
+    Arc::new(move |base: &Table| -> Result<HashMap<String, String>, commit::Error> {
         let mut stored = committed_positions(Some(base), &name)?;
         for stream in done.keys() {
             if stored.get(stream) != seen.get(stream) {
-                return Err(ProducerConflict(format!(
+                return Err(commit::Error::ProducerConflict(format!(
                     "{stream} of ingest source `{name}` was consumed by another process meanwhile; nothing was committed"
-                ))
-                .into());
+                )));
             }
         }
         advance(&mut stored, &done);
         let mut properties = HashMap::new();
-        properties.insert(format!("{POSITIONS_PREFIX}{name}"), serde_json::to_string(&stored)?);
+        properties.insert(format!("{POSITIONS_PREFIX}{name}"), serde_json::to_string(&stored).map_err(anyhow::Error::from)?);
         if kind == records::SourceKind::Kafka {
             let offsets: std::collections::BTreeMap<&String, u64> = stored.iter().map(|(k, v)| (k, v.consumed)).collect();
-            properties.insert(format!("{OFFSETS_PREFIX}{name}"), serde_json::to_string(&offsets)?);
+            properties.insert(format!("{OFFSETS_PREFIX}{name}"), serde_json::to_string(&offsets).map_err(anyhow::Error::from)?);
         }
         properties.insert(FLUSH_ID.to_string(), flush_id.clone());
         Ok(properties)
@@ -323,11 +318,11 @@ async fn flush(
     partition_by: &[(String, String)],
     write: &WriteOptions,
     replayable: bool,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64), materialize::Error> {
     let loaded_at = chrono::Utc::now().timestamp_micros();
     if layout.is_none() {
         let schema = match base {
-            Some(t) => Some(iceberg::arrow::schema_to_arrow_schema(t.metadata().current_schema())?),
+            Some(t) => Some(iceberg::arrow::schema_to_arrow_schema(t.metadata().current_schema()).map_err(anyhow::Error::from)?),
             None => None,
         };
         let sample: Vec<serde_json::Value> =
@@ -355,9 +350,7 @@ async fn flush(
         (Positions::new(), Positions::new())
     };
     let flush_id = uuid::Uuid::now_v7().to_string();
-    let mut properties = HashMap::new();
-    properties.insert(summary::MODEL.to_string(), producer(name));
-    properties.insert(summary::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
+    let properties = summary::stamp(None, Some(&producer(name)));
 
     // Dead letters first, minus those an earlier (interrupted) flush already stored.
     let dead: Vec<_> = converted.dead.into_iter().filter(|d| !covered(errors_stored, &d.record.at)).collect();
@@ -394,7 +387,7 @@ async fn commit_batch(
     flush_id: &str,
     partition_by: &[(String, String)],
     write: &WriteOptions,
-) -> Result<()> {
+) -> Result<(), materialize::Error> {
     let request = materialize::Request {
         ident: ident.clone(),
         base: base.clone(),
@@ -412,8 +405,7 @@ async fn commit_batch(
     let stream = futures::StreamExt::boxed(futures::stream::iter([Ok(rows)]));
     let result = materialize::materialize(lakehouse, request, schema, stream).await;
     if let Err(e) = result {
-        let unknown = e.chain().any(|c| c.downcast_ref::<crate::lakehouse::commit::UnknownOutcome>().is_some());
-        if !unknown {
+        if !e.commit().is_some_and(commit::Error::is_unknown_outcome) {
             return Err(e);
         }
         let reloaded = lakehouse.table(ident).await?;
@@ -421,7 +413,9 @@ async fn commit_batch(
             .iter()
             .any(|s| s.summary().additional_properties.get(FLUSH_ID).map(String::as_str) == Some(flush_id));
         if !landed {
-            return Err(e.context(format!("the commit to {ident} did not land; the flush will be redone")));
+            return Err(anyhow::Error::from(e)
+                .context(format!("the commit to {ident} did not land; the flush will be redone"))
+                .into());
         }
     }
     *base = Some(lakehouse.table(ident).await?);

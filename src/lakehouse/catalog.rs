@@ -1,7 +1,8 @@
 //! Connecting to an Iceberg catalog (SQL on SQLite/Postgres, or REST) and the storage behind it.
 //!
 //! [`Lakehouse`] is the one handle the rest of `lake` uses for catalog access: it loads and
-//! creates tables and owns the compare-and-swap that our own commits need (see [`super::commit`]).
+//! creates tables and holds the [`super::pointer::PointerStore`] that our own commits end with
+//! (see [`super::commit`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent
 use iceberg_catalog_rest::RestCatalogBuilder;
 use iceberg_catalog_sql::SqlCatalogBuilder;
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
-use sqlx::AnyPool;
+
+use super::pointer::{PointerStore, RestPointerStore, SqlPointerStore};
 
 use super::fault::{Place, bounded};
 pub use super::storage::Timeouts;
@@ -99,24 +101,12 @@ impl CatalogSpec {
     }
 }
 
-/// How our own commits swap a table's metadata pointer.
-#[derive(Debug, Clone)]
-pub(crate) enum PointerStore {
-    /// `UPDATE iceberg_tables SET metadata_location = new WHERE ... AND metadata_location = old`.
-    Sql {
-        pool: AnyPool,
-        catalog_name: String,
-        postgres: bool,
-    },
-    /// REST catalogs apply updates server-side; see [`super::commit`].
-    Rest,
-}
-
 /// A connected catalog plus the storage it writes to.
 #[derive(Clone)]
 pub struct Lakehouse {
     catalog: Arc<dyn Catalog>,
-    pub(crate) pointers: PointerStore,
+    /// The last step of our own commits (see [`super::pointer`]).
+    pub(crate) pointers: Arc<dyn PointerStore>,
     spec: CatalogSpec,
 }
 
@@ -213,11 +203,7 @@ impl Lakehouse {
                     .with_context(|| format!("cannot connect to {}", redact_uri(&uri)))?;
                 Ok(Lakehouse {
                     catalog: Arc::new(catalog),
-                    pointers: PointerStore::Sql {
-                        pool,
-                        catalog_name: name.clone(),
-                        postgres,
-                    },
+                    pointers: Arc::new(SqlPointerStore::new(pool, name.clone(), postgres)),
                     spec: spec.clone(),
                 })
             }
@@ -241,7 +227,7 @@ impl Lakehouse {
                     .with_context(|| format!("cannot open the REST catalog at {}", redact_uri(uri)))?;
                 Ok(Lakehouse {
                     catalog: Arc::new(catalog),
-                    pointers: PointerStore::Rest,
+                    pointers: Arc::new(RestPointerStore),
                     spec: spec.clone(),
                 })
             }

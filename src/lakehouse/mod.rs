@@ -5,6 +5,8 @@ pub mod catalog;
 pub mod commit;
 pub mod fault;
 pub mod maintenance;
+pub mod manifests;
+pub mod pointer;
 pub mod reader;
 pub mod schema;
 pub mod storage;

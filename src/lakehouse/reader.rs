@@ -1,18 +1,86 @@
-//! Reading chosen data files of a table snapshot as Arrow, and finding the files appended
+//! Reading chosen data files of a table snapshot as Arrow ([`FileReader`], the one reader of
+//! data files that `lake` itself rewrites: compaction, merge, range replacement), and finding the files appended
 //! between two snapshots (exact incremental reads).
 
 use std::collections::HashSet;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use arrow::array::RecordBatch;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use iceberg::Runtime;
 use iceberg::arrow::ArrowReaderBuilder;
+use iceberg::scan::FileScanTask;
 use iceberg::spec::{ManifestStatus, Operation};
 use iceberg::table::Table;
 
+use super::manifests;
 use super::summary::ancestry;
+
+/// Reads chosen data files of one table snapshot as Arrow (deletes applied), in that
+/// snapshot's schema (columns added later read as null): one file at a time with
+/// [`FileReader::read`], or all of them as one stream with [`FileReader::into_stream`].
+pub struct FileReader {
+    table: Table,
+    /// Scan tasks of the chosen files, in planning order.
+    tasks: Vec<FileScanTask>,
+}
+
+impl FileReader {
+    /// Plan the reads of `paths` (as recorded in the manifests) at `snapshot_id`, or at the
+    /// current snapshot when `None` (no files without a snapshot).
+    pub async fn new(table: &Table, snapshot_id: Option<i64>, paths: &HashSet<String>) -> Result<Self> {
+        let mut tasks = Vec::new();
+        let snapshot_id = snapshot_id.or_else(|| table.metadata().current_snapshot_id());
+        if let (Some(snapshot), false) = (snapshot_id, paths.is_empty()) {
+            let scan = table.scan().snapshot_id(snapshot).build()?;
+            let mut stream = scan.plan_files().await?;
+            while let Some(task) = stream.try_next().await? {
+                if paths.contains(&task.data_file_path) {
+                    tasks.push(task);
+                }
+            }
+        }
+        Ok(FileReader {
+            table: table.clone(),
+            tasks,
+        })
+    }
+
+    fn reader(&self) -> Result<iceberg::arrow::ArrowReader> {
+        Ok(ArrowReaderBuilder::new(self.table.file_io().clone(), Runtime::try_current()?).build())
+    }
+
+    /// The rows of one data file (each file can be read once).
+    pub async fn read(&mut self, path: &str) -> Result<Vec<RecordBatch>> {
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tasks)
+            .into_iter()
+            .partition(|t| t.data_file_path == path);
+        self.tasks = rest;
+        if mine.is_empty() {
+            bail!("data file {path} is not in the snapshot read of {}", self.table.identifier());
+        }
+        let stream = futures::stream::iter(mine.into_iter().map(Ok)).boxed();
+        self.reader()?
+            .read(stream)?
+            .stream()
+            .try_collect()
+            .await
+            .with_context(|| format!("cannot read data file {path} of {}", self.table.identifier()))
+    }
+
+    /// The rows of every chosen file, as one stream.
+    pub fn into_stream(self) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let reader = self.reader()?;
+        let ident = self.table.identifier().clone();
+        let tasks = futures::stream::iter(self.tasks.into_iter().map(Ok)).boxed();
+        Ok(reader
+            .read(tasks)?
+            .stream()
+            .map_err(move |e| anyhow!("cannot read data files of {ident}: {e}"))
+            .boxed())
+    }
+}
 
 /// Stream the rows of the given data files (paths as recorded in the manifests) at `snapshot_id`,
 /// in that snapshot's schema (columns added later read as null). Deletes are applied.
@@ -21,19 +89,7 @@ pub async fn read_files(
     snapshot_id: i64,
     paths: HashSet<String>,
 ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
-    let scan = table.scan().snapshot_id(snapshot_id).build()?;
-    let tasks = scan
-        .plan_files()
-        .await?
-        .try_filter(move |t| futures::future::ready(paths.contains(&t.data_file_path)))
-        .boxed();
-    let reader = ArrowReaderBuilder::new(table.file_io().clone(), Runtime::try_current()?).build();
-    let ident = table.identifier().clone();
-    Ok(reader
-        .read(tasks)?
-        .stream()
-        .map_err(move |e| anyhow!("cannot read data files of {ident}: {e}"))
-        .boxed())
+    FileReader::new(table, Some(snapshot_id), &paths).await?.into_stream()
 }
 
 /// What happened to a table since an earlier snapshot.
@@ -83,19 +139,16 @@ pub async fn changes_since(table: &Table, since: i64) -> Result<ChangesSince> {
         .metadata()
         .current_snapshot()
         .ok_or_else(|| anyhow!("table {} has no snapshot", table.identifier()))?;
-    let list = table.manifest_list_reader(current).load().await?;
-    for manifest_file in list.entries() {
-        if !newer.contains(&manifest_file.added_snapshot_id) {
-            continue;
+    let manifests: Vec<_> = manifests::manifest_files(table, current)
+        .await?
+        .into_iter()
+        .filter(|m| newer.contains(&m.added_snapshot_id))
+        .collect();
+    manifests::for_each_entry(table, &manifests, |_, entry| {
+        if entry.status() == ManifestStatus::Added && entry.snapshot_id().is_some_and(|id| newer.contains(&id)) {
+            files.insert(entry.file_path().to_string());
         }
-        let manifest = manifest_file.load_manifest(table.file_io()).await?;
-        for entry in manifest.entries() {
-            if entry.status() == ManifestStatus::Added
-                && entry.snapshot_id().is_some_and(|id| newer.contains(&id))
-            {
-                files.insert(entry.file_path().to_string());
-            }
-        }
-    }
+    })
+    .await?;
     Ok(ChangesSince::Appended(files))
 }

@@ -3,7 +3,7 @@
 //! Iceberg does not carry summary keys forward, so readers walk the snapshot ancestry from the
 //! current snapshot to the most recent one that set the key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use iceberg::spec::{Operation, SnapshotRef};
 use iceberg::table::Table;
@@ -25,6 +25,21 @@ pub const WATERMARK_TYPE: &str = "lake.watermark.type";
 pub const SEED_FILES: &str = "lake.seed.files";
 /// JSON object `{"ns.table": snapshot_id}` of the input snapshots a model read.
 pub const INPUT_SNAPSHOTS: &str = "lake.input-snapshots";
+
+/// The `lake.*` keys every snapshot `lake` writes starts from: [`VERSION`], and [`RUN_ID`] and
+/// [`MODEL`] (the model, seed or ingest source that produced it) when given. The one place these
+/// keys are stamped; callers add their own keys to the map.
+pub fn stamp(run_id: Option<&str>, producer: Option<&str>) -> HashMap<String, String> {
+    let mut properties = HashMap::new();
+    if let Some(run_id) = run_id {
+        properties.insert(RUN_ID.to_string(), run_id.to_string());
+    }
+    if let Some(producer) = producer {
+        properties.insert(MODEL.to_string(), producer.to_string());
+    }
+    properties.insert(VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
+    properties
+}
 
 /// The current snapshot and its ancestors, newest first.
 pub fn ancestry(table: &Table) -> Vec<SnapshotRef> {

@@ -11,8 +11,8 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Result, anyhow, bail};
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
-use arrow::compute::{filter_record_batch, sort_to_indices, take, take_record_batch};
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::{sort_to_indices, take, take_record_batch};
 use arrow::datatypes::Schema as ArrowSchema;
 use arrow::row::{RowConverter, Rows, SortField};
 use arrow::util::display::array_value_to_string;
@@ -20,10 +20,8 @@ use iceberg::TableIdent;
 use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 
-use super::{
-    FileReader, Rewrite, align, column_range, comparator_with, live_data_files, partition_point,
-    write_all,
-};
+use super::{Rewrite, column_range, comparator_with, partition_point, rewrite_files};
+use crate::lakehouse::manifests::live_data_files;
 use crate::lakehouse::writer::WriteOptions;
 
 /// The key (and `dedupe_by`) columns must be in the model's output.
@@ -206,45 +204,11 @@ pub(super) async fn rewrite(
     let candidates = candidate_files(table, &keys, unique_key).await?;
     tracing::debug!(table = %table.identifier(), candidates = candidates.len(), "merge candidates");
 
-    let paths: HashSet<String> = candidates.iter().cloned().collect();
-    let mut reader = FileReader::new(table, &paths).await?;
-    let target_arrow = rows.schema();
-    let mut removed: Vec<String> = Vec::new();
-    let (added, _) = {
-        let (reader, removed, converter, incoming) =
-            (&mut reader, &mut removed, &converter, &incoming);
-        write_all(table, target, options, |mut writer| async move {
-            let result: Result<usize> = async {
-                for path in &candidates {
-                    let mut survivors = Vec::new();
-                    let mut matched = 0;
-                    for batch in reader.read(path).await? {
-                        let batch = align(&batch, &target_arrow)?;
-                        let existing =
-                            converter.convert_columns(&key_columns(&batch, unique_key)?)?;
-                        let keep: BooleanArray = existing
-                            .iter()
-                            .map(|r| Some(!incoming.contains(r.data())))
-                            .collect();
-                        let kept = filter_record_batch(&batch, &keep)?;
-                        matched += batch.num_rows() - kept.num_rows();
-                        survivors.push(kept);
-                    }
-                    if matched > 0 {
-                        for s in &survivors {
-                            writer.write(s).await?;
-                        }
-                        removed.push(path.clone());
-                    }
-                }
-                writer.write(rows).await?;
-                Ok(0)
-            }
-            .await;
-            (writer, result)
-        })
-        .await?
-    };
+    let (added, removed) = rewrite_files(table, target, options, &candidates, rows, |batch| {
+        let existing = converter.convert_columns(&key_columns(batch, unique_key)?)?;
+        Ok(existing.iter().map(|r| Some(!incoming.contains(r.data()))).collect())
+    })
+    .await?;
     let files_rewritten = removed.len();
     Ok(Rewrite {
         removed,
@@ -272,7 +236,7 @@ async fn candidate_files(
             None => return Ok(Vec::new()),
         }
     }
-    let files = live_data_files(table).await?;
+    let files = live_data_files(table, table.metadata().current_snapshot()).await?;
     if files.is_empty() {
         return Ok(Vec::new());
     }

@@ -29,29 +29,29 @@ pub mod watermark;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array,
     FixedSizeBinaryArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
     RecordBatchOptions, StringArray, Time64MicrosecondArray, TimestampMicrosecondArray,
     TimestampNanosecondArray, make_comparator, new_null_array,
 };
-use arrow::compute::SortOptions;
+use arrow::compute::{SortOptions, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef};
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use iceberg::TableIdent;
-use iceberg::arrow::ArrowReaderBuilder;
-use iceberg::scan::FileScanTask;
 use iceberg::spec::{
-    DataContentType, DataFile, Literal, ManifestContentType, Operation, PrimitiveLiteral,
+    DataFile, Literal, Operation, PrimitiveLiteral,
     PrimitiveType, TableMetadata, Transform, Type,
 };
 use iceberg::table::Table;
 
 use watermark::{Watermark, WatermarkTracker};
 use crate::lakehouse::catalog::Lakehouse;
-use crate::lakehouse::commit::{self, Change, CommitOutcome, MetadataChanges, StaleChange};
+use crate::lakehouse::commit::{self, Change, CommitOutcome, MetadataChanges};
+use crate::lakehouse::manifests::LiveFile;
+use crate::lakehouse::reader::FileReader;
 use crate::lakehouse::schema::{
     conform_batch, evolve_schema, partition_spec, same_partitioning, writer_arrow_schema,
 };
@@ -120,6 +120,26 @@ pub struct Outcome {
     pub files_rewritten: usize,
 }
 
+/// Why a materialization failed: a commit error (typed, so callers can match on its kind, see
+/// [`commit::Error`]) or any other.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Commit(#[from] commit::Error),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// The commit error, if the commit is what failed.
+    pub fn commit(&self) -> Option<&commit::Error> {
+        match self {
+            Error::Commit(e) => Some(e),
+            Error::Other(_) => None,
+        }
+    }
+}
+
 /// Attempts of a copy-on-write change when a concurrent writer removed a file it replaces.
 const REWRITE_ATTEMPTS: u32 = 3;
 
@@ -129,7 +149,7 @@ pub async fn materialize(
     request: Request<'_>,
     schema: ArrowSchemaRef,
     mut batches: BoxStream<'_, Result<arrow::array::RecordBatch>>,
-) -> Result<Outcome> {
+) -> Result<Outcome, Error> {
     let mut created = request.base.is_none();
     let table = match request.base.clone() {
         Some(t) => t,
@@ -153,11 +173,14 @@ pub async fn materialize(
                         existing
                     }
                     // Otherwise this output was computed from the table's absence.
-                    Some(_) => bail!(
-                        "commit to {} conflicted: another writer created the table meanwhile; nothing was committed, run again",
-                        request.ident
-                    ),
-                    None => return Err(e),
+                    Some(_) => {
+                        return Err(anyhow!(
+                            "commit to {} conflicted: another writer created the table meanwhile; nothing was committed, run again",
+                            request.ident
+                        )
+                        .into());
+                    }
+                    None => return Err(e.into()),
                 },
             }
         }
@@ -172,7 +195,7 @@ pub async fn materialize(
             };
             match changes {
                 Ok(changes) => write_and_commit(lakehouse, &table, &changes, &request, &mut batches).await,
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             }
         }
         Strategy::Merge { .. } | Strategy::ReplaceRange { .. } => {
@@ -217,7 +240,7 @@ async fn write_and_commit(
     changes: &MetadataChanges,
     request: &Request<'_>,
     batches: &mut BoxStream<'_, Result<arrow::array::RecordBatch>>,
-) -> Result<Outcome> {
+) -> Result<Outcome, Error> {
     let target = changes.target_metadata(table)?;
     let mut writer = DataWriter::new(
         table.file_io().clone(),
@@ -247,7 +270,7 @@ async fn write_and_commit(
             if let Ok(files) = writer.close().await {
                 commit::discard_files(table, &files).await;
             }
-            return Err(e);
+            return Err(e.into());
         }
     };
     let watermark = final_watermark(request, tracker)?;
@@ -321,7 +344,7 @@ async fn copy_on_write(
     request: &Request<'_>,
     schema: &ArrowSchemaRef,
     batches: &mut BoxStream<'_, Result<arrow::array::RecordBatch>>,
-) -> Result<Outcome> {
+) -> Result<Outcome, Error> {
     let mut tracker = new_tracker(request);
     let mut collected = Vec::new();
     while let Some(batch) = batches.next().await {
@@ -404,12 +427,12 @@ async fn copy_on_write(
                     files_rewritten: plan.files_rewritten,
                 });
             }
-            Err(e) if e.downcast_ref::<StaleChange>().is_some() && attempt < REWRITE_ATTEMPTS => {
+            Err(e) if e.is_stale() && attempt < REWRITE_ATTEMPTS => {
                 tracing::info!(table = %request.ident, error = %e, "files changed under the rewrite; planning again");
                 attempt += 1;
                 table = lakehouse.table(&request.ident).await?;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -435,80 +458,6 @@ fn align(batch: &RecordBatch, target: &ArrowSchemaRef) -> Result<RecordBatch> {
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
     let projected = RecordBatch::try_new_with_options(Arc::new(ArrowSchema::new(fields)), columns, &options)?;
     conform_batch(&projected, target)
-}
-
-/// A live data file of a table snapshot, with the partition spec it was written with.
-struct LiveFile {
-    file: DataFile,
-    spec_id: i32,
-}
-
-/// Every live data file of the table's current snapshot.
-async fn live_data_files(table: &Table) -> Result<Vec<LiveFile>> {
-    let Some(snapshot) = table.metadata().current_snapshot() else {
-        return Ok(Vec::new());
-    };
-    let list = table.manifest_list_reader(snapshot).load().await?;
-    let mut files = Vec::new();
-    for manifest_file in list.entries() {
-        if manifest_file.content != ManifestContentType::Data {
-            continue;
-        }
-        let manifest = manifest_file.load_manifest(table.file_io()).await?;
-        for entry in manifest.entries() {
-            if entry.is_alive() && entry.data_file().content_type() == DataContentType::Data {
-                files.push(LiveFile {
-                    file: entry.data_file().clone(),
-                    spec_id: manifest_file.partition_spec_id,
-                });
-            }
-        }
-    }
-    files.sort_by(|a, b| a.file.file_path().cmp(b.file.file_path()));
-    Ok(files)
-}
-
-/// Reads chosen data files of the current snapshot one at a time (deletes applied), in the
-/// snapshot's schema.
-struct FileReader {
-    table: Table,
-    tasks: HashMap<String, Vec<FileScanTask>>,
-}
-
-impl FileReader {
-    async fn new(table: &Table, paths: &HashSet<String>) -> Result<Self> {
-        let mut tasks: HashMap<String, Vec<FileScanTask>> = HashMap::new();
-        if let (Some(snapshot), false) = (table.metadata().current_snapshot_id(), paths.is_empty()) {
-            let scan = table.scan().snapshot_id(snapshot).build()?;
-            let mut stream = scan.plan_files().await?;
-            while let Some(task) = stream.try_next().await? {
-                if paths.contains(&task.data_file_path) {
-                    tasks.entry(task.data_file_path.clone()).or_default().push(task);
-                }
-            }
-        }
-        Ok(FileReader {
-            table: table.clone(),
-            tasks,
-        })
-    }
-
-    /// The rows of one data file.
-    async fn read(&mut self, path: &str) -> Result<Vec<RecordBatch>> {
-        let tasks = self
-            .tasks
-            .remove(path)
-            .ok_or_else(|| anyhow!("data file {path} is not in the current snapshot of {}", self.table.identifier()))?;
-        let reader = ArrowReaderBuilder::new(self.table.file_io().clone(), iceberg::Runtime::try_current()?).build();
-        let stream = futures::stream::iter(tasks.into_iter().map(Ok)).boxed();
-        let batches: Vec<RecordBatch> = reader
-            .read(stream)?
-            .stream()
-            .try_collect()
-            .await
-            .with_context(|| format!("cannot read data file {path} of {}", self.table.identifier()))?;
-        Ok(batches)
-    }
 }
 
 /// What a data file's metadata says about one column's non-null values.
@@ -670,23 +619,53 @@ fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
     lo
 }
 
-/// A writer for the table's target schema and spec whose files are deleted if the change fails
-/// before it is committed.
-async fn write_all<F, Fut>(table: &Table, target: &TableMetadata, options: &WriteOptions, f: F) -> Result<(Vec<DataFile>, usize)>
-where
-    F: FnOnce(DataWriter) -> Fut,
-    Fut: std::future::Future<Output = (DataWriter, Result<usize>)>,
-{
-    let writer = DataWriter::new(
+/// Copy-on-write of `paths` (live data files of `table`'s current snapshot): each file is read,
+/// aligned to `rows`' schema and filtered by `keep`; a file that lost at least one row is
+/// rewritten (its survivors written), the others stay untouched. Then `rows` are written.
+/// Returns the new files and the paths of the rewritten ones; the new files are deleted when
+/// this fails.
+async fn rewrite_files(
+    table: &Table,
+    target: &TableMetadata,
+    options: &WriteOptions,
+    paths: &[String],
+    rows: &RecordBatch,
+    keep: impl Fn(&RecordBatch) -> Result<BooleanArray>,
+) -> Result<(Vec<DataFile>, Vec<String>)> {
+    let wanted: HashSet<String> = paths.iter().cloned().collect();
+    let mut reader = FileReader::new(table, None, &wanted).await?;
+    let target_arrow = rows.schema();
+    let mut writer = DataWriter::new(
         table.file_io().clone(),
         target.location(),
         target.current_schema().clone(),
         target.default_partition_spec().clone(),
         options,
     )?;
-    let (writer, result) = f(writer).await;
+    let mut rewritten = Vec::new();
+    let result: Result<()> = async {
+        for path in paths {
+            let mut survivors = Vec::new();
+            let mut dropped = 0;
+            for batch in reader.read(path).await? {
+                let batch = align(&batch, &target_arrow)?;
+                let kept = filter_record_batch(&batch, &keep(&batch)?)?;
+                dropped += batch.num_rows() - kept.num_rows();
+                survivors.push(kept);
+            }
+            if dropped > 0 {
+                for s in &survivors {
+                    writer.write(s).await?;
+                }
+                rewritten.push(path.clone());
+            }
+        }
+        writer.write(rows).await?;
+        Ok(())
+    }
+    .await;
     match result {
-        Ok(n) => Ok((writer.close().await.context("cannot finish the data files")?, n)),
+        Ok(()) => Ok((writer.close().await.context("cannot finish the data files")?, rewritten)),
         Err(e) => {
             if let Ok(files) = writer.close().await {
                 commit::discard_files(table, &files).await;

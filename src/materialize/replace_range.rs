@@ -8,20 +8,18 @@
 //! replaced).
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
 
 use anyhow::{Result, anyhow, bail};
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, Scalar};
+use arrow::array::{Array, ArrayRef, RecordBatch, Scalar};
 use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
-use arrow::compute::{and, filter_record_batch, sort_to_indices};
+use arrow::compute::{and, sort_to_indices};
 use arrow::datatypes::Schema as ArrowSchema;
 use iceberg::TableIdent;
 use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 
-use super::{
-    FileReader, Rewrite, align, column_range, comparator_with, live_data_files, write_all,
-};
+use super::{Rewrite, column_range, comparator_with, rewrite_files};
+use crate::lakehouse::manifests::live_data_files;
 use crate::lakehouse::writer::WriteOptions;
 
 /// The range column must be in the model's output.
@@ -69,7 +67,7 @@ pub(super) async fn rewrite(
     let metadata = table.metadata();
     // A range column the table does not have yet holds no value in range in any existing row.
     if let Some(field) = metadata.current_schema().field_by_name(column) {
-        for live in live_data_files(table).await? {
+        for live in live_data_files(table, table.metadata().current_snapshot()).await? {
             let r = column_range(metadata, &live, field.id, values.data_type());
             if r.empty {
                 continue;
@@ -99,45 +97,14 @@ pub(super) async fn rewrite(
         }
     }
 
-    let paths: HashSet<String> = partial.iter().cloned().collect();
-    let mut reader = FileReader::new(table, &paths).await?;
-    let target_arrow = rows.schema();
     let (min_s, max_s) = (Scalar::new(min), Scalar::new(max));
-    let mut rewritten: Vec<String> = Vec::new();
-    let (added, _) = {
-        let (reader, rewritten) = (&mut reader, &mut rewritten);
-        let (min_s, max_s) = (&min_s, &max_s);
-        write_all(table, target, options, |mut writer| async move {
-            let result: Result<usize> = async {
-                for path in &partial {
-                    let mut survivors = Vec::new();
-                    let mut replaced = 0;
-                    for batch in reader.read(path).await? {
-                        let batch = align(&batch, &target_arrow)?;
-                        let v = range_column(&batch, column)?;
-                        let in_range = and(&gt_eq(&v, min_s)?, &lt_eq(&v, max_s)?)?;
-                        // NULL (no value) is never in range.
-                        let keep: BooleanArray =
-                            in_range.iter().map(|x| Some(!x.unwrap_or(false))).collect();
-                        let kept = filter_record_batch(&batch, &keep)?;
-                        replaced += batch.num_rows() - kept.num_rows();
-                        survivors.push(kept);
-                    }
-                    if replaced > 0 {
-                        for s in &survivors {
-                            writer.write(s).await?;
-                        }
-                        rewritten.push(path.clone());
-                    }
-                }
-                writer.write(rows).await?;
-                Ok(0)
-            }
-            .await;
-            (writer, result)
-        })
-        .await?
-    };
+    let (added, rewritten) = rewrite_files(table, target, options, &partial, rows, |batch| {
+        let v = range_column(batch, column)?;
+        let in_range = and(&gt_eq(&v, &min_s)?, &lt_eq(&v, &max_s)?)?;
+        // NULL (no value) is never in range.
+        Ok(in_range.iter().map(|x| Some(!x.unwrap_or(false))).collect())
+    })
+    .await?;
     let files_rewritten = rewritten.len();
     removed.extend(rewritten);
     Ok(Rewrite {

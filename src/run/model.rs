@@ -218,11 +218,7 @@ async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &st
 
 /// The snapshot summary keys every commit of a model carries.
 fn model_properties(ctx: &RunContext, model: &Model) -> HashMap<String, String> {
-    let mut properties = HashMap::new();
-    properties.insert(summary::RUN_ID.to_string(), ctx.run_id.clone());
-    properties.insert(summary::MODEL.to_string(), model.name.clone());
-    properties.insert(summary::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
-    properties
+    summary::stamp(Some(&ctx.run_id), Some(&model.name))
 }
 
 /// Commit the model's output as one snapshot, fill in the result, re-pin the table for

@@ -3,7 +3,7 @@
 //! Loaded files are remembered (path → SHA-256) in the summary of the snapshot that loaded
 //! them, so a rerun loads only new files, and a changed file is reported instead of loaded twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -121,10 +121,7 @@ async fn load(
         .await?
         .map_err(|e| anyhow!("{e}"))
         .boxed();
-    let mut properties = HashMap::new();
-    properties.insert(summary::RUN_ID.into(), run_id.to_string());
-    properties.insert(summary::MODEL.into(), format!("seed.{}", seed.name));
-    properties.insert(summary::VERSION.into(), env!("CARGO_PKG_VERSION").into());
+    let mut properties = summary::stamp(Some(run_id), Some(&format!("seed.{}", seed.name)));
     properties.insert(summary::SEED_FILES.into(), serde_json::to_string(&new_files)?);
     let request = materialize::Request {
         ident,
