@@ -14,21 +14,43 @@ use crate::lakehouse::catalog::{Lakehouse, table_ident};
 use crate::project::config::{ConfigOverrides, ProjectConfig};
 use crate::run::report::LogFormat;
 
-/// What `lake ingest` was asked to do.
+/// What `lake ingest` was asked to do (its command-line arguments).
+#[derive(Debug, clap::Args)]
 pub struct IngestArgs {
+    /// Sources from lake.toml [ingest.<name>] to run.
     pub sources: Vec<String>,
+    /// Run every source in lake.toml.
+    #[arg(long)]
     pub all: bool,
+    /// Drain what is available and exit (for cron and Airflow); otherwise run until SIGINT/SIGTERM.
+    #[arg(long)]
     pub once: bool,
+    /// Ad-hoc source: kafka://host:port/topic, s3://bucket/prefix/, a file path or glob (file://...), or - for stdin.
+    #[arg(long)]
     pub from: Option<String>,
+    /// With --from: the raw table, namespace.table.
+    #[arg(long)]
     pub table: Option<String>,
+    /// With --from: ndjson, json, csv or parquet (default: from the extension, else ndjson).
+    #[arg(long)]
     pub format: Option<String>,
+    /// Flush after this many records (default 10000).
+    #[arg(long)]
     pub batch_rows: Option<usize>,
+    /// Flush after this many seconds (default 10).
+    #[arg(long)]
     pub batch_seconds: Option<f64>,
+    /// Exit non-zero when more than this share (0..1) of the records were dead letters.
+    #[arg(long)]
     pub max_error_rate: Option<f64>,
+    /// Summarize what each source has stored, then exit.
+    #[arg(long)]
     pub status: bool,
-    /// Kafka: read these partitions instead of joining the consumer group.
+    /// Kafka: read these partitions (e.g. 0,2) instead of joining the consumer group.
+    #[arg(long, value_delimiter = ',')]
     pub partitions: Option<Vec<i32>>,
-    /// Serve Prometheus metrics at http://<addr>/metrics.
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long)]
     pub metrics_addr: Option<String>,
 }
 

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use ingest::IngestArgs;
+
 use crate::engine::rust_model::Registry;
 use crate::run::report::LogFormat;
 
@@ -228,43 +230,7 @@ pub enum Command {
         to: i64,
     },
     /// Land records from sources in raw Iceberg tables, exactly once, with dead letters in <table>__errors.
-    Ingest {
-        /// Sources from lake.toml [ingest.<name>] to run.
-        sources: Vec<String>,
-        /// Run every source in lake.toml.
-        #[arg(long)]
-        all: bool,
-        /// Drain what is available and exit (for cron and Airflow); otherwise run until SIGINT/SIGTERM.
-        #[arg(long)]
-        once: bool,
-        /// Ad-hoc source: kafka://host:port/topic, s3://bucket/prefix/, a file path or glob (file://...), or - for stdin.
-        #[arg(long)]
-        from: Option<String>,
-        /// With --from: the raw table, namespace.table.
-        #[arg(long)]
-        table: Option<String>,
-        /// With --from: ndjson, json, csv or parquet (default: from the extension, else ndjson).
-        #[arg(long)]
-        format: Option<String>,
-        /// Flush after this many records (default 10000).
-        #[arg(long)]
-        batch_rows: Option<usize>,
-        /// Flush after this many seconds (default 10).
-        #[arg(long)]
-        batch_seconds: Option<f64>,
-        /// Exit non-zero when more than this share (0..1) of the records were dead letters.
-        #[arg(long)]
-        max_error_rate: Option<f64>,
-        /// Summarize what each source has stored, then exit.
-        #[arg(long)]
-        status: bool,
-        /// Kafka: read these partitions (e.g. 0,2) instead of joining the consumer group.
-        #[arg(long, value_delimiter = ',')]
-        partitions: Option<Vec<i32>>,
-        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
-        #[arg(long)]
-        metrics_addr: Option<String>,
-    },
+    Ingest(IngestArgs),
     /// Resolve entities in one file (CSV, Parquet or NDJSON): writes pairs.csv and clusters.csv.
     Resolve {
         /// The records: .csv (`,` or `, ` separated, quoted fields), .parquet or .ndjson.
@@ -349,15 +315,7 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Maintain { select, dry_run } => maintain::maintain(&g, &select, dry_run).await,
         Command::Snapshots { table } => maintain::snapshots(&g, &table).await,
         Command::Rollback { table, to } => maintain::rollback(&g, &table, to).await,
-        Command::Ingest {
-            sources, all, once, from, table, format, batch_rows, batch_seconds, max_error_rate, status, partitions, metrics_addr,
-        } => {
-            let args = ingest::IngestArgs {
-                sources, all, once, from, table, format, batch_rows, batch_seconds, max_error_rate, status, partitions,
-                metrics_addr,
-            };
-            ingest::ingest(&g, args).await
-        }
+        Command::Ingest(args) => ingest::ingest(&g, args).await,
         Command::Resolve { input, id, columns, config, output } => {
             let args = resolve::ResolveArgs { input, id, columns, config, output };
             tokio::task::block_in_place(|| resolve::resolve(&g, &args))

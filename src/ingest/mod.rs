@@ -16,7 +16,7 @@
 //! Sources ([`source::Source`]): [`files`] (paths, globs, stdin), [`kafka`] and [`webhook`]
 //! (signed HTTP requests through a local write-ahead log), [`objects`] (`s3://`).
 
-pub mod config;
+pub use crate::project::ingest as config;
 pub mod files;
 pub mod kafka;
 pub mod metrics;

@@ -43,7 +43,7 @@ struct RawConfig {
     vars: BTreeMap<String, toml::Value>,
     /// `[ingest.<source>]`: sources of `lake ingest`.
     #[serde(default)]
-    ingest: BTreeMap<String, crate::ingest::config::SourceConfig>,
+    ingest: BTreeMap<String, super::ingest::SourceConfig>,
     /// Applied before deserializing (see [`ProjectConfig::parse`]); listed so the key is known.
     #[serde(default, rename = "targets")]
     _targets: BTreeMap<String, toml::Value>,
@@ -105,7 +105,7 @@ pub struct ProjectConfig {
     pub threads: usize,
     pub vars: serde_json::Map<String, serde_json::Value>,
     /// Sources of `lake ingest`, by name.
-    pub ingest: BTreeMap<String, crate::ingest::config::SourceConfig>,
+    pub ingest: BTreeMap<String, super::ingest::SourceConfig>,
     /// The chosen target, if any.
     pub target: Option<String>,
 }

@@ -4,6 +4,7 @@
 //! nothing here touches the catalog.
 
 pub mod config;
+pub mod ingest;
 pub mod model;
 pub mod properties;
 pub mod secrets;

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::readers::assert_readers_match_lake;
+use crate::support::readers::assert_readers_match_lake;
 use crate::support::{TestProject, lake_bin};
 
 fn snapshot_counts(p: &TestProject, tables: &[&str]) -> Vec<usize> {

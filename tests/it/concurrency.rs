@@ -5,7 +5,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::postgres::PgServer;
+use crate::support::postgres::PgServer;
 use crate::support::{TestProject, lake_bin};
 
 fn project(catalog_uri: Option<&str>) -> TestProject {

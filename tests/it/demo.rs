@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::readers::assert_readers_match_lake;
+use crate::support::readers::assert_readers_match_lake;
 use crate::support::TestProject;
 
 fn expected_counts() -> BTreeMap<String, i64> {

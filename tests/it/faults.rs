@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::postgres::PgServer;
+use crate::support::postgres::PgServer;
+use crate::support::s3::{Moto, free_port};
 use crate::support::{Output, TestProject};
 
 const EXIT_ENVIRONMENT: i32 = 3;
@@ -180,10 +181,6 @@ fn a_read_only_catalog_fails_with_exit_3_and_a_rerun_converges() {
     assert_eq!(fingerprint(&p), clean_fingerprint(rows));
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `lake.toml` with the warehouse in an S3 bucket at `endpoint`; the secret key comes from
 /// the environment (`S3_SECRET`), so no output may contain it.
 fn s3_project(endpoint: &str, bucket: &str, rows: usize) -> TestProject {
@@ -208,41 +205,6 @@ fn lake_s3(p: &TestProject, args: &[&str]) -> Output {
     out
 }
 
-/// moto's S3 server (pip `moto[server]`, installed by .ci/run) on `port`, stopped on drop.
-struct Moto(std::process::Child);
-
-impl Moto {
-    fn start(port: u16) -> Moto {
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m moto.server (pip install 'moto[server]')");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto(child)
-    }
-
-    fn create_bucket(port: u16, bucket: &str) {
-        let script = format!(
-            "import boto3\nboto3.client('s3', endpoint_url='http://127.0.0.1:{port}', region_name='us-east-1', \
-             aws_access_key_id='k', aws_secret_access_key='s').create_bucket(Bucket='{bucket}')"
-        );
-        assert!(Command::new("python3").args(["-c", &script]).status().unwrap().success());
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn an_object_store_that_refuses_connections_fails_fast_with_exit_3_and_a_rerun_converges() {
     let rows = 300;
@@ -253,8 +215,8 @@ fn an_object_store_that_refuses_connections_fails_fast_with_exit_3_and_a_rerun_c
     assert_environment_failure(&out, "s3.endpoint");
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 
-    let _moto = Moto::start(port);
-    Moto::create_bucket(port, "lake");
+    let moto = Moto::start(port);
+    moto.create_bucket("lake");
     lake_s3(&p, &["build"]).assert_ok();
     assert_eq!(fingerprint_s3(&p), clean_fingerprint(rows));
 }
@@ -293,12 +255,12 @@ fn a_silent_object_store_fails_within_the_timeout_with_exit_3() {
 fn a_missing_bucket_fails_with_exit_3_naming_it_and_a_rerun_converges() {
     let rows = 300;
     let port = free_port();
-    let _moto = Moto::start(port);
-    let p = s3_project(&format!("http://127.0.0.1:{port}"), "no-such-bucket", rows);
+    let moto = Moto::start(port);
+    let p = s3_project(&moto.endpoint(), "no-such-bucket", rows);
     let out = lake_s3(&p, &["build"]);
     assert_environment_failure(&out, "no such bucket");
     assert!(out.all().contains("catalog.warehouse"), "{}", out.all());
-    Moto::create_bucket(port, "no-such-bucket");
+    moto.create_bucket("no-such-bucket");
     lake_s3(&p, &["build"]).assert_ok();
     assert_eq!(fingerprint_s3(&p), clean_fingerprint(rows));
 }

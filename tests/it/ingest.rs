@@ -92,7 +92,7 @@ fn files_land_typed_rows_and_dead_letters_exactly_once() {
     assert!(status.stdout.contains("events: landing/*.ndjson → raw.events: 8 rows, 3 dead letters, 2 streams"), "{}", status.stdout);
 
     // PyIceberg and DuckDB read the raw and the dead-letter table as lake does.
-    crate::readers::assert_readers_match_lake(&p);
+    crate::support::readers::assert_readers_match_lake(&p);
 }
 
 #[test]
@@ -310,35 +310,10 @@ table = "raw.from_parquet"
 #[test]
 fn objects_under_an_s3_prefix_land_once() {
     // A real S3 API on loopback: moto's server (pip moto[server], installed by .ci/run).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    struct Server(std::process::Child);
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Server(
-        Command::new("python3")
-            .args(["-m", "moto.server", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m moto.server (pip install 'moto[server]')"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start (pip install 'moto[server]')");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let upload = |key: &str, body: &str| {
-        let script = format!(
-            "import boto3\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', region_name='us-east-1', aws_access_key_id='k', aws_secret_access_key='s')\n\
-             try:\n    s3.create_bucket(Bucket='landing')\nexcept Exception:\n    pass\n\
-             s3.put_object(Bucket='landing', Key='{key}', Body={body:?}.encode())"
-        );
-        assert!(Command::new("python3").args(["-c", &script]).status().unwrap().success());
-    };
+    let moto = crate::support::s3::Moto::start(0);
+    let port = moto.port;
+    moto.create_bucket("landing");
+    let upload = |key: &str, body: &str| moto.boto(&format!("s3.put_object(Bucket='landing', Key='{key}', Body={body:?}.encode())"));
     upload("events/2026-11-01.ndjson", "{\"id\": 1}\n{\"id\": 2}\n{bad\n");
     upload("events/2026-11-02.ndjson", "{\"id\": 3}\n");
     upload("other/skip.ndjson", "{\"id\": 99}\n");

@@ -207,7 +207,7 @@ fn compaction_rewrites_small_files_as_one_replace_snapshot_with_the_same_rows() 
     assert_eq!(snapshot_ids(&p.show(TABLE)).len(), snapshots_before + 1);
 
     // Other engines read the compacted table alike.
-    crate::readers::assert_readers_match_lake(&p);
+    crate::support::readers::assert_readers_match_lake(&p);
 
     // Runs go on from the compacted table.
     load_batch(&p, 4, 100, 3);
@@ -282,7 +282,7 @@ fn expiry_removes_old_snapshots_and_the_files_only_they_used() {
         "{e}"
     );
 
-    crate::readers::assert_readers_match_lake(&p);
+    crate::support::readers::assert_readers_match_lake(&p);
 
     // The next run appends from the kept watermark.
     load_batch(&p, 3, 50, 2);
@@ -541,7 +541,7 @@ fn rollback_restores_rows_and_watermark_and_the_next_run_converges() {
     assert_eq!(fingerprint(&p), good_rows);
     assert_eq!(watermark(&p), good_wm);
 
-    crate::readers::assert_readers_match_lake(&p);
+    crate::support::readers::assert_readers_match_lake(&p);
 
     // `lake snapshots`: the rolled-back snapshot left the history.
     let out = p.lake(&["snapshots", TABLE, "--log-format", "json"]);
@@ -684,7 +684,7 @@ select id, kind, amount, at from {{ source('raw', 'events') }}
         p.sql_count(&format!("select count(*) from {t} where kind = 'b'")),
         6
     );
-    crate::readers::assert_readers_match_lake(&p);
+    crate::support::readers::assert_readers_match_lake(&p);
 }
 
 #[test]
@@ -706,7 +706,7 @@ fn many_manifests_are_merged_even_without_small_files() {
     assert_eq!(c["summary"]["total-records"], "6");
     assert!(c["summary"].get("added-data-files").is_none(), "{c}");
     assert_eq!(fingerprint(&p), rows);
-    crate::readers::assert_readers_match_lake(&p);
+    crate::support::readers::assert_readers_match_lake(&p);
     // Once merged, nothing to do.
     let events = maintain_events(&p, &[]);
     assert!(

@@ -34,7 +34,7 @@ use super::source::{Position, Positions, Source};
 use stdin::StdinLines;
 
 /// How long a file must stay unchanged before it counts as completely written, by default.
-pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+pub const DEFAULT_SETTLE: Duration = Duration::from_millis((crate::project::ingest::DEFAULT_SETTLE_SECONDS * 1000.0) as u64);
 
 /// How the files are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! `[ingest.<name>]` in `lake.toml`: where a source reads from, which raw table it lands in,
-//! its schema, batching and error policy.
+//! its schema, batching and error policy. The settings live with the rest of `lake.toml`
+//! (so every command checks them); [`crate::ingest`] runs them and re-exports this module as
+//! `ingest::config`.
 //!
 //! ```toml
 //! [ingest.orders_feed]
@@ -87,8 +89,11 @@ pub struct SourceConfig {
     pub wal_retention_hours: f64,
 }
 
+/// How long a file must stay unchanged to count as completely written, by default.
+pub const DEFAULT_SETTLE_SECONDS: f64 = 2.0;
+
 pub fn default_settle_seconds() -> f64 {
-    super::files::DEFAULT_SETTLE.as_secs_f64()
+    DEFAULT_SETTLE_SECONDS
 }
 
 fn default_wal_retention_hours() -> f64 {

@@ -1,4 +1,10 @@
-//! Test helpers: throwaway projects and running the real `lake` binary against them.
+//! Test helpers: throwaway projects and running the real `lake` binary against them, and the
+//! real servers and readers the tests use: PostgreSQL ([`postgres`]), moto's S3 API ([`s3`]),
+//! PyIceberg and DuckDB ([`readers`]).
+
+pub mod postgres;
+pub mod readers;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
