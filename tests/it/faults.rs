@@ -309,3 +309,22 @@ fn postgres_stopping_mid_run_fails_with_exit_3_and_a_rerun_converges() {
     p.lake(&["run"]).assert_ok();
     assert_eq!(fingerprint(&p), clean_fingerprint(rows));
 }
+
+#[test]
+fn show_snapshots_and_maintain_exit_3_when_the_storage_is_gone() {
+    // They once mapped a catalog or storage outage after connecting to exit code 2 (usage).
+    let moto = Moto::start(0);
+    moto.create_bucket("lake");
+    let p = s3_project(&moto.endpoint(), "lake", 50);
+    lake_s3(&p, &["build"]).assert_ok();
+    drop(moto);
+    for args in [
+        &["show", "raw.orders"][..],
+        &["snapshots", "raw.orders"][..],
+        &["maintain"][..],
+        &["rollback", "raw.orders", "--to", "1"][..],
+    ] {
+        let out = lake_s3(&p, args);
+        assert_environment_failure(&out, "s3.endpoint");
+    }
+}

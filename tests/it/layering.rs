@@ -96,3 +96,96 @@ fn the_allowed_layering_has_no_loops() {
         assert!(!reaches(module, module, &allowed, &mut BTreeSet::new()), "{module} reaches itself");
     }
 }
+
+/// Every `.rs` file under `src/` with its lines.
+fn sources() -> Vec<(String, Vec<String>)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().and_then(|e| e.to_str()) == Some("rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let name = path.strip_prefix(&src).unwrap().display().to_string();
+                out.push((name, text.lines().map(str::to_string).collect()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_source_file_over_700_lines() {
+    let long: Vec<String> = sources()
+        .into_iter()
+        .filter(|(_, lines)| lines.len() > 700)
+        .map(|(name, lines)| format!("src/{name}: {} lines", lines.len()))
+        .collect();
+    assert!(long.is_empty(), "split these along their seams:\n{}", long.join("\n"));
+}
+
+#[test]
+fn no_function_over_120_lines() {
+    let mut long = Vec::new();
+    for (name, lines) in sources() {
+        let mut i = 0;
+        while i < lines.len() {
+            let line = lines[i].trim_start();
+            let is_fn = ["fn ", "pub fn ", "async fn ", "pub async fn ", "pub(crate) fn ", "pub(super) fn ", "pub(crate) async fn ", "pub(super) async fn "]
+                .iter()
+                .any(|p| line.starts_with(p))
+                && !line.trim_end().ends_with(';');
+            if !is_fn {
+                i += 1;
+                continue;
+            }
+            // Count braces (outside strings and comments, roughly) to the end of the body.
+            let (mut depth, mut started, mut j) = (0i64, false, i);
+            while j < lines.len() {
+                let code = strip_strings_and_comments(&lines[j]);
+                depth += code.matches('{').count() as i64 - code.matches('}').count() as i64;
+                started |= code.contains('{');
+                if started && depth <= 0 {
+                    break;
+                }
+                j += 1;
+            }
+            if j - i + 1 > 120 {
+                long.push(format!("src/{name}:{} {} lines", i + 1, j - i + 1));
+            }
+            i += 1;
+        }
+    }
+    assert!(long.is_empty(), "split these functions:\n{}", long.join("\n"));
+}
+
+fn strip_strings_and_comments(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if in_string => {
+                chars.next();
+            }
+            '"' => in_string = !in_string,
+            '/' if !in_string && chars.peek() == Some(&'/') => break,
+            '\'' if !in_string => {
+                // A char literal like '{' or '\'' (lifetimes have no closing quote nearby).
+                let rest: String = chars.clone().take(3).collect();
+                if rest.len() >= 2 && (rest.as_bytes()[1] == b'\'' || (rest.starts_with('\\') && rest.as_bytes()[2] == b'\'')) {
+                    let skip = if rest.starts_with('\\') { 3 } else { 2 };
+                    for _ in 0..skip {
+                        chars.next();
+                    }
+                }
+            }
+            _ if !in_string => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
