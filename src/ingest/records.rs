@@ -2,7 +2,7 @@
 //! batch, or read from the existing table), per-record conversion, and dead letters for
 //! records that fail parsing, validation or type conversion.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
@@ -364,6 +364,40 @@ fn path(dotted: &str) -> Vec<String> {
     dotted.split('.').map(str::to_string).collect()
 }
 
+/// The fields of `value` that no column's path takes: a field mapped whole is taken; an object
+/// whose inner fields are mapped (`customer.email`) keeps its other fields. With `evolve`,
+/// unmapped top-level fields have columns of their own (or are null so far), except those
+/// named like a metadata column.
+fn leftover(value: &Value, paths: &[&[String]], evolve: bool) -> serde_json::Map<String, Value> {
+    let Value::Object(map) = value else { return serde_json::Map::new() };
+    let mut rest = serde_json::Map::new();
+    for (k, v) in map {
+        let tails: Vec<&[String]> = paths.iter().filter(|p| p[0] == *k).map(|p| &p[1..]).collect();
+        if tails.iter().any(|t| t.is_empty()) {
+            continue;
+        }
+        if tails.is_empty() {
+            if !evolve || reserved(k) {
+                rest.insert(k.clone(), v.clone());
+            }
+            continue;
+        }
+        match v {
+            Value::Object(_) => {
+                let inner = leftover(v, &tails, false);
+                if !inner.is_empty() {
+                    rest.insert(k.clone(), Value::Object(inner));
+                }
+            }
+            // A path into something that is not an object takes nothing from it.
+            other => {
+                rest.insert(k.clone(), other.clone());
+            }
+        }
+    }
+    rest
+}
+
 fn lookup<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
     let mut v = value;
     for part in path {
@@ -527,15 +561,14 @@ pub fn convert_records(layout: &mut Layout, source: &str, records: Vec<RawRecord
         for (column, cell) in cells.iter_mut().zip(row) {
             column.push(cell);
         }
+        // What no column took, never dropped: into `_extra` (added to the table when needed).
+        let paths: Vec<&[String]> = layout.columns.iter().map(|(_, _, p)| p.as_slice()).collect();
+        let rest = leftover(&value, &paths, layout.evolve);
+        if !rest.is_empty() && !layout.extra {
+            layout.extra = true;
+            extra = vec![None; kept.len()];
+        }
         if layout.extra {
-            let Value::Object(map) = &value else { unreachable!() };
-            let used: HashSet<&str> = layout.columns.iter().map(|(_, _, p)| p[0].as_str()).collect();
-            // With evolve, every other field has a column (or is null so far).
-            let rest: serde_json::Map<String, Value> = map
-                .iter()
-                .filter(|(k, _)| !used.contains(k.as_str()) && (!layout.evolve || reserved(k)))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
             extra.push((!rest.is_empty()).then(|| Value::Object(rest).to_string()));
         }
         event_types.push(

@@ -549,3 +549,32 @@ fn a_json_file_is_read_once_it_is_completely_written() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(p.sql_count("select sum(id) from raw.docs"), 6);
 }
+
+#[test]
+fn fields_beside_a_mapped_nested_field_are_kept_in_extra() {
+    // `map = { email = "customer.email" }` once dropped the rest of `customer` silently.
+    let p = TestProject::new();
+    p.write(
+        "lake.toml",
+        "name = \"t\"\n[ingest.orders]\nfrom = \"in/*.ndjson\"\ntable = \"raw.orders\"\n\
+         columns = { id = \"bigint\", email = \"varchar\" }\nmap = { email = \"customer.email\" }\n\n\
+         [ingest.grown]\nfrom = \"in/*.ndjson\"\ntable = \"raw.grown\"\nevolve = true\n\
+         columns = { id = \"bigint\", email = \"varchar\" }\nmap = { email = \"customer.email\" }\n",
+    );
+    p.write(
+        "in/a.ndjson",
+        "{\"id\": 1, \"customer\": {\"email\": \"a@x.io\", \"name\": \"Ann\", \"address\": {\"city\": \"Oslo\"}}, \"total\": \"9.50\"}\n\
+         {\"id\": 2, \"customer\": {\"email\": \"b@x.io\"}}\n",
+    );
+    p.lake(&["ingest", "orders", "grown", "--once"]).assert_ok();
+    let extra = |table: &str| {
+        p.sql_rows(&format!("select id, email, replace(replace(_extra, '\"', ''), ',', ';') from {table} order by id"))
+    };
+    assert_eq!(extra("raw.orders"), vec![
+        vec!["1".to_string(), "a@x.io".into(), "{customer:{name:Ann;address:{city:Oslo}};total:9.50}".into()],
+        vec!["2".into(), "b@x.io".into(), String::new()],
+    ]);
+    // With evolve, `total` gets a column of its own; the rest of `customer` still lands in `_extra`.
+    assert_eq!(p.sql_count("select count(*) from raw.grown where total = '9.50'"), 1);
+    assert_eq!(extra("raw.grown")[0][2], "{customer:{name:Ann;address:{city:Oslo}}}");
+}
