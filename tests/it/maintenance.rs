@@ -730,14 +730,7 @@ fn expiry_keeps_the_snapshots_exact_incremental_reads_start_from() {
     load_batch(&p, 0, 0, 3);
     let read_from = p.show(TABLE)["current_snapshot_id"].as_i64().unwrap();
     // Two more appends that `copy` has not read yet.
-    for batch in 1..3 {
-        p.write(
-            &format!("seeds/events_{batch}.ndjson"),
-            &format!("{{\"id\": {}, \"kind\": \"a\", \"amount\": 1.5, \"at\": \"2026-01-0{}T10:00:00Z\"}}\n", 10 + batch, batch + 1),
-        );
-        p.lake(&["seed"]).assert_ok();
-        p.lake(&["run", "--select", "stg_events"]).assert_ok();
-    }
+    append_two_batches(&p, &["run", "--select", "stg_events"]);
     let events = maintain_events(&p, &[]);
     assert_eq!(events[0]["status"], "success", "{events:?}");
     let kept: Vec<i64> = events[0]["expiry"]["kept"]
@@ -754,15 +747,7 @@ fn expiry_keeps_the_snapshots_exact_incremental_reads_start_from() {
     assert!(kept.contains(&read_from));
 
     // `copy` reads exactly the two appended files.
-    p.lake(&["run", "--select", "copy"]).assert_ok();
-    let results = p.run_results();
-    let r = results["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "copy")
-        .unwrap()
-        .clone();
+    let r = run_copy(&p);
     assert_eq!(r["rows_written"], 2, "{r}");
     assert!(r["message"].is_null(), "no full refresh: {r}");
     assert_eq!(p.sql_count("select count(*) from marts.copy"), 5);
@@ -780,24 +765,28 @@ fn run_maintain_keeps_the_snapshots_exact_incremental_reads_start_from() {
         "{{ config(materialized='incremental', incremental_strategy='append', watermark='snapshot') }}\nselect id, amount from {{ ref('stg_events') }}\n",
     );
     load_batch(&p, 0, 0, 3);
+    append_two_batches(&p, &["run", "--select", "stg_events", "--maintain"]);
+    let r = run_copy(&p);
+    assert!(r["message"].is_null(), "no full refresh after run --maintain: {r}");
+    assert_eq!(r["rows_written"], 2, "{r}");
+    assert_eq!(p.sql_count("select count(*) from marts.copy"), 5);
+}
+
+/// Two more appends (`events_1`, `events_2`) to the seed, each followed by `run`.
+fn append_two_batches(p: &TestProject, run: &[&str]) {
     for batch in 1..3 {
         p.write(
             &format!("seeds/events_{batch}.ndjson"),
             &format!("{{\"id\": {}, \"kind\": \"a\", \"amount\": 1.5, \"at\": \"2026-01-0{}T10:00:00Z\"}}\n", 10 + batch, batch + 1),
         );
         p.lake(&["seed"]).assert_ok();
-        p.lake(&["run", "--select", "stg_events", "--maintain"]).assert_ok();
+        p.lake(run).assert_ok();
     }
+}
+
+/// Run the `copy` model (exact incremental reads of `stg_events`); its run result.
+fn run_copy(p: &TestProject) -> serde_json::Value {
     p.lake(&["run", "--select", "copy"]).assert_ok();
     let results = p.run_results();
-    let r = results["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "copy")
-        .unwrap()
-        .clone();
-    assert!(r["message"].is_null(), "no full refresh after run --maintain: {r}");
-    assert_eq!(r["rows_written"], 2, "{r}");
-    assert_eq!(p.sql_count("select count(*) from marts.copy"), 5);
+    results["results"].as_array().unwrap().iter().find(|r| r["name"] == "copy").unwrap().clone()
 }

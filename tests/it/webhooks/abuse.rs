@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{SECRETS, free_port, generic_full, wait_listening};
+use super::{SECRETS, free_port, hooks_toml, generic_full, wait_listening};
 use crate::support::{TestProject, lake_bin};
 
 const IDLE_CONNECTIONS: usize = 2000;
@@ -73,21 +73,11 @@ fn idle_and_slow_clients_under_a_low_descriptor_limit_lose_no_webhook() {
     let p = TestProject::new();
     p.write(
         "lake.toml",
-        &format!(
-            r#"name = "hooks"
-[ingest.hooks]
-from = "http://127.0.0.1:{port}"
-table = "raw.webhooks"
-evolve = true
-[ingest.hooks.batch]
-seconds = 1
-[ingest.hooks.webhooks]
-header_timeout_seconds = 2
-body_timeout_seconds = 5
-idle_timeout_seconds = 5
-[ingest.hooks.webhooks.generic]
-secret_env = ["T_GENERIC"]
-"#
+        &hooks_toml(
+            port,
+            1,
+            "[ingest.hooks.webhooks]\nheader_timeout_seconds = 2\nbody_timeout_seconds = 5\nidle_timeout_seconds = 5\n\
+             [ingest.hooks.webhooks.generic]\nsecret_env = [\"T_GENERIC\"]\n",
         ),
     );
     let log = std::fs::File::create(p.path().join("server.log")).unwrap();

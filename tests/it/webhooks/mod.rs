@@ -27,6 +27,15 @@ pub(super) const SECRETS: [(&str, &str); 5] = [
     ("T_GENERIC", "generic-secret"),
 ];
 
+/// `lake.toml` with one webhook source `hooks` on `port` into `raw.webhooks` (evolving),
+/// flushing every `batch_seconds`; `rest` adds source keys and `[ingest.hooks.webhooks...]`.
+fn hooks_toml(port: u16, batch_seconds: u32, rest: &str) -> String {
+    format!(
+        "name = \"hooks\"\n[ingest.hooks]\nfrom = \"http://127.0.0.1:{port}\"\ntable = \"raw.webhooks\"\nevolve = true\n\
+         [ingest.hooks.batch]\nseconds = {batch_seconds}\n{rest}"
+    )
+}
+
 fn hmac(secret: &str, parts: &[&[u8]]) -> Vec<u8> {
     let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     for p in parts {

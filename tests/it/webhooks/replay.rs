@@ -2,24 +2,15 @@
 //! digest of its signed content, also after a restart; the generic provider's signed
 //! timestamp bounds replays in time.
 
-use super::{free_port, generic_at, generic_full, replay_log, shopify_full, start, wait_listening};
+use super::{free_port, hooks_toml, generic_at, generic_full, replay_log, shopify_full, start, wait_listening};
 use crate::support::TestProject;
 
 fn config(port: u16) -> String {
-    format!(
-        r#"name = "hooks"
-[ingest.hooks]
-from = "http://127.0.0.1:{port}"
-table = "raw.webhooks"
-evolve = true
-[ingest.hooks.batch]
-seconds = 600
-[ingest.hooks.webhooks.shopify]
-secret_env = ["T_SHOPIFY_NEW"]
-[ingest.hooks.webhooks.generic]
-secret_env = ["T_GENERIC"]
-tolerance_seconds = 120
-"#
+    hooks_toml(
+        port,
+        600,
+        "[ingest.hooks.webhooks.shopify]\nsecret_env = [\"T_SHOPIFY_NEW\"]\n\
+         [ingest.hooks.webhooks.generic]\nsecret_env = [\"T_GENERIC\"]\ntolerance_seconds = 120\n",
     )
 }
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{SECRETS, free_port, generic_at, generic_full, replay_log, start, wait_listening};
+use super::{SECRETS, free_port, hooks_toml, generic_at, generic_full, replay_log, start, wait_listening};
 use crate::support::TestProject;
 
 /// A tmpfs mounted on a directory, unmounted when dropped.
@@ -60,19 +60,7 @@ fn assert_logs_whole(dir: &Path) {
 }
 
 fn config(port: u16, generic: &str) -> String {
-    format!(
-        r#"name = "hooks"
-[ingest.hooks]
-from = "http://127.0.0.1:{port}"
-table = "raw.webhooks"
-evolve = true
-[ingest.hooks.batch]
-seconds = 600
-[ingest.hooks.webhooks.generic]
-secret_env = ["T_GENERIC"]
-{generic}
-"#
-    )
+    hooks_toml(port, 600, &format!("[ingest.hooks.webhooks.generic]\nsecret_env = [\"T_GENERIC\"]\n{generic}\n"))
 }
 
 #[test]
