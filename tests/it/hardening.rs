@@ -156,63 +156,6 @@ fn passwords_in_catalog_uris_are_never_printed() {
 }
 
 #[test]
-fn values_from_the_environment_are_never_echoed_in_config_errors() {
-    let p = TestProject::new();
-    let secret = "s3cr3t-value-from-env";
-    p.write("lake.toml", "name = \"t\"\n[write]\ncompression = \"${S3_SECRET}\"\n");
-    let out = p.lake_env(&["ls"], &[("S3_SECRET", secret)]);
-    assert_eq!(out.code, EXIT_USAGE, "{}", out.all());
-    assert!(out.stderr.contains("write.compression"), "{}", out.stderr);
-    assert!(!out.all().contains(secret), "{}", out.all());
-
-    // A wrong type from the environment: the key is named, the value is not.
-    p.write("lake.toml", "name = \"t\"\n[storage]\n\"s3.region\" = \"x\"\n[run]\nthreads = \"${S3_SECRET}\"\n");
-    let out = p.lake_env(&["ls"], &[("S3_SECRET", secret)]);
-    assert_eq!(out.code, EXIT_USAGE, "{}", out.all());
-    assert!(out.stderr.contains("run.threads"), "{}", out.stderr);
-    assert!(!out.all().contains(secret), "{}", out.all());
-
-    // A TOML syntax error names the line, not its text.
-    p.write("lake.toml", "name = \"t\"\n[catalog]\ntoken = \"abc-very-secret-token\n");
-    let out = p.lake(&["ls"]);
-    assert_eq!(out.code, EXIT_USAGE, "{}", out.all());
-    assert!(out.stderr.contains("line 3"), "{}", out.stderr);
-    assert!(!out.all().contains("very-secret"), "{}", out.all());
-}
-
-#[test]
-fn config_errors_name_the_key_and_its_section() {
-    let p = TestProject::new();
-    p.write("lake.toml", "name = \"t\"\n[run]\nthreads = \"four\"\n");
-    let out = p.lake(&["ls"]);
-    assert_eq!(out.code, EXIT_USAGE, "{}", out.all());
-    assert!(out.stderr.contains("run.threads"), "{}", out.stderr);
-
-    p.write(
-        "lake.toml",
-        "name = \"t\"\n[ingest.orders]\nfrom = \"in/*.ndjson\"\ntable = \"raw.orders\"\nbatch_rowz = 5\n",
-    );
-    let out = p.lake(&["ls"]);
-    assert_eq!(out.code, EXIT_USAGE, "{}", out.all());
-    assert!(out.stderr.contains("ingest.orders"), "should name the source: {}", out.stderr);
-    assert!(out.stderr.contains("batch_rowz"), "{}", out.stderr);
-}
-
-#[test]
-fn unknown_keys_under_a_data_test_config_are_errors() {
-    let p = seeded();
-    p.write("models/staging/stg.sql", "select * from {{ source('raw', 'orders') }}\n");
-    p.write(
-        "models/staging/stg.yml",
-        "models:\n  - name: stg\n    columns:\n      - name: id\n        data_tests:\n          - unique:\n              config:\n                severity: warn\n                sevrity: error\n",
-    );
-    let out = p.lake(&["ls"]);
-    assert_eq!(out.code, EXIT_USAGE, "{}", out.all());
-    assert!(out.stderr.contains("sevrity"), "{}", out.stderr);
-    assert!(out.stderr.contains("models/staging/stg.yml"), "{}", out.stderr);
-}
-
-#[test]
 fn excluding_everything_or_nothing_that_exists_is_a_usage_error() {
     let p = seeded();
     p.write("models/staging/stg.sql", "select * from {{ source('raw', 'orders') }}\n");
@@ -229,33 +172,4 @@ fn show_of_a_missing_table_is_a_usage_error_with_a_suggestion() {
     let out = p.lake(&["show", "raw.ordrs"]);
     assert_eq!(out.code, EXIT_USAGE, "{}", out.all());
     assert!(out.stderr.contains("did you mean 'raw.orders'"), "{}", out.stderr);
-}
-
-#[test]
-fn compile_renders_the_watermark_exactly_as_run_executes_it() {
-    // `lake compile` once rendered the stored watermark without `lookback` and without
-    // checking that it tracks the configured column; a run did both.
-    let p = seeded();
-    p.write(
-        "models/staging/recent.sql",
-        "{{ config(materialized='incremental', watermark='id', lookback='1') }}\n\
-         select id, amount from {{ source('raw', 'orders') }}\n\
-         {% if is_incremental() %}where id > {{ watermark }}{% endif %}\n",
-    );
-    p.lake(&["run"]).assert_ok();
-    p.lake(&["compile"]).assert_ok();
-    let compiled = std::fs::read_to_string(p.path().join("target/compiled/models/staging/recent.sql")).unwrap();
-    assert!(compiled.contains("where id > (2 - 1)"), "compile must apply the lookback: {compiled}");
-
-    // The watermark now tracks another column: the stored one no longer applies, in a run
-    // and in compile alike.
-    p.write(
-        "models/staging/recent.sql",
-        "{{ config(materialized='incremental', watermark='amount') }}\n\
-         select id, amount from {{ source('raw', 'orders') }}\n\
-         {% if is_incremental() %}where amount > {{ watermark }}{% endif %}\n",
-    );
-    p.lake(&["compile"]).assert_ok();
-    let compiled = std::fs::read_to_string(p.path().join("target/compiled/models/staging/recent.sql")).unwrap();
-    assert!(compiled.contains("where amount > NULL"), "{compiled}");
 }

@@ -15,6 +15,7 @@ mod layering;
 mod maintenance;
 mod merge;
 mod polars_bridge;
+mod project;
 mod property;
 mod resolve;
 mod runs;
