@@ -40,6 +40,9 @@ pub struct IngestArgs {
     /// Flush after this many seconds (default 10).
     #[arg(long)]
     pub batch_seconds: Option<f64>,
+    /// Flush after this many MiB of records (default 64).
+    #[arg(long)]
+    pub batch_bytes_mb: Option<u64>,
     /// Exit non-zero when more than this share (0..1) of the records were dead letters.
     #[arg(long)]
     pub max_error_rate: Option<f64>,
@@ -194,6 +197,9 @@ fn chosen_sources(config: &ProjectConfig, args: &IngestArgs) -> anyhow::Result<V
         }
         if let Some(seconds) = args.batch_seconds {
             source.batch.seconds = seconds;
+        }
+        if let Some(mb) = args.batch_bytes_mb {
+            source.batch.bytes_mb = mb;
         }
         if args.partitions.is_some() {
             source.partitions = args.partitions.clone();

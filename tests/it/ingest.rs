@@ -578,3 +578,14 @@ fn fields_beside_a_mapped_nested_field_are_kept_in_extra() {
     assert_eq!(p.sql_count("select count(*) from raw.grown where total = '9.50'"), 1);
     assert_eq!(extra("raw.grown")[0][2], "{customer:{name:Ann;address:{city:Oslo}}}");
 }
+
+#[test]
+fn batch_bytes_mb_flushes_an_ad_hoc_ingest_by_size() {
+    let p = TestProject::new();
+    let pad = "x".repeat(1000);
+    let lines: String = (0..3000).map(|i| format!("{{\"id\": {i}, \"pad\": \"{pad}\"}}\n")).collect();
+    p.write("big.ndjson", &lines);
+    p.lake(&["ingest", "--from", "big.ndjson", "--table", "raw.big", "--once", "--batch-bytes-mb", "1"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.big"), 3000);
+    assert!(p.snapshot_count("raw.big") >= 3, "3 MB in 1 MiB batches: {}", p.snapshot_count("raw.big"));
+}
