@@ -91,3 +91,71 @@ fn init_scaffolds_a_project_that_builds() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().nth(1), Some("3"));
 }
+
+/// Split a shell command line into words (double and single quotes, no escapes).
+fn shell_words(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut quote, mut any) = (Vec::new(), String::new(), None, false);
+    for c in line.chars() {
+        match (quote, c) {
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                any = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None, c) if c.is_whitespace() => {
+                if any {
+                    words.push(std::mem::take(&mut word));
+                    any = false;
+                }
+            }
+            (_, c) => {
+                word.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(word);
+    }
+    words
+}
+
+#[test]
+fn every_command_of_the_readme_set_up_runs_on_a_fresh_copy_of_the_demo() {
+    // The README's shell blocks, in order, with the debug binary standing in for
+    // `cargo run --release --`; `cargo test` is what CI runs.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut lines = Vec::new();
+    let mut in_sh = false;
+    for line in readme.lines() {
+        match line.trim() {
+            "```sh" => in_sh = true,
+            "```" => in_sh = false,
+            l if in_sh && !l.is_empty() => lines.push(l.to_string()),
+            _ => {}
+        }
+    }
+    assert!(lines.iter().any(|l| l == "cargo run --release -- build"), "{lines:?}");
+    let p = TestProject::demo();
+    let mut ran = 0;
+    for line in &lines {
+        let words = shell_words(line);
+        match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            ["cargo", "test", ..] => {}
+            ["cargo", "run", "--release", "--", args @ ..] => {
+                let out = p.lake(args);
+                assert_eq!(out.code, 0, "README command `{line}` failed:\n{}", out.all());
+                ran += 1;
+            }
+            ["cp", files @ .., dest] => {
+                for f in files {
+                    let from = p.path().join(f);
+                    let name = from.file_name().unwrap().to_owned();
+                    std::fs::copy(&from, p.path().join(dest).join(name)).unwrap_or_else(|e| panic!("`{line}`: {e}"));
+                }
+            }
+            other => panic!("a README set-up command this test does not know how to run: {other:?}"),
+        }
+    }
+    assert!(ran >= 6, "ran {ran} lake commands of {lines:?}");
+}
