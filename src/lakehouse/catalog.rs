@@ -227,7 +227,9 @@ impl Lakehouse {
                     .with_context(|| format!("cannot open the REST catalog at {}", redact_uri(uri)))?;
                 Ok(Lakehouse {
                     catalog: Arc::new(catalog),
-                    pointers: Arc::new(RestPointerStore),
+                    pointers: Arc::new(
+                        RestPointerStore::connect(uri, warehouse.as_deref(), props, spec.timeouts()).await?,
+                    ),
                     spec: spec.clone(),
                 })
             }

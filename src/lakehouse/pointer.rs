@@ -19,8 +19,8 @@
 //!   `/v1/{prefix}/namespaces/{ns}/tables/{table}`; 200 → `Committed` with the returned
 //!   `metadata-location`, 409 → `Conflict` (the producer reloads and retries), 5xx or a lost
 //!   answer → `UnknownOutcome` (the caller reloads and looks for its own marker, e.g. an ingest
-//!   flush id, in the snapshot summaries). The server writes the metadata file. Until then
-//!   [`RestPointerStore`] refuses with [`Error::Unsupported`].
+//!   flush id, in the snapshot summaries). The server writes the metadata file. This is
+//!   [`RestPointerStore`]; it adds `assert-table-uuid` to the producer's requirements.
 
 use std::str::FromStr;
 
@@ -170,22 +170,168 @@ impl PointerStore for SqlPointerStore {
     }
 }
 
-/// REST catalogs: not yet (see the module docs for how it plugs in).
-#[derive(Debug, Clone, Default)]
-pub struct RestPointerStore;
+/// An Iceberg REST catalog's commit endpoint: the server checks the requirements, applies the
+/// updates and writes the metadata file.
+#[derive(Debug, Clone)]
+pub struct RestPointerStore {
+    client: reqwest::Client,
+    /// `{uri}/v1/{prefix}` without a trailing slash.
+    base: url::Url,
+}
+
+impl RestPointerStore {
+    /// Ask the server's `/v1/config` for its prefix (overrides, then defaults, then the
+    /// `prefix` property) and authenticate: a bearer `token`, or an OAuth2 client `credential`
+    /// (`id:secret`) exchanged at `oauth2-server-uri` (default `{uri}/v1/oauth/tokens`);
+    /// `header.*` properties are sent with every request.
+    pub async fn connect(
+        uri: &str,
+        warehouse: Option<&str>,
+        props: &std::collections::HashMap<String, String>,
+        timeouts: super::storage::Timeouts,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in props {
+            if let Some(name) = k.strip_prefix("header.") {
+                headers.insert(
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes()).with_context(|| format!("catalog property {k}"))?,
+                    reqwest::header::HeaderValue::from_str(v).with_context(|| format!("catalog property {k}"))?,
+                );
+            }
+        }
+        let uri = uri.trim_end_matches('/');
+        let plain = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.request)
+            .build()?;
+        let token = match (props.get("token"), props.get("credential")) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(c)) => Some(oauth_token(&plain, uri, c, props).await?),
+            _ => None,
+        };
+        if let Some(t) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                .context("the catalog token is not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.request)
+            .default_headers(headers)
+            .build()?;
+        let mut config_url = url::Url::parse(&format!("{uri}/v1/config")).context("catalog.uri is not a URL")?;
+        if let Some(w) = warehouse {
+            config_url.query_pairs_mut().append_pair("warehouse", w);
+        }
+        let config: serde_json::Value = client
+            .get(config_url)
+            .send()
+            .await
+            .context("GET /v1/config")?
+            .error_for_status()
+            .context("GET /v1/config")?
+            .json()
+            .await
+            .context("GET /v1/config: not JSON")?;
+        let prefix = ["overrides", "defaults"]
+            .iter()
+            .find_map(|k| config[k]["prefix"].as_str().map(str::to_string))
+            .or_else(|| props.get("prefix").cloned())
+            .unwrap_or_default();
+        let base = if prefix.is_empty() { format!("{uri}/v1") } else { format!("{uri}/v1/{}", prefix.trim_matches('/')) };
+        Ok(RestPointerStore {
+            client,
+            base: url::Url::parse(&base).context("catalog.uri is not a URL")?,
+        })
+    }
+
+    fn table_url(&self, ident: &TableIdent) -> url::Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("an http URL")
+            .push("namespaces")
+            .push(&ident.namespace().join("\u{1f}"))
+            .push("tables")
+            .push(ident.name());
+        url
+    }
+}
+
+/// OAuth2 client credentials → access token.
+async fn oauth_token(
+    client: &reqwest::Client,
+    uri: &str,
+    credential: &str,
+    props: &std::collections::HashMap<String, String>,
+) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let (id, secret) = credential.split_once(':').unwrap_or(("", credential));
+    let endpoint = props.get("oauth2-server-uri").cloned().unwrap_or_else(|| format!("{uri}/v1/oauth/tokens"));
+    let scope = props.get("scope").map(String::as_str).unwrap_or("catalog");
+    let mut form = vec![("grant_type", "client_credentials"), ("client_secret", secret), ("scope", scope)];
+    if !id.is_empty() {
+        form.push(("client_id", id));
+    }
+    let answer: serde_json::Value = client
+        .post(&endpoint)
+        .form(&form)
+        .send()
+        .await
+        .context("the OAuth2 token endpoint")?
+        .error_for_status()
+        .context("the OAuth2 token endpoint refused catalog.credential")?
+        .json()
+        .await
+        .context("the OAuth2 token endpoint answered no JSON")?;
+    answer["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("the OAuth2 token endpoint answered without an access_token"))
+}
 
 #[async_trait::async_trait]
 impl PointerStore for RestPointerStore {
     async fn commit(
         &self,
         base: &Table,
-        _requirements: &[TableRequirement],
-        _updates: Vec<TableUpdate>,
+        requirements: &[TableRequirement],
+        updates: Vec<TableUpdate>,
     ) -> Result<CommitResult, Error> {
-        Err(Error::Unsupported(format!(
-            "replacing files in a table of a REST catalog is not supported yet (table {}); use a SQL catalog",
-            base.identifier()
-        )))
+        let ident = base.identifier();
+        let mut all = vec![TableRequirement::UuidMatch {
+            uuid: base.metadata().uuid(),
+        }];
+        all.extend(requirements.iter().cloned());
+        let body = serde_json::json!({ "identifier": ident, "requirements": all, "updates": updates });
+        let response = match self.client.post(self.table_url(ident)).json(&body).send().await {
+            Ok(r) => r,
+            // Nothing reached the server.
+            Err(e) if e.is_connect() => return Err(Error::catalog(format!("cannot reach the REST catalog to commit {ident}"), e)),
+            Err(e) => {
+                return Err(Error::UnknownOutcome(format!(
+                    "the REST commit of {ident} got no answer ({e}); its outcome is unknown, check `lake show {ident}` before running again"
+                )));
+            }
+        };
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        match status.as_u16() {
+            200..=299 => {
+                let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let metadata_location = answer["metadata-location"].as_str().unwrap_or_default().to_string();
+                Ok(CommitResult::Committed { metadata_location })
+            }
+            409 => Ok(CommitResult::Conflict),
+            500 | 502 | 503 | 504 => Err(Error::UnknownOutcome(format!(
+                "the REST catalog answered {status} to the commit of {ident}; its outcome is unknown, check `lake show {ident}` before running again"
+            ))),
+            _ => Err(Error::Invalid(format!(
+                "the REST catalog refused the commit of {ident}: {status} {}",
+                text.chars().take(500).collect::<String>()
+            ))),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod polars_bridge;
 mod project;
 mod property;
 mod resolve;
+mod rest;
 mod runs;
 mod support;
 mod webhooks;
