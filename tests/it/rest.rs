@@ -119,3 +119,38 @@ fn a_rest_catalog_takes_every_commit_kind_and_ends_like_sqlite() {
     let snapshots = rest.show("staging.stg_orders")["snapshots"].as_array().unwrap().len();
     assert!(snapshots >= 2, "{snapshots}");
 }
+
+#[test]
+fn two_writers_appending_through_rest_at_once_lose_nothing_and_repeat_nothing() {
+    // Many small flushes from two processes into one table: their commits race, the server
+    // refuses the stale ones (409) and each is redone on the new state.
+    let server = Rustberg::start();
+    let p = TestProject::new();
+    p.write(
+        "lake.toml",
+        &format!("name = \"test\"\n[catalog]\ntype = \"rest\"\nuri = \"http://127.0.0.1:{}\"\n", server.port),
+    );
+    for (file, start) in [("a.ndjson", 0), ("b.ndjson", 100_000)] {
+        let lines: String = (start..start + 1500).map(|i| format!("{{\"id\": {i}}}\n")).collect();
+        p.write(file, &lines);
+    }
+    // The table exists before the race (creating it is not what is tested).
+    p.write("first.ndjson", "{\"id\": -1}\n");
+    p.lake(&["ingest", "--from", "first.ndjson", "--table", "raw.events", "--once"]).assert_ok();
+    let spawn = |file: &str| {
+        Command::new(crate::support::lake_bin())
+            .args(["ingest", "--from", file, "--table", "raw.events", "--once", "--batch-rows", "50"])
+            .current_dir(p.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("a.ndjson"), spawn("b.ndjson"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(p.sql_count("select count(*) from raw.events"), 3001);
+    assert_eq!(p.sql_count("select count(distinct id) from raw.events"), 3001);
+}
