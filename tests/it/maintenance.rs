@@ -720,14 +720,7 @@ fn many_manifests_are_merged_even_without_small_files() {
 
 #[test]
 fn expiry_keeps_the_snapshots_exact_incremental_reads_start_from() {
-    let p = project(Some(
-        "{'expire_older_than': '0s', 'retain_last': 1, 'small_file_mb': 0.000001}",
-    ));
-    p.write(
-        "models/marts/copy.sql",
-        "{{ config(materialized='incremental', incremental_strategy='append', watermark='snapshot') }}\nselect id, amount from {{ ref('stg_events') }}\n",
-    );
-    load_batch(&p, 0, 0, 3);
+    let p = exact_read_project();
     let read_from = p.show(TABLE)["current_snapshot_id"].as_i64().unwrap();
     // Two more appends that `copy` has not read yet.
     append_two_batches(&p, &["run", "--select", "stg_events"]);
@@ -757,14 +750,7 @@ fn expiry_keeps_the_snapshots_exact_incremental_reads_start_from() {
 fn run_maintain_keeps_the_snapshots_exact_incremental_reads_start_from() {
     // `lake run --maintain` once expired with no protected set, so a downstream exact read
     // (`watermark: snapshot`) lost its starting snapshot and fell back to a full refresh.
-    let p = project(Some(
-        "{'expire_older_than': '0s', 'retain_last': 1, 'small_file_mb': 0.000001}",
-    ));
-    p.write(
-        "models/marts/copy.sql",
-        "{{ config(materialized='incremental', incremental_strategy='append', watermark='snapshot') }}\nselect id, amount from {{ ref('stg_events') }}\n",
-    );
-    load_batch(&p, 0, 0, 3);
+    let p = exact_read_project();
     append_two_batches(&p, &["run", "--select", "stg_events", "--maintain"]);
     let r = run_copy(&p);
     assert!(r["message"].is_null(), "no full refresh after run --maintain: {r}");
@@ -789,4 +775,18 @@ fn run_copy(p: &TestProject) -> serde_json::Value {
     p.lake(&["run", "--select", "copy"]).assert_ok();
     let results = p.run_results();
     results["results"].as_array().unwrap().iter().find(|r| r["name"] == "copy").unwrap().clone()
+}
+
+/// A table that keeps one snapshot (`retain_last: 1`, expire at once) and a model `copy` that
+/// reads it exactly (`watermark: snapshot`); the first batch loaded and built.
+fn exact_read_project() -> TestProject {
+    let p = project(Some(
+        "{'expire_older_than': '0s', 'retain_last': 1, 'small_file_mb': 0.000001}",
+    ));
+    p.write(
+        "models/marts/copy.sql",
+        "{{ config(materialized='incremental', incremental_strategy='append', watermark='snapshot') }}\nselect id, amount from {{ ref('stg_events') }}\n",
+    );
+    load_batch(&p, 0, 0, 3);
+    p
 }
