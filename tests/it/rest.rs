@@ -2,58 +2,10 @@
 //! as the catalog: every commit goes through its commit endpoint, and the tables end up as on
 //! the embedded SQLite catalog.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use crate::support::TestProject;
-use crate::support::s3::free_port;
-
-/// A rustberg server on loopback with its warehouse in a temporary folder, stopped on drop.
-struct Rustberg {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn rustberg_bin() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("LAKE_RUSTBERG") {
-        return p.into();
-    }
-    let home = std::env::var("HOME").expect("HOME");
-    let bin = std::path::Path::new(&home).join(".cache/lake-tools/bin/rustberg");
-    assert!(bin.exists(), "rustberg not found at {} (bash .ci/run installs it)", bin.display());
-    bin
-}
-
-impl Rustberg {
-    fn start() -> Rustberg {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("rustberg.log")).unwrap();
-        let child = Command::new(rustberg_bin())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--warehouse")
-            .arg(format!("file://{}", dir.path().join("warehouse").display()))
-            .args(["--catalog-url", "memory://", "--no-auth", "--dev", "--insecure-http"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start rustberg");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "rustberg did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Rustberg { child, port, _dir: dir }
-    }
-}
-
-impl Drop for Rustberg {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::rustberg::Rustberg;
 
 /// Seeds, a table model, an incremental merge model and an aggregate.
 fn write_models(p: &TestProject) {

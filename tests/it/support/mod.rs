@@ -1,9 +1,10 @@
 //! Test helpers: throwaway projects and running the real `lake` binary against them, and the
-//! real servers and readers the tests use: PostgreSQL ([`postgres`]), moto's S3 API ([`s3`]),
+//! real servers and readers the tests use: PostgreSQL ([`postgres`]), moto's S3 API ([`s3`]), the rustberg REST catalog ([`rustberg`]),
 //! PyIceberg and DuckDB ([`readers`]).
 
 pub mod postgres;
 pub mod readers;
+pub mod rustberg;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
