@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use super::catalog::{CatalogSpec, redact_uri};
+use super::rest_auth::AuthRefused;
 
 /// Where a fault happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,9 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
     for cause in error.chain() {
         if let Some(t) = cause.downcast_ref::<TimedOut>() {
             return Some(fault(t.place, FaultKind::TimedOut, t.to_string()));
+        }
+        if let Some(r) = cause.downcast_ref::<AuthRefused>() {
+            return Some(fault(Place::Catalog, FaultKind::Denied, format!("{r}; check {}", r.setting)));
         }
         if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
             if let Some(kind) = sqlx_kind(e) {
@@ -196,6 +200,9 @@ fn text_kind(text: &str) -> Option<Fault> {
     if t.contains("error communicating with database") || t.contains("terminating connection due to administrator command") {
         return Some(fault(Place::Catalog, FaultKind::Unreachable, first_line(text)));
     }
+    if t.contains("notauthorized") || t.contains("401 unauthorized") {
+        return Some(fault(Place::Catalog, FaultKind::Denied, first_line(text)));
+    }
     let kind = if t.contains("no space left on device") || t.contains("database or disk is full") {
         FaultKind::Full
     } else if t.contains("read-only file system") || t.contains("readonly database") {
@@ -231,9 +238,14 @@ impl Fault {
                     FaultKind::TimedOut => "did not answer in time",
                     _ => "cannot be reached",
                 };
-                format!(
-                    "the catalog at {uri} {what} ({detail}); check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the database is up and writable"
-                )
+                let hint = match (spec, &self.kind) {
+                    (CatalogSpec::Rest { .. }, FaultKind::Denied) => {
+                        "check catalog.token or catalog.credential in lake.toml (a token may have expired)"
+                    }
+                    (CatalogSpec::Rest { .. }, _) => "check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the server is up",
+                    _ => "check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the database is up and writable",
+                };
+                format!("the catalog at {uri} {what} ({detail}); {hint}")
             }
             Place::Storage => {
                 let warehouse = match spec {
