@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod ingest;
+pub mod macros;
 pub mod model;
 pub mod properties;
 pub mod secrets;
@@ -31,6 +32,8 @@ pub struct Project {
     pub sources: Vec<SourceTable>,
     pub seeds: Vec<Seed>,
     pub singular_tests: Vec<SingularTest>,
+    /// The macros under the macro path, loaded once.
+    pub macros: std::sync::Arc<macros::Macros>,
 }
 
 impl Project {
@@ -41,7 +44,8 @@ impl Project {
     }
 
     pub fn load_with_config(config: ProjectConfig) -> Result<Project> {
-        let vars = template_vars(&config);
+        let macros = std::sync::Arc::new(macros::Macros::load(&config.root, &config.macro_path)?);
+        let vars = template_vars(&config, &macros);
         let files = ProjectFiles::discover(&config)?;
         let mut props = read_properties(&config, &files)?;
         let mut models = sql_models(&config, &files.sql, &vars, &mut props.models)?;
@@ -61,11 +65,12 @@ impl Project {
             sources: props.sources,
             seeds,
             singular_tests,
+            macros,
         })
     }
 
     pub fn template_vars(&self) -> TemplateVars {
-        template_vars(&self.config)
+        template_vars(&self.config, &self.macros)
     }
 
     pub fn model(&self, name: &str) -> Option<&Model> {
@@ -73,10 +78,11 @@ impl Project {
     }
 }
 
-fn template_vars(config: &ProjectConfig) -> TemplateVars {
+fn template_vars(config: &ProjectConfig, macros: &std::sync::Arc<macros::Macros>) -> TemplateVars {
     TemplateVars {
         vars: config.vars.clone(),
         target: config.target.clone(),
+        macros: macros.clone(),
     }
 }
 
