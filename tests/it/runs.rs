@@ -155,3 +155,43 @@ fn build_runs_a_relationships_test_after_the_model_it_reads() {
     out.assert_ok();
     assert!(out.stdout.contains("PASS  test   relationships_a_lines_order_id"), "{}", out.stdout);
 }
+
+#[test]
+fn build_runs_source_tests_first_and_a_failing_one_skips_the_models_that_read_it() {
+    let p = TestProject::new();
+    p.write(
+        "seeds/seeds.yml",
+        "seeds:\n  - name: orders\n    config:\n      column_types: {id: bigint, amount: double}\n  - name: refunds\n    config:\n      column_types: {id: bigint}\n",
+    );
+    p.write("seeds/orders.csv", "id,amount\n1,10\n1,20\n");
+    p.write("seeds/refunds.csv", "id\n7\n");
+    p.write(
+        "models/sources.yml",
+        "sources:\n  - name: raw\n    tables:\n      - name: orders\n        columns:\n          - name: id\n            data_tests: [unique]\n      - name: refunds\n        columns:\n          - name: id\n            data_tests: [not_null]\n",
+    );
+    p.write("models/staging/stg_orders.sql", "select * from {{ source('raw', 'orders') }}\n");
+    p.write("models/marts/order_total.sql", "select sum(amount) as total from {{ ref('stg_orders') }}\n");
+    p.write("models/staging/stg_refunds.sql", "select * from {{ source('raw', 'refunds') }}\n");
+    let out = p.lake(&["build"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("target/run_results.json")).unwrap()).unwrap();
+    let status = |name: &str| {
+        results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{name} not in {results}"))
+    };
+    assert_eq!(status("stg_orders"), "skipped");
+    assert_eq!(status("order_total"), "skipped");
+    assert_eq!(status("stg_refunds"), "success");
+    assert!(out.all().contains("source raw.orders"), "{}", out.all());
+    // Fixed data: the source test passes and the models build.
+    p.write("seeds/orders.csv", "id,amount\n1,10\n2,20\n");
+    p.lake(&["seed", "--full-refresh"]).assert_ok();
+    p.lake(&["build"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from marts.order_total"), 1);
+}
