@@ -20,7 +20,7 @@ use serde_json::Value as Json;
 use config::{ConfigOverrides, ProjectConfig};
 use model::{
     Dependency, IncrementalStrategy, Materialized, Model, ModelBody, ModelConfig, OnSchemaChange,
-    Seed, SeedFormat, Severity, SingularTest, SourceTable, WatermarkSpec,
+    Seed, SeedFormat, SeedMode, Severity, SingularTest, SourceTable, WatermarkSpec,
 };
 use templates::{Mode, TemplateVars};
 
@@ -509,11 +509,17 @@ fn seed(config: &ProjectConfig, path: &Path, def: properties::SeedDef) -> Result
             .collect::<Result<Vec<_>>>()?,
         None => bail!("{}: declare every column and its type, e.g. `column_types: {{id: bigint}}`", at("column_types")),
     };
+    let mode = match def.config.mode.as_deref() {
+        None | Some("append") => SeedMode::Append,
+        Some("replace") => SeedMode::Replace,
+        Some(other) => bail!("{} = '{other}': use append or replace", at("mode")),
+    };
     Ok(Seed {
         name: def.name,
         namespace,
         table,
         format,
+        mode,
         files,
         column_types,
         path: path.to_path_buf(),

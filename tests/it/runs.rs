@@ -195,3 +195,37 @@ fn build_runs_source_tests_first_and_a_failing_one_skips_the_models_that_read_it
     p.lake(&["build"]).assert_ok();
     assert_eq!(p.sql_count("select count(*) from marts.order_total"), 1);
 }
+
+#[test]
+fn a_seed_in_replace_mode_is_reloaded_in_one_overwrite_when_its_file_changes() {
+    let p = TestProject::new();
+    let yml = |mode: &str| {
+        format!("seeds:\n  - name: rates\n    config:\n      {mode}column_types: {{currency: varchar, rate: double}}\n")
+    };
+    p.write("seeds/seeds.yml", &yml(""));
+    p.write("seeds/rates.csv", "currency,rate\nEUR,1.1\n");
+    p.lake(&["seed"]).assert_ok();
+    // The default mode refuses a changed file, and says how to reload.
+    p.write("seeds/rates.csv", "currency,rate\nEUR,1.2\nGBP,1.3\n");
+    let out = p.lake(&["seed"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.all().contains("mode: replace"), "{}", out.all());
+
+    p.write("seeds/seeds.yml", &yml("mode: replace\n      "));
+    p.lake(&["seed"]).assert_ok();
+    assert_eq!(p.sql_rows("select currency, rate from raw.rates order by currency"), vec![
+        vec!["EUR".to_string(), "1.2".to_string()],
+        vec!["GBP".to_string(), "1.3".to_string()],
+    ]);
+    let snapshots = p.show("raw.rates")["snapshots"].as_array().unwrap().clone();
+    assert_eq!(snapshots.len(), 2);
+    assert_eq!(snapshots.last().unwrap()["operation"], "overwrite", "{snapshots:?}");
+    // Unchanged files: nothing is committed.
+    p.lake(&["seed"]).assert_ok();
+    assert_eq!(p.show("raw.rates")["snapshots"].as_array().unwrap().len(), 2);
+    // A bad mode names the setting.
+    p.write("seeds/seeds.yml", &yml("mode: upsert\n      "));
+    let out = p.lake(&["seed"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("mode") && out.stderr.contains("seeds/seeds.yml"), "{}", out.stderr);
+}
