@@ -87,6 +87,7 @@ pub(super) async fn run(
         fail_fast: exec.fail_fast,
         with_tests: build,
         maintain: exec.maintain,
+        force: exec.force,
     };
     let runnable = selected
         .iter()

@@ -137,6 +137,9 @@ pub struct ExecArgs {
     /// After each model, maintain its table (compact small files, expire snapshots, remove orphans).
     #[arg(long)]
     pub maintain: bool,
+    /// Rebuild `table` models even when their inputs and SQL are unchanged since their last build.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,6 +25,9 @@ pub const WATERMARK_TYPE: &str = "lake.watermark.type";
 pub const SEED_FILES: &str = "lake.seed.files";
 /// JSON object `{"ns.table": snapshot_id}` of the input snapshots a model read.
 pub const INPUT_SNAPSHOTS: &str = "lake.input-snapshots";
+/// SHA-256 of what a model runs (compiled SQL or Rust function and params, config, version):
+/// with the same inputs, the same fingerprint means the same output.
+pub const MODEL_FINGERPRINT: &str = "lake.model-fingerprint";
 
 /// The `lake.*` keys every snapshot `lake` writes starts from: [`VERSION`], and [`RUN_ID`] and
 /// [`MODEL`] (the model, seed or ingest source that produced it) when given. The one place these

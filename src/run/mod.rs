@@ -13,6 +13,7 @@ pub mod results;
 mod schedule;
 pub mod seeds;
 mod testing;
+mod up_to_date;
 
 pub use schedule::run_models;
 pub use testing::{
@@ -45,6 +46,8 @@ pub struct RunOptions {
     pub with_tests: bool,
     /// Maintain each model's table (compact, expire, remove orphans) after it is built.
     pub maintain: bool,
+    /// Rebuild `table` models that are up to date (same inputs and compiled model).
+    pub force: bool,
 }
 
 /// Everything the tasks of one run share.

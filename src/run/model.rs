@@ -22,7 +22,7 @@ use crate::project::model::{
 };
 
 use super::results::{NodeResult, Status};
-use super::{RunContext, compile};
+use super::{RunContext, compile, up_to_date};
 
 /// Build one model into its table; the result says what was committed, or why not.
 pub(super) async fn execute_model(ctx: &RunContext, model: &Model) -> NodeResult {
@@ -42,10 +42,35 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
         ModelBody::Sql { .. } => sql_output(ctx, model, &plan).await?,
         ModelBody::Rust { function } => rust_output(ctx, model, &plan, function).await?,
     };
+    let output = match output {
+        Produced::Output(o) => o,
+        Produced::UpToDate(reads) => {
+            result.status = Status::UpToDate;
+            result.input_snapshots = reads;
+            result.message = Some("skipped (up to date): same inputs and model as its last build".into());
+            result.operation = Some("up to date".into());
+            result.snapshot_id = plan.existing.as_ref().and_then(|t| t.metadata().current_snapshot_id());
+            return Ok(());
+        }
+    };
     result.input_snapshots = output.reads.clone();
-    let Output { schema, batches, reads, side_outputs } = output;
-    commit(ctx, model, plan, schema, batches, &reads, result).await?;
+    let Output { schema, batches, reads, side_outputs, fingerprint } = output;
+    commit(ctx, model, plan, schema, batches, &reads, &fingerprint, result).await?;
     write_side_outputs(ctx, model, side_outputs).await
+}
+
+/// A model's output, or that its table is up to date (with the snapshots it would have read).
+enum Produced {
+    Output(Output),
+    UpToDate(BTreeMap<String, Option<i64>>),
+}
+
+/// `Some` when the model's table is up to date for these reads and this fingerprint.
+fn skip_if_up_to_date(ctx: &RunContext, model: &Model, plan: &Plan, reads: &BTreeMap<String, Option<i64>>, fingerprint: &str) -> Option<Produced> {
+    let table = plan.existing.as_ref()?;
+    (up_to_date::may_skip(model, ctx.options.full_refresh, ctx.options.force)
+        && up_to_date::is_up_to_date(table, model, fingerprint, reads))
+    .then(|| Produced::UpToDate(reads.clone()))
 }
 
 /// How a model runs this time.
@@ -125,13 +150,19 @@ struct Output {
     batches: futures::stream::BoxStream<'static, Result<RecordBatch>>,
     reads: BTreeMap<String, Option<i64>>,
     side_outputs: Vec<SideOutputBatches>,
+    /// See [`up_to_date::fingerprint`].
+    fingerprint: String,
 }
 
 /// Compile the SQL (as `lake compile` shows it) and run it as a read-only query.
-async fn sql_output(ctx: &RunContext, model: &Model, plan: &Plan) -> Result<Output> {
+async fn sql_output(ctx: &RunContext, model: &Model, plan: &Plan) -> Result<Produced> {
     let literal = compile::watermark_literal(model, plan.previous.as_ref(), plan.is_incremental);
     let compiled = compile::compile(&ctx.graph, model, &ctx.project.template_vars(), plan.is_incremental, literal)?;
     let (session, reads) = ctx.session_for(&compiled.reads, &plan.appended).await?;
+    let fingerprint = up_to_date::fingerprint(model, &compiled.sql);
+    if let Some(skip) = skip_if_up_to_date(ctx, model, plan, &reads, &fingerprint) {
+        return Ok(skip);
+    }
     let df = read_only_query(&session, &compiled.sql).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = df
@@ -140,17 +171,18 @@ async fn sql_output(ctx: &RunContext, model: &Model, plan: &Plan) -> Result<Outp
         .map_err(|e| anyhow!("SQL error: {e}"))?
         .map_err(|e| anyhow!("SQL error while executing: {e}"))
         .boxed();
-    Ok(Output {
+    Ok(Produced::Output(Output {
         schema,
         batches,
         reads,
         side_outputs: Vec::new(),
-    })
+        fingerprint,
+    }))
 }
 
 /// Read the inputs (and the model's own table when its function asks), run the function off
 /// the async runtime.
-async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &str) -> Result<Output> {
+async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &str) -> Result<Produced> {
     let f = ctx.registry.get(function).ok_or_else(|| {
         anyhow!(
             "no Rust model function '{function}' is registered in this binary (registered: {})",
@@ -167,6 +199,19 @@ async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &st
         tables.insert(plan.name.clone());
     }
     let (session, mut reads) = ctx.session_for(&tables, &plan.appended).await?;
+    let params = model
+        .config
+        .extra
+        .get("params")
+        .and_then(|p| p.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let fingerprint = up_to_date::fingerprint(model, &format!("rust {function} {}", serde_json::Value::Object(params.clone())));
+    let mut own = reads.clone();
+    own.remove(&plan.name);
+    if let Some(skip) = skip_if_up_to_date(ctx, model, plan, &own, &fingerprint) {
+        return Ok(skip);
+    }
     let mut inputs = Vec::new();
     for dep in &model.depends_on {
         let (ns, t) = ctx
@@ -191,13 +236,6 @@ async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &st
     } else {
         None
     };
-    let params = model
-        .config
-        .extra
-        .get("params")
-        .and_then(|p| p.as_object())
-        .cloned()
-        .unwrap_or_default();
     let call = RustModelCall {
         model: model.name.clone(),
         inputs,
@@ -208,12 +246,13 @@ async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &st
     let output = tokio::task::spawn_blocking(move || run_rust_model(&f, call))
         .await
         .context("the Rust model panicked")??;
-    Ok(Output {
+    Ok(Produced::Output(Output {
         schema: output.schema,
         batches: futures::stream::iter(output.batches.into_iter().map(Ok)).boxed(),
         reads,
         side_outputs: output.side_outputs,
-    })
+        fingerprint,
+    }))
 }
 
 /// The snapshot summary keys every commit of a model carries.
@@ -223,6 +262,7 @@ fn model_properties(ctx: &RunContext, model: &Model) -> HashMap<String, String> 
 
 /// Commit the model's output as one snapshot, fill in the result, re-pin the table for
 /// downstream models.
+#[allow(clippy::too_many_arguments)]
 async fn commit(
     ctx: &RunContext,
     model: &Model,
@@ -230,10 +270,12 @@ async fn commit(
     schema: arrow::datatypes::SchemaRef,
     batches: futures::stream::BoxStream<'static, Result<RecordBatch>>,
     reads: &BTreeMap<String, Option<i64>>,
+    fingerprint: &str,
     result: &mut NodeResult,
 ) -> Result<()> {
     let mut properties = model_properties(ctx, model);
     properties.insert(summary::INPUT_SNAPSHOTS.to_string(), serde_json::to_string(reads)?);
+    properties.insert(summary::MODEL_FINGERPRINT.to_string(), fingerprint.to_string());
     let spec = model.config.watermark.as_ref();
     let request = materialize::Request {
         ident: plan.ident.clone(),

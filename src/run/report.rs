@@ -128,6 +128,7 @@ impl Reporter {
             bar.finish_and_clear();
         }
         let count = |s: Status| results.iter().filter(|r| r.status == s).count();
+        let up_to_date = count(Status::UpToDate);
         let (ok, err, skip, pass, fail, warn) = (
             count(Status::Success),
             count(Status::Error),
@@ -139,10 +140,11 @@ impl Reporter {
         match self.format {
             LogFormat::Json => self.json(json!({
                 "event": "summary", "elapsed_seconds": elapsed, "success": ok, "error": err,
-                "skipped": skip, "pass": pass, "fail": fail, "warn": warn,
+                "skipped": skip, "up_to_date": up_to_date, "pass": pass, "fail": fail, "warn": warn,
             })),
             LogFormat::Text => self.line(&format!(
-                "Done in {elapsed:.1}s: {ok} ok, {err} error, {skip} skipped; tests: {pass} passed, {fail} failed, {warn} warned"
+                "Done in {elapsed:.1}s: {ok} ok, {}{err} error, {skip} skipped; tests: {pass} passed, {fail} failed, {warn} warned",
+                if up_to_date > 0 { format!("{up_to_date} up to date, ") } else { String::new() }
             )),
         }
     }

@@ -24,6 +24,10 @@ pub enum Status {
     Error,
     /// Not run because an upstream node failed (or `--fail-fast` stopped the run).
     Skipped,
+    /// Not run because its table is up to date: the same inputs and the same compiled model
+    /// as its last build (`skipped` in `run_results.json`, with that message).
+    #[serde(rename = "skipped")]
+    UpToDate,
     /// A data test found no failing rows.
     Pass,
     /// A data test with severity `error` found failing rows.
@@ -37,11 +41,16 @@ impl Status {
         matches!(self, Status::Error | Status::Fail)
     }
 
+    /// The node's table is as it should be: built now, or up to date.
+    pub fn is_ok(self) -> bool {
+        matches!(self, Status::Success | Status::UpToDate)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Status::Success => "OK",
             Status::Error => "ERROR",
-            Status::Skipped => "SKIP",
+            Status::Skipped | Status::UpToDate => "SKIP",
             Status::Pass => "PASS",
             Status::Fail => "FAIL",
             Status::Warn => "WARN",

@@ -187,7 +187,7 @@ async fn execute_node(ctx: &RunContext, i: usize, deferred: &BTreeSet<usize>) ->
         }
     }
     ctx.reporter.finished(&result);
-    let ok = result.status == Status::Success;
+    let ok = result.status.is_ok();
     let mut out = vec![result];
     if ok && ctx.options.with_tests {
         let (tests, tests_ok) = run_model_tests(ctx, i, TestSet::Immediate(deferred)).await;

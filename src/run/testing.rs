@@ -205,7 +205,7 @@ pub async fn run_singular_tests_after(
 ) -> Vec<NodeResult> {
     let failed: BTreeSet<&str> = model_results
         .iter()
-        .filter(|r| r.kind == "model" && r.status != Status::Success)
+        .filter(|r| r.kind == "model" && !r.status.is_ok())
         .map(|r| r.name.as_str())
         .collect();
     let mut results = Vec::new();

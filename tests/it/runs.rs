@@ -229,3 +229,72 @@ fn a_seed_in_replace_mode_is_reloaded_in_one_overwrite_when_its_file_changes() {
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.stderr.contains("mode") && out.stderr.contains("seeds/seeds.yml"), "{}", out.stderr);
 }
+
+/// Status and message of `name` in the last `target/run_results.json`.
+fn last_result(p: &TestProject, name: &str) -> (String, String) {
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("target/run_results.json")).unwrap()).unwrap();
+    let r = results["results"].as_array().unwrap().iter().find(|r| r["name"] == name).cloned();
+    let r = r.unwrap_or_else(|| panic!("{name} not in {results}"));
+    (r["status"].as_str().unwrap().to_string(), r["message"].as_str().unwrap_or("").to_string())
+}
+
+#[test]
+fn table_models_whose_inputs_and_sql_are_unchanged_are_skipped_as_up_to_date() {
+    let p = TestProject::new();
+    p.write(
+        "seeds/seeds.yml",
+        "seeds:\n  - name: orders\n    config:\n      files: \"orders*.csv\"\n      column_types: {id: bigint, amount: double}\n  - name: fx\n    config:\n      column_types: {rate: double}\n",
+    );
+    p.write("seeds/orders_1.csv", "id,amount\n1,10\n2,20\n");
+    p.write("seeds/fx.csv", "rate\n2\n");
+    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: orders\n      - name: fx\n");
+    p.write("models/staging/stg_orders.sql", "select id, amount from {{ source('raw', 'orders') }}\n");
+    p.write("models/marts/total.sql", "select sum(amount) as total from {{ ref('stg_orders') }}\n");
+    p.write("models/marts/fx_copy.sql", "select rate from {{ source('raw', 'fx') }}\n");
+    p.lake(&["build"]).assert_ok();
+    let snapshots = |t: &str| p.show(t)["snapshots"].as_array().unwrap().len();
+
+    // Nothing changed: every table model is skipped, nothing is committed.
+    let out = p.lake(&["run"]);
+    assert!(out.assert_ok().stdout.contains("3 up to date"), "{}", out.stdout);
+    for m in ["stg_orders", "total", "fx_copy"] {
+        let (status, message) = last_result(&p, m);
+        assert_eq!(status, "skipped", "{m}");
+        assert!(message.contains("up to date"), "{m}: {message}");
+    }
+    assert_eq!(snapshots("marts.total"), 1);
+
+    // New orders: the models downstream of them run, the one reading fx stays.
+    p.write("seeds/orders_2.csv", "id,amount\n3,5\n");
+    p.lake(&["seed"]).assert_ok();
+    p.lake(&["run"]).assert_ok();
+    assert_eq!(last_result(&p, "stg_orders").0, "success");
+    assert_eq!(last_result(&p, "total").0, "success");
+    assert_eq!(last_result(&p, "fx_copy").0, "skipped");
+    assert_eq!(p.sql_count("select cast(total as bigint) from marts.total"), 35);
+
+    // Changed SQL: that model runs.
+    p.write("models/marts/fx_copy.sql", "select rate * 1 as rate from {{ source('raw', 'fx') }}\n");
+    p.lake(&["run"]).assert_ok();
+    assert_eq!(last_result(&p, "fx_copy").0, "success");
+    assert_eq!(last_result(&p, "total").0, "skipped");
+
+    // Compaction keeps the rows: still up to date. --force and --full-refresh rebuild.
+    p.lake(&["maintain"]).assert_ok();
+    p.lake(&["run"]).assert_ok();
+    assert_eq!(last_result(&p, "total").0, "skipped");
+    p.lake(&["run", "--force", "--select", "total"]).assert_ok();
+    assert_eq!(last_result(&p, "total").0, "success");
+    p.lake(&["run", "--full-refresh", "--select", "total"]).assert_ok();
+    assert_eq!(last_result(&p, "total").0, "success");
+
+    // Another writer changed the table (a rollback to the first build, whose inputs are gone):
+    // the model runs and restores what its inputs say.
+    let first = p.show("marts.total")["snapshots"][0]["snapshot_id"].as_i64().unwrap();
+    p.lake(&["rollback", "marts.total", "--to", &first.to_string()]).assert_ok();
+    assert_eq!(p.sql_count("select cast(total as bigint) from marts.total"), 30);
+    p.lake(&["run"]).assert_ok();
+    assert_eq!(last_result(&p, "total").0, "success");
+    assert_eq!(p.sql_count("select cast(total as bigint) from marts.total"), 35);
+}
