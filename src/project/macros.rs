@@ -121,14 +121,3 @@ fn macro_names(source: &str) -> Vec<String> {
     }
     out
 }
-
-#[cfg(test)]
-mod tests {
-    use super::macro_names;
-
-    #[test]
-    fn finds_macro_names() {
-        let src = "{% macro cents(x) %}{{ x }}/100{% endmacro %}\n{%- macro  fmt_money (x, c='USD') -%}x{%- endmacro %}{% set macro = 1 %}";
-        assert_eq!(macro_names(src), vec!["cents", "fmt_money"]);
-    }
-}
