@@ -159,3 +159,28 @@ fn every_command_of_the_readme_set_up_runs_on_a_fresh_copy_of_the_demo() {
     }
     assert!(ran >= 6, "ran {ran} lake commands of {lines:?}");
 }
+
+#[test]
+fn the_readme_python_examples_read_the_demo_tables() {
+    // Every ```python block of the README that opens the demo project runs as written, with
+    // the project's real path and `lake` on the PATH.
+    let p = TestProject::demo();
+    p.lake(&["build"]).assert_ok();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```python\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .filter(|b| b.contains("/path/to/project"))
+        .collect();
+    assert!(blocks.len() >= 2, "expected the PyIceberg and DuckDB examples");
+    let bin_dir = crate::support::lake_bin().parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    for block in blocks {
+        let code = block.replace("/path/to/project", &p.path().display().to_string());
+        let out = std::process::Command::new("python3").args(["-c", &code]).env("PATH", &path).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{code}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.lines().count() >= 3, "{code}\nprinted: {stdout}");
+    }
+}
