@@ -10,6 +10,7 @@ mod init;
 mod maintain;
 mod project_cmds;
 mod resolve;
+mod source;
 mod sql;
 
 use std::path::PathBuf;
@@ -143,6 +144,17 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// How long ago each source table was last loaded, against its freshness block (exit 1 when
+    /// one is past error_after).
+    Freshness {
+        /// Sources to check: source:raw, source:raw.orders or raw.orders (default all).
+        #[arg(long, short = 's', num_args = 1..)]
+        select: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new project that builds at once.
     Init {
@@ -164,6 +176,11 @@ pub enum Command {
         select: SelectArgs,
         #[command(flatten)]
         exec: ExecArgs,
+    },
+    /// Source checks: `lake source freshness`.
+    Source {
+        #[command(subcommand)]
+        action: SourceCommand,
     },
     /// Run data tests of the selected models (and sources, when nothing is selected).
     Test {
@@ -310,6 +327,7 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Run { select, exec } => build::run(&g, &select, &exec, registry, false).await,
         Command::Build { select, exec } => build::run(&g, &select, &exec, registry, true).await,
         Command::Test { select } => build::test(&g, &select, registry).await,
+        Command::Source { action: SourceCommand::Freshness { select } } => source::freshness(&g, &select).await,
         Command::Ls { select, output } => project_cmds::ls(&g, &select, output),
         Command::Compile { select } => project_cmds::compile(&g, &select).await,
         Command::Sql { query, format, out } => sql::sql(&g, &query, format, out.as_deref()).await,

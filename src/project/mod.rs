@@ -326,6 +326,30 @@ fn relative(config: &ProjectConfig, p: &Path) -> PathBuf {
 }
 
 /// Property files first: descriptions, tests and YAML config by model name.
+/// A source table's freshness: its own block, else its source's; `loaded_at_field` likewise.
+fn source_freshness(
+    rel: &Path,
+    source: &properties::SourceDef,
+    table: &properties::SourceTableDef,
+) -> Result<Option<model::Freshness>> {
+    let inherited = source.freshness.as_ref();
+    let Some(def) = table.freshness.as_ref().map_or(inherited, Option::as_ref) else {
+        return Ok(None);
+    };
+    let at = |k: &str| format!("{}: source {}.{}: freshness.{k}", rel.display(), source.name, table.name);
+    let warn_after = def.warn_after.as_ref().map(|a| a.duration(&at("warn_after"))).transpose()?;
+    let error_after = def.error_after.as_ref().map(|a| a.duration(&at("error_after"))).transpose()?;
+    if warn_after.is_none() && error_after.is_none() {
+        bail!("{}: give warn_after, error_after or both", at("").trim_end_matches('.'));
+    }
+    Ok(Some(model::Freshness {
+        warn_after,
+        error_after,
+        loaded_at_field: table.loaded_at_field.clone().unwrap_or_else(|| source.loaded_at_field.clone()),
+        filter: def.filter.clone(),
+    }))
+}
+
 fn read_properties(config: &ProjectConfig, files: &ProjectFiles) -> Result<Properties> {
     let mut out = Properties {
         models: HashMap::new(),
@@ -337,19 +361,21 @@ fn read_properties(config: &ProjectConfig, files: &ProjectFiles) -> Result<Prope
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let file = properties::parse(&rel, &text)?;
         for source in file.sources {
-            for table in source.tables {
+            for table in &source.tables {
                 let tests = properties::data_tests(
                     &rel,
                     &format!("{}_{}", source.name, table.name),
                     &[table.data_tests.clone(), table.tests.clone()].concat(),
                     &table.columns,
                 )?;
+                let freshness = source_freshness(&rel, &source, table)?;
                 out.sources.push(SourceTable {
                     source: source.name.clone(),
                     table: table.name.clone(),
                     description: table.description.clone(),
                     path: rel.clone(),
                     tests,
+                    freshness,
                 });
             }
         }

@@ -245,6 +245,19 @@ pub struct SourceTable {
     pub description: Option<String>,
     pub path: PathBuf,
     pub tests: Vec<DataTest>,
+    /// What `lake source freshness` checks (none: the table is not checked).
+    pub freshness: Option<Freshness>,
+}
+
+/// When a source table counts as stale.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Freshness {
+    pub warn_after: Option<std::time::Duration>,
+    pub error_after: Option<std::time::Duration>,
+    /// The column holding when a row was loaded; `None`: the table's last commit time.
+    pub loaded_at_field: Option<String>,
+    /// A SQL condition on the rows whose `loaded_at_field` counts.
+    pub filter: Option<String>,
 }
 
 impl SourceTable {

@@ -28,6 +28,11 @@ pub struct SourceDef {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// Default freshness of the source's tables.
+    #[serde(default)]
+    pub freshness: Option<FreshnessDef>,
+    #[serde(default)]
+    pub loaded_at_field: Option<String>,
     #[serde(default)]
     pub meta: Option<Json>,
     #[serde(default)]
@@ -40,6 +45,12 @@ pub struct SourceTableDef {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// Overrides the source's freshness (dbt's `freshness:` block; `null` turns it off).
+    #[serde(default, deserialize_with = "explicit")]
+    pub freshness: Option<Option<FreshnessDef>>,
+    /// The column holding when a row was loaded (`null`: the last commit time counts).
+    #[serde(default, deserialize_with = "explicit")]
+    pub loaded_at_field: Option<Option<String>>,
     #[serde(default)]
     pub meta: Option<Json>,
     #[serde(default)]
@@ -48,6 +59,49 @@ pub struct SourceTableDef {
     pub data_tests: Vec<Json>,
     #[serde(default)]
     pub tests: Vec<Json>,
+}
+
+/// A key given as `null` (`Some(None)`) apart from a key not given (`None`).
+fn explicit<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// dbt's source `freshness:` block.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshnessDef {
+    #[serde(default)]
+    pub warn_after: Option<AfterDef>,
+    #[serde(default)]
+    pub error_after: Option<AfterDef>,
+    /// A SQL condition limiting the rows whose `loaded_at_field` counts.
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+/// `{count: 12, period: hour}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfterDef {
+    pub count: u64,
+    pub period: String,
+}
+
+impl AfterDef {
+    /// The duration, or an error naming the bad period.
+    pub fn duration(&self, at: &str) -> anyhow::Result<std::time::Duration> {
+        let unit = match self.period.as_str() {
+            "minute" => 60,
+            "hour" => 3600,
+            "day" => 86_400,
+            other => anyhow::bail!("{at}: period '{other}': use minute, hour or day"),
+        };
+        Ok(std::time::Duration::from_secs(self.count * unit))
+    }
 }
 
 #[derive(Debug, Deserialize)]

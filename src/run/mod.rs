@@ -6,6 +6,7 @@
 
 pub mod compile;
 pub mod data_tests;
+pub mod freshness;
 pub mod maintain;
 mod model;
 pub mod report;

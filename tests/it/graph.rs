@@ -61,6 +61,7 @@ fn source(source: &str, table: &str) -> SourceTable {
         description: None,
         path: PathBuf::from("models/sources.yml"),
         tests: Vec::new(),
+        freshness: None,
     }
 }
 

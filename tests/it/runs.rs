@@ -298,3 +298,55 @@ fn table_models_whose_inputs_and_sql_are_unchanged_are_skipped_as_up_to_date() {
     assert_eq!(last_result(&p, "total").0, "success");
     assert_eq!(p.sql_count("select cast(total as bigint) from marts.total"), 35);
 }
+
+#[test]
+fn source_freshness_passes_warns_and_errors_by_loaded_at_field_or_last_commit() {
+    let p = TestProject::new();
+    let now = chrono::Utc::now();
+    let at = |hours: i64| (now - chrono::Duration::hours(hours)).format("%Y-%m-%d %H:%M:%S").to_string();
+    p.write(
+        "seeds/seeds.yml",
+        "seeds:\n  - name: fresh\n    config:\n      column_types: {id: bigint, loaded_at: timestamp}\n  - name: aging\n    config:\n      column_types: {id: bigint, loaded_at: timestamp}\n  - name: stale\n    config:\n      column_types: {id: bigint, loaded_at: timestamp}\n  - name: events\n    config:\n      column_types: {id: bigint}\n",
+    );
+    p.write("seeds/fresh.csv", &format!("id,loaded_at\n1,{}\n2,{}\n", at(30), at(1)));
+    p.write("seeds/aging.csv", &format!("id,loaded_at\n1,{}\n", at(5)));
+    // The newest row is filtered out: only id < 2 counts.
+    p.write("seeds/stale.csv", &format!("id,loaded_at\n1,{}\n2,{}\n", at(30), at(0)));
+    p.write("seeds/events.csv", "id\n1\n");
+    p.write(
+        "models/sources.yml",
+        "sources:\n  - name: raw\n    loaded_at_field: loaded_at\n    freshness:\n      warn_after: {count: 2, period: hour}\n      error_after: {count: 1, period: day}\n    tables:\n      - name: fresh\n      - name: aging\n      - name: stale\n        freshness:\n          error_after: {count: 12, period: hour}\n          filter: id < 2\n      - name: events\n        loaded_at_field: null\n        freshness:\n          warn_after: {count: 1, period: hour}\n      - name: unchecked\n        freshness: null\n",
+    );
+    p.lake(&["seed"]).assert_ok();
+    let out = p.lake(&["source", "freshness"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("target/sources.json")).unwrap()).unwrap();
+    let status = |t: &str| {
+        doc["results"].as_array().unwrap().iter().find(|r| r["unique_id"] == format!("source.test.raw.{t}")).unwrap()
+            ["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status("fresh"), "pass");
+    assert_eq!(status("aging"), "warn");
+    assert_eq!(status("stale"), "error");
+    // Without loaded_at_field: the last commit, a moment ago.
+    assert_eq!(status("events"), "pass");
+    assert_eq!(doc["results"].as_array().unwrap().len(), 4, "{doc}");
+    assert!(out.stdout.contains("last loaded 5h"), "{}", out.stdout);
+
+    // Warnings alone exit 0; a selection checks only what it names.
+    p.lake(&["source", "freshness", "--select", "source:raw.aging"]).assert_ok();
+    let out = p.lake(&["source", "freshness", "--select", "source:raw.nothing"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    // A bad period names the key.
+    p.write(
+        "models/sources.yml",
+        "sources:\n  - name: raw\n    freshness:\n      warn_after: {count: 2, period: fortnight}\n    tables:\n      - name: fresh\n",
+    );
+    let out = p.lake(&["source", "freshness"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("freshness.warn_after") && out.stderr.contains("fortnight"), "{}", out.stderr);
+}
