@@ -65,6 +65,14 @@ impl CatalogSpec {
         }
     }
 
+    /// The warehouse location, when one is configured (a REST catalog may choose its own).
+    pub fn warehouse(&self) -> Option<&str> {
+        match self {
+            CatalogSpec::Sql { warehouse, .. } => Some(warehouse),
+            CatalogSpec::Rest { warehouse, .. } => warehouse.as_deref(),
+        }
+    }
+
     pub fn timeouts(&self) -> Timeouts {
         match self {
             CatalogSpec::Sql { timeouts, .. } | CatalogSpec::Rest { timeouts, .. } => *timeouts,
@@ -121,22 +129,23 @@ impl Lakehouse {
     /// warehouse, check that it answers. For SQLite the database file (and its folder) is
     /// created. Failures are environment faults (see [`super::fault`]).
     pub async fn connect(spec: &CatalogSpec) -> Result<Self> {
-        let timeouts = spec.timeouts();
-        let lakehouse = bounded(
-            Place::Catalog,
-            format!("the catalog at {}", redact_uri(spec.uri())),
-            timeouts.connect,
-            Self::open(spec),
-        )
-        .await?;
-        let warehouse = match spec {
-            CatalogSpec::Sql { warehouse, .. } => Some(warehouse.as_str()),
-            CatalogSpec::Rest { warehouse, .. } => warehouse.as_deref(),
-        };
-        if let Some(warehouse) = warehouse {
-            probe_warehouse(warehouse, spec.props(), timeouts).await?;
+        let lakehouse = Self::connect_catalog(spec).await?;
+        if let Some(warehouse) = spec.warehouse() {
+            probe_warehouse(warehouse, spec.props(), spec.timeouts()).await?;
         }
         Ok(lakehouse)
+    }
+
+    /// Connect to the catalog only (within the connect timeout), without checking the
+    /// warehouse: `lake doctor` checks that on its own.
+    pub async fn connect_catalog(spec: &CatalogSpec) -> Result<Self> {
+        bounded(
+            Place::Catalog,
+            format!("the catalog at {}", redact_uri(spec.uri())),
+            spec.timeouts().connect,
+            Self::open(spec),
+        )
+        .await
     }
 
     async fn open(spec: &CatalogSpec) -> Result<Self> {
@@ -201,6 +210,7 @@ impl Lakehouse {
                     .connect(&uri)
                     .await
                     .with_context(|| format!("cannot connect to {}", redact_uri(&uri)))?;
+                super::catalog_schema::check(&pool).await?;
                 Ok(Lakehouse {
                     catalog: Arc::new(catalog),
                     pointers: Arc::new(SqlPointerStore::new(pool, name.clone(), postgres)),

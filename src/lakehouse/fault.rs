@@ -32,6 +32,9 @@ pub enum FaultKind {
     Denied,
     /// The bucket does not exist.
     NoBucket,
+    /// The SQL catalog's tables have the old JdbcCatalog V0 layout (see
+    /// [`super::catalog_schema`]).
+    CatalogSchemaV0,
 }
 
 /// An environment failure, with the underlying cause's text.
@@ -82,6 +85,16 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
     for cause in error.chain() {
         if let Some(t) = cause.downcast_ref::<TimedOut>() {
             return Some(fault(t.place, FaultKind::TimedOut, t.to_string()));
+        }
+        if let Some(v0) = cause.downcast_ref::<super::catalog_schema::CatalogSchemaV0>() {
+            return Some(fault(Place::Catalog, FaultKind::CatalogSchemaV0, v0.to_string()));
+        }
+        // reqwest errors that reach us unwrapped come from the REST catalog (the object
+        // store's arrive inside an opendal error, matched first).
+        if let Some(e) = cause.downcast_ref::<reqwest::Error>() {
+            if let Some(kind) = reqwest_kind(e) {
+                return Some(fault(Place::Catalog, kind, detail(e)));
+            }
         }
         if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
             if let Some(kind) = sqlx_kind(e) {
@@ -134,6 +147,16 @@ fn io_kind(e: &std::io::Error) -> Option<FaultKind> {
         | K::AddrNotAvailable
         | K::UnexpectedEof => Some(FaultKind::Unreachable),
         _ => None,
+    }
+}
+
+fn reqwest_kind(e: &reqwest::Error) -> Option<FaultKind> {
+    match e.status().map(|s| s.as_u16()) {
+        Some(401 | 403) => Some(FaultKind::Denied),
+        Some(_) => None,
+        None if e.is_timeout() => Some(FaultKind::TimedOut),
+        None if e.is_connect() || e.is_request() => Some(FaultKind::Unreachable),
+        None => None,
     }
 }
 
@@ -224,6 +247,9 @@ impl Fault {
                 let uri = match spec {
                     CatalogSpec::Sql { uri, .. } | CatalogSpec::Rest { uri, .. } => redact_uri(uri),
                 };
+                if self.kind == FaultKind::CatalogSchemaV0 {
+                    return format!("the catalog at {uri} {detail}");
+                }
                 let what = match self.kind {
                     FaultKind::ReadOnly => "is read-only",
                     FaultKind::Full => "is out of space",
@@ -231,9 +257,21 @@ impl Fault {
                     FaultKind::TimedOut => "did not answer in time",
                     _ => "cannot be reached",
                 };
-                format!(
-                    "the catalog at {uri} {what} ({detail}); check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the database is up and writable"
-                )
+                let hint = match (spec, &self.kind) {
+                    (CatalogSpec::Rest { .. }, FaultKind::Denied) => {
+                        "check [catalog] token (a bearer token or API key) or credential (OAuth2 id:secret) in lake.toml"
+                    }
+                    (CatalogSpec::Rest { .. }, _) => {
+                        "check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the REST server is up"
+                    }
+                    (CatalogSpec::Sql { uri, .. }, FaultKind::Denied) if uri.starts_with("postgres") => {
+                        "check the user and password in catalog.uri in lake.toml (or LAKE_CATALOG_URI)"
+                    }
+                    (CatalogSpec::Sql { .. }, _) => {
+                        "check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the database is up and writable"
+                    }
+                };
+                format!("the catalog at {uri} {what} ({detail}); {hint}")
             }
             Place::Storage => {
                 let warehouse = match spec {
@@ -259,7 +297,7 @@ impl Fault {
                     FaultKind::Denied => "refused access",
                     FaultKind::TimedOut => "did not answer in time",
                     FaultKind::NoBucket => "has no such bucket",
-                    FaultKind::Unreachable => "cannot be reached",
+                    FaultKind::Unreachable | FaultKind::CatalogSchemaV0 => "cannot be reached",
                 };
                 format!("the warehouse {warehouse}{at} {what} ({detail}); {hint}")
             }
