@@ -164,6 +164,9 @@ impl Lakehouse {
                         .with_context(|| format!("cannot create the warehouse folder {dir}"))?;
                 }
                 let postgres = uri.starts_with("postgres:") || uri.starts_with("postgresql:");
+                if postgres {
+                    probe_tcp(uri).await?;
+                }
                 if let Some(path) = sqlite_path(uri) {
                     if let Some(dir) = std::path::Path::new(path).parent() {
                         std::fs::create_dir_all(dir).with_context(|| {
@@ -347,6 +350,21 @@ fn sqlite_path(uri: &str) -> Option<&str> {
     let rest = rest.trim_start_matches("//");
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Connect once to the host and port of a `postgres://` URI, so a closed port fails at once
+/// ("connection refused") rather than after the driver's retries until the connect timeout.
+/// URIs without a single TCP host (a Unix socket, several hosts) are left to the driver.
+async fn probe_tcp(uri: &str) -> Result<()> {
+    let Ok(url) = url::Url::parse(uri) else { return Ok(()) };
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else { return Ok(()) };
+    let port = url.port().unwrap_or(5432);
+    // As the driver's own I/O error, so it is classified as the catalog's (not the storage's).
+    tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(sqlx::Error::Io)
+        .with_context(|| format!("cannot connect to {}", redact_uri(uri)))?;
+    Ok(())
 }
 
 /// `pool.*` values make iceberg-catalog-sql panic when malformed: check them first.

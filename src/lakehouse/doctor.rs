@@ -64,6 +64,7 @@ pub async fn run(spec: &CatalogSpec) -> Vec<Check> {
         CatalogSpec::Rest { .. } => "REST",
     };
     let uri = redact_uri(spec.uri());
+    let mut tables_need = "needs the catalog";
     let lakehouse = match Lakehouse::connect_catalog(spec).await {
         Ok(lakehouse) => {
             checks.push(Check::new("catalog", Status::Ok, format!("the {kind} catalog at {uri} answered")));
@@ -80,6 +81,7 @@ pub async fn run(spec: &CatalogSpec) -> Vec<Check> {
                 // Reached and authenticated: only the layout is wrong.
                 checks.push(Check::new("catalog", Status::Ok, format!("the {kind} catalog at {uri} answered")));
                 checks.push(Check::new("catalog_schema", Status::Fail, describe(&e, spec)));
+                tables_need = "needs a V1 catalog schema";
             } else {
                 checks.push(Check::new("catalog", Status::Fail, describe(&e, spec)));
                 checks.push(Check::new("catalog_schema", Status::Skipped, "needs the catalog"));
@@ -90,7 +92,7 @@ pub async fn run(spec: &CatalogSpec) -> Vec<Check> {
     checks.extend(warehouse_checks(spec).await);
     match &lakehouse {
         Some(lakehouse) => checks.extend(table_checks(lakehouse).await),
-        None => checks.push(Check::new("tables", Status::Skipped, "needs the catalog")),
+        None => checks.push(Check::new("tables", Status::Skipped, tables_need)),
     }
     checks
 }
@@ -103,10 +105,18 @@ fn describe(error: &anyhow::Error, spec: &CatalogSpec) -> String {
     }
 }
 
-/// An error's causes on one line, bounded.
+/// An error on one line, bounded: its outermost message and, when the object store or file
+/// system failed, that error's own first part (what, where) rather than every layer between.
 fn compact(error: &anyhow::Error) -> String {
-    let text = format!("{error:#}").replace('\n', " ");
-    let text = redact_uri(&text);
+    let storage = error.chain().find_map(|c| c.downcast_ref::<opendal::Error>());
+    let text = match storage {
+        Some(e) => {
+            let inner = e.to_string();
+            format!("{error}: {}", inner.split(", source:").next().unwrap_or_default())
+        }
+        None => format!("{error:#}"),
+    };
+    let text = redact_uri(&text.replace('\n', " "));
     if text.chars().count() > 400 { format!("{}...", text.chars().take(400).collect::<String>()) } else { text }
 }
 
