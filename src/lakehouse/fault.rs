@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use super::catalog::{CatalogSpec, redact_uri};
+use super::rest_auth::AuthRefused;
 
 /// Where a fault happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +90,11 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
         if let Some(v0) = cause.downcast_ref::<super::catalog_schema::CatalogSchemaV0>() {
             return Some(fault(Place::Catalog, FaultKind::CatalogSchemaV0, v0.to_string()));
         }
+        if let Some(r) = cause.downcast_ref::<AuthRefused>() {
+            return Some(fault(Place::Catalog, FaultKind::Denied, format!("{r}; check {}", r.setting)));
+        }
         // reqwest errors that reach us unwrapped come from the REST catalog (the object
-        // store's arrive inside an opendal error, matched first).
+        // store's arrive inside an opendal error, matched first): unreachable or silent.
         if let Some(e) = cause.downcast_ref::<reqwest::Error>() {
             if let Some(kind) = reqwest_kind(e) {
                 return Some(fault(Place::Catalog, kind, detail(e)));
@@ -150,13 +154,16 @@ fn io_kind(e: &std::io::Error) -> Option<FaultKind> {
     }
 }
 
+/// A REST catalog request that got no answer (a refused token is [`AuthRefused`]).
 fn reqwest_kind(e: &reqwest::Error) -> Option<FaultKind> {
-    match e.status().map(|s| s.as_u16()) {
-        Some(401 | 403) => Some(FaultKind::Denied),
-        Some(_) => None,
-        None if e.is_timeout() => Some(FaultKind::TimedOut),
-        None if e.is_connect() || e.is_request() => Some(FaultKind::Unreachable),
-        None => None,
+    if e.status().is_some() {
+        None
+    } else if e.is_timeout() {
+        Some(FaultKind::TimedOut)
+    } else if e.is_connect() || e.is_request() {
+        Some(FaultKind::Unreachable)
+    } else {
+        None
     }
 }
 
@@ -219,6 +226,9 @@ fn text_kind(text: &str) -> Option<Fault> {
     if t.contains("error communicating with database") || t.contains("terminating connection due to administrator command") {
         return Some(fault(Place::Catalog, FaultKind::Unreachable, first_line(text)));
     }
+    if t.contains("notauthorized") || t.contains("401 unauthorized") {
+        return Some(fault(Place::Catalog, FaultKind::Denied, first_line(text)));
+    }
     let kind = if t.contains("no space left on device") || t.contains("database or disk is full") {
         FaultKind::Full
     } else if t.contains("read-only file system") || t.contains("readonly database") {
@@ -259,17 +269,13 @@ impl Fault {
                 };
                 let hint = match (spec, &self.kind) {
                     (CatalogSpec::Rest { .. }, FaultKind::Denied) => {
-                        "check [catalog] token (a bearer token or API key) or credential (OAuth2 id:secret) in lake.toml"
+                        "check catalog.token or catalog.credential in lake.toml (a token may have expired)"
                     }
-                    (CatalogSpec::Rest { .. }, _) => {
-                        "check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the REST server is up"
-                    }
+                    (CatalogSpec::Rest { .. }, _) => "check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the server is up",
                     (CatalogSpec::Sql { uri, .. }, FaultKind::Denied) if uri.starts_with("postgres") => {
                         "check the user and password in catalog.uri in lake.toml (or LAKE_CATALOG_URI)"
                     }
-                    (CatalogSpec::Sql { .. }, _) => {
-                        "check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the database is up and writable"
-                    }
+                    _ => "check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the database is up and writable",
                 };
                 format!("the catalog at {uri} {what} ({detail}); {hint}")
             }

@@ -31,6 +31,8 @@ struct RawConfig {
     #[serde(default)]
     test_path: Option<String>,
     #[serde(default)]
+    macro_path: Option<String>,
+    #[serde(default)]
     catalog: RawCatalog,
     /// Storage properties passed to FileIO (`s3.endpoint`, `s3.region`, ...).
     #[serde(default)]
@@ -100,6 +102,8 @@ pub struct ProjectConfig {
     pub model_path: PathBuf,
     pub seed_path: PathBuf,
     pub test_path: PathBuf,
+    /// `{% macro %}` files (`macros/`).
+    pub macro_path: PathBuf,
     pub catalog: CatalogSpec,
     pub write: WriteOptions,
     pub threads: usize,
@@ -276,6 +280,7 @@ impl ProjectConfig {
             model_path: path_of(raw.model_path, "models"),
             seed_path: path_of(raw.seed_path, "seeds"),
             test_path: path_of(raw.test_path, "tests"),
+            macro_path: path_of(raw.macro_path, "macros"),
             root,
             catalog,
             write,
