@@ -327,18 +327,3 @@ async fn table_metadata(lakehouse: &Lakehouse, ident: &iceberg::TableIdent) -> R
     let snapshot = table.metadata().current_snapshot_id().map(|s| format!("snapshot {s}")).unwrap_or_else(|| "no snapshot yet".into());
     Ok(format!("{location} ({snapshot})"))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn skew_is_zero_inside_the_write_window_and_signed_outside() {
-        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
-        let before = t(1000) + Duration::from_millis(300);
-        let after = t(1001);
-        assert_eq!(skew_seconds(t(1000), before, after), 0, "truncated to the second");
-        assert_eq!(skew_seconds(t(1090), before, after), 89);
-        assert_eq!(skew_seconds(t(900), before, after), -100);
-    }
-}
