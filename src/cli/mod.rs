@@ -4,6 +4,7 @@
 //! `lake.toml`, template, graph or selector); 3 the catalog or storage could not be reached.
 
 mod build;
+mod doctor;
 mod ingest;
 mod inspect;
 mod init;
@@ -249,6 +250,8 @@ pub enum Command {
         #[arg(long)]
         to: i64,
     },
+    /// Check the catalog and warehouse: reachable, authenticated, writable, schema version, clock, table metadata.
+    Doctor,
     /// Land records from sources in raw Iceberg tables, exactly once, with dead letters in <table>__errors.
     Ingest(IngestArgs),
     /// Resolve entities in one file (CSV, Parquet or NDJSON): writes pairs.csv and clusters.csv.
@@ -336,6 +339,7 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Maintain { select, dry_run } => maintain::maintain(&g, &select, dry_run).await,
         Command::Snapshots { table } => maintain::snapshots(&g, &table).await,
         Command::Rollback { table, to } => maintain::rollback(&g, &table, to).await,
+        Command::Doctor => doctor::doctor(&g).await,
         Command::Ingest(args) => ingest::ingest(&g, args).await,
         Command::Resolve { input, id, columns, config, output } => {
             let args = resolve::ResolveArgs { input, id, columns, config, output };

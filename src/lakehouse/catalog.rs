@@ -66,6 +66,14 @@ impl CatalogSpec {
         }
     }
 
+    /// The warehouse location, when one is configured (a REST catalog may choose its own).
+    pub fn warehouse(&self) -> Option<&str> {
+        match self {
+            CatalogSpec::Sql { warehouse, .. } => Some(warehouse),
+            CatalogSpec::Rest { warehouse, .. } => warehouse.as_deref(),
+        }
+    }
+
     pub fn timeouts(&self) -> Timeouts {
         match self {
             CatalogSpec::Sql { timeouts, .. } | CatalogSpec::Rest { timeouts, .. } => *timeouts,
@@ -133,22 +141,23 @@ impl Lakehouse {
     /// warehouse, check that it answers. For SQLite the database file (and its folder) is
     /// created. Failures are environment faults (see [`super::fault`]).
     pub async fn connect(spec: &CatalogSpec) -> Result<Self> {
-        let timeouts = spec.timeouts();
-        let lakehouse = bounded(
-            Place::Catalog,
-            format!("the catalog at {}", redact_uri(spec.uri())),
-            timeouts.connect,
-            Self::open(spec),
-        )
-        .await?;
-        let warehouse = match spec {
-            CatalogSpec::Sql { warehouse, .. } => Some(warehouse.as_str()),
-            CatalogSpec::Rest { warehouse, .. } => warehouse.as_deref(),
-        };
-        if let Some(warehouse) = warehouse {
-            probe_warehouse(warehouse, spec.props(), timeouts).await?;
+        let lakehouse = Self::connect_catalog(spec).await?;
+        if let Some(warehouse) = spec.warehouse() {
+            probe_warehouse(warehouse, spec.props(), spec.timeouts()).await?;
         }
         Ok(lakehouse)
+    }
+
+    /// Connect to the catalog only (within the connect timeout), without checking the
+    /// warehouse: `lake doctor` checks that on its own.
+    pub async fn connect_catalog(spec: &CatalogSpec) -> Result<Self> {
+        bounded(
+            Place::Catalog,
+            format!("the catalog at {}", redact_uri(spec.uri())),
+            spec.timeouts().connect,
+            Self::open(spec),
+        )
+        .await
     }
 
     async fn open(spec: &CatalogSpec) -> Result<Self> {
@@ -167,6 +176,9 @@ impl Lakehouse {
                         .with_context(|| format!("cannot create the warehouse folder {dir}"))?;
                 }
                 let postgres = uri.starts_with("postgres:") || uri.starts_with("postgresql:");
+                if postgres {
+                    probe_tcp(uri).await?;
+                }
                 if let Some(path) = sqlite_path(uri) {
                     if let Some(dir) = std::path::Path::new(path).parent() {
                         std::fs::create_dir_all(dir).with_context(|| {
@@ -213,6 +225,7 @@ impl Lakehouse {
                     .connect(&uri)
                     .await
                     .with_context(|| format!("cannot connect to {}", redact_uri(&uri)))?;
+                super::catalog_schema::check(&pool).await?;
                 Ok(Lakehouse {
                     catalog: Arc::new(catalog),
                     rest: None,
@@ -384,6 +397,21 @@ fn sqlite_path(uri: &str) -> Option<&str> {
     let rest = rest.trim_start_matches("//");
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Connect once to the host and port of a `postgres://` URI, so a closed port fails at once
+/// ("connection refused") rather than after the driver's retries until the connect timeout.
+/// URIs without a single TCP host (a Unix socket, several hosts) are left to the driver.
+async fn probe_tcp(uri: &str) -> Result<()> {
+    let Ok(url) = url::Url::parse(uri) else { return Ok(()) };
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else { return Ok(()) };
+    let port = url.port().unwrap_or(5432);
+    // As the driver's own I/O error, so it is classified as the catalog's (not the storage's).
+    tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(sqlx::Error::Io)
+        .with_context(|| format!("cannot connect to {}", redact_uri(uri)))?;
+    Ok(())
 }
 
 /// `pool.*` values make iceberg-catalog-sql panic when malformed: check them first.

@@ -33,6 +33,9 @@ pub enum FaultKind {
     Denied,
     /// The bucket does not exist.
     NoBucket,
+    /// The SQL catalog's tables have the old JdbcCatalog V0 layout (see
+    /// [`super::catalog_schema`]).
+    CatalogSchemaV0,
 }
 
 /// An environment failure, with the underlying cause's text.
@@ -84,8 +87,18 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
         if let Some(t) = cause.downcast_ref::<TimedOut>() {
             return Some(fault(t.place, FaultKind::TimedOut, t.to_string()));
         }
+        if let Some(v0) = cause.downcast_ref::<super::catalog_schema::CatalogSchemaV0>() {
+            return Some(fault(Place::Catalog, FaultKind::CatalogSchemaV0, v0.to_string()));
+        }
         if let Some(r) = cause.downcast_ref::<AuthRefused>() {
             return Some(fault(Place::Catalog, FaultKind::Denied, format!("{r}; check {}", r.setting)));
+        }
+        // reqwest errors that reach us unwrapped come from the REST catalog (the object
+        // store's arrive inside an opendal error, matched first): unreachable or silent.
+        if let Some(e) = cause.downcast_ref::<reqwest::Error>() {
+            if let Some(kind) = reqwest_kind(e) {
+                return Some(fault(Place::Catalog, kind, detail(e)));
+            }
         }
         if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
             if let Some(kind) = sqlx_kind(e) {
@@ -138,6 +151,19 @@ fn io_kind(e: &std::io::Error) -> Option<FaultKind> {
         | K::AddrNotAvailable
         | K::UnexpectedEof => Some(FaultKind::Unreachable),
         _ => None,
+    }
+}
+
+/// A REST catalog request that got no answer (a refused token is [`AuthRefused`]).
+fn reqwest_kind(e: &reqwest::Error) -> Option<FaultKind> {
+    if e.status().is_some() {
+        None
+    } else if e.is_timeout() {
+        Some(FaultKind::TimedOut)
+    } else if e.is_connect() || e.is_request() {
+        Some(FaultKind::Unreachable)
+    } else {
+        None
     }
 }
 
@@ -231,6 +257,9 @@ impl Fault {
                 let uri = match spec {
                     CatalogSpec::Sql { uri, .. } | CatalogSpec::Rest { uri, .. } => redact_uri(uri),
                 };
+                if self.kind == FaultKind::CatalogSchemaV0 {
+                    return format!("the catalog at {uri} {detail}");
+                }
                 let what = match self.kind {
                     FaultKind::ReadOnly => "is read-only",
                     FaultKind::Full => "is out of space",
@@ -243,6 +272,9 @@ impl Fault {
                         "check catalog.token or catalog.credential in lake.toml (a token may have expired)"
                     }
                     (CatalogSpec::Rest { .. }, _) => "check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the server is up",
+                    (CatalogSpec::Sql { uri, .. }, FaultKind::Denied) if uri.starts_with("postgres") => {
+                        "check the user and password in catalog.uri in lake.toml (or LAKE_CATALOG_URI)"
+                    }
                     _ => "check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the database is up and writable",
                 };
                 format!("the catalog at {uri} {what} ({detail}); {hint}")
@@ -271,7 +303,7 @@ impl Fault {
                     FaultKind::Denied => "refused access",
                     FaultKind::TimedOut => "did not answer in time",
                     FaultKind::NoBucket => "has no such bucket",
-                    FaultKind::Unreachable => "cannot be reached",
+                    FaultKind::Unreachable | FaultKind::CatalogSchemaV0 => "cannot be reached",
                 };
                 format!("the warehouse {warehouse}{at} {what} ({detail}); {hint}")
             }

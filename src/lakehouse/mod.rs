@@ -2,7 +2,9 @@
 //! summary keys (watermarks, seed files). It knows nothing about models or templates.
 
 pub mod catalog;
+pub mod catalog_schema;
 pub mod commit;
+pub mod doctor;
 pub mod fault;
 pub mod maintenance;
 pub mod manifests;

@@ -16,12 +16,12 @@ use crate::support::{Output, TestProject};
 const EXIT_ENVIRONMENT: i32 = 3;
 
 /// A tmpfs mounted for the test's life.
-struct Tmpfs {
+pub(crate) struct Tmpfs {
     dir: PathBuf,
 }
 
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
+    pub(crate) fn mount(dir: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -32,7 +32,7 @@ impl Tmpfs {
         Tmpfs { dir: dir.to_path_buf() }
     }
 
-    fn remount(&self, mode: &str) {
+    pub(crate) fn remount(&self, mode: &str) {
         let status = Command::new("mount")
             .args(["-o", &format!("remount,{mode}")])
             .arg(&self.dir)

@@ -5,6 +5,7 @@ mod cli_errors;
 mod concurrency;
 mod crash;
 mod demo;
+mod doctor;
 mod faults;
 mod graph;
 mod hardening;

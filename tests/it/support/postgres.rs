@@ -10,6 +10,8 @@ pub struct PgServer {
     bin: PathBuf,
     pub port: u16,
     as_postgres: bool,
+    /// The `postgres` user's password when the server requires one ([`PgServer::start_with_password`]).
+    password: Option<String>,
 }
 
 fn bin_dir() -> PathBuf {
@@ -28,7 +30,18 @@ fn free_port() -> u16 {
 }
 
 impl PgServer {
+    /// A server that trusts every local connection (no password).
     pub fn start() -> PgServer {
+        Self::init(None)
+    }
+
+    /// A server that requires the `postgres` user's `password` (SCRAM-SHA-256 for every
+    /// connection, as a production server does).
+    pub fn start_with_password(password: &str) -> PgServer {
+        Self::init(Some(password))
+    }
+
+    fn init(password: Option<&str>) -> PgServer {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
@@ -41,8 +54,21 @@ impl PgServer {
             assert!(status.success());
         }
         let port = free_port();
-        let server = PgServer { _dir: dir, data, bin, port, as_postgres };
-        server.run("initdb", &["-A", "trust", "-U", "postgres", "-D", &server.data.to_string_lossy()]);
+        let pwfile = dir.path().join("pwfile");
+        let server = PgServer { _dir: dir, data, bin, port, as_postgres, password: password.map(str::to_string) };
+        let data = server.data.to_string_lossy().to_string();
+        match password {
+            None => server.run("initdb", &["-A", "trust", "-U", "postgres", "-D", &data]),
+            Some(pw) => {
+                std::fs::write(&pwfile, format!("{pw}\n")).unwrap();
+                if as_postgres {
+                    let status = Command::new("chown").arg("postgres").arg(&pwfile).status().unwrap();
+                    assert!(status.success());
+                }
+                let pwfile = format!("--pwfile={}", pwfile.display());
+                server.run("initdb", &["-A", "scram-sha-256", "-U", "postgres", &pwfile, "-D", &data]);
+            }
+        }
         server.start_again();
         server
     }
@@ -76,12 +102,19 @@ impl PgServer {
 
     /// A new empty database; returns its URL.
     pub fn database(&self, name: &str) -> String {
-        let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-c", &format!("CREATE DATABASE {name}")])
-            .output()
-            .expect("psql (install postgresql-client)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Run `sql` in database `db` as the `postgres` user.
+    pub fn psql(&self, db: &str, sql: &str) {
+        let mut cmd = Command::new("psql");
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-c", sql]);
+        if let Some(pw) = &self.password {
+            cmd.env("PGPASSWORD", pw);
+        }
+        let out = cmd.output().expect("psql (install postgresql-client)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
 

@@ -53,6 +53,43 @@ impl Rustberg {
     }
 }
 
+impl Rustberg {
+    /// A server with authentication on (no `--no-auth`) that accepts one API key, `key`, with
+    /// the admin role. Clients send it as `Authorization: Bearer <key>` (lake's `[catalog]
+    /// token`) or `X-API-Key: <key>`; anything else gets 401.
+    pub fn start_with_api_key(key: &str) -> Rustberg {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("rustberg.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhost = \"127.0.0.1\"\nport = {port}\n\n[[server.auth.api_keys]]\n\
+                 name = \"lake\"\ntenant = \"default\"\nroles = [\"admin\"]\nkey_env = \"LAKE_TEST_RUSTBERG_KEY\"\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("rustberg.log")).unwrap();
+        let child = Command::new(rustberg_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("--warehouse")
+            .arg(format!("file://{}", dir.path().join("warehouse").display()))
+            .args(["--catalog-url", "memory://", "--dev", "--insecure-http"])
+            .env("LAKE_TEST_RUSTBERG_KEY", key)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start rustberg");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "rustberg did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Rustberg { child, port, _dir: dir }
+    }
+}
+
 impl Drop for Rustberg {
     fn drop(&mut self) {
         let _ = self.child.kill();
