@@ -256,9 +256,7 @@ impl Fault {
                 let at = endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
                 let hint = match (&self.kind, warehouse.starts_with("s3")) {
                     (FaultKind::NoBucket, _) => "check the bucket in catalog.warehouse".to_string(),
-                    (FaultKind::Denied, true) => {
-                        "check storage s3.access-key-id and s3.secret-access-key (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)".to_string()
-                    }
+                    (FaultKind::Denied, true) => super::storage::credentials_hint(spec.props()),
                     (FaultKind::Unreachable | FaultKind::TimedOut, true) => {
                         "check storage s3.endpoint (and catalog.request_timeout_seconds)".to_string()
                     }

@@ -209,6 +209,13 @@ impl ProjectConfig {
         let mut props: std::collections::HashMap<String, String> =
             raw.storage.clone().into_iter().collect();
         props.extend(raw.catalog.properties.clone());
+        // lake.toml, then AWS_* variables, then a profile: the settings every consumer uses.
+        let mut props = crate::lakehouse::storage::resolve_storage(&props)?;
+        for (key, value) in &props {
+            if secrets::is_secret_key(key) {
+                secrets::register(value);
+            }
+        }
         let timeouts = timeouts(&raw.catalog)?;
         let catalog = match kind {
             CatalogKind::Sql => {
