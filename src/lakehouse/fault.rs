@@ -94,7 +94,7 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
         }
         if let Some(e) = cause.downcast_ref::<opendal::Error>() {
             if let Some(kind) = opendal_kind(e) {
-                return Some(fault(Place::Storage, kind, first_line(&e.to_string())));
+                return Some(fault(Place::Storage, kind, opendal_detail(&e.to_string())));
             }
         }
         if let Some(e) = cause.downcast_ref::<std::io::Error>() {
@@ -108,6 +108,20 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
 
 fn fault(place: Place, kind: FaultKind, detail: String) -> Fault {
     Fault { place, kind, detail }
+}
+
+/// The store's own words when an OpenDAL error carries them (`S3Error { code, message }`),
+/// else the error's first line (which lists the whole HTTP response).
+fn opendal_detail(text: &str) -> String {
+    let field = |name: &str| {
+        let start = text.find(&format!("{name}: \""))? + name.len() + 3;
+        let len = text[start..].find('"')?;
+        Some(&text[start..start + len])
+    };
+    match (field("code"), field("message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        _ => first_line(text),
+    }
 }
 
 fn first_line(s: &str) -> String {

@@ -234,6 +234,7 @@ fn assert_refused(out: &Output, needle: &str) {
     let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line:\n{}", out.stderr);
     assert!(lines[0].contains("refused access") && lines[0].contains(needle), "expected '{needle}' in:\n{}", lines[0]);
+    assert!(lines[0].contains("(SignatureDoesNotMatch: "), "the store's own words: {}", lines[0]);
 }
 
 fn sql_env(p: &TestProject, moto: &Moto, query: &str, env: &[(&str, &str)]) -> String {
@@ -255,6 +256,13 @@ fn a_wrong_secret_in_lake_toml_fails_naming_it_and_profile_credentials_work() {
     // lake.toml wins over a profile with the right keys.
     let out = lake_aws(&p, &moto, &["build"], &[("S3_SECRET", WRONG_SECRET)]);
     assert_refused(&out, "[storage] \"s3.access-key-id\" and \"s3.secret-access-key\" in lake.toml");
+
+    // A profile lake.toml names must exist.
+    let p = auth_project(&moto, "\"s3.profile\" = \"nope\"\n");
+    p.write("aws/credentials", &format!("[default]\n{good}"));
+    let out = lake_aws(&p, &moto, &["build"], &[]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("\"s3.profile\" = \"nope\": no such profile"), "{}", out.stderr);
 
     // The profile named in lake.toml: iceberg's FileIO and lake's own client both use it.
     let p = auth_project(&moto, "\"s3.profile\" = \"lakeprof\"\n");
