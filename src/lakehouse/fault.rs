@@ -107,7 +107,7 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
         }
         if let Some(e) = cause.downcast_ref::<opendal::Error>() {
             if let Some(kind) = opendal_kind(e) {
-                return Some(fault(Place::Storage, kind, first_line(&e.to_string())));
+                return Some(fault(Place::Storage, kind, opendal_detail(&e.to_string())));
             }
         }
         if let Some(e) = cause.downcast_ref::<std::io::Error>() {
@@ -121,6 +121,20 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
 
 fn fault(place: Place, kind: FaultKind, detail: String) -> Fault {
     Fault { place, kind, detail }
+}
+
+/// The store's own words when an OpenDAL error carries them (`S3Error { code, message }`),
+/// else the error's first line (which lists the whole HTTP response).
+fn opendal_detail(text: &str) -> String {
+    let field = |name: &str| {
+        let start = text.find(&format!("{name}: \""))? + name.len() + 3;
+        let len = text[start..].find('"')?;
+        Some(&text[start..start + len])
+    };
+    match (field("code"), field("message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        _ => first_line(text),
+    }
 }
 
 fn first_line(s: &str) -> String {
@@ -288,9 +302,7 @@ impl Fault {
                 let at = endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
                 let hint = match (&self.kind, warehouse.starts_with("s3")) {
                     (FaultKind::NoBucket, _) => "check the bucket in catalog.warehouse".to_string(),
-                    (FaultKind::Denied, true) => {
-                        "check storage s3.access-key-id and s3.secret-access-key (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)".to_string()
-                    }
+                    (FaultKind::Denied, true) => super::storage::credentials_hint(spec.props()),
                     (FaultKind::Unreachable | FaultKind::TimedOut, true) => {
                         "check storage s3.endpoint (and catalog.request_timeout_seconds)".to_string()
                     }
