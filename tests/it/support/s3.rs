@@ -33,12 +33,26 @@ impl Moto {
 
     /// Run boto3 `code` with a client `s3` for this server.
     pub fn boto(&self, code: &str) {
-        let script = format!(
+        assert!(Command::new("python3").args(["-c", &self.script(code)]).status().unwrap().success(), "boto3: {code}");
+    }
+
+    fn script(&self, code: &str) -> String {
+        format!(
             "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
              aws_access_key_id='k', aws_secret_access_key='s')\n{code}",
             self.endpoint()
+        )
+    }
+
+    /// Whether `bucket` holds an object named `key`.
+    pub fn object_exists(&self, bucket: &str, key: &str) -> bool {
+        let code = format!(
+            "listed = s3.list_objects_v2(Bucket={bucket:?}, Prefix={key:?}).get('Contents', [])\n\
+             print(any(o['Key'] == {key:?} for o in listed))"
         );
-        assert!(Command::new("python3").args(["-c", &script]).status().unwrap().success(), "boto3: {code}");
+        let out = Command::new("python3").args(["-c", &self.script(&code)]).output().unwrap();
+        assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim() == "True"
     }
 
     pub fn create_bucket(&self, bucket: &str) {
