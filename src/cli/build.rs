@@ -7,7 +7,7 @@ use super::project_cmds::{connect, load, selection};
 use super::{CliResult, ExecArgs, ExitCodeExt, GlobalArgs, SelectArgs};
 use crate::engine::rust_model::Registry;
 use crate::run::report::Reporter;
-use crate::run::results::{NodeResult, write_manifest, write_run_results};
+use crate::run::results::{NodeResult, Status, write_manifest, write_run_results};
 use crate::run::{self, RunContext, RunOptions, seeds};
 
 pub(super) async fn seed(g: &GlobalArgs, names: &[String], full_refresh: bool) -> CliResult {
@@ -99,6 +99,22 @@ pub(super) async fn run(
     ctx.reporter = reporter;
     ctx.run_id = run_id.clone();
     ctx.pin_inputs(&selected).await.environment()?;
+    let mut selected = selected;
+    if build {
+        // Source tests first: a failing one blocks the models that read the source.
+        let (tested, blocked) = run::run_source_tests_before(&ctx, &selected, all).await;
+        results.extend(tested);
+        for (&i, reason) in &blocked {
+            if selected.contains(&i) {
+                let m = graph.model(i);
+                let r = NodeResult::new("model", &m.name, Some(format!("{}.{}", m.layer, m.name)), Status::Skipped)
+                    .with_message(reason.clone());
+                ctx.reporter.finished(&r);
+                results.push(r);
+            }
+        }
+        selected.retain(|i| !blocked.contains_key(i));
+    }
     let ctx = Arc::new(ctx);
     results.extend(run::run_models(ctx.clone(), &selected).await);
     if build {

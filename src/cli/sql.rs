@@ -31,6 +31,7 @@ pub(super) async fn sql(g: &GlobalArgs, query: &str, format: Option<SqlFormat>, 
         sources: Vec::new(),
         seeds: Vec::new(),
         singular_tests: Vec::new(),
+        macros: Default::default(),
     };
     let lakehouse = connect(&project).await?;
     let ctx = new_session();

@@ -5,14 +5,15 @@
 //! only new objects. An object is written whole (a PUT is atomic), so there is no settle
 //! time; an NDJSON line that is not UTF-8 is a dead letter.
 //!
-//! The endpoint, region and credentials come from `lake.toml`'s `[storage]` (`s3.endpoint`,
-//! `s3.region`, `s3.access-key-id`, `s3.secret-access-key`) or the environment
-//! (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+//! The endpoint, region and credentials are the project's effective storage settings
+//! (`[storage]`, the `AWS_*` variables or a profile; see `lakehouse::storage`).
 
 use std::collections::{HashMap, VecDeque};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use opendal::Operator;
+
+use crate::lakehouse::storage::{Timeouts, s3_operator, split_s3_url};
 
 use super::files::{FileFormat, HEAD_BYTES, Line, csv_objects_of, fingerprint, json_elements_of, ndjson_lines_of, parquet_objects_of};
 use super::records::{Coordinates, DeadLetter, RawRecord, SourceKind};
@@ -35,22 +36,11 @@ pub struct ObjectSource {
 
 impl ObjectSource {
     pub fn connect(url: &str, format: FileFormat, storage: &HashMap<String, String>) -> Result<Self> {
-        let rest = url.strip_prefix("s3://").ok_or_else(|| anyhow!("`{url}` is not an s3:// URL"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            bail!("`{url}`: expected s3://bucket/prefix");
+        if !url.starts_with("s3://") {
+            bail!("`{url}` is not an s3:// URL");
         }
-        let setting = |key: &str, env: &str| storage.get(key).cloned().or_else(|| std::env::var(env).ok()).filter(|v| !v.is_empty());
-        let mut builder = opendal::services::S3::default().bucket(bucket).root("/").disable_config_load();
-        builder = builder.region(&setting("s3.region", "AWS_REGION").unwrap_or_else(|| "us-east-1".into()));
-        if let Some(endpoint) = setting("s3.endpoint", "AWS_ENDPOINT_URL") {
-            builder = builder.endpoint(&endpoint);
-        }
-        match (setting("s3.access-key-id", "AWS_ACCESS_KEY_ID"), setting("s3.secret-access-key", "AWS_SECRET_ACCESS_KEY")) {
-            (Some(key), Some(secret)) => builder = builder.access_key_id(&key).secret_access_key(&secret),
-            _ => builder = builder.skip_signature(),
-        }
-        let op = Operator::new(builder).context("cannot set up the S3 client")?.finish();
+        let (bucket, prefix) = split_s3_url(url)?;
+        let op = s3_operator(bucket, storage, Timeouts::default())?;
         // OpenDAL lists folders: a prefix names one.
         let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
         Ok(Self {

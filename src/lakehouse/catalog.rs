@@ -11,11 +11,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use iceberg::spec::{Schema, UnboundPartitionSpec};
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
-use iceberg_catalog_rest::RestCatalogBuilder;
+use iceberg_catalog_rest::{RestCatalog, RestCatalogBuilder};
 use iceberg_catalog_sql::SqlCatalogBuilder;
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 
 use super::pointer::{PointerStore, RestPointerStore, SqlPointerStore};
+use super::rest_auth::RestAuth;
 
 use super::fault::{Place, bounded};
 pub use super::storage::Timeouts;
@@ -101,10 +102,21 @@ impl CatalogSpec {
     }
 }
 
+/// The iceberg REST client and the refresh of its OAuth2 token (it does not refresh its own).
+#[derive(Clone)]
+struct RestClient {
+    catalog: Arc<RestCatalog>,
+    auth: Arc<RestAuth>,
+    next_refresh: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
+}
+
 /// A connected catalog plus the storage it writes to.
 #[derive(Clone)]
 pub struct Lakehouse {
     catalog: Arc<dyn Catalog>,
+    /// For a REST catalog: the same client, typed, how it authenticates, and when the iceberg
+    /// client's own OAuth2 token is next replaced.
+    rest: Option<RestClient>,
     /// The last step of our own commits (see [`super::pointer`]).
     pub(crate) pointers: Arc<dyn PointerStore>,
     spec: CatalogSpec,
@@ -203,6 +215,7 @@ impl Lakehouse {
                     .with_context(|| format!("cannot connect to {}", redact_uri(&uri)))?;
                 Ok(Lakehouse {
                     catalog: Arc::new(catalog),
+                    rest: None,
                     pointers: Arc::new(SqlPointerStore::new(pool, name.clone(), postgres)),
                     spec: spec.clone(),
                 })
@@ -214,26 +227,58 @@ impl Lakehouse {
                 props,
                 ..
             } => {
+                // Our own client first: a refused credential fails here with a clear line.
+                let plain = reqwest::Client::builder()
+                    .connect_timeout(spec.timeouts().connect)
+                    .timeout(spec.timeouts().request)
+                    .build()?;
+                let auth = Arc::new(RestAuth::new(uri, props, plain));
+                let pointers =
+                    RestPointerStore::connect(uri, warehouse.as_deref(), props, auth.clone(), spec.timeouts()).await?;
                 let mut all = props.clone();
                 all.insert("uri".into(), uri.clone());
                 if let Some(w) = warehouse {
                     all.insert("warehouse".into(), w.clone());
                 }
-                let catalog = RestCatalogBuilder::default()
-                    .with_storage_factory(storage)
-                    .load(name.clone(), all)
-                    .await
-                    .map_err(anyhow::Error::from)
-                    .with_context(|| format!("cannot open the REST catalog at {}", redact_uri(uri)))?;
+                let catalog = Arc::new(
+                    RestCatalogBuilder::default()
+                        .with_storage_factory(storage)
+                        .load(name.clone(), all)
+                        .await
+                        .map_err(anyhow::Error::from)
+                        .with_context(|| format!("cannot open the REST catalog at {}", redact_uri(uri)))?,
+                );
+                // The iceberg client fetched its token while loading.
+                let next_refresh = auth.refresh_interval().await?.map(|i| std::time::Instant::now() + i);
                 Ok(Lakehouse {
-                    catalog: Arc::new(catalog),
-                    pointers: Arc::new(
-                        RestPointerStore::connect(uri, warehouse.as_deref(), props, spec.timeouts()).await?,
-                    ),
+                    catalog: catalog.clone(),
+                    rest: Some(RestClient {
+                        catalog,
+                        auth,
+                        next_refresh: Arc::new(tokio::sync::Mutex::new(next_refresh)),
+                    }),
+                    pointers: Arc::new(pointers),
                     spec: spec.clone(),
                 })
             }
         }
+    }
+
+    /// Before a catalog call: replace a REST OAuth2 token that is about to expire (the
+    /// iceberg client's and ours), so long commands outlive their first token.
+    async fn fresh(&self) -> Result<&Arc<dyn Catalog>> {
+        if let Some(rest) = &self.rest {
+            let mut next = rest.next_refresh.lock().await;
+            if next.is_some_and(|at| std::time::Instant::now() >= at) {
+                rest.catalog
+                    .regenerate_token()
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .context("cannot refresh the REST catalog token (catalog.credential)")?;
+                *next = rest.auth.refresh_interval().await?.map(|i| std::time::Instant::now() + i);
+            }
+        }
+        Ok(&self.catalog)
     }
 
     pub fn catalog(&self) -> Arc<dyn Catalog> {
@@ -251,16 +296,15 @@ impl Lakehouse {
     }
 
     async fn load_table_unbounded(&self, ident: &TableIdent) -> Result<Option<Table>> {
-        if !self
-            .catalog
+        let catalog = self.fresh().await?;
+        if !catalog
             .table_exists(ident)
             .await
             .with_context(|| format!("cannot look up table {ident}"))?
         {
             return Ok(None);
         }
-        let table = self
-            .catalog
+        let table = catalog
             .load_table(ident)
             .await
             .with_context(|| format!("cannot load table {ident}"))?;
@@ -276,11 +320,12 @@ impl Lakehouse {
 
     /// Create the namespace if it is missing.
     pub async fn ensure_namespace(&self, namespace: &NamespaceIdent) -> Result<()> {
-        if !self.catalog.namespace_exists(namespace).await? {
-            match self.catalog.create_namespace(namespace, HashMap::new()).await {
+        let catalog = self.fresh().await?;
+        if !catalog.namespace_exists(namespace).await? {
+            match catalog.create_namespace(namespace, HashMap::new()).await {
                 Ok(_) => {}
                 // Another model of the same run may have created it meanwhile.
-                Err(_) if self.catalog.namespace_exists(namespace).await? => {}
+                Err(_) if catalog.namespace_exists(namespace).await? => {}
                 Err(e) => {
                     return Err(e).with_context(|| {
                         format!("cannot create namespace {}", namespace.join("."))
@@ -306,7 +351,8 @@ impl Lakehouse {
             .partition_spec_opt(partition_spec)
             .properties(properties)
             .build();
-        self.catalog
+        self.fresh()
+            .await?
             .create_table(ident.namespace(), creation)
             .await
             .with_context(|| format!("cannot create table {ident}"))
@@ -315,8 +361,9 @@ impl Lakehouse {
     /// Every table in every top-level namespace, sorted.
     pub async fn list_tables(&self) -> Result<Vec<TableIdent>> {
         let mut out = Vec::new();
-        for ns in self.catalog.list_namespaces(None).await? {
-            out.extend(self.catalog.list_tables(&ns).await?);
+        let catalog = self.fresh().await?;
+        for ns in catalog.list_namespaces(None).await? {
+            out.extend(catalog.list_tables(&ns).await?);
         }
         out.sort_by_key(|t| t.to_string());
         Ok(out)

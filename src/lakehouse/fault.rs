@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use super::catalog::{CatalogSpec, redact_uri};
+use super::rest_auth::AuthRefused;
 
 /// Where a fault happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,9 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
         if let Some(t) = cause.downcast_ref::<TimedOut>() {
             return Some(fault(t.place, FaultKind::TimedOut, t.to_string()));
         }
+        if let Some(r) = cause.downcast_ref::<AuthRefused>() {
+            return Some(fault(Place::Catalog, FaultKind::Denied, format!("{r}; check {}", r.setting)));
+        }
         if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
             if let Some(kind) = sqlx_kind(e) {
                 return Some(fault(Place::Catalog, kind, detail(e)));
@@ -90,7 +94,7 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
         }
         if let Some(e) = cause.downcast_ref::<opendal::Error>() {
             if let Some(kind) = opendal_kind(e) {
-                return Some(fault(Place::Storage, kind, first_line(&e.to_string())));
+                return Some(fault(Place::Storage, kind, opendal_detail(&e.to_string())));
             }
         }
         if let Some(e) = cause.downcast_ref::<std::io::Error>() {
@@ -104,6 +108,20 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
 
 fn fault(place: Place, kind: FaultKind, detail: String) -> Fault {
     Fault { place, kind, detail }
+}
+
+/// The store's own words when an OpenDAL error carries them (`S3Error { code, message }`),
+/// else the error's first line (which lists the whole HTTP response).
+fn opendal_detail(text: &str) -> String {
+    let field = |name: &str| {
+        let start = text.find(&format!("{name}: \""))? + name.len() + 3;
+        let len = text[start..].find('"')?;
+        Some(&text[start..start + len])
+    };
+    match (field("code"), field("message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        _ => first_line(text),
+    }
 }
 
 fn first_line(s: &str) -> String {
@@ -196,6 +214,9 @@ fn text_kind(text: &str) -> Option<Fault> {
     if t.contains("error communicating with database") || t.contains("terminating connection due to administrator command") {
         return Some(fault(Place::Catalog, FaultKind::Unreachable, first_line(text)));
     }
+    if t.contains("notauthorized") || t.contains("401 unauthorized") {
+        return Some(fault(Place::Catalog, FaultKind::Denied, first_line(text)));
+    }
     let kind = if t.contains("no space left on device") || t.contains("database or disk is full") {
         FaultKind::Full
     } else if t.contains("read-only file system") || t.contains("readonly database") {
@@ -231,9 +252,14 @@ impl Fault {
                     FaultKind::TimedOut => "did not answer in time",
                     _ => "cannot be reached",
                 };
-                format!(
-                    "the catalog at {uri} {what} ({detail}); check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the database is up and writable"
-                )
+                let hint = match (spec, &self.kind) {
+                    (CatalogSpec::Rest { .. }, FaultKind::Denied) => {
+                        "check catalog.token or catalog.credential in lake.toml (a token may have expired)"
+                    }
+                    (CatalogSpec::Rest { .. }, _) => "check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the server is up",
+                    _ => "check catalog.uri in lake.toml (or LAKE_CATALOG_URI), and that the database is up and writable",
+                };
+                format!("the catalog at {uri} {what} ({detail}); {hint}")
             }
             Place::Storage => {
                 let warehouse = match spec {
@@ -244,9 +270,7 @@ impl Fault {
                 let at = endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
                 let hint = match (&self.kind, warehouse.starts_with("s3")) {
                     (FaultKind::NoBucket, _) => "check the bucket in catalog.warehouse".to_string(),
-                    (FaultKind::Denied, true) => {
-                        "check storage s3.access-key-id and s3.secret-access-key (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)".to_string()
-                    }
+                    (FaultKind::Denied, true) => super::storage::credentials_hint(spec.props()),
                     (FaultKind::Unreachable | FaultKind::TimedOut, true) => {
                         "check storage s3.endpoint (and catalog.request_timeout_seconds)".to_string()
                     }

@@ -8,6 +8,7 @@ pub mod maintenance;
 pub mod manifests;
 pub mod pointer;
 pub mod reader;
+pub mod rest_auth;
 pub mod schema;
 pub mod storage;
 pub mod summary;

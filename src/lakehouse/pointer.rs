@@ -23,6 +23,7 @@
 //!   [`RestPointerStore`]; it adds `assert-table-uuid` to the producer's requirements.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
@@ -30,6 +31,7 @@ use iceberg::{MetadataLocation, TableIdent, TableRequirement, TableUpdate};
 use sqlx::{AnyPool, Row};
 
 use super::commit::Error;
+use super::rest_auth::RestAuth;
 
 /// What a pointer store did with a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,61 +177,44 @@ impl PointerStore for SqlPointerStore {
 #[derive(Debug, Clone)]
 pub struct RestPointerStore {
     client: reqwest::Client,
+    auth: Arc<RestAuth>,
     /// `{uri}/v1/{prefix}` without a trailing slash.
     base: url::Url,
 }
 
 impl RestPointerStore {
     /// Ask the server's `/v1/config` for its prefix (overrides, then defaults, then the
-    /// `prefix` property) and authenticate: a bearer `token`, or an OAuth2 client `credential`
-    /// (`id:secret`) exchanged at `oauth2-server-uri` (default `{uri}/v1/oauth/tokens`);
-    /// `header.*` properties are sent with every request.
+    /// `prefix` property), authenticated by `auth` (see [`super::rest_auth`]); `header.*`
+    /// properties are sent with every request.
     pub async fn connect(
         uri: &str,
         warehouse: Option<&str>,
         props: &std::collections::HashMap<String, String>,
+        auth: Arc<RestAuth>,
         timeouts: super::storage::Timeouts,
     ) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (k, v) in props {
-            if let Some(name) = k.strip_prefix("header.") {
-                headers.insert(
-                    reqwest::header::HeaderName::from_bytes(name.as_bytes()).with_context(|| format!("catalog property {k}"))?,
-                    reqwest::header::HeaderValue::from_str(v).with_context(|| format!("catalog property {k}"))?,
-                );
-            }
-        }
         let uri = uri.trim_end_matches('/');
-        let plain = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .timeout(timeouts.request)
-            .build()?;
-        let token = match (props.get("token"), props.get("credential")) {
-            (Some(t), _) => Some(t.clone()),
-            (None, Some(c)) => Some(oauth_token(&plain, uri, c, props).await?),
-            _ => None,
-        };
-        if let Some(t) = token {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
-                .context("the catalog token is not a valid header value")?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
         let client = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
-            .default_headers(headers)
+            .default_headers(extra_headers(props)?)
             .build()?;
         let mut config_url = url::Url::parse(&format!("{uri}/v1/config")).context("catalog.uri is not a URL")?;
         if let Some(w) = warehouse {
             config_url.query_pairs_mut().append_pair("warehouse", w);
         }
-        let config: serde_json::Value = client
-            .get(config_url)
-            .send()
-            .await
-            .context("GET /v1/config")?
+        let store = RestPointerStore {
+            client,
+            auth,
+            base: url::Url::parse(&format!("{uri}/v1")).context("catalog.uri is not a URL")?,
+        };
+        let response = store.send(reqwest::Method::GET, config_url, None).await.context("GET /v1/config")?;
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(store.auth.refused("the request for its configuration", status).into());
+        }
+        let config: serde_json::Value = response
             .error_for_status()
             .context("GET /v1/config")?
             .json()
@@ -242,9 +227,36 @@ impl RestPointerStore {
             .unwrap_or_default();
         let base = if prefix.is_empty() { format!("{uri}/v1") } else { format!("{uri}/v1/{}", prefix.trim_matches('/')) };
         Ok(RestPointerStore {
-            client,
             base: url::Url::parse(&base).context("catalog.uri is not a URL")?,
+            ..store
         })
+    }
+
+    /// Send a request with the current token; a refused refreshable token is replaced once
+    /// and the request sent again (a 401 means the server did nothing).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut again = self.auth.refreshes();
+        loop {
+            let mut request = self.client.request(method.clone(), url.clone());
+            if let Some(header) = self.auth.header().await? {
+                request = request.header(reqwest::header::AUTHORIZATION, header);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request.send().await?;
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED && again {
+                again = false;
+                self.auth.invalidate().await;
+                continue;
+            }
+            return Ok(response);
+        }
     }
 
     fn table_url(&self, ident: &TableIdent) -> url::Url {
@@ -259,36 +271,19 @@ impl RestPointerStore {
     }
 }
 
-/// OAuth2 client credentials → access token.
-async fn oauth_token(
-    client: &reqwest::Client,
-    uri: &str,
-    credential: &str,
-    props: &std::collections::HashMap<String, String>,
-) -> anyhow::Result<String> {
+/// The `header.*` catalog properties as request headers.
+fn extra_headers(props: &std::collections::HashMap<String, String>) -> anyhow::Result<reqwest::header::HeaderMap> {
     use anyhow::Context;
-    let (id, secret) = credential.split_once(':').unwrap_or(("", credential));
-    let endpoint = props.get("oauth2-server-uri").cloned().unwrap_or_else(|| format!("{uri}/v1/oauth/tokens"));
-    let scope = props.get("scope").map(String::as_str).unwrap_or("catalog");
-    let mut form = vec![("grant_type", "client_credentials"), ("client_secret", secret), ("scope", scope)];
-    if !id.is_empty() {
-        form.push(("client_id", id));
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (k, v) in props {
+        if let Some(name) = k.strip_prefix("header.") {
+            headers.insert(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).with_context(|| format!("catalog property {k}"))?,
+                reqwest::header::HeaderValue::from_str(v).with_context(|| format!("catalog property {k}"))?,
+            );
+        }
     }
-    let answer: serde_json::Value = client
-        .post(&endpoint)
-        .form(&form)
-        .send()
-        .await
-        .context("the OAuth2 token endpoint")?
-        .error_for_status()
-        .context("the OAuth2 token endpoint refused catalog.credential")?
-        .json()
-        .await
-        .context("the OAuth2 token endpoint answered no JSON")?;
-    answer["access_token"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("the OAuth2 token endpoint answered without an access_token"))
+    Ok(headers)
 }
 
 #[async_trait::async_trait]
@@ -305,11 +300,14 @@ impl PointerStore for RestPointerStore {
         }];
         all.extend(requirements.iter().cloned());
         let body = serde_json::json!({ "identifier": ident, "requirements": all, "updates": updates });
-        let response = match self.client.post(self.table_url(ident)).json(&body).send().await {
+        let response = match self.send(reqwest::Method::POST, self.table_url(ident), Some(&body)).await {
             Ok(r) => r,
-            // Nothing reached the server.
-            Err(e) if e.is_connect() => return Err(Error::catalog(format!("cannot reach the REST catalog to commit {ident}"), e)),
             Err(e) => {
+                let sent = e.downcast_ref::<reqwest::Error>().is_some_and(|e| !e.is_connect() && !e.is_builder());
+                // Nothing reached the server (or the token could not be had).
+                if !sent {
+                    return Err(Error::catalog(format!("cannot reach the REST catalog to commit {ident}"), e));
+                }
                 return Err(Error::UnknownOutcome(format!(
                     "the REST commit of {ident} got no answer ({e}); its outcome is unknown, check `lake show {ident}` before running again"
                 )));
@@ -324,6 +322,10 @@ impl PointerStore for RestPointerStore {
                 Ok(CommitResult::Committed { metadata_location })
             }
             409 => Ok(CommitResult::Conflict),
+            401 | 403 => Err(Error::catalog(
+                format!("the REST catalog refused the commit of {ident}"),
+                self.auth.refused(&format!("the commit of {ident}"), status),
+            )),
             500 | 502 | 503 | 504 => Err(Error::UnknownOutcome(format!(
                 "the REST catalog answered {status} to the commit of {ident}; its outcome is unknown, check `lake show {ident}` before running again"
             ))),

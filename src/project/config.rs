@@ -31,6 +31,8 @@ struct RawConfig {
     #[serde(default)]
     test_path: Option<String>,
     #[serde(default)]
+    macro_path: Option<String>,
+    #[serde(default)]
     catalog: RawCatalog,
     /// Storage properties passed to FileIO (`s3.endpoint`, `s3.region`, ...).
     #[serde(default)]
@@ -100,6 +102,8 @@ pub struct ProjectConfig {
     pub model_path: PathBuf,
     pub seed_path: PathBuf,
     pub test_path: PathBuf,
+    /// `{% macro %}` files (`macros/`).
+    pub macro_path: PathBuf,
     pub catalog: CatalogSpec,
     pub write: WriteOptions,
     pub threads: usize,
@@ -202,9 +206,7 @@ impl ProjectConfig {
             secrets::register(password);
         }
         let warehouse = env("LAKE_WAREHOUSE").or(raw.catalog.warehouse.clone());
-        let mut props: std::collections::HashMap<String, String> =
-            raw.storage.clone().into_iter().collect();
-        props.extend(raw.catalog.properties.clone());
+        let mut props = storage_props(&raw.storage, &raw.catalog.properties)?;
         let timeouts = timeouts(&raw.catalog)?;
         let catalog = match kind {
             CatalogKind::Sql => {
@@ -276,6 +278,7 @@ impl ProjectConfig {
             model_path: path_of(raw.model_path, "models"),
             seed_path: path_of(raw.seed_path, "seeds"),
             test_path: path_of(raw.test_path, "tests"),
+            macro_path: path_of(raw.macro_path, "macros"),
             root,
             catalog,
             write,
@@ -290,6 +293,24 @@ impl ProjectConfig {
     pub fn artifact_dir(&self) -> PathBuf {
         self.root.join("target")
     }
+}
+
+/// `[storage]` and `[catalog.properties]` completed from the `AWS_*` variables and a profile
+/// (lake.toml first): the settings iceberg's FileIO and `lake`'s own storage client share.
+/// Every secret among them is registered, wherever it came from.
+fn storage_props(
+    storage: &BTreeMap<String, String>,
+    catalog_properties: &BTreeMap<String, String>,
+) -> Result<std::collections::HashMap<String, String>> {
+    let mut props: std::collections::HashMap<String, String> = storage.clone().into_iter().collect();
+    props.extend(catalog_properties.clone());
+    let props = crate::lakehouse::storage::resolve_storage(&props)?;
+    for (key, value) in &props {
+        if secrets::is_secret_key(key) {
+            secrets::register(value);
+        }
+    }
+    Ok(props)
 }
 
 /// `catalog.connect_timeout_seconds` and `catalog.request_timeout_seconds`.

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod ingest;
+pub mod macros;
 pub mod model;
 pub mod properties;
 pub mod secrets;
@@ -19,7 +20,7 @@ use serde_json::Value as Json;
 use config::{ConfigOverrides, ProjectConfig};
 use model::{
     Dependency, IncrementalStrategy, Materialized, Model, ModelBody, ModelConfig, OnSchemaChange,
-    Seed, SeedFormat, Severity, SingularTest, SourceTable, WatermarkSpec,
+    Seed, SeedFormat, SeedMode, Severity, SingularTest, SourceTable, WatermarkSpec,
 };
 use templates::{Mode, TemplateVars};
 
@@ -31,6 +32,8 @@ pub struct Project {
     pub sources: Vec<SourceTable>,
     pub seeds: Vec<Seed>,
     pub singular_tests: Vec<SingularTest>,
+    /// The macros under the macro path, loaded once.
+    pub macros: std::sync::Arc<macros::Macros>,
 }
 
 impl Project {
@@ -41,7 +44,8 @@ impl Project {
     }
 
     pub fn load_with_config(config: ProjectConfig) -> Result<Project> {
-        let vars = template_vars(&config);
+        let macros = std::sync::Arc::new(macros::Macros::load(&config.root, &config.macro_path)?);
+        let vars = template_vars(&config, &macros);
         let files = ProjectFiles::discover(&config)?;
         let mut props = read_properties(&config, &files)?;
         let mut models = sql_models(&config, &files.sql, &vars, &mut props.models)?;
@@ -61,11 +65,12 @@ impl Project {
             sources: props.sources,
             seeds,
             singular_tests,
+            macros,
         })
     }
 
     pub fn template_vars(&self) -> TemplateVars {
-        template_vars(&self.config)
+        template_vars(&self.config, &self.macros)
     }
 
     pub fn model(&self, name: &str) -> Option<&Model> {
@@ -73,10 +78,11 @@ impl Project {
     }
 }
 
-fn template_vars(config: &ProjectConfig) -> TemplateVars {
+fn template_vars(config: &ProjectConfig, macros: &std::sync::Arc<macros::Macros>) -> TemplateVars {
     TemplateVars {
         vars: config.vars.clone(),
         target: config.target.clone(),
+        macros: macros.clone(),
     }
 }
 
@@ -503,11 +509,17 @@ fn seed(config: &ProjectConfig, path: &Path, def: properties::SeedDef) -> Result
             .collect::<Result<Vec<_>>>()?,
         None => bail!("{}: declare every column and its type, e.g. `column_types: {{id: bigint}}`", at("column_types")),
     };
+    let mode = match def.config.mode.as_deref() {
+        None | Some("append") => SeedMode::Append,
+        Some("replace") => SeedMode::Replace,
+        Some(other) => bail!("{} = '{other}': use append or replace", at("mode")),
+    };
     Ok(Seed {
         name: def.name,
         namespace,
         table,
         format,
+        mode,
         files,
         column_types,
         path: path.to_path_buf(),

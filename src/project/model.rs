@@ -269,11 +269,23 @@ pub struct Seed {
     pub namespace: String,
     pub table: String,
     pub format: SeedFormat,
+    pub mode: SeedMode,
     /// Files matched by the seed's glob, relative to the project root, sorted.
     pub files: Vec<PathBuf>,
     /// Column name -> SQL type (`bigint`, `varchar`, `timestamp`, ...), in declared order.
     pub column_types: Vec<(String, String)>,
     pub path: PathBuf,
+}
+
+/// How a seed treats its files on later loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeedMode {
+    /// Each file is loaded once; new files are appended; a changed file is an error.
+    Append,
+    /// When a file is new, changed or gone, the table is reloaded from every file in one
+    /// overwrite snapshot (as dbt reloads seeds).
+    Replace,
 }
 
 /// A singular data test: a `.sql` file under the test path returning failing rows.

@@ -95,6 +95,9 @@ pub struct SeedConfigDef {
     pub files: Option<String>,
     #[serde(default)]
     pub format: Option<String>,
+    /// `append` (default: each file loaded once) or `replace` (reload every file when one changed).
+    #[serde(default)]
+    pub mode: Option<String>,
     #[serde(default)]
     pub column_types: Option<serde_yaml_ng::Mapping>,
 }

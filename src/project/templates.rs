@@ -13,6 +13,7 @@ use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 use serde_json::Value as Json;
 
+use super::macros::Macros;
 use super::model::Dependency;
 
 /// Values every template can see.
@@ -22,6 +23,8 @@ pub struct TemplateVars {
     pub vars: serde_json::Map<String, Json>,
     /// The chosen target name, as `{{ target.name }}`.
     pub target: Option<String>,
+    /// The project's macros, callable in every template.
+    pub macros: Arc<Macros>,
 }
 
 /// How `ref()` and `source()` resolve.
@@ -85,11 +88,14 @@ fn render_once(
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
     add_config_and_vars(&mut env, &state, vars, is_incremental);
-    add_ref_and_source(&mut env, &state, dependency_resolver(mode, raw));
+    add_ref_and_source(&mut env, &state, dependency_resolver(mode, raw, &vars.macros));
+    vars.macros.register(&mut env).map_err(|e| template_error(path, &e))?;
 
     let name = path.display().to_string();
+    // The imports go on the template's first line, so its line numbers stay the file's.
+    let source = format!("{}{raw}", vars.macros.imports());
     let sql = env
-        .render_named_str(&name, raw, Value::from_serialize(&template_context(mode, vars)))
+        .render_named_str(&name, &source, Value::from_serialize(&template_context(mode, vars)))
         .map_err(|e| template_error(path, &e))?;
 
     let state = std::mem::take(&mut *state.lock().expect("template state"));
@@ -157,7 +163,7 @@ fn add_config_and_vars(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, var
 type Resolver = Arc<dyn Fn(&Dependency) -> Result<String, Error> + Send + Sync>;
 
 /// How `ref()` and `source()` turn into relation names in `mode`.
-fn dependency_resolver(mode: &Mode<'_>, raw: &str) -> Resolver {
+fn dependency_resolver(mode: &Mode<'_>, raw: &str, macros: &Macros) -> Resolver {
     match mode {
         Mode::Parse => Arc::new(|dep: &Dependency| {
             Ok(match dep {
@@ -168,7 +174,7 @@ fn dependency_resolver(mode: &Mode<'_>, raw: &str) -> Resolver {
         Mode::Execute { relation, .. } => {
             // Resolve eagerly: the closure handed to minijinja must be 'static.
             let mut known: Vec<(Dependency, String)> = Vec::new();
-            for dep in parse_dependencies(raw) {
+            for dep in std::iter::once(raw).chain(macros.sources()).flat_map(parse_dependencies) {
                 if let Some(r) = relation(&dep) {
                     known.push((strip_line(&dep), r));
                 }
@@ -239,7 +245,11 @@ fn template_context(mode: &Mode<'_>, vars: &TemplateVars) -> serde_json::Map<Str
 fn template_error(path: &Path, e: &Error) -> anyhow::Error {
     let line = e.line().map(|l| format!(":{l}")).unwrap_or_default();
     let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
-    anyhow!("{}{line}: template error: {detail}", path.display())
+    // An error inside a macro names the macro file and the model that called it.
+    match e.name().filter(|n| *n != path.display().to_string()) {
+        Some(file) => anyhow!("{file}{line}: template error: {detail} (called from {})", path.display()),
+        None => anyhow!("{}{line}: template error: {detail}", path.display()),
+    }
 }
 
 fn describe(dep: &Dependency) -> String {

@@ -16,7 +16,7 @@ mod testing;
 
 pub use schedule::run_models;
 pub use testing::{
-    build_test_count, run_generic_test, run_singular_test, run_singular_tests_after, run_tests, singular_tests_for,
+    build_test_count, run_generic_test, run_source_tests_before, run_singular_test, run_singular_tests_after, run_tests, singular_tests_for,
     test_count,
 };
 

@@ -105,7 +105,7 @@ impl Reporter {
                     result.kind,
                 ));
                 if let Some(msg) = &result.message {
-                    if result.status.is_failure() || result.status == Status::Warn {
+                    if result.status.is_failure() || result.status == Status::Warn || result.status == Status::Skipped {
                         for l in msg.lines() {
                             self.line(&format!("            {l}"));
                         }

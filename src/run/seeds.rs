@@ -2,6 +2,8 @@
 //!
 //! Loaded files are remembered (path → SHA-256) in the summary of the snapshot that loaded
 //! them, so a rerun loads only new files, and a changed file is reported instead of loaded twice.
+//! A seed with `mode: replace` is instead reloaded from all its files, in one overwrite
+//! snapshot, whenever a file is new, changed or gone.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,7 +23,7 @@ use crate::lakehouse::schema::sql_type;
 use crate::lakehouse::summary;
 use crate::lakehouse::writer::WriteOptions;
 use crate::materialize::{self, Strategy};
-use crate::project::model::{Seed, SeedFormat};
+use crate::project::model::{Seed, SeedFormat, SeedMode};
 
 /// Load one seed. With `full_refresh`, replace the table with every file.
 pub async fn load_seed(
@@ -60,21 +62,30 @@ async fn load(
         _ => BTreeMap::new(),
     };
 
-    let mut new_files = BTreeMap::new();
+    let mut all_files = BTreeMap::new();
+    let mut changed = Vec::new();
     for file in &seed.files {
         let key = file.to_string_lossy().to_string();
         let bytes = std::fs::read(root.join(file)).with_context(|| format!("cannot read {key}"))?;
         let hash = hex::encode(Sha256::digest(&bytes));
-        match loaded.get(&key) {
-            Some(h) if *h == hash => {}
-            Some(_) => bail!(
-                "{key} changed since it was loaded; run `lake seed --full-refresh` to reload the seed"
-            ),
-            None => {
-                new_files.insert(key, hash);
-            }
+        if loaded.get(&key).is_some_and(|h| *h != hash) {
+            changed.push(key.clone());
+        }
+        all_files.insert(key, hash);
+    }
+    let new_files: BTreeMap<String, String> =
+        all_files.iter().filter(|(k, _)| !loaded.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let gone = loaded.keys().any(|k| !all_files.contains_key(k));
+    let replace = full_refresh
+        || (seed.mode == SeedMode::Replace && base.is_some() && (!changed.is_empty() || !new_files.is_empty() || gone));
+    if !replace {
+        if let Some(key) = changed.first() {
+            bail!(
+                "{key} changed since it was loaded; run `lake seed --full-refresh` to reload the seed, or set `mode: replace` in its config to reload it whenever a file changes"
+            );
         }
     }
+    let new_files = if replace { all_files } else { new_files };
     if new_files.is_empty() {
         result.rows_written = Some(0);
         result.operation = Some("none".into());
@@ -126,7 +137,7 @@ async fn load(
     let request = materialize::Request {
         ident,
         base,
-        strategy: if full_refresh { Strategy::Replace } else { Strategy::Append },
+        strategy: if replace { Strategy::Replace } else { Strategy::Append },
         partition_by: Vec::new(),
         watermark_column: None,
         previous_watermark: None,

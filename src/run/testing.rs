@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 
 use crate::engine::session::read_only_query;
-use crate::project::model::{DataTest, Dependency, Severity, SingularTest};
+use crate::project::model::{DataTest, Dependency, Model, Severity, SingularTest, SourceTable};
 
 use super::results::{NodeResult, Status};
 use super::{RunContext, compile, data_tests};
@@ -142,11 +142,57 @@ pub fn singular_tests_for<'a>(ctx: &'a RunContext, selected: &[usize], all: bool
         .collect()
 }
 
-/// Number of data tests `lake build` runs for a selection: the selected models' tests and
-/// the singular tests that read them.
+/// Number of data tests `lake build` runs for a selection: the tests of the sources it reads,
+/// the selected models' tests and the singular tests that read them.
 pub fn build_test_count(ctx: &RunContext, selected: &[usize], all: bool) -> usize {
     let model_tests: usize = selected.iter().map(|&i| ctx.graph.model(i).tests.len()).sum();
-    model_tests + singular_tests_for(ctx, selected, all).len()
+    let source_tests: usize = sources_read(ctx, selected, all).iter().map(|s| s.tests.len()).sum();
+    source_tests + model_tests + singular_tests_for(ctx, selected, all).len()
+}
+
+/// The sources the selected models read (every source when `all`).
+fn sources_read<'a>(ctx: &'a RunContext, selected: &[usize], all: bool) -> Vec<&'a SourceTable> {
+    ctx.project
+        .sources
+        .iter()
+        .filter(|s| all || selected.iter().any(|&i| reads_source(ctx.graph.model(i), s)))
+        .collect()
+}
+
+fn reads_source(model: &Model, s: &SourceTable) -> bool {
+    model
+        .depends_on
+        .iter()
+        .any(|d| matches!(d, Dependency::Source { source, table, .. } if *source == s.source && *table == s.table))
+}
+
+/// `lake build`'s source tests, before any model runs (as dbt's `build`): the tests of every
+/// source the selection reads. A failing test (severity error) blocks the selected models that
+/// read that source and everything downstream of them: they are returned, each with the reason.
+pub async fn run_source_tests_before(
+    ctx: &RunContext,
+    selected: &[usize],
+    all: bool,
+) -> (Vec<NodeResult>, BTreeMap<usize, String>) {
+    let mut results = Vec::new();
+    let mut blocked = BTreeMap::new();
+    for s in sources_read(ctx, selected, all) {
+        for t in &s.tests {
+            ctx.reporter.started("test", &t.name);
+            let r = run_generic_test(ctx, &s.source, &s.table, t).await;
+            ctx.reporter.finished(&r);
+            if r.status == Status::Fail || r.status == Status::Error {
+                let reason = format!("test {} on source {} did not pass", t.name, s.table_name());
+                for &i in selected.iter().filter(|&&i| reads_source(ctx.graph.model(i), s)) {
+                    for j in std::iter::once(i).chain(ctx.graph.descendants(i)) {
+                        blocked.entry(j).or_insert_with(|| reason.clone());
+                    }
+                }
+            }
+            results.push(r);
+        }
+    }
+    (results, blocked)
 }
 
 /// `lake build`'s singular tests, after the models: a test reading a model that did not

@@ -21,5 +21,6 @@ mod property;
 mod resolve;
 mod rest;
 mod runs;
+mod s3_warehouse;
 mod support;
 mod webhooks;

@@ -124,3 +124,54 @@ fn compile_renders_the_watermark_exactly_as_run_executes_it() {
     let compiled = std::fs::read_to_string(p.path().join("target/compiled/models/staging/recent.sql")).unwrap();
     assert!(compiled.contains("where amount > NULL"), "{compiled}");
 }
+
+#[test]
+fn macros_in_the_macro_path_are_callable_from_models_and_tests() {
+    let p = TestProject::with_orders_seed();
+    p.write(
+        "macros/money.sql",
+        "{% macro cents(col) %}cast(round({{ col }} * 100) as bigint){% endmacro %}\n\
+         {% macro orders() %}{{ source('raw', 'orders') }}{% endmacro %}\n",
+    );
+    p.write("macros/sub/filters.sql", "{%- macro positive(col) -%}{{ col }} > 0{%- endmacro %}\n");
+    p.write(
+        "models/staging/stg_orders.sql",
+        "select id, {{ cents('amount') }} as amount_cents from {{ orders() }} where {{ positive('amount') }}\n",
+    );
+    p.write(
+        "tests/no_negative_cents.sql",
+        "select * from {{ ref('stg_orders') }} where not ({{ positive('amount_cents') }})\n",
+    );
+    p.lake(&["build"]).assert_ok();
+    assert_eq!(p.sql_rows("select id, amount_cents from staging.stg_orders order by id"), vec![
+        vec!["1".to_string(), "1050".to_string()],
+        vec!["2".to_string(), "300".to_string()],
+    ]);
+    // The macro's source() is a dependency of the model.
+    p.write("models/staging/unrelated.sql", "select 1 as x\n");
+    let out = p.lake(&["ls", "--select", "source:raw.orders+"]);
+    assert_eq!(out.assert_ok().stdout.trim(), "staging.stg_orders");
+
+    // An error inside a macro names the macro file and the model that called it.
+    p.write("macros/sub/filters.sql", "{%- macro positive(col) -%}{{ col }} > {{ nothing.here }}{%- endmacro %}\n");
+    let out = p.lake(&["run"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("macros/sub/filters.sql:1"), "{}", out.stderr);
+    assert!(out.stderr.contains("models/staging/stg_orders.sql"), "{}", out.stderr);
+
+    // Two macros with one name: an error naming both files.
+    p.write("macros/sub/filters.sql", "{% macro cents(col) %}{{ col }}{% endmacro %}\n");
+    let out = p.lake(&["run"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("macro `cents` is defined twice"), "{}", out.stderr);
+    assert!(out.stderr.contains("macros/money.sql") && out.stderr.contains("macros/sub/filters.sql"), "{}", out.stderr);
+
+    // macro_path moves the folder.
+    p.write("lake.toml", "name = \"test\"\nmacro_path = \"jinja\"\n");
+    std::fs::rename(p.path().join("macros/money.sql"), p.path().join("jinja_money.sql")).unwrap();
+    std::fs::remove_dir_all(p.path().join("macros")).unwrap();
+    std::fs::create_dir_all(p.path().join("jinja")).unwrap();
+    std::fs::rename(p.path().join("jinja_money.sql"), p.path().join("jinja/money.sql")).unwrap();
+    p.write("jinja/filters.sql", "{%- macro positive(col) -%}{{ col }} > 0{%- endmacro %}\n");
+    p.lake(&["run", "--full-refresh"]).assert_ok();
+}

@@ -5,7 +5,13 @@
 use std::process::{Command, Stdio};
 
 use crate::support::TestProject;
+use crate::support::rest_proxy::{ProxyOptions, RestProxy};
 use crate::support::rustberg::Rustberg;
+
+/// A `lake.toml` for a REST catalog at `uri`, with `extra` lines in `[catalog]`.
+fn rest_toml(uri: &str, extra: &str) -> String {
+    format!("name = \"test\"\n[catalog]\ntype = \"rest\"\nuri = \"{uri}\"\n{extra}")
+}
 
 /// Seeds, a table model, an incremental merge model and an aggregate.
 fn write_models(p: &TestProject) {
@@ -62,7 +68,7 @@ fn a_rest_catalog_takes_every_commit_kind_and_ends_like_sqlite() {
     write_models(&rest);
     rest.write(
         "lake.toml",
-        &format!("name = \"test\"\n[catalog]\ntype = \"rest\"\nuri = \"http://127.0.0.1:{}\"\n", server.port),
+        &rest_toml(&server.uri(), ""),
     );
     let sqlite = TestProject::new();
     write_models(&sqlite);
@@ -80,7 +86,7 @@ fn two_writers_appending_through_rest_at_once_lose_nothing_and_repeat_nothing() 
     let p = TestProject::new();
     p.write(
         "lake.toml",
-        &format!("name = \"test\"\n[catalog]\ntype = \"rest\"\nuri = \"http://127.0.0.1:{}\"\n", server.port),
+        &rest_toml(&server.uri(), ""),
     );
     for (file, start) in [("a.ndjson", 0), ("b.ndjson", 100_000)] {
         let lines: String = (start..start + 1500).map(|i| format!("{{\"id\": {i}}}\n")).collect();
@@ -105,4 +111,120 @@ fn two_writers_appending_through_rest_at_once_lose_nothing_and_repeat_nothing() 
     }
     assert_eq!(p.sql_count("select count(*) from raw.events"), 3001);
     assert_eq!(p.sql_count("select count(distinct id) from raw.events"), 3001);
+}
+
+/// Every snapshot count of the project's tables, by table.
+fn snapshot_counts(p: &TestProject) -> Vec<(String, usize)> {
+    ["raw.orders", "staging.stg_orders", "marts.by_customer"]
+        .iter()
+        .map(|t| (t.to_string(), p.show(t)["snapshots"].as_array().unwrap().len()))
+        .collect()
+}
+
+#[test]
+fn a_commit_whose_answer_is_lost_is_found_on_reload_and_not_applied_twice() {
+    // The proxy forwards every second commit to the server, which applies it, and then drops
+    // the connection without an answer: lake cannot know whether it landed until it reloads.
+    let server = Rustberg::start();
+    let proxy = RestProxy::start(
+        server.port,
+        ProxyOptions {
+            lose_every: 2,
+            ..Default::default()
+        },
+    );
+    let rest = TestProject::new();
+    write_models(&rest);
+    rest.write("lake.toml", &rest_toml(&proxy.uri(), ""));
+    let sqlite = TestProject::new();
+    write_models(&sqlite);
+    assert_eq!(exercise(&rest), exercise(&sqlite));
+    // Each commit landed once: the same snapshots as on SQLite, where nothing was lost.
+    assert_eq!(snapshot_counts(&rest), snapshot_counts(&sqlite));
+    let lost = proxy.events("lost");
+    assert!(lost.len() >= 3, "only {} answers were lost", lost.len());
+    assert!(lost.iter().all(|e| e["status"] == 200), "{lost:?}");
+
+    // Ingest flushes too: every record once.
+    let lines: String = (0..40).map(|i| format!("{{\"id\": {i}}}\n")).collect();
+    rest.write("events.ndjson", &lines);
+    rest.lake(&["ingest", "--from", "events.ndjson", "--table", "raw.events", "--once", "--batch-rows", "5"])
+        .assert_ok();
+    assert_eq!(rest.sql_count("select count(*) from raw.events"), 40);
+    assert_eq!(rest.sql_count("select count(distinct id) from raw.events"), 40);
+    assert_eq!(rest.show("raw.events")["snapshots"].as_array().unwrap().len(), 8);
+}
+
+#[test]
+fn oauth2_tokens_are_refreshed_before_they_expire() {
+    // Tokens live 2 s; one ingest commits for 6 s: lake must fetch new tokens in time (the
+    // proxy would answer an expired one 401, and it logs every refusal).
+    let server = Rustberg::start();
+    let proxy = RestProxy::start(
+        server.port,
+        ProxyOptions {
+            token_lifetime: 2,
+            client_secret: "s3cr3t-oauth-value".into(),
+            ..Default::default()
+        },
+    );
+    let p = TestProject::new();
+    p.write("lake.toml", &rest_toml(&proxy.uri(), "credential = \"lake:${REST_SECRET}\"\n"));
+    let mut child = Command::new(crate::support::lake_bin())
+        .args(["ingest", "--from", "-", "--table", "raw.ticks", "--once", "--batch-rows", "1"])
+        .env("REST_SECRET", "s3cr3t-oauth-value")
+        .current_dir(p.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 0..12 {
+            writeln!(stdin, "{{\"i\": {i}}}").unwrap();
+            stdin.flush().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains("s3cr3t-oauth-value"), "{all}");
+    let tokens = proxy.events("token");
+    assert!(tokens.len() >= 3, "tokens were not refreshed: {tokens:?}");
+    assert_eq!(proxy.events("rejected"), Vec::<serde_json::Value>::new());
+    let out = p.lake_env(&["sql", "select count(*) from raw.ticks"], &[("REST_SECRET", "s3cr3t-oauth-value")]);
+    assert!(out.assert_ok().stdout.contains("12"), "{}", out.stdout);
+}
+
+#[test]
+fn a_refused_token_or_credential_fails_with_exit_3_naming_the_setting_and_no_secret() {
+    let server = Rustberg::start();
+    let proxy = RestProxy::start(
+        server.port,
+        ProxyOptions {
+            token_lifetime: 60,
+            client_secret: "right-secret".into(),
+            ..Default::default()
+        },
+    );
+    let p = TestProject::new();
+    for (extra, setting) in [
+        ("token = \"${REST_SECRET}\"\n", "catalog.token"),
+        ("credential = \"lake:${REST_SECRET}\"\n", "catalog.credential"),
+        ("", "catalog.token or catalog.credential"),
+    ] {
+        p.write("lake.toml", &rest_toml(&proxy.uri(), extra));
+        let out = p.lake_env(&["sql", "select 1"], &[("REST_SECRET", "expired-Zq81-secret")]);
+        assert_eq!(out.code, 3, "{extra}: {}", out.all());
+        assert!(out.stderr.contains(setting), "{extra}: {}", out.stderr);
+        assert!(out.stderr.contains("refused"), "{extra}: {}", out.stderr);
+        assert!(!out.all().contains("expired-Zq81-secret"), "{}", out.all());
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    }
+    // The right credential works.
+    p.write("lake.toml", &rest_toml(&proxy.uri(), "credential = \"lake:${REST_SECRET}\"\n"));
+    p.lake_env(&["sql", "select 1"], &[("REST_SECRET", "right-secret")]).assert_ok();
 }

@@ -155,3 +155,77 @@ fn build_runs_a_relationships_test_after_the_model_it_reads() {
     out.assert_ok();
     assert!(out.stdout.contains("PASS  test   relationships_a_lines_order_id"), "{}", out.stdout);
 }
+
+#[test]
+fn build_runs_source_tests_first_and_a_failing_one_skips_the_models_that_read_it() {
+    let p = TestProject::new();
+    p.write(
+        "seeds/seeds.yml",
+        "seeds:\n  - name: orders\n    config:\n      column_types: {id: bigint, amount: double}\n  - name: refunds\n    config:\n      column_types: {id: bigint}\n",
+    );
+    p.write("seeds/orders.csv", "id,amount\n1,10\n1,20\n");
+    p.write("seeds/refunds.csv", "id\n7\n");
+    p.write(
+        "models/sources.yml",
+        "sources:\n  - name: raw\n    tables:\n      - name: orders\n        columns:\n          - name: id\n            data_tests: [unique]\n      - name: refunds\n        columns:\n          - name: id\n            data_tests: [not_null]\n",
+    );
+    p.write("models/staging/stg_orders.sql", "select * from {{ source('raw', 'orders') }}\n");
+    p.write("models/marts/order_total.sql", "select sum(amount) as total from {{ ref('stg_orders') }}\n");
+    p.write("models/staging/stg_refunds.sql", "select * from {{ source('raw', 'refunds') }}\n");
+    let out = p.lake(&["build"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("target/run_results.json")).unwrap()).unwrap();
+    let status = |name: &str| {
+        results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{name} not in {results}"))
+    };
+    assert_eq!(status("stg_orders"), "skipped");
+    assert_eq!(status("order_total"), "skipped");
+    assert_eq!(status("stg_refunds"), "success");
+    assert!(out.all().contains("source raw.orders"), "{}", out.all());
+    // Fixed data: the source test passes and the models build.
+    p.write("seeds/orders.csv", "id,amount\n1,10\n2,20\n");
+    p.lake(&["seed", "--full-refresh"]).assert_ok();
+    p.lake(&["build"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from marts.order_total"), 1);
+}
+
+#[test]
+fn a_seed_in_replace_mode_is_reloaded_in_one_overwrite_when_its_file_changes() {
+    let p = TestProject::new();
+    let yml = |mode: &str| {
+        format!("seeds:\n  - name: rates\n    config:\n      {mode}column_types: {{currency: varchar, rate: double}}\n")
+    };
+    p.write("seeds/seeds.yml", &yml(""));
+    p.write("seeds/rates.csv", "currency,rate\nEUR,1.1\n");
+    p.lake(&["seed"]).assert_ok();
+    // The default mode refuses a changed file, and says how to reload.
+    p.write("seeds/rates.csv", "currency,rate\nEUR,1.2\nGBP,1.3\n");
+    let out = p.lake(&["seed"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.all().contains("mode: replace"), "{}", out.all());
+
+    p.write("seeds/seeds.yml", &yml("mode: replace\n      "));
+    p.lake(&["seed"]).assert_ok();
+    assert_eq!(p.sql_rows("select currency, rate from raw.rates order by currency"), vec![
+        vec!["EUR".to_string(), "1.2".to_string()],
+        vec!["GBP".to_string(), "1.3".to_string()],
+    ]);
+    let snapshots = p.show("raw.rates")["snapshots"].as_array().unwrap().clone();
+    assert_eq!(snapshots.len(), 2);
+    assert_eq!(snapshots.last().unwrap()["operation"], "overwrite", "{snapshots:?}");
+    // Unchanged files: nothing is committed.
+    p.lake(&["seed"]).assert_ok();
+    assert_eq!(p.show("raw.rates")["snapshots"].as_array().unwrap().len(), 2);
+    // A bad mode names the setting.
+    p.write("seeds/seeds.yml", &yml("mode: upsert\n      "));
+    let out = p.lake(&["seed"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("mode") && out.stderr.contains("seeds/seeds.yml"), "{}", out.stderr);
+}

@@ -108,8 +108,49 @@ pub(super) struct Produced {
     pub base: Table,
 }
 
+/// How one attempt ended.
+enum Attempted {
+    /// Committed, or nothing to commit.
+    Done(Produced),
+    /// Another writer won the race: nothing changed.
+    Lost,
+    /// The catalog update may or may not have landed (see [`Pending`]).
+    Unknown(Pending, Error),
+}
+
+/// An attempt whose outcome is unknown, and how to recognize it on a reloaded table.
+struct Pending {
+    /// What the attempt would have produced, built on its base.
+    produced: Produced,
+    /// The snapshot it added, or the snapshots it removed (metadata-only commits).
+    marker: Marker,
+}
+
+enum Marker {
+    Snapshot(i64),
+    Removed(Vec<i64>),
+}
+
+impl Pending {
+    /// Did the attempt land on `table`? A snapshot commit did when its snapshot (a random id
+    /// no one else uses) is in the table; a removal did when none of its snapshots is left.
+    fn landed(&self, table: &Table) -> bool {
+        let metadata = table.metadata();
+        match &self.marker {
+            Marker::Snapshot(id) => metadata.snapshot_by_id(*id).is_some(),
+            Marker::Removed(ids) => !ids.is_empty() && ids.iter().all(|id| metadata.snapshot_by_id(*id).is_none()),
+        }
+    }
+}
+
 /// Run `action` on `base` until an attempt wins (see the module docs). `written` holds files
 /// already written for the commit (deleted on a certain failure, like the attempts' own).
+///
+/// An attempt whose catalog update has an unknown outcome (a 5xx, a timeout, a dropped
+/// connection, an unreadable pointer) is resolved on the reloaded table before anything else:
+/// found there, it is the commit; not found, its `main` requirement keeps it from ever landing
+/// once the table moves on, so the next attempt is safe, and every later reload is checked for
+/// it again. The change is never applied twice.
 pub(super) async fn produce(
     lakehouse: &Lakehouse,
     base: Table,
@@ -129,42 +170,28 @@ pub(super) async fn produce(
         async move { delete_files(&file_io, &paths).await }
     };
     let mut base = base;
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut unknown: Option<Error> = None;
     let mut n = 0u32;
     loop {
         match attempt(lakehouse, &base, action, commit_id, n, &mut written).await {
-            Ok(Some(mut produced)) => {
+            Ok(Attempted::Done(mut produced)) => {
                 if let Some(o) = produced.outcome.as_mut() {
                     o.retries = n;
                 }
                 return Ok(produced);
             }
-            Ok(None) if n + 1 < RETRY.attempts => {
-                n += 1;
-                tokio::time::sleep(RETRY.delay(n)).await;
-                let reloaded = match lakehouse.table(&ident).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        cleanup(written).await;
-                        return Err(Error::catalog(format!("cannot reload table {ident}"), e));
-                    }
-                };
-                if let Err(e) = action.recheck(&base, &reloaded) {
-                    cleanup(written).await;
-                    return Err(e);
-                }
-                base = reloaded;
+            Ok(Attempted::Unknown(p, e)) => {
+                tracing::warn!(table = %ident, error = %e, "commit outcome unknown; reloading to look for it");
+                pending.push(p);
+                unknown = Some(e);
             }
-            Ok(None) => {
-                cleanup(written).await;
-                return Err(Error::TooManyConflicts {
-                    what,
-                    attempts: RETRY.attempts,
-                });
-            }
-            // The new metadata may be live: its files must stay.
-            Err(e) if e.is_unknown_outcome() => return Err(e),
+            Ok(Attempted::Lost) => {}
+            // Nothing was committed by this attempt.
             Err(e) => {
-                // Nothing was committed: the files written for it are garbage.
+                if let Some(u) = unknown {
+                    return Err(with_cause(u, e));
+                }
                 cleanup(written).await;
                 return Err(Error::Failed {
                     what,
@@ -172,10 +199,57 @@ pub(super) async fn produce(
                 });
             }
         }
+        if n + 1 >= RETRY.attempts {
+            // An earlier attempt may still be live: its files must stay.
+            if let Some(u) = unknown {
+                return Err(u);
+            }
+            cleanup(written).await;
+            return Err(Error::TooManyConflicts {
+                what,
+                attempts: RETRY.attempts,
+            });
+        }
+        n += 1;
+        tokio::time::sleep(RETRY.delay(n)).await;
+        let reloaded = match lakehouse.table(&ident).await {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(u) = unknown {
+                    return Err(u);
+                }
+                cleanup(written).await;
+                return Err(Error::catalog(format!("cannot reload table {ident}"), e));
+            }
+        };
+        if let Some(found) = pending.iter().position(|p| p.landed(&reloaded)) {
+            let mut produced = pending.swap_remove(found).produced;
+            let location = reloaded.metadata_location().unwrap_or_default().to_string();
+            if let Some(o) = produced.outcome.as_mut() {
+                o.retries = n - 1;
+                o.metadata_location = location.clone();
+            }
+            produced.metadata_location = Some(location);
+            tracing::info!(table = %ident, "the commit whose outcome was unknown had landed");
+            return Ok(produced);
+        }
+        if let Err(e) = action.recheck(&base, &reloaded) {
+            if let Some(u) = unknown {
+                return Err(with_cause(u, e));
+            }
+            cleanup(written).await;
+            return Err(e);
+        }
+        base = reloaded;
     }
 }
 
-/// One attempt on `base`: `Ok(None)` when another writer won the race.
+/// An unknown outcome that a later attempt could not settle: still unknown (files kept).
+fn with_cause(unknown: Error, later: Error) -> Error {
+    Error::UnknownOutcome(format!("{unknown}; retrying it failed: {later}"))
+}
+
+/// One attempt on `base`.
 async fn attempt(
     lakehouse: &Lakehouse,
     base: &Table,
@@ -183,7 +257,7 @@ async fn attempt(
     commit_id: uuid::Uuid,
     n: u32,
     written: &mut Vec<String>,
-) -> Result<Option<Produced>, Error> {
+) -> Result<Attempted, Error> {
     let metadata = base.metadata();
     let mut attempt = Attempt {
         base,
@@ -200,7 +274,7 @@ async fn attempt(
     }];
     let (updates, outcome) = match action.plan(&mut attempt).await? {
         Plan::Nothing => {
-            return Ok(Some(Produced {
+            return Ok(Attempted::Done(Produced {
                 outcome: None,
                 metadata_location: None,
                 base: base.clone(),
@@ -220,16 +294,37 @@ async fn attempt(
             (updates, Some(outcome))
         }
     };
-    match lakehouse.pointers.commit(base, &requirements, updates).await? {
-        CommitResult::Conflict => Ok(None),
-        CommitResult::Committed { metadata_location } => Ok(Some(Produced {
-            outcome: outcome.map(|o| CommitOutcome {
-                metadata_location: metadata_location.clone(),
-                ..o
-            }),
-            metadata_location: Some(metadata_location),
-            base: base.clone(),
-        })),
+    let marker = match &outcome {
+        Some(o) => Marker::Snapshot(o.snapshot_id),
+        None => Marker::Removed(
+            updates
+                .iter()
+                .flat_map(|u| match u {
+                    TableUpdate::RemoveSnapshots { snapshot_ids } => snapshot_ids.clone(),
+                    _ => Vec::new(),
+                })
+                .collect(),
+        ),
+    };
+    let produced = |metadata_location: String| Produced {
+        outcome: outcome.clone().map(|o| CommitOutcome {
+            metadata_location: metadata_location.clone(),
+            ..o
+        }),
+        metadata_location: Some(metadata_location),
+        base: base.clone(),
+    };
+    match lakehouse.pointers.commit(base, &requirements, updates).await {
+        Ok(CommitResult::Conflict) => Ok(Attempted::Lost),
+        Ok(CommitResult::Committed { metadata_location }) => Ok(Attempted::Done(produced(metadata_location))),
+        Err(e) if e.is_unknown_outcome() => Ok(Attempted::Unknown(
+            Pending {
+                produced: produced(String::new()),
+                marker,
+            },
+            e,
+        )),
+        Err(e) => Err(e),
     }
 }
 

@@ -33,7 +33,6 @@ use super::catalog::Lakehouse;
 use super::writer::WriteOptions;
 use compaction::compact_with_plan;
 use expiry::files_only_in;
-use orphans::local_path;
 
 /// Summary key on snapshots made by maintenance: `compact` or `rollback`.
 pub const MAINTENANCE: &str = "lake.maintenance";
@@ -136,13 +135,10 @@ pub async fn maintain_table_with(
                 .await?;
     }
     let table = lakehouse.table(ident).await?;
-    if local_path(table.metadata().location()).is_none() {
-        out.notes
-            .push("orphan removal skipped: it supports local warehouses only for now".into());
-    } else if options.dry_run {
-        out.orphans = find_orphans(&table, policy.orphan_older_than, options.now).await?;
+    out.orphans = if options.dry_run {
+        find_orphans(lakehouse, &table, policy.orphan_older_than, options.now).await?
     } else {
-        out.orphans = remove_orphans(&table, policy.orphan_older_than, options.now).await?;
-    }
+        remove_orphans(lakehouse, &table, policy.orphan_older_than, options.now).await?
+    };
     Ok(out)
 }

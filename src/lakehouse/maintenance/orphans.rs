@@ -1,79 +1,84 @@
-//! Orphan files: files under a table's folders that no metadata references, older than a
-//! safety margin (local warehouses only).
+//! Orphan files: objects under a table's `data/` and `metadata/` prefixes that no metadata
+//! references, last modified before a safety margin. One rule for every warehouse: the table's
+//! location is listed and cleaned through an OpenDAL operator ([`location_operator`]: S3 for
+//! `s3://`, the local file system for `file://`), with each object's last-modified time.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use iceberg::table::Table;
+use opendal::{EntryMode, ErrorKind, Operator};
 
+use crate::lakehouse::catalog::Lakehouse;
 use crate::lakehouse::manifests;
+use crate::lakehouse::storage::{location_operator, object_uri, split_s3_url};
 
-/// Files under the table's `data/` and `metadata/` folders that nothing references (no
+/// Objects under the table's `data/` and `metadata/` prefixes that nothing references (no
 /// snapshot's data files, manifests or manifest list; not the current metadata file nor one in
 /// its metadata log; no statistics file) and that were last modified before `now - older_than`.
-/// Local (`file://`) warehouses only.
 pub async fn find_orphans(
+    lakehouse: &Lakehouse,
     table: &Table,
     older_than: Duration,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>> {
-    let location = table
-        .metadata()
-        .location()
-        .trim_end_matches('/')
-        .to_string();
-    let Some(root) = local_path(&location) else {
-        bail!(
-            "orphan removal supports local warehouses only for now (table {} is at {location})",
-            table.identifier()
-        );
-    };
-    let referenced: HashSet<PathBuf> = referenced_files(table)
-        .await?
-        .iter()
-        .filter_map(|p| local_path(p))
-        .collect();
-    let cutoff: SystemTime = SystemTime::from(now)
-        .checked_sub(older_than)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut files = Vec::new();
-    for dir in ["data", "metadata"] {
-        list_files(&root.join(dir), &mut files)?;
-    }
-    let mut out = Vec::new();
-    for (path, modified) in files {
-        if modified >= cutoff || referenced.contains(&path) {
-            continue;
-        }
-        out.push(format!("file://{}", path.display()));
-    }
-    out.sort();
-    Ok(out)
+    Ok(orphans_of(lakehouse, table, older_than, now).await?.1)
 }
 
 /// Delete the files [`find_orphans`] finds; returns them.
 pub async fn remove_orphans(
+    lakehouse: &Lakehouse,
     table: &Table,
     older_than: Duration,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>> {
-    let orphans = find_orphans(table, older_than, now).await?;
+    let (op, orphans) = orphans_of(lakehouse, table, older_than, now).await?;
     let mut deleted = Vec::new();
     for uri in orphans {
-        let path = local_path(&uri).expect("a local path");
-        match std::fs::remove_file(&path) {
-            Ok(()) => deleted.push(uri),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot delete orphan file {}", path.display()));
+        let path = object_key(&uri, &uri).expect("an orphan lies in the table's storage");
+        op.delete(&path)
+            .await
+            .with_context(|| format!("cannot delete orphan file {uri}"))?;
+        deleted.push(uri);
+    }
+    Ok(deleted)
+}
+
+/// The operator over the table's storage and the orphans in it, as URIs, sorted.
+async fn orphans_of(
+    lakehouse: &Lakehouse,
+    table: &Table,
+    older_than: Duration,
+    now: DateTime<Utc>,
+) -> Result<(Operator, Vec<String>)> {
+    let location = table.metadata().location().trim_end_matches('/');
+    let location = match local_path(location) {
+        Some(path) => format!("file://{}", path.display()),
+        None => location.to_string(),
+    };
+    let spec = lakehouse.spec();
+    let (op, root) = location_operator(&location, spec.props(), spec.timeouts())?;
+    let referenced: HashSet<String> = referenced_files(table)
+        .await?
+        .iter()
+        .filter_map(|uri| object_key(uri, &location))
+        .collect();
+    let cutoff: SystemTime = SystemTime::from(now)
+        .checked_sub(older_than)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut out = Vec::new();
+    for dir in ["data", "metadata"] {
+        for (path, modified) in list_files(&op, &format!("{root}/{dir}/")).await? {
+            if modified < cutoff && !referenced.contains(&path) {
+                out.push(object_uri(&location, &path));
             }
         }
     }
-    Ok(deleted)
+    out.sort();
+    Ok((op, out))
 }
 
 /// Every file the table's metadata references: metadata files (current and logged), manifest
@@ -113,56 +118,64 @@ async fn referenced_files(table: &Table) -> Result<HashSet<String>> {
     Ok(out)
 }
 
-/// `file:///a/b` (or `file:/a/b`, or a plain absolute path) as a local path.
-pub(super) fn local_path(uri: &str) -> Option<PathBuf> {
-    let path = if let Some(rest) = uri.strip_prefix("file://") {
-        rest
-    } else if let Some(rest) = uri.strip_prefix("file:") {
-        rest
-    } else if uri.starts_with('/') {
-        uri
-    } else {
-        return None;
-    };
-    Some(normalize(Path::new(path)))
+/// `uri` as a path of the operator over `location`'s storage ([`location_operator`]), or
+/// `None` when it lies elsewhere (another bucket, another scheme).
+fn object_key(uri: &str, location: &str) -> Option<String> {
+    match (split_s3_url(location), split_s3_url(uri)) {
+        (Ok((bucket, _)), Ok((uri_bucket, key))) => {
+            (bucket == uri_bucket).then(|| key.trim_start_matches('/').to_string())
+        }
+        (Err(_), Err(_)) => local_path(uri).map(|p| p.to_string_lossy().trim_start_matches('/').to_string()),
+        _ => None,
+    }
 }
 
-/// Remove `.` and `..` components and duplicate slashes without touching the filesystem.
-fn normalize(path: &Path) -> PathBuf {
+/// `file:///a/b` (or `file:/a/b`, or a plain absolute path) as a normalized local path.
+fn local_path(uri: &str) -> Option<PathBuf> {
+    let path = uri
+        .strip_prefix("file://")
+        .or_else(|| uri.strip_prefix("file:"))
+        .unwrap_or(uri);
+    if !path.starts_with('/') {
+        return None;
+    }
+    // Remove `.` and `..` components and duplicate slashes without touching the filesystem.
     let mut out = PathBuf::new();
-    for c in path.components() {
+    for c in Path::new(path).components() {
         match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
+            Component::CurDir => {}
+            Component::ParentDir => {
                 out.pop();
             }
             other => out.push(other.as_os_str()),
         }
     }
-    out
+    Some(out)
 }
 
-fn list_files(dir: &Path, out: &mut Vec<(PathBuf, SystemTime)>) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+/// Every file under `prefix` (recursively) with its last-modified time.
+async fn list_files(op: &Operator, prefix: &str) -> Result<Vec<(String, SystemTime)>> {
+    let entries = match op.list_with(prefix).recursive(true).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {prefix}")),
     };
+    let mut out = Vec::new();
     for entry in entries {
-        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        let kind = entry.file_type()?;
-        let path = normalize(&entry.path());
-        if kind.is_dir() {
-            list_files(&path, out)?;
-        } else if kind.is_file() {
-            let modified = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .with_context(|| {
-                    format!("cannot read the modification time of {}", path.display())
-                })?;
-            out.push((path, modified));
+        let mut meta = entry.metadata().clone();
+        if meta.mode() == EntryMode::DIR || entry.path().ends_with('/') {
+            continue;
         }
+        if meta.last_modified().is_none() {
+            meta = op
+                .stat(entry.path())
+                .await
+                .with_context(|| format!("cannot read the modification time of {}", entry.path()))?;
+        }
+        let modified = meta
+            .last_modified()
+            .with_context(|| format!("the storage gives no modification time for {}", entry.path()))?;
+        out.push((entry.path().to_string(), SystemTime::from(modified)));
     }
-    Ok(())
+    Ok(out)
 }
