@@ -273,7 +273,8 @@ fn one_scenario_gives_the_same_tables_on_sqlite_postgres_s3_and_rest_s3() {
     let backends = [Backend::local(), Backend::postgres_s3(&pg, &moto), Backend::rest_s3(&rest, &moto)];
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&backends)));
     if let Err(e) = result {
-        let errors: Vec<&str> = rest.log().lines().filter(|l| l.contains("ERROR")).collect();
+        let log = rest.log();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
         eprintln!("rustberg's errors:\n{}", errors.join("\n"));
         std::panic::resume_unwind(e);
     }
