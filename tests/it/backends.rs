@@ -148,7 +148,8 @@ impl<'a> Backend<'a> {
                 ];
                 for (c, ty) in cols {
                     if ["Int", "UInt", "Float", "Decimal"].iter().any(|n| ty.starts_with(n)) {
-                        fields.push(format!("'sum({c})=' || coalesce(cast(round(cast(sum(\"{c}\") as double), 4) as varchar), '~')"));
+                        let sum = format!("round(cast(sum(\"{c}\") as double), 4)");
+                        fields.push(format!("'sum({c})=' || coalesce(cast({sum} as varchar), '~')"));
                     }
                 }
                 fields.push(format!("coalesce(md5(string_agg({row}, chr(10) order by {row})), '~')"));
