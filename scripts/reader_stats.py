@@ -2,13 +2,18 @@
 """Read every table of a lake project's embedded catalog with PyIceberg and with DuckDB's
 iceberg extension, and print per-table statistics from each reader as JSON.
 
-Usage: python3 scripts/reader_stats.py PROJECT_DIR
+Usage: python3 scripts/reader_stats.py PROJECT_DIR [CATALOG_JSON]
+
+Without CATALOG_JSON the project's embedded SQLite catalog and local warehouse are read. With
+it, another catalog: {"type": "sql" | "rest", "uri": ..., "warehouse": ..., "s3.endpoint": ...,
+"s3.access-key-id": ..., "s3.secret-access-key": ..., "s3.region": ...} (PyIceberg catalog
+properties); DuckDB then reads s3:// tables through its httpfs extension with the same keys.
 
 Output: {"pyiceberg": {table: stats}, "duckdb": {table: stats}} where stats are the row
 count and, per column, the number of non-null values, of distinct values and (for numbers)
 the sum. The integration tests compute the same with `lake sql` and compare, so both
-readers must return the same rows as lake. Needs `pyiceberg[sql-sqlite,pyarrow]`, `duckdb`
-and the `duckdb-extension-avro` / `duckdb-extension-iceberg` packages (installed by .ci/run).
+readers must return the same rows as lake. Needs `pyiceberg[sql-sqlite,sql-postgres,pyarrow]`,
+`duckdb` and the `duckdb-extension-avro` / `-iceberg` / `-httpfs` packages (installed by .ci/run).
 """
 import glob
 import importlib
@@ -38,27 +43,54 @@ def arrow_stats(data):
     return {"rows": data.num_rows, "columns": cols}
 
 
-def duckdb_connection():
+def duckdb_connection(props):
     import duckdb
 
     con = duckdb.connect()
-    for name in ["avro", "iceberg"]:
+    s3 = "s3.endpoint" in props
+    for name in (["httpfs"] if s3 else []) + ["avro", "iceberg"]:
         module = importlib.import_module(f"duckdb_extension_{name}")
         path = glob.glob(
             os.path.join(os.path.dirname(module.__file__), "extensions", "*", f"{name}.duckdb_extension")
         )[0]
         con.execute(f"LOAD '{path}'")
+    if s3:
+        endpoint = props["s3.endpoint"]
+
+        def quote(v):
+            return "'" + str(v).replace("'", "''") + "'"
+
+        con.execute(
+            f"CREATE SECRET (TYPE s3, KEY_ID {quote(props['s3.access-key-id'])}, "
+            f"SECRET {quote(props['s3.secret-access-key'])}, "
+            f"REGION {quote(props.get('s3.region', 'us-east-1'))}, "
+            f"ENDPOINT {quote(endpoint.split('://', 1)[-1])}, URL_STYLE 'path', "
+            f"USE_SSL {str(endpoint.startswith('https://')).lower()})"
+        )
     return con
+
+
+def open_catalog(project, props):
+    if not props:
+        return SqlCatalog(
+            "lake",
+            uri=f"sqlite:///{project}/.lake/catalog.db",
+            warehouse=f"file://{project}/.lake/warehouse",
+        )
+    props = dict(props)
+    kind = props.pop("type")
+    if kind == "rest":
+        from pyiceberg.catalog.rest import RestCatalog
+
+        return RestCatalog("lake", **props)
+    return SqlCatalog("lake", **props)
 
 
 def main() -> None:
     project = os.path.abspath(sys.argv[1])
-    catalog = SqlCatalog(
-        "lake",
-        uri=f"sqlite:///{project}/.lake/catalog.db",
-        warehouse=f"file://{project}/.lake/warehouse",
-    )
-    con = duckdb_connection()
+    props = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    catalog = open_catalog(project, props)
+    con = duckdb_connection(props)
     out = {"pyiceberg": {}, "duckdb": {}}
     for ns in catalog.list_namespaces():
         for ident in catalog.list_tables(ns):

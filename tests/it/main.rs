@@ -1,6 +1,7 @@
 //! Integration tests, one binary for the whole crate (each extra binary relinks DataFusion).
 
 mod atomicity;
+mod backends;
 mod cli_errors;
 mod concurrency;
 mod crash;
