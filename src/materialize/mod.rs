@@ -62,6 +62,12 @@ use crate::lakehouse::writer::{DataWriter, WriteOptions};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Strategy {
     Replace,
+    /// Replace, with the rows checked and deduplicated as a merge checks them (no NULL key, no
+    /// duplicate key unless `dedupe_by` picks one): the full refresh of a merge model.
+    ReplaceUnique {
+        unique_key: Vec<String>,
+        dedupe_by: Option<String>,
+    },
     Append,
     Merge {
         unique_key: Vec<String>,
@@ -198,6 +204,22 @@ pub async fn materialize(
                 Err(e) => Err(e.into()),
             }
         }
+        Strategy::ReplaceUnique { unique_key, dedupe_by } => {
+            match unique_rows(&request.ident, &schema, &mut batches, unique_key, dedupe_by.as_deref()).await {
+                Ok(mut rows) => {
+                    let changes = if created {
+                        Ok(MetadataChanges::default())
+                    } else {
+                        replace_changes(&table, &schema, &request.partition_by)
+                    };
+                    match changes {
+                        Ok(changes) => write_and_commit(lakehouse, &table, &changes, &request, &mut rows).await,
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
         Strategy::Merge { .. } | Strategy::ReplaceRange { .. } => {
             copy_on_write(lakehouse, table, created, &request, &schema, &mut batches).await
         }
@@ -231,6 +253,25 @@ fn replace_changes(
         changes.partition_spec = Some(wanted);
     }
     Ok(changes)
+}
+
+/// The whole output, checked and deduplicated on `unique_key` as a merge does, as one batch.
+async fn unique_rows<'a>(
+    ident: &TableIdent,
+    schema: &ArrowSchemaRef,
+    batches: &mut BoxStream<'a, Result<arrow::array::RecordBatch>>,
+    unique_key: &[String],
+    dedupe_by: Option<&str>,
+) -> Result<BoxStream<'a, Result<arrow::array::RecordBatch>>> {
+    let mut collected = Vec::new();
+    while let Some(batch) = batches.next().await {
+        collected.push(batch?);
+    }
+    let output_schema = collected.first().map(|b| b.schema()).unwrap_or_else(|| schema.clone());
+    merge::check_columns(ident, &output_schema, unique_key, dedupe_by)?;
+    let rows = arrow::compute::concat_batches(&output_schema, &collected).context("cannot collect the model's output")?;
+    let rows = merge::check_and_dedupe(ident, rows, unique_key, dedupe_by)?;
+    Ok(futures::stream::iter([Ok(rows)]).boxed())
 }
 
 /// `table` replace / append: batches are streamed to the writer.
@@ -282,7 +323,7 @@ async fn write_and_commit(
         });
     }
     let change = match &request.strategy {
-        Strategy::Replace => Change::ReplaceAll(files),
+        Strategy::Replace | Strategy::ReplaceUnique { .. } => Change::ReplaceAll(files),
         _ => Change::Append(files),
     };
     let properties = commit_properties(request, &watermark);
@@ -310,7 +351,7 @@ fn final_watermark(request: &Request<'_>, tracker: Option<WatermarkTracker>) -> 
     };
     Ok(match (&request.fixed_watermark, new_watermark, &request.strategy) {
         (Some(fixed), _, _) => Some(fixed.clone()),
-        (None, w, Strategy::Replace) => w,
+        (None, w, Strategy::Replace | Strategy::ReplaceUnique { .. }) => w,
         (None, Some(w), _) => Some(w.max(request.previous_watermark.clone())),
         (None, None, _) => request.previous_watermark.clone(),
     })

@@ -112,7 +112,14 @@ impl Plan {
             }
         }
         let full = !incremental_model || ctx.options.full_refresh || (existing.is_some() && !is_incremental);
-        let strategy = if full { Strategy::Replace } else { incremental_strategy(model)? };
+        let strategy = match (full, incremental_strategy(model)) {
+            // A merge model rebuilt in full keeps its key unique, as its merges do.
+            (true, Ok(Strategy::Merge { unique_key, dedupe_by })) if incremental_model => {
+                Strategy::ReplaceUnique { unique_key, dedupe_by }
+            }
+            (true, _) => Strategy::Replace,
+            (false, s) => s?,
+        };
         Ok(Plan {
             name,
             ident,

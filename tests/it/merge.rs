@@ -689,3 +689,30 @@ select region, id, name, batch from {{ source('raw', 'items') }}
         vec!["eu,1,A", "eu,2,b"]
     );
 }
+
+#[test]
+fn a_full_refresh_of_a_merge_model_keeps_its_key_unique_like_its_merges() {
+    // Every delivered version of a key stays in raw; the merge model keeps the latest one,
+    // and so must its full refresh (which rebuilds from all of raw at once).
+    let model = r#"{{ config(materialized='incremental', incremental_strategy='merge', unique_key='id', dedupe_by='version', watermark='batch') }}
+select id, name, version, batch from {{ source('raw', 'items') }}
+{% if is_incremental() %}where batch > {{ watermark }}{% endif %}
+"#;
+    let p = project(model);
+    deliver(&p, 1, &["1,eu,a,10,1,2026-11-01,1", "2,eu,b,20,1,2026-11-01,1"]);
+    p.lake(&["run"]).assert_ok();
+    deliver(&p, 2, &["1,eu,a2,11,2,2026-11-02,2", "3,us,c,30,1,2026-11-02,2"]);
+    p.lake(&["run"]).assert_ok();
+    let merged = rows(&p, "select id || ':' || name from staging.items order by id");
+    assert_eq!(merged, vec!["1:a2", "2:b", "3:c"]);
+    p.lake(&["run", "--full-refresh"]).assert_ok();
+    assert_eq!(rows(&p, "select id || ':' || name from staging.items order by id"), merged);
+
+    // Without dedupe_by a duplicate key fails the full refresh as it fails a merge; the
+    // table keeps its rows.
+    p.write("models/staging/items.sql", &model.replace(", dedupe_by='version'", ""));
+    let out = p.lake(&["run", "--full-refresh"]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert!(out.all().contains("appears 2 times"), "{}", out.all());
+    assert_eq!(rows(&p, "select id || ':' || name from staging.items order by id"), merged);
+}
