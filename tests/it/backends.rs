@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::support::postgres::PgServer;
 use crate::support::readers::assert_readers_match;
+use crate::support::rest_proxy::{ProxyOptions, RestProxy};
 use crate::support::rustberg::{Rustberg, S3Warehouse};
 use crate::support::s3::Moto;
 use crate::support::{Output, TestProject};
@@ -364,4 +365,96 @@ fn scenario(backends: &[Backend]) {
         let tables = assert_readers_match(b.p.path(), b.reader_catalog.as_ref(), &|q| b.sql_rows(q));
         assert_eq!(tables.len(), rerun.len(), "{}: {tables:?}", b.name);
     }
+}
+
+/// The ```toml blocks of README's "### Backends" section, in order.
+fn readme_backend_blocks() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("### Backends").nth(1).expect("a Backends section");
+    let section = section.split("\n### ").next().unwrap();
+    section
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_string())
+        .collect()
+}
+
+/// `lake doctor` passes and a seed plus a model build on the project's `lake.toml`.
+fn doctor_and_build(p: &TestProject, env: &[(&str, &str)]) {
+    p.write("seeds/seeds.yml", "seeds:\n  - name: orders\n    config:\n      column_types: {id: bigint, amount: double}\n");
+    p.write("seeds/orders.csv", "id,amount\n1,10\n2,32\n");
+    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: orders\n");
+    p.write("models/marts/total.sql", "select cast(sum(amount) as bigint) as total from {{ source('raw', 'orders') }}\n");
+    p.lake_env(&["doctor"], env).assert_ok();
+    p.lake_env(&["build"], env).assert_ok();
+    let out = p.lake_env(&["sql", "select total from marts.total", "--format", "csv"], env);
+    assert_eq!(out.assert_ok().stdout.trim(), "total\n42");
+    for (_, v) in env {
+        assert!(!out.all().contains(v), "a secret was printed");
+    }
+}
+
+#[test]
+fn the_readme_lake_toml_of_each_backend_works_as_written() {
+    let blocks = readme_backend_blocks();
+    assert_eq!(blocks.len(), 3, "SQLite, Postgres + S3, REST + S3 with OAuth2");
+
+    // Embedded, as written.
+    let p = TestProject::new();
+    p.write("lake.toml", &format!("name = \"readme\"\n{}", blocks[0]));
+    doctor_and_build(&p, &[]);
+
+    // Postgres + S3: only the host names change.
+    let moto = Moto::start_with_auth();
+    moto.create_bucket("lakehouse");
+    let pg = PgServer::start_with_password("pg-Readme-7");
+    pg.psql("postgres", "CREATE ROLE lake LOGIN PASSWORD 'lake-Readme-8'");
+    pg.psql("postgres", "CREATE DATABASE lake OWNER lake");
+    let p = TestProject::new();
+    let toml = blocks[1]
+        .replace("db.internal:5432", &format!("127.0.0.1:{}", pg.port))
+        .replace("http://minio.internal:9000", &moto.endpoint());
+    p.write("lake.toml", &format!("name = \"readme\"\n{toml}"));
+    doctor_and_build(
+        &p,
+        &[
+            ("PGPASSWORD", "lake-Readme-8"),
+            ("S3_KEY", &moto.access_key_id),
+            ("S3_SECRET", &moto.secret_access_key),
+        ],
+    );
+
+    // REST with OAuth2 client credentials (an expiring-token proxy in front of rustberg) + S3,
+    // the S3 keys from the standard AWS variables.
+    let server = Rustberg::start_s3(&S3Warehouse {
+        location: "s3://lakehouse/warehouse",
+        endpoint: &moto.endpoint(),
+        access_key_id: &moto.access_key_id,
+        secret_access_key: &moto.secret_access_key,
+    });
+    let proxy = RestProxy::start(
+        server.port,
+        ProxyOptions {
+            token_lifetime: 300,
+            client_secret: "oauth-Readme-9".into(),
+            ..Default::default()
+        },
+    );
+    let p = TestProject::new();
+    let toml = blocks[2]
+        .replace("https://catalog.internal", &proxy.uri())
+        .replace("https://auth.internal/oauth/token", &format!("{}/v1/oauth/tokens", proxy.uri()))
+        .replace("http://minio.internal:9000", &moto.endpoint());
+    p.write("lake.toml", &format!("name = \"readme\"\n{toml}"));
+    doctor_and_build(
+        &p,
+        &[
+            ("CATALOG_CLIENT_ID", "lake"),
+            ("CATALOG_CLIENT_SECRET", "oauth-Readme-9"),
+            ("AWS_ACCESS_KEY_ID", &moto.access_key_id),
+            ("AWS_SECRET_ACCESS_KEY", &moto.secret_access_key),
+        ],
+    );
+    assert!(!proxy.events("token").is_empty());
+    assert!(proxy.events("rejected").is_empty(), "{:?}", proxy.events("rejected"));
 }
