@@ -320,6 +320,7 @@ impl Lakehouse {
         let table = catalog
             .load_table(ident)
             .await
+            .map_err(concise)
             .with_context(|| format!("cannot load table {ident}"))?;
         Ok(Some(table))
     }
@@ -368,6 +369,7 @@ impl Lakehouse {
             .await?
             .create_table(ident.namespace(), creation)
             .await
+            .map_err(concise)
             .with_context(|| format!("cannot create table {ident}"))
     }
 
@@ -380,6 +382,20 @@ impl Lakehouse {
         }
         out.sort_by_key(|t| t.to_string());
         Ok(out)
+    }
+}
+
+/// An error of the iceberg REST client without the HTTP response headers it quotes (they
+/// say nothing to a user and bury the server's message).
+fn concise(e: iceberg::Error) -> anyhow::Error {
+    let text = e.to_string();
+    match text.find("headers: {") {
+        Some(start) => {
+            let end = text[start..].find('}').map(|i| start + i + 1).unwrap_or(text.len());
+            let rest = text[end..].trim_start_matches([',', ' ']);
+            anyhow!("{}{rest}", &text[..start])
+        }
+        None => anyhow::Error::from(e),
     }
 }
 

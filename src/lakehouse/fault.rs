@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::catalog::{CatalogSpec, redact_uri};
-use super::rest_auth::AuthRefused;
+use super::rest_auth::Refused;
 
 /// Where a fault happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub enum FaultKind {
     /// The SQL catalog's tables have the old JdbcCatalog V0 layout (see
     /// [`super::catalog_schema`]).
     CatalogSchemaV0,
+    /// A REST catalog answered with a server error (5xx): its own storage or database failed.
+    ServerError,
 }
 
 /// An environment failure, with the underlying cause's text.
@@ -44,6 +46,8 @@ pub struct Fault {
     pub place: Place,
     pub kind: FaultKind,
     pub detail: String,
+    /// The setting to fix, when the failure names one (a refused token or warehouse).
+    pub setting: Option<&'static str>,
 }
 
 /// A request that got no answer in time; raised by `lake`'s own bounded waits.
@@ -90,8 +94,11 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
         if let Some(v0) = cause.downcast_ref::<super::catalog_schema::CatalogSchemaV0>() {
             return Some(fault(Place::Catalog, FaultKind::CatalogSchemaV0, v0.to_string()));
         }
-        if let Some(r) = cause.downcast_ref::<AuthRefused>() {
-            return Some(fault(Place::Catalog, FaultKind::Denied, format!("{r}; check {}", r.setting)));
+        if let Some(r) = cause.downcast_ref::<Refused>() {
+            return Some(Fault {
+                setting: Some(r.setting),
+                ..fault(Place::Catalog, FaultKind::Denied, r.to_string())
+            });
         }
         // reqwest errors that reach us unwrapped come from the REST catalog (the object
         // store's arrive inside an opendal error, matched first): unreachable or silent.
@@ -120,7 +127,12 @@ pub fn classify(error: &anyhow::Error) -> Option<Fault> {
 }
 
 fn fault(place: Place, kind: FaultKind, detail: String) -> Fault {
-    Fault { place, kind, detail }
+    Fault {
+        place,
+        kind,
+        detail,
+        setting: None,
+    }
 }
 
 /// The store's own words when an OpenDAL error carries them (`S3Error { code, message }`),
@@ -168,7 +180,7 @@ fn io_kind(e: &std::io::Error) -> Option<FaultKind> {
     }
 }
 
-/// A REST catalog request that got no answer (a refused token is [`AuthRefused`]).
+/// A REST catalog request that got no answer (a refused token is [`Refused`]).
 fn reqwest_kind(e: &reqwest::Error) -> Option<FaultKind> {
     if e.status().is_some() {
         None
@@ -233,6 +245,10 @@ fn opendal_kind(e: &opendal::Error) -> Option<FaultKind> {
 /// Last resort for causes that reached us only as text (some libraries flatten them).
 fn text_kind(text: &str) -> Option<Fault> {
     let t = text.to_ascii_lowercase();
+    // The iceberg REST client's text of a server error answer.
+    if ["status: 500", "status: 502", "status: 503", "status: 504"].iter().any(|s| t.contains(s)) {
+        return Some(fault(Place::Catalog, FaultKind::ServerError, first_line(text)));
+    }
     // The SQL driver's own words, when a library kept only the text of its error.
     if t.contains("pool timed out while waiting for an open connection") {
         return Some(fault(Place::Catalog, FaultKind::TimedOut, first_line(text)));
@@ -279,9 +295,13 @@ impl Fault {
                     FaultKind::Full => "is out of space",
                     FaultKind::Denied => "refused access",
                     FaultKind::TimedOut => "did not answer in time",
+                    FaultKind::ServerError => "failed",
                     _ => "cannot be reached",
                 };
+                let named = self.setting.map(|s| format!("check {s} in lake.toml"));
                 let hint = match (spec, &self.kind) {
+                    _ if named.is_some() => named.as_deref().unwrap_or_default(),
+                    (_, FaultKind::ServerError) => "the server's log says why (often its access to the warehouse storage)",
                     (CatalogSpec::Rest { .. }, FaultKind::Denied) => {
                         "check catalog.token or catalog.credential in lake.toml (a token may have expired)"
                     }
@@ -315,7 +335,7 @@ impl Fault {
                     FaultKind::Denied => "refused access",
                     FaultKind::TimedOut => "did not answer in time",
                     FaultKind::NoBucket => "has no such bucket",
-                    FaultKind::Unreachable | FaultKind::CatalogSchemaV0 => "cannot be reached",
+                    FaultKind::Unreachable | FaultKind::CatalogSchemaV0 | FaultKind::ServerError => "cannot be reached",
                 };
                 format!("the warehouse {warehouse}{at} {what} ({detail}); {hint}")
             }

@@ -31,7 +31,7 @@ use iceberg::{MetadataLocation, TableIdent, TableRequirement, TableUpdate};
 use sqlx::{AnyPool, Row};
 
 use super::commit::Error;
-use super::rest_auth::RestAuth;
+use super::rest_auth::{Refused, RestAuth};
 
 /// What a pointer store did with a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,9 +214,19 @@ impl RestPointerStore {
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(store.auth.refused("the request for its configuration", status).into());
         }
+        if !status.is_success() {
+            let message = server_message(&response.text().await.unwrap_or_default());
+            let (setting, what) = match (status.as_u16(), warehouse) {
+                (400 | 404, Some(w)) => ("catalog.warehouse", format!("warehouse {w}")),
+                _ => ("catalog.uri", "the request for its configuration".to_string()),
+            };
+            return Err(Refused {
+                setting,
+                detail: format!("the REST catalog refused {what} ({status}: {message})"),
+            }
+            .into());
+        }
         let config: serde_json::Value = response
-            .error_for_status()
-            .context("GET /v1/config")?
             .json()
             .await
             .context("GET /v1/config: not JSON")?;
@@ -269,6 +279,15 @@ impl RestPointerStore {
             .push(ident.name());
         url
     }
+}
+
+/// The message of an Iceberg REST error response (`{"error": {"message": ...}}`), else the
+/// start of the body.
+pub fn server_message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(300).collect::<String>().trim().to_string())
 }
 
 /// The `header.*` catalog properties as request headers.

@@ -3,8 +3,8 @@
 //! catalog's `/v1/oauth/tokens`) for access tokens that are refreshed before they expire
 //! (a fifth of their lifetime, at most a minute, ahead) and again when the server answers 401.
 //!
-//! A refused token or credential is [`AuthRefused`]: an environment fault (exit 3) whose line
-//! names the setting to fix, never the secret.
+//! A refused token or credential (and a refused `warehouse`) is [`Refused`]: an environment
+//! fault (exit 3) whose line names the setting to fix, never the secret.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,23 +13,23 @@ use anyhow::{Context, Result};
 use reqwest::header::HeaderValue;
 use tokio::sync::Mutex;
 
-/// The catalog refused our credentials (HTTP 401/403), or the token endpoint refused the
-/// client credential.
+/// The REST catalog refused our credentials (HTTP 401/403) or a setting (an unknown
+/// `warehouse`), or the token endpoint refused the client credential.
 #[derive(Debug)]
-pub struct AuthRefused {
+pub struct Refused {
     /// The `[catalog]` setting to fix.
     pub setting: &'static str,
     /// What answered what (no secret).
     pub detail: String,
 }
 
-impl std::fmt::Display for AuthRefused {
+impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.detail)
     }
 }
 
-impl std::error::Error for AuthRefused {}
+impl std::error::Error for Refused {}
 
 /// How requests to one REST catalog are authenticated.
 #[derive(Debug)]
@@ -98,7 +98,8 @@ impl RestAuth {
     pub fn setting(&self) -> &'static str {
         match self.kind {
             Kind::Credential { .. } => "catalog.credential",
-            _ => "catalog.token",
+            Kind::Fixed(_) => "catalog.token",
+            Kind::None => "catalog.token or catalog.credential",
         }
     }
 
@@ -159,7 +160,7 @@ impl RestAuth {
             .with_context(|| format!("the OAuth2 token endpoint {endpoint}"))?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN || status == reqwest::StatusCode::BAD_REQUEST {
-            return Err(AuthRefused {
+            return Err(Refused {
                 setting: "catalog.credential",
                 detail: format!("the OAuth2 token endpoint {endpoint} refused the client credential ({status})"),
             }
@@ -187,13 +188,13 @@ impl RestAuth {
     }
 
     /// The error for a 401/403 answer to `what`.
-    pub fn refused(&self, what: &str, status: reqwest::StatusCode) -> AuthRefused {
+    pub fn refused(&self, what: &str, status: reqwest::StatusCode) -> Refused {
         let hint = match self.kind {
             Kind::None => "the catalog requires authentication",
             Kind::Fixed(_) => "the token is wrong or has expired",
             Kind::Credential { .. } => "the credential's token was refused",
         };
-        AuthRefused {
+        Refused {
             setting: self.setting(),
             detail: format!("the REST catalog refused {what} ({status}: {hint})"),
         }

@@ -264,7 +264,7 @@ fn a_rest_catalog_with_a_wrong_token_is_one_line_naming_it_and_the_right_key_wor
     // A wrong key: 401 from the server.
     let out = p.lake_env(&["seed"], &[("LAKE_SECRET", "rb_wrong-Qx7v9-key")]);
     assert!(!out.all().contains("wrong-Qx7v9"), "{}", out.all());
-    assert_one_line_failure(&out, &["refused access", "catalog.token", "catalog.credential"]);
+    assert_one_line_failure(&out, &["refused access", "catalog.token", "wrong or has expired"]);
     let out = p.lake_env(&["doctor"], &[("LAKE_SECRET", "rb_wrong-Qx7v9-key")]);
     assert_eq!(out.code, EXIT_ENVIRONMENT, "{}", out.all());
     assert!(out.stdout.lines().any(|l| l.starts_with("catalog") && l.contains("FAIL") && l.contains("token")), "{}", out.all());

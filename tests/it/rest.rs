@@ -228,3 +228,28 @@ fn a_refused_token_or_credential_fails_with_exit_3_naming_the_setting_and_no_sec
     p.write("lake.toml", &rest_toml(&proxy.uri(), "credential = \"lake:${REST_SECRET}\"\n"));
     p.lake_env(&["sql", "select 1"], &[("REST_SECRET", "right-secret")]).assert_ok();
 }
+
+#[test]
+fn a_wrong_warehouse_or_a_failing_server_is_one_line_with_exit_3() {
+    let moto = crate::support::s3::Moto::start(0);
+    // rustberg's warehouse bucket does not exist: its storage fails, it answers 500.
+    let server = crate::support::rustberg::Rustberg::start_s3(&crate::support::rustberg::S3Warehouse {
+        location: "s3://missing-bucket/wh",
+        endpoint: &moto.endpoint(),
+        access_key_id: "k",
+        secret_access_key: "s",
+    });
+    let p = TestProject::with_orders_seed();
+    // A warehouse the server does not serve: the server's own explanation, and the setting.
+    p.write("lake.toml", &rest_toml(&server.uri(), "warehouse = \"s3://elsewhere/wh\"\n"));
+    let out = p.lake(&["seed"]);
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(out.stderr.contains("catalog.warehouse") && out.stderr.contains("s3://elsewhere/wh"), "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    // The server fails to create the table: exit 3, the server's message, no HTTP headers.
+    p.write("lake.toml", &rest_toml(&server.uri(), ""));
+    let out = p.lake(&["seed"]);
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(out.stdout.contains("500 Internal Server Error") && out.stdout.contains("server's log"), "{}", out.stdout);
+    assert!(!out.all().to_ascii_lowercase().contains("content-type"), "{}", out.all());
+}
