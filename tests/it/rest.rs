@@ -230,6 +230,40 @@ fn a_refused_token_or_credential_fails_with_exit_3_naming_the_setting_and_no_sec
 }
 
 #[test]
+fn an_expired_token_fails_with_exit_3_naming_catalog_token() {
+    // A real token from the token endpoint, used as a fixed `token` after it expired.
+    let server = Rustberg::start();
+    let proxy = RestProxy::start(
+        server.port,
+        ProxyOptions {
+            token_lifetime: 1,
+            client_secret: "right-secret".into(),
+            ..Default::default()
+        },
+    );
+    let fetch = format!(
+        "import json, urllib.request, urllib.parse\n\
+         data = urllib.parse.urlencode({{'grant_type': 'client_credentials', 'client_id': 'lake', 'client_secret': 'right-secret'}}).encode()\n\
+         print(json.load(urllib.request.urlopen('{}/v1/oauth/tokens', data))['access_token'])",
+        proxy.uri()
+    );
+    let out = Command::new("python3").args(["-c", &fetch]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let p = TestProject::new();
+    p.write("lake.toml", &rest_toml(&proxy.uri(), "token = \"${REST_TOKEN}\"\n"));
+    // Still valid: it works.
+    p.lake_env(&["sql", "select 1"], &[("REST_TOKEN", &token)]).assert_ok();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = p.lake_env(&["sql", "select 1"], &[("REST_TOKEN", &token)]);
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(out.stderr.contains("catalog.token") && out.stderr.contains("expired"), "{}", out.stderr);
+    assert!(!out.all().contains(&token), "{}", out.all());
+    let rejected = proxy.events("rejected");
+    assert!(rejected.iter().any(|e| e["reason"] == "expired"), "{rejected:?}");
+}
+
+#[test]
 fn a_wrong_warehouse_or_a_failing_server_is_one_line_with_exit_3() {
     let moto = crate::support::s3::Moto::start(0);
     // rustberg's warehouse bucket does not exist: its storage fails, it answers 500.
