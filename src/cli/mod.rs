@@ -297,6 +297,9 @@ pub enum SqlFormat {
 /// ```
 pub fn main_with_registry(registry: Registry) -> i32 {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Ingest(_)) {
+        quiet_on_closed_pipe();
+    }
     init_logging(cli.global.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -345,6 +348,17 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
             let args = resolve::ResolveArgs { input, id, columns, config, output };
             tokio::task::block_in_place(|| resolve::resolve(&g, &args))
         }
+    }
+}
+
+/// `lake show t | head`: when the reader of stdout goes away, end quietly as Unix tools do
+/// (the default SIGPIPE action) instead of panicking in `println!`. Sockets are unaffected
+/// (Rust writes to them with MSG_NOSIGNAL); `lake ingest`, a long-running server, keeps
+/// ignoring the signal.
+fn quiet_on_closed_pipe() {
+    // SAFETY: called before any thread is started; resets one signal's disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

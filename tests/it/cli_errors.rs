@@ -135,3 +135,24 @@ fn unknown_model_config_key_is_named() {
     assert!(out.stderr.contains("materialised"), "{}", out.stderr);
     assert!(out.stderr.contains("did you mean 'materialized'"), "{}", out.stderr);
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `lake sql ... | head -c 20`: the reader goes away long before the output (far more than
+    // a pipe buffer) is written; lake must not panic.
+    let p = crate::support::TestProject::new();
+    let script = format!(
+        "'{}' sql 'select * from range(300000)' --format csv | head -c 20 >/dev/null",
+        crate::support::lake_bin().display()
+    );
+    for _ in 0..3 {
+        let out = std::process::Command::new("bash")
+            .args(["-c", &format!("set -o pipefail; {script}; echo \"status=$?\" >&2")])
+            .current_dir(p.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.contains("status=0") || stderr.contains("status=141"), "{stderr}");
+    }
+}
