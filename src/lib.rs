@@ -13,6 +13,7 @@
 //! resolve  beside run: entity resolution; its model adapter uses engine's Rust-model context
 //! builtins the Rust models shipped in the binary (engine's registry + resolve)
 //! csv      the tolerant CSV reader ingest and resolve share
+//! demo     the demo's webhook event generator (signs through ingest's webhook schemes)
 //! ```
 //!
 //! [`lakehouse`] knows nothing of models; [`graph`] knows nothing of Iceberg.
@@ -20,6 +21,7 @@
 pub mod builtins;
 pub mod cli;
 pub mod csv;
+pub mod demo;
 pub mod engine;
 pub mod graph;
 pub mod ingest;

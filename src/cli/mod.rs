@@ -4,6 +4,7 @@
 //! `lake.toml`, template, graph or selector); 3 the catalog or storage could not be reached.
 
 mod build;
+mod demo;
 mod doctor;
 mod ingest;
 mod inspect;
@@ -145,6 +146,13 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Realistic Shopify, Stripe and HubSpot webhook events: NDJSON files (--out) or signed
+    /// posts to a running `lake ingest` webhook server (--post).
+    Generate(demo::GenerateArgs),
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SourceCommand {
     /// How long ago each source table was last loaded, against its freshness block (exit 1 when
     /// one is past error_after).
@@ -177,6 +185,11 @@ pub enum Command {
         select: SelectArgs,
         #[command(flatten)]
         exec: ExecArgs,
+    },
+    /// The demo pipeline's event generator: `lake demo generate`.
+    Demo {
+        #[command(subcommand)]
+        action: DemoCommand,
     },
     /// Source checks: `lake source freshness`.
     Source {
@@ -334,6 +347,7 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Build { select, exec } => build::run(&g, &select, &exec, registry, true).await,
         Command::Test { select } => build::test(&g, &select, registry).await,
         Command::Source { action: SourceCommand::Freshness { select } } => source::freshness(&g, &select).await,
+        Command::Demo { action: DemoCommand::Generate(args) } => demo::generate(&g, args).await,
         Command::Ls { select, output } => project_cmds::ls(&g, &select, output),
         Command::Compile { select } => project_cmds::compile(&g, &select).await,
         Command::Sql { query, format, out } => sql::sql(&g, &query, format, out.as_deref()).await,

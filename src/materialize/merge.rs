@@ -305,3 +305,24 @@ async fn candidate_files(
     }
     Ok(candidates)
 }
+
+/// The whole output, checked and deduplicated on `unique_key` as a merge does, as one batch.
+pub(super) async fn unique_rows<'a>(
+    ident: &TableIdent,
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &mut futures::stream::BoxStream<'a, Result<RecordBatch>>,
+    unique_key: &[String],
+    dedupe_by: Option<&str>,
+) -> Result<futures::stream::BoxStream<'a, Result<RecordBatch>>> {
+    use anyhow::Context;
+    use futures::StreamExt;
+    let mut collected = Vec::new();
+    while let Some(batch) = batches.next().await {
+        collected.push(batch?);
+    }
+    let output_schema = collected.first().map(|b| b.schema()).unwrap_or_else(|| schema.clone());
+    check_columns(ident, &output_schema, unique_key, dedupe_by)?;
+    let rows = arrow::compute::concat_batches(&output_schema, &collected).context("cannot collect the model's output")?;
+    let rows = check_and_dedupe(ident, rows, unique_key, dedupe_by)?;
+    Ok(futures::stream::iter([Ok(rows)]).boxed())
+}

@@ -205,7 +205,7 @@ pub async fn materialize(
             }
         }
         Strategy::ReplaceUnique { unique_key, dedupe_by } => {
-            match unique_rows(&request.ident, &schema, &mut batches, unique_key, dedupe_by.as_deref()).await {
+            match merge::unique_rows(&request.ident, &schema, &mut batches, unique_key, dedupe_by.as_deref()).await {
                 Ok(mut rows) => {
                     let changes = if created {
                         Ok(MetadataChanges::default())
@@ -253,25 +253,6 @@ fn replace_changes(
         changes.partition_spec = Some(wanted);
     }
     Ok(changes)
-}
-
-/// The whole output, checked and deduplicated on `unique_key` as a merge does, as one batch.
-async fn unique_rows<'a>(
-    ident: &TableIdent,
-    schema: &ArrowSchemaRef,
-    batches: &mut BoxStream<'a, Result<arrow::array::RecordBatch>>,
-    unique_key: &[String],
-    dedupe_by: Option<&str>,
-) -> Result<BoxStream<'a, Result<arrow::array::RecordBatch>>> {
-    let mut collected = Vec::new();
-    while let Some(batch) = batches.next().await {
-        collected.push(batch?);
-    }
-    let output_schema = collected.first().map(|b| b.schema()).unwrap_or_else(|| schema.clone());
-    merge::check_columns(ident, &output_schema, unique_key, dedupe_by)?;
-    let rows = arrow::compute::concat_batches(&output_schema, &collected).context("cannot collect the model's output")?;
-    let rows = merge::check_and_dedupe(ident, rows, unique_key, dedupe_by)?;
-    Ok(futures::stream::iter([Ok(rows)]).boxed())
 }
 
 /// `table` replace / append: batches are streamed to the writer.

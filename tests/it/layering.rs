@@ -17,8 +17,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ingest", &["materialize", "lakehouse", "project", "csv"]),
     ("resolve", &["engine", "csv"]),
     ("builtins", &["engine", "resolve"]),
+    ("demo", &["ingest"]),
     ("run", &["graph", "project", "engine", "materialize", "lakehouse"]),
-    ("cli", &["run", "graph", "project", "engine", "materialize", "lakehouse", "ingest", "resolve", "builtins", "csv"]),
+    ("cli", &["run", "graph", "project", "engine", "materialize", "lakehouse", "ingest", "resolve", "builtins", "csv", "demo"]),
 ];
 
 /// `module -> modules it references`, from the source tree.

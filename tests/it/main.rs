@@ -6,6 +6,7 @@ mod cli_errors;
 mod concurrency;
 mod crash;
 mod demo;
+mod demo_events;
 mod doctor;
 mod faults;
 mod graph;

@@ -29,6 +29,7 @@ use super::files::{FileFormat, FileReader, FileSpec};
 use super::records::{Coordinates, RawRecord, SourceKind};
 use super::source::{Positions, Source};
 pub use crate::ingest::config::{ProviderConfig, WebhookConfig};
+pub use signature::sign;
 use wal::Envelope;
 
 /// `http://host:port` → the address to listen on.

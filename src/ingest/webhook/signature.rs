@@ -1,5 +1,7 @@
 //! Verifying a webhook request: each provider's signature scheme (HMAC-SHA256, compared in
-//! constant time), its timestamp tolerance, and the keys the event is deduplicated by.
+//! constant time), its timestamp tolerance, and the keys the event is deduplicated by; and
+//! signing one the way each provider does ([`sign`], for `lake demo generate --post`), so both
+//! sides of every scheme live here.
 //!
 //! Deduplication keys ([`Envelope::keys`]): the provider's event id, and for providers whose
 //! signature covers no delivery-specific value (Shopify, generic without a timestamp) also a
@@ -33,6 +35,32 @@ fn mac(secret: &[u8], parts: &[&[u8]]) -> HmacSha256 {
 /// Whether `signature` is the HMAC-SHA256 of `parts` under one of `secrets` (constant time).
 fn verify(secrets: &[Vec<u8>], parts: &[&[u8]], signature: &[u8]) -> bool {
     secrets.iter().any(|s| mac(s, parts).verify_slice(signature).is_ok())
+}
+
+/// The signature headers `provider` sends with `body`, POSTed to `full_uri` at `now`
+/// (Shopify: base64 HMAC of the body; Stripe: `t=<unix>,v1=<hex HMAC of "t.body">`; HubSpot v3:
+/// base64 HMAC of method + URI + body + millisecond timestamp; generic: hex HMAC of
+/// "timestamp.body" with `X-Webhook-Timestamp`).
+pub fn sign(provider: &str, secret: &[u8], full_uri: &str, body: &[u8], now: chrono::DateTime<chrono::Utc>) -> Vec<(String, String)> {
+    let b64 = |m: HmacSha256| base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes());
+    match provider {
+        "shopify" => vec![("X-Shopify-Hmac-Sha256".into(), b64(mac(secret, &[body])))],
+        "stripe" => {
+            let t = now.timestamp().to_string();
+            let v1 = hex::encode(mac(secret, &[t.as_bytes(), b".", body]).finalize().into_bytes());
+            vec![("Stripe-Signature".into(), format!("t={t},v1={v1}"))]
+        }
+        "hubspot" => {
+            let ts = now.timestamp_millis().to_string();
+            let sig = b64(mac(secret, &[b"POST", full_uri.as_bytes(), body, ts.as_bytes()]));
+            vec![("X-HubSpot-Signature-v3".into(), sig), ("X-HubSpot-Request-Timestamp".into(), ts)]
+        }
+        _ => {
+            let t = now.timestamp().to_string();
+            let sig = hex::encode(mac(secret, &[t.as_bytes(), b".", body]).finalize().into_bytes());
+            vec![("X-Signature".into(), format!("sha256={sig}")), ("X-Webhook-Timestamp".into(), t)]
+        }
+    }
 }
 
 /// The dedupe digest of a provider's signed content: SHA-256 (hex) of the provider, the signed
