@@ -174,17 +174,7 @@ fn build_runs_source_tests_first_and_a_failing_one_skips_the_models_that_read_it
     p.write("models/staging/stg_refunds.sql", "select * from {{ source('raw', 'refunds') }}\n");
     let out = p.lake(&["build"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(p.path().join("target/run_results.json")).unwrap()).unwrap();
-    let status = |name: &str| {
-        results["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .map(|r| r["status"].as_str().unwrap().to_string())
-            .unwrap_or_else(|| panic!("{name} not in {results}"))
-    };
+    let status = |name: &str| last_result(&p, name).0;
     assert_eq!(status("stg_orders"), "skipped");
     assert_eq!(status("order_total"), "skipped");
     assert_eq!(status("stg_refunds"), "success");
