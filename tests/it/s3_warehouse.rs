@@ -171,10 +171,16 @@ fn maintain_and_remove_orphans(moto: &Moto, p: &TestProject) {
     }
     assert!(after.contains(fresh_orphan) && after.contains(beside));
     assert_eq!(count_sum(p, "staging.app", "amount"), pair(8, "360.0"));
-    // Nothing left to remove, and the table reads the same after a second pass.
+    // Nothing else to remove (the fresh orphan only once it is older than the margin, which a
+    // slow machine may reach by now), and the table reads the same after a second pass.
     let again = p.lake(&["maintain", "--select", "app", "--log-format", "json"]);
     again.assert_ok();
-    assert!(again.stdout.contains("\"orphans\":[]"), "{}", again.stdout);
+    let event: serde_json::Value = serde_json::from_str(again.stdout.lines().next().unwrap()).unwrap();
+    let orphans = event["orphans"].as_array().unwrap();
+    assert!(
+        orphans.is_empty() || *orphans == vec![serde_json::json!(format!("s3://lake/{fresh_orphan}"))],
+        "{event}"
+    );
     assert_eq!(count_sum(p, "staging.app", "amount"), pair(8, "360.0"));
 }
 
