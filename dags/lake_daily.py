@@ -1,4 +1,4 @@
-"""Daily refresh of the shop_lakehouse `lake` project (Apache Airflow 2.9 or later).
+"""Daily refresh of the shop_lakehouse `lake` project (Apache Airflow 3, or 2.9 and later).
 
 Runs, one after the other, every day at 02:00:
 
@@ -13,26 +13,62 @@ the worker's PATH. With ``--log-format json`` every log line is one JSON object,
 log can be shipped to a log store as is.
 
 Exit codes: ``lake`` exits 0 when everything succeeded, 1 when a model or a data test failed,
-2 on a project or usage error (bad lake.toml, YAML, template, or command line) and 3 on a
-catalog or storage error. BashOperator fails the task on any non-zero exit code, so a failed
-step stops the downstream steps; the task is retried once (useful for transient catalog or
-storage errors, exit code 3).
+2 on a project or usage error (bad lake.toml, YAML, template, or command line) and 3 when the
+catalog or storage could not be reached or written. Any non-zero exit code fails the task, so
+a failed step stops the steps after it (they end ``upstream_failed``). Only exit code 3 is
+retried (twice, five minutes apart): an unreachable catalog or object store may come back,
+while a failed model or test, or a broken project, fails the same way until someone fixes it,
+so those fail the task at once, without retries.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow import DAG
-from airflow.operators.bash import BashOperator
+# Each name from where Airflow 3 keeps it, else from where Airflow 2 did.
+try:
+    from airflow.providers.standard.operators.bash import BashOperator
+except ImportError:
+    from airflow.operators.bash import BashOperator
+try:
+    from airflow.sdk import DAG
+except ImportError:
+    from airflow import DAG
+try:
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+except ImportError:
+    from airflow.exceptions import AirflowException, AirflowFailException
 
 # Rendered when each task runs (env, and since Airflow 2.9 cwd, are templated fields of
 # BashOperator), so the Variable is read at run time, not every time the scheduler parses this file.
 PROJECT_DIR = "{{ var.value.lake_project_dir }}"
 
+# `lake` exits 3 when the catalog or storage could not be reached or written: worth a retry.
+RETRYABLE_EXIT_CODES = {3}
+
+
+class LakeOperator(BashOperator):
+    """A BashOperator for `lake` commands that retries only catalog/storage failures (exit 3).
+
+    Any other failure (exit 1: a model, seed or test failed; exit 2: a project or usage error;
+    a missing project directory) raises AirflowFailException, which fails the task without
+    using its retries.
+    """
+
+    def execute(self, context):
+        try:
+            return super().execute(context)
+        except AirflowException as err:
+            process = self.subprocess_hook.sub_process
+            code = process.returncode if process is not None else None
+            if code in RETRYABLE_EXIT_CODES:
+                raise
+            raise AirflowFailException(f"{err} (not retried: only exit code 3 is)") from err
+
+
 default_args = {
     "owner": "data",
-    "retries": 1,
+    "retries": 2,
     "retry_delay": timedelta(minutes=5),
 }
 
@@ -52,21 +88,23 @@ with DAG(
         # object store, ...) and adds these variables to it.
         "env": {"LAKE_PROJECT_DIR": PROJECT_DIR},
         "append_env": True,
+        # lake never exits 99; without this, BashOperator would turn exit 99 into "skipped".
+        "skip_on_exit_code": None,
     }
 
-    seed = BashOperator(
+    seed = LakeOperator(
         task_id="lake_seed",
         bash_command="lake seed --log-format json",
         **common,
     )
 
-    run = BashOperator(
+    run = LakeOperator(
         task_id="lake_run",
         bash_command="lake run --select staging+ --log-format json",
         **common,
     )
 
-    test = BashOperator(
+    test = LakeOperator(
         task_id="lake_test",
         bash_command="lake test --log-format json",
         **common,

@@ -1,5 +1,6 @@
 //! Integration tests, one binary for the whole crate (each extra binary relinks DataFusion).
 
+mod airflow;
 mod atomicity;
 mod backends;
 mod cli_errors;
