@@ -42,10 +42,13 @@ impl Codec {
     }
 }
 
+/// Rows handed to the file writer at a time; it may roll to a new file between them.
+const ROLL_CHECK_ROWS: usize = 8192;
+
 /// How data files are written.
 #[derive(Debug, Clone)]
 pub struct WriteOptions {
-    /// Roll to a new file once this many bytes are written (files overshoot by up to one batch).
+    /// Roll to a new file once this many bytes are written (files overshoot by up to 8,192 rows).
     pub target_file_size: usize,
     pub codec: Codec,
 }
@@ -145,11 +148,19 @@ impl DataWriter {
         }
         let batch = conform_batch(batch, &self.arrow_schema)?;
         self.rows += batch.num_rows() as u64;
-        match &mut self.inner {
-            Inner::Unpartitioned(w) => w.write(batch).await?,
-            Inner::Partitioned { splitter, writer } => {
-                for (key, part) in splitter.split(&batch)? {
-                    writer.write(key, part).await?;
+        // Files roll between writes: a large batch goes in slices (zero-copy), so a file ends
+        // near the target size instead of holding the whole batch.
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = ROLL_CHECK_ROWS.min(batch.num_rows() - offset);
+            let slice = batch.slice(offset, len);
+            offset += len;
+            match &mut self.inner {
+                Inner::Unpartitioned(w) => w.write(slice).await?,
+                Inner::Partitioned { splitter, writer } => {
+                    for (key, part) in splitter.split(&slice)? {
+                        writer.write(key, part).await?;
+                    }
                 }
             }
         }

@@ -4,8 +4,9 @@
 //! then the live data files that can hold an incoming key are found from their identity
 //! partition values and key column bounds; only those are read. A file holding at least one
 //! incoming key is rewritten without the matching rows; files without a match stay untouched.
-//! The survivors and the incoming rows are written with one writer and committed with the
-//! removed files as one `overwrite` snapshot (an `append` when no existing row matched).
+//! The survivors and the incoming rows (sorted by the key, so files keep narrow key ranges) are
+//! written with one writer and committed with the removed files as one `overwrite` snapshot
+//! (an `append` when no existing row matched).
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -323,6 +324,16 @@ pub(super) async fn unique_rows<'a>(
     let output_schema = collected.first().map(|b| b.schema()).unwrap_or_else(|| schema.clone());
     check_columns(ident, &output_schema, unique_key, dedupe_by)?;
     let rows = arrow::compute::concat_batches(&output_schema, &collected).context("cannot collect the model's output")?;
-    let rows = check_and_dedupe(ident, rows, unique_key, dedupe_by)?;
+    let rows = sorted_by_key(&check_and_dedupe(ident, rows, unique_key, dedupe_by)?, unique_key)?;
     Ok(futures::stream::iter([Ok(rows)]).boxed())
+}
+
+/// The rows in `unique_key` order: written so, each data file holds a narrow key range, and a
+/// later merge of a few keys finds few files whose bounds can hold them (and rewrites only those).
+pub(super) fn sorted_by_key(rows: &RecordBatch, unique_key: &[String]) -> Result<RecordBatch> {
+    let keys = key_columns(rows, unique_key)?;
+    let columns: Vec<arrow::compute::SortColumn> =
+        keys.into_iter().map(|values| arrow::compute::SortColumn { values, options: None }).collect();
+    let order = arrow::compute::lexsort_to_indices(&columns, None)?;
+    Ok(take_record_batch(rows, &order)?)
 }

@@ -418,6 +418,7 @@ async fn copy_on_write(
         let (rows, plan) = match &request.strategy {
             Strategy::Merge { unique_key, dedupe_by } => {
                 let rows = merge::check_and_dedupe(&request.ident, rows, unique_key, dedupe_by.as_deref())?;
+                let rows = merge::sorted_by_key(&rows, unique_key)?;
                 let plan = merge::rewrite(&table, &target, &rows, unique_key, request.write).await?;
                 (rows, plan)
             }
