@@ -21,6 +21,7 @@
 //! The watermark (max of the configured column over the rows written, merged with the stored
 //! one, or a value fixed by the caller) is put in the same snapshot's summary as the data.
 
+mod guard;
 mod merge;
 mod replace_range;
 mod schema_change;
@@ -147,7 +148,7 @@ impl Error {
 }
 
 /// Attempts of a copy-on-write change when a concurrent writer removed a file it replaces.
-const REWRITE_ATTEMPTS: u32 = 3;
+const REWRITE_ATTEMPTS: u32 = 5;
 
 /// Write `batches` (with `schema`) to the table and commit once.
 pub async fn materialize(
@@ -205,18 +206,13 @@ pub async fn materialize(
             }
         }
         Strategy::ReplaceUnique { unique_key, dedupe_by } => {
-            match merge::unique_rows(&request.ident, &schema, &mut batches, unique_key, dedupe_by.as_deref()).await {
-                Ok(mut rows) => {
-                    let changes = if created {
-                        Ok(MetadataChanges::default())
-                    } else {
-                        replace_changes(&table, &schema, &request.partition_by)
-                    };
-                    match changes {
-                        Ok(changes) => write_and_commit(lakehouse, &table, &changes, &request, &mut rows).await,
-                        Err(e) => Err(e.into()),
-                    }
-                }
+            let prepared = async {
+                let rows = merge::unique_rows(&request.ident, &schema, &mut batches, unique_key, dedupe_by.as_deref()).await?;
+                let changes = if created { MetadataChanges::default() } else { replace_changes(&table, &schema, &request.partition_by)? };
+                Ok::<_, anyhow::Error>((rows, changes))
+            };
+            match prepared.await {
+                Ok((mut rows, changes)) => write_and_commit(lakehouse, &table, &changes, &request, &mut rows).await,
                 Err(e) => Err(e.into()),
             }
         }
@@ -440,7 +436,9 @@ async fn copy_on_write(
             }
         };
         let properties = commit_properties(request, &watermark);
-        match commit::commit(lakehouse, table.clone(), &changes, change, properties, request.rebase.as_ref()).await {
+        let guard = guard::planned_on(&table, request.properties.get(summary::MODEL).cloned());
+        let rebase = request.rebase.as_ref().or(Some(&guard));
+        match commit::commit(lakehouse, table.clone(), &changes, change, properties, rebase).await {
             Ok(outcome) => {
                 return Ok(Outcome {
                     rows_written: rows.num_rows() as u64,

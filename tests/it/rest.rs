@@ -287,3 +287,60 @@ fn a_wrong_warehouse_or_a_failing_server_is_one_line_with_exit_3() {
     assert!(out.stdout.contains("500 Internal Server Error") && out.stdout.contains("server's log"), "{}", out.stdout);
     assert!(!out.all().to_ascii_lowercase().contains("content-type"), "{}", out.all());
 }
+
+#[test]
+fn a_merge_whose_commit_waits_behind_an_append_of_the_same_key_plans_again() {
+    // The merge's commit is held by the proxy while another producer appends a row with a key
+    // the merge also writes. Released, the commit meets a moved table (409): rebuilding it on
+    // the new state would keep both rows of that key; the merge must plan again instead.
+    let server = Rustberg::start();
+    let proxy = RestProxy::start(
+        server.port,
+        ProxyOptions {
+            hold: Some("latest".into()),
+            ..Default::default()
+        },
+    );
+    let p = TestProject::new();
+    p.write("lake.toml", &rest_toml(&server.uri(), ""));
+    p.write(
+        "seeds/seeds.yml",
+        "seeds:\n  - name: events\n    config:\n      files: \"events_*.csv\"\n      column_types: {id: bigint, v: bigint}\n",
+    );
+    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: events\n");
+    p.write(
+        "models/staging/latest.sql",
+        "{{ config(materialized='incremental', incremental_strategy='merge', unique_key='id', dedupe_by='v', on_schema_change='append_new_columns') }}\n\
+         select id, v from {{ source('raw', 'events') }}\n",
+    );
+    p.write("seeds/events_1.csv", "id,v\n1,1\n2,1\n3,1\n");
+    p.lake(&["build"]).assert_ok();
+    // The ingest columns exist before the race (an append of a key of its own).
+    p.write("first.ndjson", "{\"id\": 100, \"v\": 0}\n");
+    p.lake(&["ingest", "--from", "first.ndjson", "--table", "staging.latest", "--once"]).assert_ok();
+    p.write("seeds/events_2.csv", "id,v\n3,2\n");
+    p.lake(&["seed"]).assert_ok();
+
+    let merge = Command::new(crate::support::lake_bin())
+        .args(["run", "--select", "latest"])
+        .env("LAKE_CATALOG_URI", proxy.uri())
+        .current_dir(p.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while proxy.events("held").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the merge never committed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    p.write("extra.ndjson", "{\"id\": 3, \"v\": 7}\n");
+    p.lake(&["ingest", "--from", "extra.ndjson", "--table", "staging.latest", "--once"]).assert_ok();
+    proxy.release();
+    let out = merge.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(p.sql_count("select count(*) from staging.latest"), p.sql_count("select count(distinct id) from staging.latest"));
+    // The merge committed last: its version of key 3 stands.
+    assert_eq!(p.sql_count("select v from staging.latest where id = 3"), 2);
+    assert_eq!(p.sql_count("select count(*) from staging.latest"), 4);
+}

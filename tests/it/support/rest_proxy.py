@@ -1,12 +1,14 @@
 """An HTTP proxy in front of an Iceberg REST catalog, for tests: an OAuth2 token endpoint whose
 tokens expire after --token-lifetime seconds (expired or unknown tokens get 401), and answers
 to table commits that are lost after the server applied them (--lose-every N: every Nth commit
-is forwarded, then its connection is closed without an answer). Every event goes to --log as
-one JSON line."""
+is forwarded, then its connection is closed without an answer), and a commit held back (--hold
+TABLE: the first commit to that table waits until the file --release exists, so a test can
+commit something else first). Every event goes to --log as one JSON line."""
 
 import argparse
 import http.client
 import json
+import os
 import re
 import threading
 import time
@@ -16,7 +18,7 @@ from urllib.parse import parse_qs
 ARGS = None
 LOCK = threading.Lock()
 TOKENS = {}  # token -> issued at
-COUNTS = {"tokens": 0, "commits": 0}
+COUNTS = {"tokens": 0, "commits": 0, "held": 0}
 COMMIT = re.compile(r"^/v1/(.+/)?namespaces/[^/]+/tables/[^/?]+$")
 
 
@@ -77,6 +79,15 @@ class Handler(BaseHTTPRequestHandler):
             return self.token_endpoint(body)
         if not self.authorized():
             return
+        if ARGS.hold and self.command == "POST" and self.path.split("?")[0].endswith("/tables/" + ARGS.hold):
+            with LOCK:
+                COUNTS["held"] += 1
+                first = COUNTS["held"] == 1
+            if first:
+                log("held", path=self.path)
+                while not os.path.exists(ARGS.release):
+                    time.sleep(0.05)
+                log("released", path=self.path)
         headers = {k: v for k, v in self.headers.items()
                    if k.lower() not in ("host", "authorization", "connection", "content-length")}
         upstream = http.client.HTTPConnection("127.0.0.1", ARGS.upstream_port, timeout=60)
@@ -108,6 +119,8 @@ def main():
     parser.add_argument("--client-id", default="lake")
     parser.add_argument("--client-secret", default="")
     parser.add_argument("--lose-every", type=int, default=0)
+    parser.add_argument("--hold", default="")
+    parser.add_argument("--release", default="")
     ARGS = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
     server.daemon_threads = True

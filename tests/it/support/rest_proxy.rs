@@ -22,6 +22,8 @@ pub struct ProxyOptions {
     pub client_secret: String,
     /// Lose the answer to every Nth commit (0: none).
     pub lose_every: u32,
+    /// Hold the first commit to this table (its name) until [`RestProxy::release`].
+    pub hold: Option<String>,
 }
 
 impl RestProxy {
@@ -39,6 +41,9 @@ impl RestProxy {
             .args(["--token-lifetime", &options.token_lifetime.to_string()])
             .args(["--client-secret", &options.client_secret])
             .args(["--lose-every", &options.lose_every.to_string()])
+            .args(["--hold", options.hold.as_deref().unwrap_or("")])
+            .arg("--release")
+            .arg(dir.path().join("release"))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -49,6 +54,11 @@ impl RestProxy {
             std::thread::sleep(Duration::from_millis(50));
         }
         RestProxy { child, port, log, _dir: dir }
+    }
+
+    /// Let a held commit through.
+    pub fn release(&self) {
+        std::fs::write(self.log.with_file_name("release"), "").unwrap();
     }
 
     pub fn uri(&self) -> String {
