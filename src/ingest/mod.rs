@@ -17,6 +17,7 @@
 //! (signed HTTP requests through a local write-ahead log), [`objects`] (`s3://`).
 
 pub use crate::project::ingest as config;
+pub mod decode;
 pub mod files;
 pub mod kafka;
 pub mod metrics;

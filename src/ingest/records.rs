@@ -504,12 +504,85 @@ pub struct Converted {
     pub added_columns: Vec<String>,
 }
 
-/// Converts `records` into a batch of the layout (growing it when `evolve` meets new fields).
+/// Converts `records` into a batch of the layout (growing it when `evolve` meets new fields):
+/// the regular records vectorized ([`super::decode`]), the others one by one, rows in the
+/// order of the records.
 pub fn convert_records(layout: &mut Layout, source: &str, records: Vec<RawRecord>, loaded_at: i64) -> Result<Converted> {
+    let total = records.len();
+    let (regular, decoded) = super::decode::decode(layout, &records);
+    let (mut fast, mut slow) = (Vec::new(), Vec::new());
+    for (record, regular) in records.into_iter().zip(&regular) {
+        if *regular { fast.push(record) } else { slow.push(record) }
+    }
+    tracing::debug!("ingest {source}: {} of {total} records decoded vectorized", fast.len());
+    let each = convert_each(layout, slow);
+    // Where each row comes from, in record order: (0, regular row) or (1, row converted alone).
+    let mut order: Vec<(usize, usize)> = Vec::with_capacity(fast.len() + each.kept.len());
+    let (mut f, mut s, mut converted) = (0, 0, each.kept_flags.iter());
+    for regular in &regular {
+        if *regular {
+            order.push((0, f));
+            f += 1;
+        } else if *converted.next().expect("one flag per record") {
+            order.push((1, s));
+            s += 1;
+        }
+    }
+    let kept: Vec<&RawRecord> = order.iter().map(|&(from, i)| if from == 0 { &fast[i] } else { &each.kept[i] }).collect();
+
+    let schema = layout.schema();
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (i, ((_, ty, _), column)) in layout.columns.iter().zip(&each.cells).enumerate() {
+        let alone = build_array(*ty, column);
+        let array = match &decoded {
+            None => alone,
+            Some(d) => {
+                let vectorized = d.columns.get(i).cloned().unwrap_or_else(|| arrow::array::new_null_array(&ty.arrow(), fast.len()));
+                arrow::compute::interleave(&[vectorized.as_ref(), alone.as_ref()], &order)?
+            }
+        };
+        arrays.push(array);
+    }
+    let merge = |regular: &dyn Fn(usize) -> Option<String>, alone: &[Option<String>]| -> Vec<Option<String>> {
+        order.iter().map(|&(from, i)| if from == 0 { regular(i) } else { alone[i].clone() }).collect()
+    };
+    if layout.extra {
+        arrays.push(Arc::new(arrow::array::StringArray::from(merge(&|_| None, &each.extra))));
+    }
+    let event_types = merge(&|i| decoded.as_ref().and_then(|d| d.event_types[i].clone()), &each.event_types);
+    let n = kept.len();
+    arrays.push(Arc::new(arrow::array::StringArray::from(vec![Some(source); n])));
+    arrays.extend(layout.kind.arrays(&kept));
+    arrays.push(Arc::new(arrow::array::StringArray::from(event_types)));
+    arrays.push(Arc::new(
+        arrow::array::TimestampMicrosecondArray::from_iter_values(kept.iter().map(|r| r.received_at)).with_timezone("+00:00"),
+    ));
+    arrays.push(Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![loaded_at; n]).with_timezone("+00:00")));
+    let batch = RecordBatch::try_new(schema, arrays)?;
+    Ok(Converted { batch, dead: each.dead, added_columns: each.added_columns })
+}
+
+/// Records converted one at a time (through `serde_json::Value`).
+struct Each {
+    /// Per column of the layout (as it is after these records), a cell per kept record.
+    cells: Vec<Vec<Cell>>,
+    /// `_extra` per kept record (when the layout has it).
+    extra: Vec<Option<String>>,
+    event_types: Vec<Option<String>>,
+    kept: Vec<RawRecord>,
+    /// Per record given: whether it was kept (else it is a dead letter).
+    kept_flags: Vec<bool>,
+    dead: Vec<DeadLetter>,
+    added_columns: Vec<String>,
+}
+
+/// Converts `records` one by one, growing the layout when `evolve` meets new fields.
+fn convert_each(layout: &mut Layout, records: Vec<RawRecord>) -> Each {
     let mut cells: Vec<Vec<Cell>> = vec![Vec::with_capacity(records.len()); layout.columns.len()];
     let mut extra: Vec<Option<String>> = Vec::new();
     let mut event_types: Vec<Option<String>> = Vec::new();
     let mut kept: Vec<RawRecord> = Vec::with_capacity(records.len());
+    let mut kept_flags = Vec::with_capacity(records.len());
     let mut dead = Vec::new();
     let mut added_columns = Vec::new();
     'records: for record in records {
@@ -517,10 +590,12 @@ pub fn convert_records(layout: &mut Layout, source: &str, records: Vec<RawRecord
             Ok(v @ Value::Object(_)) => v,
             Ok(other) => {
                 let kind = match other { Value::Array(_) => "an array", Value::String(_) => "a string", Value::Number(_) => "a number", Value::Bool(_) => "a boolean", _ => "null" };
+                kept_flags.push(false);
                 dead.push(DeadLetter { error_type: "parse", message: format!("expected a JSON object, got {kind}"), record });
                 continue;
             }
             Err(e) => {
+                kept_flags.push(false);
                 dead.push(DeadLetter { error_type: "parse", message: format!("invalid JSON: {e}"), record });
                 continue;
             }
@@ -548,11 +623,13 @@ pub fn convert_records(layout: &mut Layout, source: &str, records: Vec<RawRecord
             let v = lookup(&value, p).unwrap_or(&Value::Null);
             match convert(v, *ty) {
                 Ok(Cell::Null) if layout.required.contains(name) => {
+                    kept_flags.push(false);
                     dead.push(DeadLetter { error_type: "validation", message: format!("required field `{}` is missing or null", p.join(".")), record });
                     continue 'records;
                 }
                 Ok(cell) => row.push(cell),
                 Err(e) => {
+                    kept_flags.push(false);
                     dead.push(DeadLetter { error_type: "type", message: format!("field `{}`: {e}", p.join(".")), record });
                     continue 'records;
                 }
@@ -582,27 +659,11 @@ pub fn convert_records(layout: &mut Layout, source: &str, records: Vec<RawRecord
                 })
                 .or_else(|| record.event_type.clone()),
         );
+        kept_flags.push(true);
         kept.push(record);
     }
 
-    let schema = layout.schema();
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for ((_, ty, _), column) in layout.columns.iter().zip(&cells) {
-        arrays.push(build_array(*ty, column));
-    }
-    if layout.extra {
-        arrays.push(Arc::new(arrow::array::StringArray::from(extra)));
-    }
-    let n = kept.len();
-    arrays.push(Arc::new(arrow::array::StringArray::from(vec![Some(source); n])));
-    arrays.extend(layout.kind.arrays(&kept.iter().collect::<Vec<_>>()));
-    arrays.push(Arc::new(arrow::array::StringArray::from(event_types)));
-    arrays.push(Arc::new(
-        arrow::array::TimestampMicrosecondArray::from_iter_values(kept.iter().map(|r| r.received_at)).with_timezone("+00:00"),
-    ));
-    arrays.push(Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![loaded_at; n]).with_timezone("+00:00")));
-    let batch = RecordBatch::try_new(schema, arrays)?;
-    Ok(Converted { batch, dead, added_columns })
+    Each { cells, extra, event_types, kept, kept_flags, dead, added_columns }
 }
 
 fn build_array(ty: ColumnType, cells: &[Cell]) -> ArrayRef {
