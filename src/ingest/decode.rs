@@ -126,8 +126,8 @@ enum Kept {
     F64(f64),
     Micros(i64),
     Days(i32),
-    /// A nested object or array in a varchar column, as compact JSON.
-    Json(String),
+    /// A nested object or array in a varchar column, as compact JSON: a range of the batch's text.
+    Json(usize, usize),
     /// The `_event_type` string.
     Event(String),
 }
@@ -153,6 +153,8 @@ impl serde::de::Error for Irregular {
 /// The state of one line's scan: per column, seen / non-null and the value kept.
 struct Line<'p> {
     plan: &'p Plan,
+    /// The compact JSON text of nested values of the batch's regular lines, one after another.
+    json: Vec<u8>,
     seen: Vec<bool>,
     present: Vec<bool>,
     kept: Vec<Kept>,
@@ -162,7 +164,7 @@ struct Line<'p> {
 impl<'p> Line<'p> {
     fn new(plan: &'p Plan) -> Self {
         let n = plan.types.len();
-        Line { plan, seen: vec![false; n], present: vec![false; n], kept: vec![Kept::Absent; n], event: None }
+        Line { plan, json: Vec::new(), seen: vec![false; n], present: vec![false; n], kept: vec![Kept::Absent; n], event: None }
     }
 
     fn reset(&mut self) {
@@ -175,11 +177,15 @@ impl<'p> Line<'p> {
     /// Scans `payload`; true when it is regular.
     fn scan(&mut self, payload: &str) -> bool {
         self.reset();
+        let mark = self.json.len();
         let mut de = serde_json::Deserializer::from_str(payload);
-        if serde::Deserializer::deserialize_any(&mut de, TopLevel(self)).is_err() || de.end().is_err() {
-            return false;
+        let regular = serde::Deserializer::deserialize_any(&mut de, TopLevel(self)).is_ok()
+            && de.end().is_ok()
+            && (0..self.seen.len()).all(|i| !self.plan.required[i] || self.present[i]);
+        if !regular {
+            self.json.truncate(mark);
         }
-        (0..self.seen.len()).all(|i| !self.plan.required[i] || self.present[i])
+        regular
     }
 }
 
@@ -203,7 +209,7 @@ impl<'de> Visitor<'de> for TopLevel<'_, '_> {
                 return Err(A::Error::custom(Irregular)); // a duplicate key: the last one wins, per record
             }
             let event = line.plan.event_column == Some(i);
-            let (present, kept) = map.next_value_seed(Cell { ty: line.plan.types[i], event })?;
+            let (present, kept) = map.next_value_seed(Cell { ty: line.plan.types[i], event, json: &mut line.json })?;
             line.present[i] = present;
             match kept {
                 Kept::Event(s) => line.event = Some(s),
@@ -243,13 +249,15 @@ impl<'de> Visitor<'de> for Key {
 
 /// A top-level value of column type `ty`: (not null, what the scan keeps of it), or an error
 /// when it would not convert the one way the per-record path converts it for sure.
-struct Cell {
+struct Cell<'j> {
     ty: ColumnType,
     /// The value is also the `_event_type` (kept when a string).
     event: bool,
+    /// Where nested values are written.
+    json: &'j mut Vec<u8>,
 }
 
-impl<'de> DeserializeSeed<'de> for Cell {
+impl<'de> DeserializeSeed<'de> for Cell<'_> {
     type Value = (bool, Kept);
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -257,7 +265,7 @@ impl<'de> DeserializeSeed<'de> for Cell {
     }
 }
 
-impl<'de> Visitor<'de> for Cell {
+impl<'de> Visitor<'de> for Cell<'_> {
     type Value = (bool, Kept);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -313,18 +321,18 @@ impl<'de> Visitor<'de> for Cell {
         if self.ty != ColumnType::Varchar || self.event {
             return Err(A::Error::custom(Irregular));
         }
-        let mut out = Vec::with_capacity(256);
-        Compact(&mut out).visit_map(map)?;
-        Ok((true, Kept::Json(String::from_utf8(out).expect("JSON text is UTF-8"))))
+        let start = self.json.len();
+        Compact(self.json).visit_map(map)?;
+        Ok((true, Kept::Json(start, self.json.len())))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         if self.ty != ColumnType::Varchar || self.event {
             return Err(A::Error::custom(Irregular));
         }
-        let mut out = Vec::with_capacity(256);
-        Compact(&mut out).visit_seq(seq)?;
-        Ok((true, Kept::Json(String::from_utf8(out).expect("JSON text is UTF-8"))))
+        let start = self.json.len();
+        Compact(self.json).visit_seq(seq)?;
+        Ok((true, Kept::Json(start, self.json.len())))
     }
 }
 
@@ -400,7 +408,8 @@ impl<'de> Visitor<'de> for Compact<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.0.push(b'{');
-        let mut keys: Vec<(usize, usize)> = Vec::new();
+        // Keys written so far, and a 64-bit filter of them that spares most comparisons.
+        let (mut keys, mut filter): (Vec<(usize, usize)>, u64) = (Vec::new(), 0);
         while let Some(key) = map.next_key_seed(Key)? {
             if !keys.is_empty() {
                 self.0.push(b',');
@@ -408,9 +417,12 @@ impl<'de> Visitor<'de> for Compact<'_> {
             let start = self.0.len();
             write_json(self.0, key.as_ref())?;
             let end = self.0.len();
-            if keys.iter().any(|&(s, e)| self.0[s..e] == self.0[start..end]) {
+            let k = key.as_bytes();
+            let bit = 1u64 << ((k.len() + 7 * k.first().map_or(0, |b| *b as usize) + k.last().map_or(0, |b| *b as usize)) % 64);
+            if filter & bit != 0 && keys.iter().any(|&(s, e)| self.0[s..e] == self.0[start..end]) {
                 return Err(A::Error::custom(Irregular));
             }
+            filter |= bit;
             keys.push((start, end));
             self.0.push(b':');
             map.next_value_seed(Compact(&mut *self.0))?;
@@ -422,8 +434,8 @@ impl<'de> Visitor<'de> for Compact<'_> {
 
 /// What the regular lines of a batch give a column, gathered line by line.
 enum Gathered {
-    /// Decoded by arrow-json; nested values (row, compact JSON) replace its nulls.
-    Arrow(Vec<(usize, String)>),
+    /// Decoded by arrow-json; nested values (row, range of compact JSON) replace its nulls.
+    Arrow(Vec<(usize, usize, usize)>),
     F64(Vec<Option<f64>>),
     Micros(Vec<Option<i64>>),
     Days(Vec<Option<i32>>),
@@ -443,7 +455,7 @@ impl Gathered {
 
     fn push(&mut self, row: usize, kept: Kept) {
         match (self, kept) {
-            (Gathered::Arrow(json), Kept::Json(text)) => json.push((row, text)),
+            (Gathered::Arrow(json), Kept::Json(start, end)) => json.push((row, start, end)),
             (Gathered::F64(v), Kept::F64(x)) => v.push(Some(x)),
             (Gathered::F64(v), _) => v.push(None),
             (Gathered::Micros(v), Kept::Micros(x)) => v.push(Some(x)),
@@ -455,7 +467,7 @@ impl Gathered {
     }
 
     /// The column's array, given arrow-json's (for arrow-filled columns).
-    fn finish(self, ty: ColumnType, decoded: Option<&ArrayRef>, rows: usize) -> Result<ArrayRef> {
+    fn finish(self, ty: ColumnType, decoded: Option<&ArrayRef>, text: &[u8], rows: usize) -> Result<ArrayRef> {
         Ok(match self {
             Gathered::Arrow(json) => {
                 let decoded = decoded.ok_or_else(|| anyhow::anyhow!("arrow-json decoded no column"))?.clone();
@@ -463,11 +475,12 @@ impl Gathered {
                     decoded
                 } else {
                     let strings = decoded.as_any().downcast_ref::<StringArray>().ok_or_else(|| anyhow::anyhow!("not text"))?;
+                    let text = std::str::from_utf8(text)?;
                     let mut json = json.into_iter().peekable();
                     let merged: StringArray = (0..rows)
-                        .map(|r| match json.next_if(|(row, _)| *row == r) {
-                            Some((_, text)) => Some(Cow::Owned(text)),
-                            None => strings.is_valid(r).then(|| Cow::Borrowed(strings.value(r))),
+                        .map(|r| match json.next_if(|(row, _, _)| *row == r) {
+                            Some((_, start, end)) => Some(&text[start..end]),
+                            None => strings.is_valid(r).then(|| strings.value(r)),
                         })
                         .collect();
                     Arc::new(merged)
@@ -515,7 +528,7 @@ pub fn decode(layout: &Layout, records: &[RawRecord]) -> (Vec<bool>, Option<Deco
         let mut next = decoded.iter();
         for (i, g) in gathered.into_iter().enumerate() {
             let own = if plan.fill[i] == Fill::Arrow { next.next() } else { None };
-            columns.push(g.finish(plan.types[i], own, rows)?);
+            columns.push(g.finish(plan.types[i], own, &line.json, rows)?);
         }
         Ok(columns)
     }) {
