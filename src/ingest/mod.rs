@@ -17,6 +17,7 @@
 //! (signed HTTP requests through a local write-ahead log), [`objects`] (`s3://`).
 
 pub use crate::project::ingest as config;
+pub mod decode;
 pub mod files;
 pub mod kafka;
 pub mod metrics;
@@ -325,8 +326,12 @@ async fn flush(
             Some(t) => Some(iceberg::arrow::schema_to_arrow_schema(t.metadata().current_schema()).map_err(anyhow::Error::from)?),
             None => None,
         };
-        let sample: Vec<serde_json::Value> =
-            batch.iter().filter_map(|r| serde_json::from_str(&r.payload).ok()).collect();
+        // Only a table that neither exists nor has declared columns is inferred from the batch.
+        let sample: Vec<serde_json::Value> = if schema.is_none() && config.columns.is_empty() {
+            batch.iter().filter_map(|r| serde_json::from_str(&r.payload).ok()).collect()
+        } else {
+            Vec::new()
+        };
         *layout = Some(Layout::new(
             &config.columns,
             &config.map,

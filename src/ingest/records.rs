@@ -1,20 +1,21 @@
 //! From raw payloads to Arrow: the raw table's layout (declared, inferred from the first
-//! batch, or read from the existing table), per-record conversion, and dead letters for
-//! records that fail parsing, validation or type conversion.
+//! batch, or read from the existing table), conversion ([`convert`]: vectorized for regular
+//! records, per record for the others), and dead letters for records that fail parsing,
+//! validation or type conversion.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder,
-};
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 
 use crate::lakehouse::schema::sql_type;
+
+mod convert;
+pub use convert::{Converted, convert_records};
 
 /// Columns raw tables get beside the payload's (the coordinate columns depend on the source
 /// kind). Not `_file` or `_partition`: Iceberg readers reserve those names.
@@ -267,86 +268,6 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     None
 }
 
-/// One converted value.
-#[derive(Debug, Clone, PartialEq)]
-enum Cell {
-    Null,
-    I64(i64),
-    I32(i32),
-    F64(f64),
-    Bool(bool),
-    Str(String),
-    Ts(i64),
-    Date(i32),
-}
-
-fn convert(value: &Value, ty: ColumnType) -> std::result::Result<Cell, String> {
-    let fail = || Err(format!("expected {}, got {}", ty.name(), truncate(&value.to_string(), 60)));
-    if value.is_null() {
-        return Ok(Cell::Null);
-    }
-    Ok(match ty {
-        ColumnType::BigInt => match value {
-            Value::Number(n) => match n.as_i64() {
-                Some(v) => Cell::I64(v),
-                None => return fail(),
-            },
-            Value::String(s) => match s.trim().parse() {
-                Ok(v) => Cell::I64(v),
-                Err(_) => return fail(),
-            },
-            _ => return fail(),
-        },
-        ColumnType::Int => match value {
-            Value::Number(n) => match n.as_i64().and_then(|v| i32::try_from(v).ok()) {
-                Some(v) => Cell::I32(v),
-                None => return fail(),
-            },
-            Value::String(s) => match s.trim().parse() {
-                Ok(v) => Cell::I32(v),
-                Err(_) => return fail(),
-            },
-            _ => return fail(),
-        },
-        ColumnType::Double => match value {
-            Value::Number(n) => Cell::F64(n.as_f64().unwrap_or(f64::NAN)),
-            Value::String(s) => match s.trim().parse() {
-                Ok(v) => Cell::F64(v),
-                Err(_) => return fail(),
-            },
-            _ => return fail(),
-        },
-        ColumnType::Boolean => match value {
-            Value::Bool(b) => Cell::Bool(*b),
-            Value::String(s) if s.eq_ignore_ascii_case("true") => Cell::Bool(true),
-            Value::String(s) if s.eq_ignore_ascii_case("false") => Cell::Bool(false),
-            _ => return fail(),
-        },
-        ColumnType::Varchar => match value {
-            Value::String(s) => Cell::Str(s.clone()),
-            other => Cell::Str(other.to_string()),
-        },
-        ColumnType::TimestampTz => match value {
-            Value::String(s) => match parse_timestamp(s) {
-                Some(v) => Cell::Ts(v),
-                None => return fail(),
-            },
-            _ => return fail(),
-        },
-        ColumnType::Date => match value {
-            Value::String(s) => match NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
-                Ok(d) => Cell::Date((d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32),
-                Err(_) => return fail(),
-            },
-            _ => return fail(),
-        },
-    })
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n).collect::<String>()) }
-}
-
 /// The payload columns of a raw table and how records fill them.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -493,143 +414,6 @@ impl Layout {
         fields.push(Field::new("_received_at", ColumnType::TimestampTz.arrow(), true));
         fields.push(Field::new("_loaded_at", ColumnType::TimestampTz.arrow(), true));
         Arc::new(Schema::new(fields))
-    }
-}
-
-/// The rows of one flush, converted, and the records that could not be.
-pub struct Converted {
-    pub batch: RecordBatch,
-    pub dead: Vec<DeadLetter>,
-    /// Columns `evolve` added in this flush.
-    pub added_columns: Vec<String>,
-}
-
-/// Converts `records` into a batch of the layout (growing it when `evolve` meets new fields).
-pub fn convert_records(layout: &mut Layout, source: &str, records: Vec<RawRecord>, loaded_at: i64) -> Result<Converted> {
-    let mut cells: Vec<Vec<Cell>> = vec![Vec::with_capacity(records.len()); layout.columns.len()];
-    let mut extra: Vec<Option<String>> = Vec::new();
-    let mut event_types: Vec<Option<String>> = Vec::new();
-    let mut kept: Vec<RawRecord> = Vec::with_capacity(records.len());
-    let mut dead = Vec::new();
-    let mut added_columns = Vec::new();
-    'records: for record in records {
-        let value: Value = match serde_json::from_str(&record.payload) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(other) => {
-                let kind = match other { Value::Array(_) => "an array", Value::String(_) => "a string", Value::Number(_) => "a number", Value::Bool(_) => "a boolean", _ => "null" };
-                dead.push(DeadLetter { error_type: "parse", message: format!("expected a JSON object, got {kind}"), record });
-                continue;
-            }
-            Err(e) => {
-                dead.push(DeadLetter { error_type: "parse", message: format!("invalid JSON: {e}"), record });
-                continue;
-            }
-        };
-        if layout.evolve {
-            let Value::Object(map) = &value else { unreachable!() };
-            for (key, v) in map {
-                if reserved(key) {
-                    if !layout.extra {
-                        // Kept in `_extra`, which this flush adds.
-                        layout.extra = true;
-                        extra = vec![None; kept.len()];
-                    }
-                } else if !layout.columns.iter().any(|(c, _, p)| c == key || p[0] == *key)
-                    && let Some(ty) = ColumnType::infer(v)
-                {
-                    layout.columns.push((key.clone(), ty, vec![key.clone()]));
-                    cells.push(vec![Cell::Null; kept.len()]);
-                    added_columns.push(key.clone());
-                }
-            }
-        }
-        let mut row = Vec::with_capacity(layout.columns.len());
-        for (name, ty, p) in &layout.columns {
-            let v = lookup(&value, p).unwrap_or(&Value::Null);
-            match convert(v, *ty) {
-                Ok(Cell::Null) if layout.required.contains(name) => {
-                    dead.push(DeadLetter { error_type: "validation", message: format!("required field `{}` is missing or null", p.join(".")), record });
-                    continue 'records;
-                }
-                Ok(cell) => row.push(cell),
-                Err(e) => {
-                    dead.push(DeadLetter { error_type: "type", message: format!("field `{}`: {e}", p.join(".")), record });
-                    continue 'records;
-                }
-            }
-        }
-        for (column, cell) in cells.iter_mut().zip(row) {
-            column.push(cell);
-        }
-        // What no column took, never dropped: into `_extra` (added to the table when needed).
-        let paths: Vec<&[String]> = layout.columns.iter().map(|(_, _, p)| p.as_slice()).collect();
-        let rest = leftover(&value, &paths, layout.evolve);
-        if !rest.is_empty() && !layout.extra {
-            layout.extra = true;
-            extra = vec![None; kept.len()];
-        }
-        if layout.extra {
-            extra.push((!rest.is_empty()).then(|| Value::Object(rest).to_string()));
-        }
-        event_types.push(
-            layout
-                .event_type
-                .as_ref()
-                .and_then(|p| lookup(&value, p))
-                .map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .or_else(|| record.event_type.clone()),
-        );
-        kept.push(record);
-    }
-
-    let schema = layout.schema();
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for ((_, ty, _), column) in layout.columns.iter().zip(&cells) {
-        arrays.push(build_array(*ty, column));
-    }
-    if layout.extra {
-        arrays.push(Arc::new(arrow::array::StringArray::from(extra)));
-    }
-    let n = kept.len();
-    arrays.push(Arc::new(arrow::array::StringArray::from(vec![Some(source); n])));
-    arrays.extend(layout.kind.arrays(&kept.iter().collect::<Vec<_>>()));
-    arrays.push(Arc::new(arrow::array::StringArray::from(event_types)));
-    arrays.push(Arc::new(
-        arrow::array::TimestampMicrosecondArray::from_iter_values(kept.iter().map(|r| r.received_at)).with_timezone("+00:00"),
-    ));
-    arrays.push(Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![loaded_at; n]).with_timezone("+00:00")));
-    let batch = RecordBatch::try_new(schema, arrays)?;
-    Ok(Converted { batch, dead, added_columns })
-}
-
-fn build_array(ty: ColumnType, cells: &[Cell]) -> ArrayRef {
-    macro_rules! build {
-        ($builder:expr, $variant:ident) => {{
-            let mut b = $builder;
-            for c in cells {
-                match c {
-                    Cell::$variant(v) => b.append_value(v.clone()),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish()) as ArrayRef
-        }};
-    }
-    match ty {
-        ColumnType::BigInt => build!(Int64Builder::new(), I64),
-        ColumnType::Int => build!(Int32Builder::new(), I32),
-        ColumnType::Double => build!(Float64Builder::new(), F64),
-        ColumnType::Boolean => build!(BooleanBuilder::new(), Bool),
-        ColumnType::Varchar => build!(StringBuilder::new(), Str),
-        ColumnType::TimestampTz => {
-            let a = build!(TimestampMicrosecondBuilder::new(), Ts);
-            let a = a.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>().expect("timestamps").clone();
-            Arc::new(a.with_timezone("+00:00"))
-        }
-        ColumnType::Date => build!(Date32Builder::new(), Date),
     }
 }
 

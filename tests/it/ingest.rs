@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::{TestProject, lake_bin};
 
+mod decode;
+
 fn project(extra: &str) -> TestProject {
     let p = TestProject::new();
     p.write(
