@@ -293,7 +293,9 @@ async fn write_and_commit(
     };
     let watermark = final_watermark(request, tracker)?;
 
-    if request.strategy == Strategy::Append && files.is_empty() {
+    // No rows, nothing to commit: unless the writer keeps state in the summary (its rebase
+    // hook: ingest read positions), which must move on even when a batch held only dead letters.
+    if request.strategy == Strategy::Append && files.is_empty() && request.rebase.is_none() {
         return Ok(Outcome {
             watermark,
             ..Default::default()

@@ -591,3 +591,36 @@ fn batch_bytes_mb_flushes_an_ad_hoc_ingest_by_size() {
     assert_eq!(p.sql_count("select count(*) from raw.big"), 3000);
     assert!(p.snapshot_count("raw.big") >= 3, "3 MB in 1 MiB batches: {}", p.snapshot_count("raw.big"));
 }
+
+#[test]
+fn batches_of_dead_letters_only_move_the_read_position_on() {
+    // Two flushes in a row with nothing but dead letters: their positions must still be
+    // stored, or `--once` reads the same lines again forever and never reaches the last row.
+    let p = TestProject::new();
+    p.write("f.ndjson", "{\"id\": 1}\n{bad\n{bad\n{\"id\": 2}\n");
+    let mut child = Command::new(lake_bin())
+        .args(["ingest", "--from", "f.ndjson", "--table", "raw.t", "--once", "--batch-rows", "1"])
+        .current_dir(p.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("lake ingest --once did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    assert_eq!(p.sql_count("select count(*) from raw.t"), 2);
+    assert_eq!(p.sql_count("select count(*) from raw.t__errors"), 2);
+    // A second run finds nothing new.
+    p.lake(&["ingest", "--from", "f.ndjson", "--table", "raw.t", "--once", "--batch-rows", "1"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.t"), 2);
+    assert_eq!(p.sql_count("select count(*) from raw.t__errors"), 2);
+}
