@@ -50,7 +50,7 @@ pub(super) async fn generate(g: &GlobalArgs, args: GenerateArgs) -> CliResult {
         return Ok(0);
     }
     let base = args.post.expect("clap requires --out or --post");
-    let signers = signers(g).usage()?;
+    let signers = signers(&super::project_cmds::load_config(g)?).usage()?;
     let sent = demo::post(&base, &events, &signers).await.environment()?;
     for (provider, n) in sent {
         println!("{provider}: {n} deliveries posted to {}/webhooks/{provider}", base.trim_end_matches('/'));
@@ -60,12 +60,7 @@ pub(super) async fn generate(g: &GlobalArgs, args: GenerateArgs) -> CliResult {
 
 /// Each provider's first configured secret (and HubSpot's public URL) from the project's
 /// webhook sources.
-fn signers(g: &GlobalArgs) -> anyhow::Result<BTreeMap<String, Signer>> {
-    let overrides = crate::project::config::ConfigOverrides {
-        target: g.target.clone(),
-        vars: g.vars.clone(),
-    };
-    let config = crate::project::config::ProjectConfig::load(&g.project_dir, &overrides)?;
+fn signers(config: &crate::project::config::ProjectConfig) -> anyhow::Result<BTreeMap<String, Signer>> {
     let mut out = BTreeMap::new();
     for source in config.ingest.values() {
         for (provider, p) in &source.webhooks.providers {

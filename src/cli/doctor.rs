@@ -4,18 +4,13 @@
 //! code: 0 when nothing failed (a warning is not a failure), 3 when a check failed, 2 for a
 //! bad `lake.toml`.
 
-use super::{CliResult, EXIT_ENVIRONMENT, EXIT_OK, ExitCodeExt, GlobalArgs, LogFormat};
+use super::{CliResult, EXIT_ENVIRONMENT, EXIT_OK, GlobalArgs, LogFormat};
 use crate::lakehouse::doctor::{self, Status};
-use crate::project::config::{ConfigOverrides, ProjectConfig};
 use crate::project::secrets::scrub;
 
 pub(super) async fn doctor(g: &GlobalArgs) -> CliResult {
-    let overrides = ConfigOverrides {
-        target: g.target.clone(),
-        vars: g.vars.clone(),
-    };
     // Only lake.toml: a model that does not parse is no reason not to check the lakehouse.
-    let config = ProjectConfig::load(&g.project_dir, &overrides).usage()?;
+    let config = super::project_cmds::load_config(g)?;
     super::remember_catalog(&config.catalog);
     let checks = doctor::run(&config.catalog).await;
     for check in &checks {

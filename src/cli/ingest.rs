@@ -11,7 +11,7 @@ use super::{CliResult, EXIT_FAILED, EXIT_OK, ExitCodeExt, GlobalArgs};
 use crate::ingest::config::{BatchConfig, SourceConfig};
 use crate::ingest::{RunOptions, SourceReport, committed_positions, run_source};
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
-use crate::project::config::{ConfigOverrides, ProjectConfig};
+use crate::project::config::ProjectConfig;
 use crate::run::report::LogFormat;
 
 /// What `lake ingest` was asked to do (its command-line arguments).
@@ -58,8 +58,7 @@ pub struct IngestArgs {
 }
 
 pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
-    let overrides = ConfigOverrides { target: g.target.clone(), vars: g.vars.clone() };
-    let config = ProjectConfig::load(&g.project_dir, &overrides).usage()?;
+    let config = super::project_cmds::load_config(g)?;
     let sources = chosen_sources(&config, &args).usage()?;
     super::remember_catalog(&config.catalog);
     let lakehouse = Lakehouse::connect(&config.catalog).await.environment()?;

@@ -7,18 +7,27 @@ use super::{CliResult, ExitCodeExt, GlobalArgs, LsOutput, SelectArgs};
 use crate::graph::{Graph, select};
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
 use crate::project::Project;
-use crate::project::config::ConfigOverrides;
+use crate::project::config::{ConfigOverrides, ProjectConfig};
 use crate::project::model::{Materialized, ModelBody};
 use crate::run::compile;
 use crate::run::results::write_manifest;
 
-/// Load the project and build its graph (exit code 2 on any problem).
-pub(super) fn load(g: &GlobalArgs) -> CliResult<(Project, Graph)> {
-    let overrides = ConfigOverrides {
+/// `--target` and `--vars`, as the project loaders take them.
+fn overrides(g: &GlobalArgs) -> ConfigOverrides {
+    ConfigOverrides {
         target: g.target.clone(),
         vars: g.vars.clone(),
-    };
-    let project = Project::load(&g.project_dir, &overrides).usage()?;
+    }
+}
+
+/// Load `lake.toml` only (exit code 2 on any problem), for commands that need no models.
+pub(super) fn load_config(g: &GlobalArgs) -> CliResult<ProjectConfig> {
+    ProjectConfig::load(&g.project_dir, &overrides(g)).usage()
+}
+
+/// Load the project and build its graph (exit code 2 on any problem).
+pub(super) fn load(g: &GlobalArgs) -> CliResult<(Project, Graph)> {
+    let project = Project::load(&g.project_dir, &overrides(g)).usage()?;
     let graph = Graph::build(project.models.clone(), &project.sources, &project.config.layers).usage()?;
     Ok((project, graph))
 }

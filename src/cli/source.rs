@@ -31,7 +31,7 @@ pub(super) async fn freshness(g: &GlobalArgs, select: &[String]) -> CliResult {
     let lakehouse = connect(&project).await?;
     let started = chrono::Utc::now();
     reporter.begin("freshness", checked.len());
-    let results = freshness::check(&lakehouse, &checked, started).await;
+    let results = freshness::check(&lakehouse, &checked, started).await.environment()?;
     let nodes: Vec<NodeResult> = results.iter().map(|r| r.node.clone()).collect();
     for n in &nodes {
         reporter.finished(n);

@@ -13,14 +13,9 @@ use super::project_cmds::connect;
 use super::{CliResult, ExitCodeExt, GlobalArgs, SqlFormat};
 use crate::engine::session::{LazyCatalog, new_session, read_only_query};
 use crate::project::Project;
-use crate::project::config::ConfigOverrides;
 
 pub(super) async fn sql(g: &GlobalArgs, query: &str, format: Option<SqlFormat>, out: Option<&Path>) -> CliResult {
-    let overrides = ConfigOverrides {
-        target: g.target.clone(),
-        vars: g.vars.clone(),
-    };
-    let config = crate::project::config::ProjectConfig::load(&g.project_dir, &overrides).usage()?;
+    let config = super::project_cmds::load_config(g)?;
     let target = match out {
         Some(path) => Some(OutFile::check(path, format, &config.catalog).usage()?),
         None => None,
