@@ -90,8 +90,9 @@ pub fn write_out(dir: &Path, events: &[Event]) -> Result<Written> {
         let mut n = 0;
         for e in events.iter().filter(|e| e.table == table) {
             // HubSpot posts arrays of events: a file holds one event per line.
-            match serde_json::from_str::<serde_json::Value>(&e.body) {
-                Ok(serde_json::Value::Array(items)) => {
+            let parsed = (e.provider == "hubspot").then(|| serde_json::from_str::<serde_json::Value>(&e.body));
+            match parsed {
+                Some(Ok(serde_json::Value::Array(items))) => {
                     for item in items {
                         writeln!(f, "{item}")?;
                     }

@@ -44,10 +44,16 @@ fn batch(p: &TestProject, round: usize, rows: usize) {
 
 /// Run `args` in two processes at once; return their exit codes and output.
 fn twice(p: &TestProject, args: &[&str]) -> Vec<(i32, String)> {
-    let children: Vec<_> = (0..2)
-        .map(|_| {
+    at_once(p, &[args, args])
+}
+
+/// Run each command line in its own process, all at once; return their exit codes and output.
+fn at_once(p: &TestProject, commands: &[&[&str]]) -> Vec<(i32, String)> {
+    let children: Vec<_> = commands
+        .iter()
+        .map(|args| {
             Command::new(lake_bin())
-                .args(args)
+                .args(*args)
                 .current_dir(p.path())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -149,23 +155,9 @@ fn merge_against_append(catalog: Option<&str>) {
         p.write(&format!("extra_{round}.ndjson"), &lines);
         appended += 30;
         let file = format!("extra_{round}.ndjson");
-        let spawn = |args: &[&str]| {
-            Command::new(lake_bin())
-                .args(args)
-                .current_dir(p.path())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn lake")
-        };
-        let children = [
-            spawn(&["run", "--select", "latest_by_id"]),
-            spawn(&["ingest", "--from", &file, "--table", "staging.latest_by_id", "--once", "--batch-rows", "10"]),
-        ];
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            assert!(out.status.success(), "round {round}: {all}");
+        let ingest = ["ingest", "--from", &file, "--table", "staging.latest_by_id", "--once", "--batch-rows", "10"];
+        for (code, out) in at_once(&p, &[&["run", "--select", "latest_by_id"], &ingest]) {
+            assert_eq!(code, 0, "round {round}: {out}");
         }
         let expected = 40 + appended;
         assert_eq!(p.sql_count("select count(*) from staging.latest_by_id"), expected);
