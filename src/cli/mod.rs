@@ -4,6 +4,7 @@
 //! `lake.toml`, template, graph or selector); 3 the catalog or storage could not be reached.
 
 mod build;
+mod dag;
 mod demo;
 mod doctor;
 mod ingest;
@@ -153,6 +154,13 @@ pub enum DemoCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DagCommand {
+    /// An Airflow DAG (Python) from the project graph: a task per model or layer, dependencies
+    /// exactly the model DAG, ingest, seed and freshness tasks first; only exit code 3 retried.
+    Airflow(dag::AirflowArgs),
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SourceCommand {
     /// How long ago each source table was last loaded, against its freshness block (exit 1 when
     /// one is past error_after).
@@ -207,6 +215,11 @@ pub enum Command {
         select: SelectArgs,
         #[command(flatten)]
         exec: ExecArgs,
+    },
+    /// Generate a scheduler's DAG from the project graph: `lake dag airflow`.
+    Dag {
+        #[command(subcommand)]
+        action: DagCommand,
     },
     /// List the selected models in run order.
     Ls {
@@ -348,6 +361,7 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Test { select } => build::test(&g, &select, registry).await,
         Command::Source { action: SourceCommand::Freshness { select } } => source::freshness(&g, &select).await,
         Command::Demo { action: DemoCommand::Generate(args) } => demo::generate(&g, args).await,
+        Command::Dag { action: DagCommand::Airflow(args) } => dag::airflow(&g, &args),
         Command::Ls { select, output } => project_cmds::ls(&g, &select, output),
         Command::Compile { select } => project_cmds::compile(&g, &select).await,
         Command::Sql { query, format, out } => sql::sql(&g, &query, format, out.as_deref()).await,

@@ -2,7 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -42,6 +42,9 @@ pub enum GraphError {
         parent: String,
         parent_layer: String,
     },
+    /// Layers read each other (models with `allow_back_edges`), so they cannot run one
+    /// layer at a time; `layers` are those on or behind the cycle, by name.
+    LayerCycle { layers: Vec<String> },
     /// Two models share a name, so `ref()` would be ambiguous.
     DuplicateModel {
         name: String,
@@ -89,6 +92,12 @@ impl fmt::Display for GraphError {
                  read only from their own or earlier layers (set allow_back_edges = true in the \
                  model's config to permit it)",
                 path.display()
+            ),
+            GraphError::LayerCycle { layers } => write!(
+                f,
+                "layers {} read each other (through models with allow_back_edges), so they cannot \
+                 run one layer at a time; run per model instead",
+                layers.join(", ")
             ),
             GraphError::DuplicateModel {
                 name,
@@ -259,22 +268,13 @@ impl Graph {
     /// subset it depends on, directly or through models outside the subset. Ties are broken
     /// by layer rank, then name. Panics if `subset` holds an index that is not a node.
     pub fn run_order(&self, subset: &BTreeSet<usize>) -> Vec<usize> {
-        // Edges between subset members, following paths through non-members.
+        let parents = self.subset_parents(subset);
         let mut successors: HashMap<usize, Vec<usize>> = HashMap::with_capacity(subset.len());
-        let mut pending: HashMap<usize, usize> = subset.iter().map(|&i| (i, 0)).collect();
-        for &from in subset {
-            let mut seen = HashSet::new();
-            let mut stack = self.children(from);
-            while let Some(node) = stack.pop() {
-                if !seen.insert(node) {
-                    continue;
-                }
-                if subset.contains(&node) {
-                    successors.entry(from).or_default().push(node);
-                    *pending.entry(node).or_default() += 1;
-                } else {
-                    stack.extend(self.children(node));
-                }
+        let mut pending: HashMap<usize, usize> = HashMap::with_capacity(subset.len());
+        for (&child, of) in &parents {
+            pending.insert(child, of.len());
+            for &parent in of {
+                successors.entry(parent).or_default().push(child);
             }
         }
 
@@ -304,6 +304,67 @@ impl Graph {
             }
         }
         order
+    }
+
+    /// The dependencies among `subset`: for each member, the members it reads directly or
+    /// through models outside the subset (e.g. ephemeral ones). Every member is a key.
+    /// Panics if `subset` holds an index that is not a node.
+    pub fn subset_parents(&self, subset: &BTreeSet<usize>) -> BTreeMap<usize, BTreeSet<usize>> {
+        let mut parents: BTreeMap<usize, BTreeSet<usize>> =
+            subset.iter().map(|&i| (i, BTreeSet::new())).collect();
+        for &from in subset {
+            let mut seen = HashSet::new();
+            let mut stack = self.children(from);
+            while let Some(node) = stack.pop() {
+                if !seen.insert(node) {
+                    continue;
+                }
+                if subset.contains(&node) {
+                    parents.entry(node).or_default().insert(from);
+                } else {
+                    stack.extend(self.children(node));
+                }
+            }
+        }
+        parents
+    }
+
+    /// The layers of `subset`'s models in order (layer rank, then name), each with the other
+    /// layers it reads from: layer `a` reads `b` when a member of `a` depends on a member of
+    /// `b` (as [`Graph::subset_parents`] sees it). An error when layers read each other
+    /// (possible with `allow_back_edges`), since layer-at-a-time runs could not be ordered.
+    pub fn layer_parents(
+        &self,
+        subset: &BTreeSet<usize>,
+    ) -> Result<Vec<(String, BTreeSet<String>)>, GraphError> {
+        let layer = |i: usize| self.models[i].layer.clone();
+        let mut reads: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (child, parents) in self.subset_parents(subset) {
+            let own = reads.entry(layer(child)).or_default();
+            own.extend(parents.into_iter().map(layer));
+        }
+        for (name, of) in reads.iter_mut() {
+            of.remove(name);
+        }
+        // Kahn's algorithm over layers: whatever is left unordered lies on a cycle.
+        let mut order: Vec<(String, BTreeSet<String>)> = Vec::with_capacity(reads.len());
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        let rank = |l: &str| (self.layer_rank(l).unwrap_or(usize::MAX), l.to_string());
+        while order.len() < reads.len() {
+            let next = reads
+                .iter()
+                .filter(|(l, of)| !done.contains(*l) && of.is_subset(&done))
+                .map(|(l, _)| l)
+                .min_by_key(|l| rank(l));
+            let Some(next) = next.cloned() else {
+                let layers = reads.keys().filter(|l| !done.contains(*l)).cloned().collect();
+                return Err(GraphError::LayerCycle { layers });
+            };
+            done.insert(next.clone());
+            let of = reads[&next].clone();
+            order.push((next, of));
+        }
+        Ok(order)
     }
 
     fn neighbors(&self, idx: usize, dir: Direction) -> Vec<usize> {
