@@ -6,6 +6,7 @@ mod backends;
 mod cli_errors;
 mod concurrency;
 mod crash;
+mod dag;
 mod demo;
 mod demo_events;
 mod doctor;
