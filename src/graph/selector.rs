@@ -29,10 +29,12 @@ const KNOWN_METHODS: &str = "tag, path, layer, config.<key>, source";
 /// Why a selection could not be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SelectionError {
-    /// A `--select` term, as typed, matched no model; `suggestion` is a corrected term.
+    /// A `--select` (or, with `exclude`, an `--exclude`) term, as typed, matched no model;
+    /// `suggestion` is a corrected term.
     NoMatch {
         selector: String,
         suggestion: Option<String>,
+        exclude: bool,
     },
     /// A part names a method the grammar does not have.
     UnknownMethod { method: String, selector: String },
@@ -48,10 +50,12 @@ impl fmt::Display for SelectionError {
             SelectionError::NoMatch {
                 selector,
                 suggestion,
+                exclude,
             } => {
                 write!(
                     f,
-                    "selector '{selector}' matched no model{}",
+                    "{}selector '{selector}' matched no model{}",
+                    if *exclude { "--exclude " } else { "" },
                     hint(suggestion)
                 )
             }
@@ -90,6 +94,7 @@ pub fn select(
             return Err(SelectionError::NoMatch {
                 selector: term.to_string(),
                 suggestion: suggest_term(graph, term),
+                exclude: false,
             });
         }
         selected.extend(matched);
@@ -104,6 +109,7 @@ pub fn select(
             return Err(SelectionError::NoMatch {
                 selector: term.to_string(),
                 suggestion: suggest_term(graph, term),
+                exclude: true,
             });
         }
         any_excluded = true;

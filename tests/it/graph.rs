@@ -260,7 +260,7 @@ fn exclude_matching_nothing_or_everything_is_an_error() {
     // Like --select: a typo in --exclude would otherwise run more than meant.
     assert_eq!(
         select_err(&["stg_orders"], &["stg_ordrs"]),
-        "selector 'stg_ordrs' matched no model; did you mean 'stg_orders'?"
+        "--exclude selector 'stg_ordrs' matched no model; did you mean 'stg_orders'?"
     );
     assert_eq!(
         select_err(&[], &["*"]),

@@ -164,6 +164,8 @@ fn excluding_everything_or_nothing_that_exists_is_a_usage_error() {
     let out = p.lake(&["run", "--exclude", "stg_typo"]);
     assert_eq!(out.code, EXIT_USAGE, "{}", out.all());
     assert!(out.stderr.contains("did you mean 'stg'"), "{}", out.stderr);
+    // Named as the --exclude term it is, not mistaken for a --select one.
+    assert!(out.stderr.contains("error: --exclude selector 'stg_typo' matched no model"), "{}", out.stderr);
 }
 
 #[test]
