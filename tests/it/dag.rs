@@ -187,6 +187,17 @@ fn dag_airflow_rejects_what_airflow_could_not_run() {
     let both = p.lake(&["dag", "airflow", "--per-model", "--per-layer"]);
     assert_eq!(both.code, 2, "{}", both.all());
 
+    // Task ids take what Airflow takes; the command keeps the model's name.
+    p.write("models/marts/mart.v2.sql", "select 1 as x\n");
+    let dotted = p.lake(&["dag", "airflow"]);
+    dotted.assert_ok();
+    assert!(dotted.stdout.contains("\"model_mart_v2\": \"lake run --select mart.v2 --log-format json\""), "{}", dotted.stdout);
+    p.write("models/marts/mart_v2.sql", "select 2 as x\n");
+    let clash = p.lake(&["dag", "airflow"]);
+    assert_eq!(clash.code, 2, "{}", clash.all());
+    assert!(clash.stderr.contains("'mart.v2' and 'mart_v2' both give the Airflow task id 'model_mart_v2'"), "{}", clash.all());
+    std::fs::remove_file(p.path().join("models/marts/mart_v2.sql")).expect("rm");
+
     // Layers that read each other cannot run one layer at a time.
     p.write(
         "models/staging/stg_back.sql",
