@@ -266,7 +266,7 @@ fn render(project: &Project, args: &AirflowArgs, dag_id: &str, globals: &str, ta
     let _ = writeln!(w, "]");
     let _ = writeln!(w);
     let schedule = if args.schedule == "none" { "None".to_string() } else { py(&args.schedule) };
-    let description = format!("{} the {name} lakehouse with lake, one task per {unit}", if args.build { "Build and test" } else { "Build" });
+    let description = format!("{} the {name} lakehouse with lake, one task per {unit}", if args.build { "Build and test" } else { "Refresh" });
     let _ = writeln!(w, "with DAG(");
     let _ = writeln!(w, "    dag_id={},", py(dag_id));
     let _ = writeln!(w, "    description={},", py(&description));
