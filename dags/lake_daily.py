@@ -2,7 +2,7 @@
 
 Runs, one after the other, every day at 02:00:
 
-    lake seed --log-format json                     load new seed files into the raw tables
+    lake ingest --all --once --log-format json      land new events in the raw tables
     lake run --select staging+ --log-format json    build the staging layer and everything downstream
     lake test --log-format json                     run the data tests
 
@@ -92,9 +92,9 @@ with DAG(
         "skip_on_exit_code": None,
     }
 
-    seed = LakeOperator(
-        task_id="lake_seed",
-        bash_command="lake seed --log-format json",
+    ingest = LakeOperator(
+        task_id="lake_ingest",
+        bash_command="lake ingest --all --once --log-format json",
         **common,
     )
 
@@ -110,4 +110,4 @@ with DAG(
         **common,
     )
 
-    seed >> run >> test
+    ingest >> run >> test

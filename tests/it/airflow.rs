@@ -195,6 +195,7 @@ fn any_up_for_retry(airflow: &Airflow, date: &str) -> bool {
 #[test]
 fn dag_imports_runs_the_demo_and_a_failed_model_fails_its_task_without_retry() {
     let project = TestProject::demo();
+    project.lake(&["demo", "generate", "--customers", "80", "--days", "2", "--out", "events"]).assert_ok();
     let airflow = Airflow::new(project.path());
 
     // Every DAG file in dags/ imports (parsed here, not from the metadata DB, which nothing has filled).
@@ -207,17 +208,18 @@ fn dag_imports_runs_the_demo_and_a_failed_model_fails_its_task_without_retry() {
     let ok = airflow.dags_test("2026-12-01", &[], &|a| any_up_for_retry(a, "2026-12-01"));
     assert_eq!(ok.code, Some(0), "dags test failed (timed out: {}):\n{}", ok.timed_out, ok.output);
     let states = airflow.task_states("2026-12-01");
-    for task in ["lake_seed", "lake_run", "lake_test"] {
+    for task in ["lake_ingest", "lake_run", "lake_test"] {
         assert_eq!(state(&states, task).as_deref(), Some("success"), "{task}: {states:?}\n{}", ok.output);
     }
     assert_eq!(states.len(), 3, "{states:?}");
     // Really ran lake: one JSON summary line per task, the tables exist, and the last run
     // results are lake test's, all passing.
-    assert_eq!(ok.output.matches(r#""event":"summary""#).count(), 3, "{}", ok.output);
+    assert_eq!(ok.output.matches(r#""event":"summary""#).count(), 2, "{}", ok.output);
+    assert_eq!(ok.output.matches(r#""event":"ingest_finished""#).count(), 5, "{}", ok.output);
     let orders = project.sql_count("select count(*) from raw.shopify_orders");
     assert!(orders > 0, "raw.shopify_orders is empty");
-    assert_eq!(project.sql_count("select count(*) from staging.stg_orders"), orders);
-    assert!(project.sql_count("select count(*) from marts.mart_customer_ltv") > 0);
+    assert_eq!(project.sql_count("select count(*) from staging.stg_shopify_orders"), project.sql_count("select count(distinct id) from raw.shopify_orders"));
+    assert!(project.sql_count("select count(*) from marts.customer_360") > 0);
     let results = project.run_results()["results"].as_array().expect("results").clone();
     assert!(!results.is_empty());
     assert!(
@@ -226,17 +228,17 @@ fn dag_imports_runs_the_demo_and_a_failed_model_fails_its_task_without_retry() {
     );
 
     // A staging model that no longer compiles: lake run exits 1, which is not retried.
-    let model = project.path().join("models/staging/stg_orders.sql");
-    let sql = std::fs::read_to_string(&model).expect("stg_orders.sql");
-    assert!(sql.contains("    customer_id,\n"), "stg_orders.sql changed; pick another column to break");
-    std::fs::write(&model, sql.replace("    customer_id,\n", "    no_such_column,\n")).expect("write");
+    let model = project.path().join("models/staging/stg_shopify_orders.sql");
+    let sql = std::fs::read_to_string(&model).expect("stg_shopify_orders.sql");
+    assert!(sql.contains("        order_number,\n"), "stg_shopify_orders.sql changed; pick another column to break");
+    std::fs::write(&model, sql.replace("        order_number,\n", "        no_such_column,\n")).expect("write");
 
     let failed = airflow.dags_test("2026-12-02", &[], &|a| any_up_for_retry(a, "2026-12-02"));
     let states = airflow.task_states("2026-12-02");
     assert!(!failed.timed_out, "dags test did not end (a task waiting for a retry?) {states:?}:\n{}", failed.output);
     assert_ne!(failed.code, Some(0), "dags test succeeded with a broken model:\n{}", failed.output);
     assert!(failed.code.is_some(), "a task went up for retry after a failed model: {states:?}\n{}", failed.output);
-    assert_eq!(state(&states, "lake_seed").as_deref(), Some("success"), "{states:?}");
+    assert_eq!(state(&states, "lake_ingest").as_deref(), Some("success"), "{states:?}");
     let run = &states["lake_run"];
     assert_eq!(run.state.as_deref(), Some("failed"), "{states:?}\n{}", failed.output);
     assert_eq!((run.try_number, run.earlier_tries), (1, 0), "lake_run was retried: {states:?}");
@@ -258,7 +260,7 @@ fn dag_retries_a_task_when_the_catalog_cannot_be_reached() {
     let states = airflow.task_states("2026-12-01");
     assert!(!run.timed_out, "timed out: {states:?}\n{}", run.output);
     assert_eq!(run.code, None, "dags test ended instead of waiting to retry: {states:?}\n{}", run.output);
-    let seed = &states["lake_seed"];
+    let seed = &states["lake_ingest"];
     assert_eq!(seed.state.as_deref(), Some("up_for_retry"), "{states:?}\n{}", run.output);
     assert_eq!((seed.try_number, seed.earlier_tries), (1, 1), "{states:?}");
     assert!(run.output.contains("non-zero exit code 3"), "{}", run.output);
