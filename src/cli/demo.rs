@@ -21,7 +21,16 @@ pub struct GenerateArgs {
     /// First day (UTC), YYYY-MM-DD.
     #[arg(long, default_value = "2026-11-01")]
     pub start: chrono::NaiveDate,
-    /// Write <table>.ndjson per raw table and truth.csv into this folder.
+    /// Only deliveries sent on or after this day (UTC), YYYY-MM-DD: the next window of a
+    /// generation whose earlier days were already sent (use the same --seed, --customers,
+    /// --start and --days).
+    #[arg(long)]
+    pub since: Option<chrono::NaiveDate>,
+    /// Only deliveries sent before this day (UTC), YYYY-MM-DD.
+    #[arg(long)]
+    pub until: Option<chrono::NaiveDate>,
+    /// Write <table>.ndjson (<table>-<since>.ndjson with --since) per raw table and truth.csv
+    /// into this folder.
     #[arg(long, conflicts_with = "post", required_unless_present = "post")]
     pub out: Option<PathBuf>,
     /// Post each event, signed, to a `lake ingest` webhook server at this base URL
@@ -40,11 +49,17 @@ pub(super) async fn generate(g: &GlobalArgs, args: GenerateArgs) -> CliResult {
     if args.customers == 0 || args.days == 0 {
         return Err(anyhow::anyhow!("--customers and --days must be at least 1")).usage();
     }
-    let events = demo::generate(&options);
+    let midnight = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let (since, until) = (args.since.map(midnight), args.until.map(midnight));
+    let events: Vec<_> = demo::generate(&options)
+        .into_iter()
+        .filter(|e| since.is_none_or(|s| e.sent_at >= s) && until.is_none_or(|u| e.sent_at < u))
+        .collect();
     if let Some(dir) = &args.out {
-        let written = demo::write_out(dir, &events).environment()?;
+        let suffix = args.since.map(|d| format!("-{d}")).unwrap_or_default();
+        let written = demo::write_out(dir, &events, &suffix).environment()?;
         for (table, n) in &written.events {
-            println!("{table}: {n} events → {}", dir.join(format!("{table}.ndjson")).display());
+            println!("{table}: {n} events → {}", dir.join(format!("{table}{suffix}.ndjson")).display());
         }
         println!("truth: {} source records → {}", written.truth_rows, dir.join("truth.csv").display());
         return Ok(0);

@@ -79,13 +79,14 @@ pub struct Written {
     pub truth_rows: usize,
 }
 
-/// One NDJSON file per raw table (`<table>.ndjson`, one body per line in delivery order; the
-/// events of a HubSpot array one per line) and `truth.csv` (`source,source_id,person_id`).
-pub fn write_out(dir: &Path, events: &[Event]) -> Result<Written> {
+/// One NDJSON file per raw table (`<table><suffix>.ndjson`, one body per line in delivery
+/// order; the events of a HubSpot array one per line) and `truth.csv`
+/// (`source,source_id,person_id`).
+pub fn write_out(dir: &Path, events: &[Event], suffix: &str) -> Result<Written> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Written::default();
     for table in TABLES {
-        let path = dir.join(format!("{table}.ndjson"));
+        let path = dir.join(format!("{table}{suffix}.ndjson"));
         let mut f = std::io::BufWriter::new(std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?);
         let mut n = 0;
         for e in events.iter().filter(|e| e.table == table) {

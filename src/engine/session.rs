@@ -67,13 +67,19 @@ impl SnapshotPins {
     }
 }
 
-/// A new DataFusion session for running one model or query.
+/// A new DataFusion session for running one model or query, with the JSON functions of
+/// [`super::json`] (`json_get_str(col, 'a', 'b')`, `json_length`, ...) for raw payload
+/// columns that hold JSON text.
 pub fn new_session() -> SessionContext {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema("lake", "public")
         .with_create_default_catalog_and_schema(true);
-    SessionContext::new_with_config(config)
+    let ctx = SessionContext::new_with_config(config);
+    for f in super::json::functions() {
+        ctx.register_udf(f);
+    }
+    ctx
 }
 
 /// Register `pinned` as `<namespace>.<table>` in the session.

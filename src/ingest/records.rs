@@ -19,8 +19,8 @@ pub use convert::{Converted, convert_records};
 
 /// Columns raw tables get beside the payload's (the coordinate columns depend on the source
 /// kind). Not `_file` or `_partition`: Iceberg readers reserve those names.
-pub const METADATA_COLUMNS: [&str; 12] = [
-    "_source", "_path", "_line", "_topic", "_kafka_partition", "_offset", "_key", "_webhook_id", "_provider", "_event_type",
+pub const METADATA_COLUMNS: [&str; 13] = [
+    "_source", "_record_id", "_path", "_line", "_topic", "_kafka_partition", "_offset", "_key", "_webhook_id", "_provider", "_event_type",
     "_received_at", "_loaded_at",
 ];
 /// Where payload fields without a column go: every one when the schema does not evolve, and
@@ -61,12 +61,22 @@ impl Coordinates {
             Coordinates::Kafka { offset, .. } => *offset as u64 + 1,
         }
     }
+
+    /// The record's id, the same shape for every kind (`_record_id`): `<path>:<line>`,
+    /// `<topic>/<partition>/<offset>`, or `<provider>:<webhook id>`.
+    pub fn record_id(&self) -> String {
+        match self {
+            Coordinates::File { path, line } => format!("{path}:{line}"),
+            Coordinates::Kafka { topic, partition, offset, .. } => format!("{topic}/{partition}/{offset}"),
+            Coordinates::Webhook { id, provider, .. } => format!("{provider}:{id}"),
+        }
+    }
 }
 
 /// Which coordinate columns a source fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
-    /// `_path`, `_line`.
+    /// `_path`, `_line` (every kind also fills `_record_id`).
     Files,
     /// `_topic`, `_kafka_partition`, `_offset`, `_key`.
     Kafka,
@@ -75,7 +85,14 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
+    /// `_record_id`, then the kind's own coordinate columns.
     fn fields(self) -> Vec<Field> {
+        let mut fields = vec![Field::new("_record_id", DataType::Utf8, true)];
+        fields.extend(self.own_fields());
+        fields
+    }
+
+    fn own_fields(self) -> Vec<Field> {
         match self {
             SourceKind::Files => vec![Field::new("_path", DataType::Utf8, true), Field::new("_line", DataType::Int64, true)],
             SourceKind::Kafka => vec![
@@ -89,6 +106,13 @@ impl SourceKind {
     }
 
     fn arrays(self, records: &[&RawRecord]) -> Vec<ArrayRef> {
+        let ids: ArrayRef = Arc::new(arrow::array::StringArray::from_iter_values(records.iter().map(|r| r.at.record_id())));
+        let mut arrays = vec![ids];
+        arrays.extend(self.own_arrays(records));
+        arrays
+    }
+
+    fn own_arrays(self, records: &[&RawRecord]) -> Vec<ArrayRef> {
         match self {
             SourceKind::Files => {
                 let (mut paths, mut lines) = (Vec::new(), Vec::new());

@@ -26,5 +26,6 @@ mod resolve;
 mod rest;
 mod runs;
 mod s3_warehouse;
+mod shop_seeds;
 mod support;
 mod webhooks;

@@ -99,8 +99,11 @@ map = { z = "doc.z" }
 /// Every stored column but the times of arrival and load, in line order.
 fn dump(p: &TestProject, table: &str) -> serde_json::Value {
     let query = format!(
-        "select * exclude (_received_at, _loaded_at, _path), _path like '%in/a.ndjson' as path_ok from {table} order by _line"
+        "select * exclude (_received_at, _loaded_at, _path, _record_id), _path like '%in/a.ndjson' as path_ok from {table} order by _line"
     );
+    // Every row's _record_id is its file and line.
+    let ids = format!("select count(*) from {table} where _record_id is distinct from _path || ':' || cast(_line as varchar)");
+    assert_eq!(p.sql_count(&ids), 0, "{table}: _record_id is not <path>:<line>");
     let out = p.lake(&["sql", &query, "--format", "json"]);
     out.assert_ok();
     serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))

@@ -65,12 +65,24 @@ impl TestProject {
         }
     }
 
-    /// A copy of the repository's demo project (models, seeds, tests, lake.toml), without state.
+    /// A copy of the repository's demo project (lake.toml, models, macros, scripts and the
+    /// singular SQL tests), without state or events.
     pub fn demo() -> Self {
+        Self::copy_of(Path::new(env!("CARGO_MANIFEST_DIR")), &["lake.toml", "models", "macros", "scripts"])
+    }
+
+    /// A copy of the project under `examples/<name>` (lake.toml, models, seeds, scripts, tests).
+    pub fn example(name: &str) -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+        Self::copy_of(&root, &["lake.toml", "models", "macros", "seeds", "scripts"])
+    }
+
+    fn copy_of(root: &Path, entries: &[&str]) -> Self {
         let p = Self::empty();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        for entry in ["lake.toml", "models", "seeds", "scripts"] {
-            copy_tree(&root.join(entry), &p.path().join(entry));
+        for entry in entries {
+            if root.join(entry).exists() {
+                copy_tree(&root.join(entry), &p.path().join(entry));
+            }
         }
         // Singular SQL tests only (not the Rust integration tests).
         for f in std::fs::read_dir(root.join("tests")).expect("tests dir") {
