@@ -4,7 +4,8 @@
 //! per model (or per layer), its dependencies exactly the model DAG ([`Graph::subset_parents`],
 //! or [`Graph::layer_parents`] per layer), with `lake ingest --all --once`, `lake seed` and
 //! `lake source freshness` tasks ahead of the models when the project has `[ingest.*]`
-//! sources, seeds, or sources declaring freshness. The same project always gives the same
+//! sources, seeds, or sources declaring freshness, and (without `--build`) a `lake test` task
+//! after them when the project has data tests. The same project always gives the same
 //! bytes (no paths, no clock), so a committed file can be checked against a fresh one.
 //!
 //! `LakeOperator` (retry only exit code 3) exists once, in `dag_airflow.py` beside this file.
@@ -37,7 +38,7 @@ pub struct AirflowArgs {
     #[arg(long)]
     pub per_layer: bool,
     /// Tasks run `lake build` (each model followed by its tests, so a failed test fails the
-    /// task) instead of `lake run`.
+    /// task) instead of `lake run` and a final `lake test`.
     #[arg(long)]
     pub build: bool,
     /// Write the DAG to this file instead of stdout.
@@ -92,6 +93,7 @@ struct Task {
 const INGEST: &str = "lake_ingest";
 const SEED: &str = "lake_seed";
 const FRESHNESS: &str = "lake_source_freshness";
+const TEST: &str = "lake_test";
 
 /// The tasks, in a deterministic order where each comes after its upstream tasks.
 fn plan(project: &Project, graph: &Graph, args: &AirflowArgs) -> anyhow::Result<Vec<Task>> {
@@ -147,6 +149,15 @@ fn plan(project: &Project, graph: &Graph, args: &AirflowArgs) -> anyhow::Result<
             let command = format!("lake {verb} --select {} --log-format json", shell_word(&model.name));
             tasks.push(task(&id, &command, with_gate(upstream)));
         }
+    }
+    // Without --build, the data tests run once every model is built.
+    let has_tests = graph.models().iter().any(|m| !m.tests.is_empty())
+        || project.sources.iter().any(|s| !s.tests.is_empty())
+        || !project.singular_tests.is_empty();
+    if !args.build && has_tests {
+        let upstream: BTreeSet<String> = tasks.iter().flat_map(|t| t.upstream.iter().cloned()).collect();
+        let leaves = tasks.iter().filter(|t| !upstream.contains(&t.id)).map(|t| t.id.clone()).collect();
+        tasks.push(task(TEST, "lake test --log-format json", leaves));
     }
     Ok(tasks)
 }
@@ -234,6 +245,9 @@ fn render(project: &Project, args: &AirflowArgs, dag_id: &str, globals: &str, ta
     let _ = writeln!(w, "the tasks of the {unit}s it reads have succeeded (the model DAG). Ahead of the models, when the");
     let _ = writeln!(w, "project has them: `lake ingest --all --once` drains the [ingest.*] sources, `lake seed` loads");
     let _ = writeln!(w, "the seeds, and `lake source freshness` checks the sources that declare freshness.");
+    if !args.build {
+        let _ = writeln!(w, "Once every model is built, `lake test` runs the data tests.");
+    }
     let _ = writeln!(w);
     let _ = writeln!(w, "Each task runs in the project directory, taken from the Airflow Variable");
     let _ = writeln!(w, "``lake_project_dir`` (set it with ``airflow variables set lake_project_dir /path/to/project``),");

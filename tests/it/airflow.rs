@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::dag::{fixture, fixture_upstream, generated_by};
 use crate::support::s3::free_port;
-use crate::support::lake_bin;
+use crate::support::{TestProject, lake_bin};
 
 /// The DAG id of the fixture project's generated DAG.
 const DAG_ID: &str = "lake_fixture";
@@ -57,11 +57,12 @@ struct Finished {
     output: String,
 }
 
-/// A throwaway Airflow installation whose `lake_project_dir` Variable is `project` and whose
-/// dags folder holds the DAG `lake dag airflow --dag-id lake_fixture` generates for it.
+/// A throwaway Airflow installation whose `lake_project_dir` Variable is `project`, running
+/// the DAG `dag_id` (put its file in [`Airflow::dags`]).
 struct Airflow {
     home: tempfile::TempDir,
     bin: PathBuf,
+    dag_id: String,
 }
 
 /// Generate a DAG for the project at `project` into `out` with `lake dag airflow ARGS`.
@@ -80,12 +81,18 @@ fn generate(project: &Path, args: &[&str], out: &Path) {
 }
 
 impl Airflow {
-    fn new(project: &Path) -> Airflow {
+    /// An installation running the DAG `lake dag airflow` generates for `project`.
+    fn fixture(project: &TestProject) -> Airflow {
+        let airflow = Airflow::new(project.path(), DAG_ID);
+        generate(project.path(), &["--dag-id", DAG_ID], &airflow.dags().join("lake_fixture.py"));
+        airflow
+    }
+
+    fn new(project: &Path, dag_id: &str) -> Airflow {
         let bin = airflow_bin();
         let home = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(home.path().join("dags")).expect("mkdir dags");
-        generate(project, &["--build", "--dag-id", DAG_ID], &home.path().join("dags/lake_fixture.py"));
-        let airflow = Airflow { home, bin };
+        let airflow = Airflow { home, bin, dag_id: dag_id.to_string() };
         airflow.ok(&["db", "migrate"]);
         airflow.ok(&["variables", "set", "lake_project_dir", project.to_str().expect("utf-8 path")]);
         airflow
@@ -159,12 +166,12 @@ print(json.dumps({t.task_id: sorted(t.upstream_task_ids) for t in module.dag.tas
             .unwrap_or_else(|e| panic!("task dependencies of {} not JSON ({e}): {stdout}", file.display()))
     }
 
-    /// `airflow dags test lake_fixture DATE` with `env` added, until it exits, `stop` says so
+    /// `airflow dags test <dag_id> DATE` with `env` added, until it exits, `stop` says so
     /// (checked every half second), or [`RUN_TIMEOUT`] passes.
     fn dags_test(&self, date: &str, env: &[(&str, &str)], stop: &dyn Fn(&Airflow) -> bool) -> Finished {
         let log = self.home.path().join(format!("dags-test-{date}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = self.command(&["dags", "test", DAG_ID, date]);
+        let mut cmd = self.command(&["dags", "test", &self.dag_id, date]);
         cmd.envs(env.iter().copied())
             .stdout(file.try_clone().expect("clone"))
             .stderr(file)
@@ -207,7 +214,7 @@ rows = db.execute("""
 print(json.dumps([list(r) for r in rows]))
 "#;
         let db = self.home.path().join("airflow.db");
-        let out = Command::new(&python).arg("-c").arg(script).arg(&db).arg(date).arg(DAG_ID).output().expect("run python");
+        let out = Command::new(&python).arg("-c").arg(script).arg(&db).arg(date).arg(&self.dag_id).output().expect("run python");
         assert!(out.status.success(), "reading {}: {}", db.display(), String::from_utf8_lossy(&out.stderr));
         let rows: Vec<(String, Option<String>, i64, i64)> = serde_json::from_slice(&out.stdout).expect("task rows");
         rows.into_iter()
@@ -241,7 +248,8 @@ fn any_up_for_retry(airflow: &Airflow, date: &str) -> bool {
 /// What the tasks of `dag` (task -> upstream tasks) should be for the project whose
 /// `lake ls --output json` printed `ls`: a task per model that is not ephemeral, reading the
 /// models it reads (through ephemeral ones); models reading no model wait for the load tasks
-/// (`lake_source_freshness` when there is one, else `lake_ingest` and `lake_seed`).
+/// (`lake_source_freshness` when there is one, else `lake_ingest` and `lake_seed`); `lake_test`,
+/// when there is one, waits for the models no other model reads.
 fn expected_upstream(ls: &str, dag: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<String>> {
     let models: BTreeMap<String, serde_json::Value> = ls
         .lines()
@@ -249,7 +257,7 @@ fn expected_upstream(ls: &str, dag: &BTreeMap<String, Vec<String>>) -> BTreeMap<
         .map(|m| (m["name"].as_str().expect("name").to_string(), m))
         .collect();
     let ephemeral = |name: &str| models[name]["materialized"] == "ephemeral";
-    let loads: Vec<String> = dag.keys().filter(|t| t.starts_with("lake_")).cloned().collect();
+    let loads: Vec<String> = dag.keys().filter(|t| t.starts_with("lake_") && *t != "lake_test").cloned().collect();
     let gate: Vec<String> = if loads.iter().any(|t| t == "lake_source_freshness") {
         vec!["lake_source_freshness".to_string()]
     } else {
@@ -277,17 +285,23 @@ fn expected_upstream(ls: &str, dag: &BTreeMap<String, Vec<String>>) -> BTreeMap<
         let up: Vec<String> = if up.is_empty() { gate.clone() } else { up.into_iter().collect() };
         want.insert(format!("model_{name}"), up);
     }
+    if dag.contains_key("lake_test") {
+        let read: std::collections::BTreeSet<String> = want.values().flatten().cloned().collect();
+        let leaves = want.keys().filter(|t| !read.contains(*t)).cloned().collect();
+        want.insert("lake_test".to_string(), leaves);
+    }
     want
 }
 
 #[test]
 fn generated_dags_import_follow_the_model_dag_and_run_with_a_failed_model_failing_only_its_downstream() {
     let project = fixture();
-    let airflow = Airflow::new(project.path());
+    let airflow = Airflow::fixture(&project);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // Beside the fixture's DAG: its per-layer DAG and the committed DAG of the repository's project.
+    // Beside the fixture's DAG: its per-layer DAG (with --build: no lake_test task) and the
+    // committed DAG of the repository's project.
     let layers = airflow.dags().join("lake_fixture_layers.py");
-    generate(project.path(), &["--per-layer", "--dag-id", "lake_fixture_layers"], &layers);
+    generate(project.path(), &["--per-layer", "--build", "--dag-id", "lake_fixture_layers"], &layers);
     let committed = airflow.dags().join("lake_pipeline.py");
     std::fs::copy(root.join("dags/lake_pipeline.py"), &committed).expect("copy dags/lake_pipeline.py");
 
@@ -344,7 +358,7 @@ fn generated_dags_import_follow_the_model_dag_and_run_with_a_failed_model_failin
     }
     assert_eq!(states.len(), fixture_upstream().len(), "{states:?}");
     // Really ran lake: one JSON summary line per task but the ingest (which logs its own
-    // `ingest_finished`), the tables exist, and stg_customers' data tests ran.
+    // `ingest_finished`), the tables exist, and lake_test ran stg_customers' data tests.
     assert_eq!(ok.output.matches(r#""event":"summary""#).count(), states.len() - 1, "{}", ok.output);
     assert!(ok.output.contains(r#""event":"ingest_finished""#), "{}", ok.output);
     assert_eq!(project.sql_count("select count(*) from marts.mart_customers"), 1);
@@ -367,7 +381,7 @@ fn generated_dags_import_follow_the_model_dag_and_run_with_a_failed_model_failin
     assert_eq!((run.try_number, run.earlier_tries), (1, 0), "model_stg_customers was retried: {states:?}");
     assert!(failed.output.contains("non-zero exit code 1"), "{}", failed.output);
     assert!(failed.output.contains("not retried"), "{}", failed.output);
-    for task in ["model_customer_events", "model_mart_customers"] {
+    for task in ["model_customer_events", "model_mart_customers", "lake_test"] {
         assert_eq!(state(&states, task).as_deref(), Some("upstream_failed"), "{task}: {states:?}");
         assert!(!failed.output.contains(&format!("task_id={task}")), "{task} ran:\n{}", failed.output);
     }
@@ -379,7 +393,7 @@ fn generated_dags_import_follow_the_model_dag_and_run_with_a_failed_model_failin
 #[test]
 fn generated_dag_retries_a_task_when_the_catalog_cannot_be_reached() {
     let project = fixture();
-    let airflow = Airflow::new(project.path());
+    let airflow = Airflow::fixture(&project);
     // A Postgres catalog on a loopback port nothing listens on: lake exits 3 at its start.
     let uri = format!("postgres://lake@127.0.0.1:{}/lake", free_port());
 
@@ -399,4 +413,31 @@ fn generated_dag_retries_a_task_when_the_catalog_cannot_be_reached() {
     assert!(run.output.contains("non-zero exit code 3"), "{}", run.output);
     assert!(!run.output.contains("not retried"), "{}", run.output);
     assert_eq!(state(&states, "lake_source_freshness"), None, "{states:?}");
+}
+
+#[test]
+fn committed_dag_runs_the_demo_pipeline_under_airflow() {
+    let project = TestProject::demo();
+    project.lake(&["demo", "generate", "--customers", "80", "--days", "2", "--out", "events"]).assert_ok();
+    let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("dags/lake_pipeline.py"))
+        .expect("dags/lake_pipeline.py");
+    let dag_id = committed.split("dag_id=\"").nth(1).and_then(|r| r.split('"').next()).expect("dag_id");
+    let airflow = Airflow::new(project.path(), dag_id);
+    std::fs::write(airflow.dags().join("lake_pipeline.py"), &committed).expect("write DAG");
+    let tasks = airflow.upstream_of(&airflow.dags().join("lake_pipeline.py"));
+
+    let ok = airflow.dags_test("2026-12-01", &[], &|a| any_up_for_retry(a, "2026-12-01"));
+    assert_eq!(ok.code, Some(0), "dags test failed (timed out: {}):\n{}", ok.timed_out, ok.output);
+    let states = airflow.task_states("2026-12-01");
+    assert_eq!(states.keys().collect::<Vec<_>>(), tasks.keys().collect::<Vec<_>>());
+    for task in tasks.keys() {
+        assert_eq!(state(&states, task).as_deref(), Some("success"), "{task}: {states:?}\n{}", ok.output);
+    }
+    // Every task called lake: a summary per task but lake_ingest, which reports per source;
+    // none with an error or a failed test.
+    let summaries: Vec<&str> = ok.output.lines().filter(|l| l.contains(r#""event":"summary""#)).collect();
+    assert_eq!(summaries.len(), tasks.keys().filter(|t| *t != "lake_ingest").count(), "{}", ok.output);
+    assert!(summaries.iter().all(|l| l.contains(r#""error":0"#) && l.contains(r#""fail":0"#)), "{summaries:#?}");
+    assert!(ok.output.contains(r#""event":"ingest_finished""#), "{}", ok.output);
+    assert!(project.sql_count("select count(*) from marts.customer_360") > 0);
 }

@@ -69,7 +69,7 @@ settle_seconds = 0
     p
 }
 
-/// The fixture's task dependencies: task -> its upstream tasks.
+/// The fixture's task dependencies (`lake dag airflow`, per model): task -> its upstream tasks.
 pub fn fixture_upstream() -> Vec<(&'static str, Vec<&'static str>)> {
     vec![
         ("lake_ingest", vec![]),
@@ -81,6 +81,8 @@ pub fn fixture_upstream() -> Vec<(&'static str, Vec<&'static str>)> {
         ("model_mart_customers", vec!["model_customer_events"]),
         // Through the ephemeral stg_paid_events, which has no task.
         ("model_mart_kinds", vec!["model_stg_events"]),
+        // Without --build, the data tests run once the last models are built.
+        ("lake_test", vec!["model_mart_customers", "model_mart_kinds"]),
     ]
 }
 
