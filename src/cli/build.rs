@@ -8,7 +8,7 @@ use super::{CliResult, ExecArgs, ExitCodeExt, GlobalArgs, SelectArgs};
 use crate::engine::rust_model::Registry;
 use crate::run::report::Reporter;
 use crate::run::results::{NodeResult, Status, write_manifest, write_run_results};
-use crate::run::{self, RunContext, RunOptions, seeds};
+use crate::run::{self, IndirectSelection, RunContext, RunOptions, seeds};
 
 pub(super) async fn seed(g: &GlobalArgs, names: &[String], full_refresh: bool) -> CliResult {
     let (project, graph) = load(g)?;
@@ -53,14 +53,16 @@ async fn load_seeds(
     Ok(results)
 }
 
-/// `lake run` (`build = false`) and `lake build` (seeds, then models each followed by their tests).
+/// `lake run` (`tests = None`) and `lake build` (seeds, then models each followed by their
+/// tests, singular ones chosen by `tests`).
 pub(super) async fn run(
     g: &GlobalArgs,
     select: &SelectArgs,
     exec: &ExecArgs,
     registry: Registry,
-    build: bool,
+    tests: Option<IndirectSelection>,
 ) -> CliResult {
+    let build = tests.is_some();
     let (project, graph) = load(g)?;
     let selected = selection(&graph, select)?;
     if exec.threads == Some(0) {
@@ -88,6 +90,7 @@ pub(super) async fn run(
         with_tests: build,
         maintain: exec.maintain,
         force: exec.force,
+        indirect_selection: tests.unwrap_or_default(),
     };
     let runnable = selected
         .iter()
@@ -130,7 +133,7 @@ pub(super) async fn run(
     finish(&project, &graph, &run_id, if build { "build" } else { "run" }, started, elapsed, &results, &read)
 }
 
-pub(super) async fn test(g: &GlobalArgs, select: &SelectArgs, registry: Registry) -> CliResult {
+pub(super) async fn test(g: &GlobalArgs, select: &SelectArgs, registry: Registry, indirect_selection: IndirectSelection) -> CliResult {
     let (project, graph) = load(g)?;
     let selected = selection(&graph, select)?;
     let lakehouse = connect(&project).await?;
@@ -138,7 +141,7 @@ pub(super) async fn test(g: &GlobalArgs, select: &SelectArgs, registry: Registry
     let clock = Instant::now();
     let mut reporter = Reporter::new(g.log_format);
     let all = select.select.is_empty() && select.exclude.is_empty();
-    let mut ctx = RunContext::new(project.clone(), graph.clone(), lakehouse, registry, Reporter::new(g.log_format), RunOptions::default());
+    let mut ctx = RunContext::new(project.clone(), graph.clone(), lakehouse, registry, Reporter::new(g.log_format), RunOptions { indirect_selection, ..RunOptions::default() });
     reporter.begin("test", run::test_count(&ctx, &selected, all));
     ctx.reporter = reporter;
     ctx.pin_inputs(&selected).await.environment()?;

@@ -4,8 +4,9 @@
 //! per model (or per layer), its dependencies exactly the model DAG ([`Graph::subset_parents`],
 //! or [`Graph::layer_parents`] per layer), with `lake ingest --all --once`, `lake seed` and
 //! `lake source freshness` tasks ahead of the models when the project has `[ingest.*]`
-//! sources, seeds, or sources declaring freshness, and (without `--build`) a `lake test` task
-//! after them when the project has data tests. The same project always gives the same
+//! sources, seeds, or sources declaring freshness, and a `lake test` task after them when the
+//! project has data tests (with `--build`, which tests each model in its task, only when a
+//! singular test fits no task). The same project always gives the same
 //! bytes (no paths, no clock), so a committed file can be checked against a fresh one.
 //!
 //! `LakeOperator` (retry only exit code 3) exists once, in `dag_airflow.py` beside this file.
@@ -22,6 +23,7 @@ use super::{CliResult, ExitCodeExt, GlobalArgs};
 use crate::graph::Graph;
 use crate::project::Project;
 use crate::project::model::Materialized;
+use crate::run::{IndirectSelection, singular_test_selected};
 
 /// Imports, `LakeOperator`, default arguments and the arguments every task shares.
 const PREAMBLE: &str = include_str!("dag_airflow.py");
@@ -38,7 +40,7 @@ pub struct AirflowArgs {
     #[arg(long)]
     pub per_layer: bool,
     /// Tasks run `lake build` (each model followed by its tests, so a failed test fails the
-    /// task) instead of `lake run` and a final `lake test`.
+    /// task and holds back the models downstream) instead of `lake run` and a final `lake test`.
     #[arg(long)]
     pub build: bool,
     /// Write the DAG to this file instead of stdout.
@@ -119,14 +121,18 @@ fn plan(project: &Project, graph: &Graph, args: &AirflowArgs) -> anyhow::Result<
     let runnable: BTreeSet<usize> = (0..graph.models().len())
         .filter(|&i| graph.model(i).config.materialized != Materialized::Ephemeral)
         .collect();
-    let verb = if args.build { "build" } else { "run" };
+    // With --build, a task runs the singular tests whose models are all built by then.
+    let (verb, tests) = if args.build { ("build", " --indirect-selection buildable") } else { ("run", "") };
+    // Each model task's selection, to tell which singular tests some task runs.
+    let mut selections: Vec<BTreeSet<usize>> = Vec::new();
     let with_gate = |upstream: BTreeSet<String>| if upstream.is_empty() { gate.clone() } else { upstream };
     let mut ids = BTreeMap::new();
     if args.per_layer {
         for (layer, reads) in graph.layer_parents(&runnable)? {
+            selections.push((0..graph.models().len()).filter(|&i| graph.model(i).layer == layer).collect());
             let id = unique_id(&mut ids, format!("layer_{}", task_id_part(&layer)), &layer)?;
             let upstream = reads.iter().map(|l| format!("layer_{}", task_id_part(l))).collect();
-            let command = format!("lake {verb} --select {} --log-format json", shell_word(&format!("layer:{layer}")));
+            let command = format!("lake {verb} --select {}{tests} --log-format json", shell_word(&format!("layer:{layer}")));
             tasks.push(task(&id, &command, with_gate(upstream)));
         }
     } else {
@@ -144,17 +150,22 @@ fn plan(project: &Project, graph: &Graph, args: &AirflowArgs) -> anyhow::Result<
                     model.name
                 ));
             }
+            selections.push(BTreeSet::from([i]));
             let id = unique_id(&mut ids, id_of(i), &model.name)?;
             let upstream = parents[&i].iter().map(|&p| id_of(p)).collect();
-            let command = format!("lake {verb} --select {} --log-format json", shell_word(&model.name));
+            let command = format!("lake {verb} --select {}{tests} --log-format json", shell_word(&model.name));
             tasks.push(task(&id, &command, with_gate(upstream)));
         }
     }
-    // Without --build, the data tests run once every model is built.
+    // Without --build, the data tests run once every model is built; with it, only when a
+    // singular test goes with no task (it reads models of parallel tasks, or only sources).
     let has_tests = graph.models().iter().any(|m| !m.tests.is_empty())
         || project.sources.iter().any(|s| !s.tests.is_empty())
         || !project.singular_tests.is_empty();
-    if !args.build && has_tests {
+    let uncovered = project.singular_tests.iter().any(|t| {
+        !selections.iter().any(|sel| singular_test_selected(graph, t, sel, IndirectSelection::Buildable))
+    });
+    if if args.build { uncovered } else { has_tests } {
         let upstream: BTreeSet<String> = tasks.iter().flat_map(|t| t.upstream.iter().cloned()).collect();
         let leaves = tasks.iter().filter(|t| !upstream.contains(&t.id)).map(|t| t.id.clone()).collect();
         tasks.push(task(TEST, "lake test --log-format json", leaves));
@@ -245,7 +256,11 @@ fn render(project: &Project, args: &AirflowArgs, dag_id: &str, globals: &str, ta
     let _ = writeln!(w, "the tasks of the {unit}s it reads have succeeded (the model DAG). Ahead of the models, when the");
     let _ = writeln!(w, "project has them: `lake ingest --all --once` drains the [ingest.*] sources, `lake seed` loads");
     let _ = writeln!(w, "the seeds, and `lake source freshness` checks the sources that declare freshness.");
-    if !args.build {
+    if args.build {
+        let _ = writeln!(w, "Each task runs the model's data tests and the singular tests whose models are all built by");
+        let _ = writeln!(w, "then (`--indirect-selection buildable`); `lake test` runs at the end only when a singular test");
+        let _ = writeln!(w, "fits no task.");
+    } else {
         let _ = writeln!(w, "Once every model is built, `lake test` runs the data tests.");
     }
     let _ = writeln!(w);

@@ -23,6 +23,7 @@ use clap::{Args, Parser, Subcommand};
 pub use ingest::IngestArgs;
 
 use crate::engine::rust_model::Registry;
+use crate::run::IndirectSelection;
 use crate::run::report::LogFormat;
 
 /// Exit code: success.
@@ -208,6 +209,10 @@ pub enum Command {
     Test {
         #[command(flatten)]
         select: SelectArgs,
+        /// Singular tests a selection takes in: those reading any selected model (eager), only
+        /// selected models (cautious), or selected models and models upstream of them (buildable).
+        #[arg(long, value_enum, default_value_t)]
+        indirect_selection: IndirectSelection,
     },
     /// Seed, then run each selected model followed by its tests; a failed test skips descendants.
     Build {
@@ -215,6 +220,10 @@ pub enum Command {
         select: SelectArgs,
         #[command(flatten)]
         exec: ExecArgs,
+        /// Singular tests a selection takes in: those reading any selected model (eager), only
+        /// selected models (cautious), or selected models and models upstream of them (buildable).
+        #[arg(long, value_enum, default_value_t)]
+        indirect_selection: IndirectSelection,
     },
     /// Generate a scheduler's DAG from the project graph: `lake dag airflow`.
     Dag {
@@ -356,9 +365,11 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
     match cli.command {
         Command::Init { dir } => init::init(dir.unwrap_or_else(|| g.project_dir.clone())),
         Command::Seed { select, full_refresh } => build::seed(&g, &select, full_refresh).await,
-        Command::Run { select, exec } => build::run(&g, &select, &exec, registry, false).await,
-        Command::Build { select, exec } => build::run(&g, &select, &exec, registry, true).await,
-        Command::Test { select } => build::test(&g, &select, registry).await,
+        Command::Run { select, exec } => build::run(&g, &select, &exec, registry, None).await,
+        Command::Build { select, exec, indirect_selection } => {
+            build::run(&g, &select, &exec, registry, Some(indirect_selection)).await
+        }
+        Command::Test { select, indirect_selection } => build::test(&g, &select, registry, indirect_selection).await,
         Command::Source { action: SourceCommand::Freshness { select } } => source::freshness(&g, &select).await,
         Command::Demo { action: DemoCommand::Generate(args) } => demo::generate(&g, args).await,
         Command::Dag { action: DagCommand::Airflow(args) } => dag::airflow(&g, &args),

@@ -18,8 +18,8 @@ mod up_to_date;
 
 pub use schedule::run_models;
 pub use testing::{
-    build_test_count, run_generic_test, run_source_tests_before, run_singular_test, run_singular_tests_after, run_tests, singular_tests_for,
-    test_count,
+    IndirectSelection, build_test_count, run_generic_test, run_source_tests_before, run_singular_test, run_singular_tests_after, run_tests, singular_test_selected,
+    singular_tests_for, test_count,
 };
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub maintain: bool,
     /// Rebuild `table` models that are up to date (same inputs and compiled model).
     pub force: bool,
+    /// Which singular tests a selection takes in (`lake test`, `lake build`).
+    pub indirect_selection: IndirectSelection,
 }
 
 /// Everything the tasks of one run share.

@@ -10,6 +10,7 @@ use crate::engine::session::read_only_query;
 use crate::project::model::{DataTest, Dependency, Model, Severity, SingularTest, SourceTable};
 
 use super::results::{NodeResult, Status};
+use crate::graph::Graph;
 use super::{RunContext, compile, data_tests};
 
 /// Run one generic data test on `layer.table`.
@@ -130,15 +131,51 @@ pub async fn run_tests(
     results
 }
 
-/// Singular tests that read at least one selected model (all of them when `all`).
+/// Which singular tests a selection of models takes in (dbt's `--indirect-selection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum IndirectSelection {
+    /// Those reading at least one selected model.
+    #[default]
+    Eager,
+    /// Those whose every model is selected.
+    Cautious,
+    /// Those whose every model is selected or upstream of a selected one: built before the
+    /// selection, so the test sees their current state.
+    Buildable,
+}
+
+/// Whether the singular test `test` goes with the models `selected` (node indices) under
+/// `mode`. A test reading no model goes with no selection.
+pub fn singular_test_selected(graph: &Graph, test: &SingularTest, selected: &BTreeSet<usize>, mode: IndirectSelection) -> bool {
+    let mut models = test.depends_on.iter().filter_map(|d| match d {
+        Dependency::Model { name, .. } => graph.index_of(name),
+        Dependency::Source { .. } => None,
+    });
+    match mode {
+        IndirectSelection::Eager => models.any(|i| selected.contains(&i)),
+        IndirectSelection::Cautious => {
+            let models: Vec<usize> = models.collect();
+            !models.is_empty() && models.iter().all(|i| selected.contains(i))
+        }
+        IndirectSelection::Buildable => {
+            let models: Vec<usize> = models.collect();
+            let upstream: BTreeSet<usize> = selected.iter().flat_map(|&i| graph.ancestors(i)).collect();
+            !models.is_empty()
+                && models.iter().any(|i| selected.contains(i))
+                && models.iter().all(|i| selected.contains(i) || upstream.contains(i))
+        }
+    }
+}
+
+/// The singular tests that go with the selected models (all of them when `all`), by
+/// `ctx.options.indirect_selection`.
 pub fn singular_tests_for<'a>(ctx: &'a RunContext, selected: &[usize], all: bool) -> Vec<&'a SingularTest> {
-    let names: BTreeSet<&str> = selected.iter().map(|&i| ctx.graph.model(i).name.as_str()).collect();
+    let selected: BTreeSet<usize> = selected.iter().copied().collect();
+    let mode = ctx.options.indirect_selection;
     ctx.project
         .singular_tests
         .iter()
-        .filter(|t| {
-            all || t.depends_on.iter().any(|d| matches!(d, Dependency::Model { name, .. } if names.contains(name.as_str())))
-        })
+        .filter(|t| all || singular_test_selected(&ctx.graph, t, &selected, mode))
         .collect()
 }
 

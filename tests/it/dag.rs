@@ -167,7 +167,11 @@ fn generated_dag_follows_the_model_graph_and_is_deterministic() {
     let layers = p.lake(&["dag", "airflow", "--per-layer", "--build", "--schedule", "none", "--dag-id", "x.y"]);
     layers.assert_ok();
     let text = &layers.stdout;
-    assert!(text.contains("\"layer_marts\": \"lake build --select layer:marts --log-format json\""), "{text}");
+    assert!(
+        text.contains("\"layer_marts\": \"lake build --select layer:marts --indirect-selection buildable --log-format json\""),
+        "{text}"
+    );
+    assert!(!text.contains("lake_test"), "no singular test, yet a final lake test with --build:\n{text}");
     for edge in [
         "(\"lake_source_freshness\", \"layer_staging\")",
         "(\"layer_staging\", \"layer_analytics\")",
@@ -281,4 +285,54 @@ fn readme_cron_line_builds_the_project_and_skips_a_run_while_one_holds_the_lock(
     let third = run();
     assert!(third.status.success(), "{third:?}");
     assert_eq!(p.sql_count("select count(*) from marts.mart_customers"), 2);
+}
+
+#[test]
+fn build_takes_in_singular_tests_by_indirect_selection_and_the_dag_tests_each_in_the_right_task() {
+    let p = fixture();
+    // Reads stg_customers and customer_events: goes with customer_events, which reads both.
+    p.write(
+        "tests/assert_names_kept.sql",
+        "select e.id from {{ ref('customer_events') }} e join {{ ref('stg_customers') }} c on c.id = e.id where e.name <> c.name\n",
+    );
+    p.lake(&["ingest", "--all", "--once"]).assert_ok();
+    p.lake(&["seed"]).assert_ok();
+    p.lake(&["run", "--select", "stg_events"]).assert_ok();
+
+    // Eager (dbt's default): stg_customers' build runs the test before customer_events exists.
+    let eager = p.lake(&["build", "--select", "stg_customers", "--log-format", "json"]);
+    assert_eq!(eager.code, 1, "{}", eager.all());
+    assert!(eager.stdout.contains("customer_events has not been built yet"), "{}", eager.all());
+    // Buildable: not until every model it reads is built by then.
+    let buildable = p.lake(&["build", "--select", "stg_customers", "--indirect-selection", "buildable", "--log-format", "json"]);
+    buildable.assert_ok();
+    assert!(!buildable.stdout.contains("assert_names_kept"), "{}", buildable.stdout);
+    let cautious = p.lake(&["build", "--select", "customer_events", "--indirect-selection", "cautious", "--log-format", "json"]);
+    cautious.assert_ok();
+    assert!(!cautious.stdout.contains("assert_names_kept"), "{}", cautious.stdout);
+    let built = p.lake(&["build", "--select", "customer_events", "--indirect-selection", "buildable", "--log-format", "json"]);
+    built.assert_ok();
+    assert!(built.stdout.contains(r#""name":"assert_names_kept""#) && built.stdout.contains(r#""status":"pass""#), "{}", built.stdout);
+    let test = p.lake(&["test", "--select", "stg_customers", "customer_events", "--indirect-selection", "cautious", "--log-format", "json"]);
+    test.assert_ok();
+    assert!(test.stdout.contains(r#""name":"assert_names_kept""#), "{}", test.stdout);
+
+    // The DAG with --build tests each model in its task: every singular test fits one, so no
+    // final lake test; one reading two models no task builds together needs it.
+    let dag = p.lake(&["dag", "airflow", "--build"]);
+    dag.assert_ok();
+    assert!(!dag.stdout.contains("\"lake_test\""), "{}", dag.stdout);
+    assert!(
+        dag.stdout.contains("\"lake build --select customer_events --indirect-selection buildable --log-format json\""),
+        "{}",
+        dag.stdout
+    );
+    p.write(
+        "tests/assert_across_marts.sql",
+        "select k.kind from {{ ref('mart_kinds') }} k cross join {{ ref('mart_customers') }} m where k.n < 0 and m.events < 0\n",
+    );
+    let dag = p.lake(&["dag", "airflow", "--build"]);
+    dag.assert_ok();
+    assert!(dag.stdout.contains("    \"lake_test\": \"lake test --log-format json\","), "{}", dag.stdout);
+    assert!(dag.stdout.contains("(\"model_mart_customers\", \"lake_test\")"), "{}", dag.stdout);
 }
