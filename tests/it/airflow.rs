@@ -1,8 +1,9 @@
 //! Real Apache Airflow (3.x, from the venv `.ci/run` installs) runs DAGs that `lake dag airflow`
 //! generates: the committed `dags/lake_pipeline.py` and DAGs generated for the repository's
 //! project and for a fixture project import with no errors and their task dependencies are the
-//! model DAG; `airflow dags test` of the fixture's DAG runs every task by calling the `lake` test
-//! binary; a failed model fails its task at once (no retry) and only its downstream tasks are
+//! model DAG; `airflow dags test` of the committed DAG (and of its `--build` variant) on a copy
+//! of the demo project with generated events, and of the fixture's DAG, runs every task by
+//! calling the `lake` test binary; a failed model fails its task at once (no retry) and only its downstream tasks are
 //! left `upstream_failed`; an unreachable catalog (exit code 3) is the one failure that is retried.
 //!
 //! Each test has its own throwaway `AIRFLOW_HOME` (SQLite metadata DB, its own dags folder, no
@@ -416,13 +417,13 @@ fn generated_dag_retries_a_task_when_the_catalog_cannot_be_reached() {
 }
 
 #[test]
-fn committed_dag_runs_the_demo_pipeline_under_airflow() {
+fn committed_dag_and_its_build_variant_run_the_demo_pipeline_under_airflow() {
     let project = TestProject::demo();
     project.lake(&["demo", "generate", "--customers", "80", "--days", "2", "--out", "events"]).assert_ok();
     let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("dags/lake_pipeline.py"))
         .expect("dags/lake_pipeline.py");
     let dag_id = committed.split("dag_id=\"").nth(1).and_then(|r| r.split('"').next()).expect("dag_id");
-    let airflow = Airflow::new(project.path(), dag_id);
+    let mut airflow = Airflow::new(project.path(), dag_id);
     std::fs::write(airflow.dags().join("lake_pipeline.py"), &committed).expect("write DAG");
     let tasks = airflow.upstream_of(&airflow.dags().join("lake_pipeline.py"));
 
@@ -440,4 +441,15 @@ fn committed_dag_runs_the_demo_pipeline_under_airflow() {
     assert!(summaries.iter().all(|l| l.contains(r#""error":0"#) && l.contains(r#""fail":0"#)), "{summaries:#?}");
     assert!(ok.output.contains(r#""event":"ingest_finished""#), "{}", ok.output);
     assert!(project.sql_count("select count(*) from marts.customer_360") > 0);
+
+    // The same project's DAG with --build: every model's tests in its task, every task succeeds.
+    airflow.dag_id = "lake_demo_build".to_string();
+    generate(project.path(), &["--build", "--dag-id", "lake_demo_build"], &airflow.dags().join("lake_demo_build.py"));
+    let tasks = airflow.upstream_of(&airflow.dags().join("lake_demo_build.py"));
+    let built = airflow.dags_test("2026-12-02", &[], &|a| any_up_for_retry(a, "2026-12-02"));
+    assert_eq!(built.code, Some(0), "dags test failed (timed out: {}):\n{}", built.timed_out, built.output);
+    let states = airflow.task_states("2026-12-02");
+    assert_eq!(states.keys().collect::<Vec<_>>(), tasks.keys().collect::<Vec<_>>());
+    assert!(states.values().all(|t| t.state.as_deref() == Some("success")), "{states:?}\n{}", built.output);
+    assert!(built.output.contains("lake build --select customer_metrics --indirect-selection buildable"), "{}", built.output);
 }
