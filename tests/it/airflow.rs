@@ -3,8 +3,9 @@
 //! project and for a fixture project import with no errors and their task dependencies are the
 //! model DAG; `airflow dags test` of the committed DAG (and of its `--build` variant) on a copy
 //! of the demo project with generated events, and of the fixture's DAG, runs every task by
-//! calling the `lake` test binary; a failed model fails its task at once (no retry) and only its downstream tasks are
-//! left `upstream_failed`; an unreachable catalog (exit code 3) is the one failure that is retried.
+//! calling the `lake` test binary; a failed model fails its task at once (no retry) and only its
+//! downstream tasks are left `upstream_failed`; an unreachable catalog (exit code 3) is the one
+//! failure that is retried.
 //!
 //! Each test has its own throwaway `AIRFLOW_HOME` (SQLite metadata DB, its own dags folder, no
 //! example DAGs) and reads task states from that metadata DB, where `dags test` leaves them.
