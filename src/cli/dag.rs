@@ -22,7 +22,7 @@ use super::project_cmds::load;
 use super::{CliResult, ExitCodeExt, GlobalArgs};
 use crate::graph::Graph;
 use crate::project::Project;
-use crate::project::model::Materialized;
+use crate::project::model::{DataTestKind, Dependency, Materialized};
 use crate::run::{IndirectSelection, singular_test_selected};
 
 /// Imports, `LakeOperator`, default arguments and the arguments every task shares.
@@ -152,7 +152,10 @@ fn plan(project: &Project, graph: &Graph, args: &AirflowArgs) -> anyhow::Result<
             }
             selections.push(BTreeSet::from([i]));
             let id = unique_id(&mut ids, id_of(i), &model.name)?;
-            let upstream = parents[&i].iter().map(|&p| id_of(p)).collect();
+            let mut upstream: BTreeSet<String> = parents[&i].iter().map(|&p| id_of(p)).collect();
+            if args.build {
+                upstream.extend(tested_against(graph, i, &runnable).into_iter().map(id_of));
+            }
             let command = format!("lake {verb} --select {}{tests} --log-format json", shell_word(&model.name));
             tasks.push(task(&id, &command, with_gate(upstream)));
         }
@@ -171,6 +174,22 @@ fn plan(project: &Project, graph: &Graph, args: &AirflowArgs) -> anyhow::Result<
         tasks.push(task(TEST, "lake test --log-format json", leaves));
     }
     Ok(tasks)
+}
+
+/// Models (of `runnable`) that model `i`'s `relationships` tests read, when they are not
+/// downstream of it: with `--build` its task runs those tests, so it waits for them.
+fn tested_against(graph: &Graph, i: usize, runnable: &BTreeSet<usize>) -> BTreeSet<usize> {
+    let downstream = graph.descendants(i);
+    graph
+        .model(i)
+        .tests
+        .iter()
+        .filter_map(|t| match &t.kind {
+            DataTestKind::Relationships { to: Dependency::Model { name, .. }, .. } => graph.index_of(name),
+            _ => None,
+        })
+        .filter(|j| *j != i && runnable.contains(j) && !downstream.contains(j))
+        .collect()
 }
 
 fn task(id: &str, command: &str, upstream: BTreeSet<String>) -> Task {

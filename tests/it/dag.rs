@@ -327,6 +327,21 @@ fn build_takes_in_singular_tests_by_indirect_selection_and_the_dag_tests_each_in
         "{}",
         dag.stdout
     );
+    // A relationships test of stg_events on stg_customers: with --build stg_events' task runs
+    // it, so it waits for stg_customers' task; without --build, lake_test runs it at the end.
+    p.write(
+        "models/staging/staging.yml",
+        "models:\n  - name: stg_customers\n    columns:\n      - name: id\n        data_tests: [not_null, unique]\n\
+         \x20 - name: stg_events\n    columns:\n      - name: customer_id\n        data_tests:\n          \
+         - relationships: {to: ref('stg_customers'), field: id}\n",
+    );
+    let edge = "(\"model_stg_customers\", \"model_stg_events\")";
+    let dag = p.lake(&["dag", "airflow", "--build"]);
+    dag.assert_ok();
+    assert!(dag.stdout.contains(edge), "{}", dag.stdout);
+    let plain = p.lake(&["dag", "airflow"]);
+    plain.assert_ok();
+    assert!(!plain.stdout.contains(edge), "{}", plain.stdout);
     p.write(
         "tests/assert_across_marts.sql",
         "select k.kind from {{ ref('mart_kinds') }} k cross join {{ ref('mart_customers') }} m where k.n < 0 and m.events < 0\n",
