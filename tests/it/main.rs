@@ -8,6 +8,7 @@ mod concurrency;
 mod crash;
 mod demo;
 mod demo_events;
+mod demo_stream;
 mod doctor;
 mod faults;
 mod graph;
