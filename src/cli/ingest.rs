@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 
 use super::{CliResult, EXIT_FAILED, EXIT_OK, ExitCodeExt, GlobalArgs};
 use crate::ingest::config::{BatchConfig, SourceConfig};
@@ -60,6 +60,15 @@ pub struct IngestArgs {
 pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
     let config = super::project_cmds::load_config(g)?;
     let sources = chosen_sources(&config, &args).usage()?;
+    for (name, source) in &sources {
+        if source.from.starts_with("http://") {
+            crate::ingest::webhook::WebhookSource::routes(&source.table, &source.routes, &source.webhooks)
+                .with_context(|| format!("[ingest.{name}]"))
+                .usage()?;
+        } else if !source.routes.is_empty() {
+            return Err(anyhow!("[ingest.{name}] routes: only webhook sources (from = \"http://host:port\") route events to tables")).usage();
+        }
+    }
     super::remember_catalog(&config.catalog);
     let lakehouse = Lakehouse::connect(&config.catalog).await.environment()?;
     if args.status {
@@ -97,27 +106,11 @@ pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
     let mut code = EXIT_OK;
     for (name, source, result) in futures::future::join_all(runs).await {
         match result {
-            Ok(report) => {
-                let threshold = args.max_error_rate.or(source.max_error_rate);
-                let too_many = threshold.is_some_and(|t| report.error_rate() > t);
-                match format {
-                    LogFormat::Json => println!(
-                        "{}",
-                        serde_json::json!({"event": "ingest_finished", "source": name, "report": report,
-                            "error_rate": report.error_rate(), "max_error_rate": threshold, "ok": !too_many})
-                    ),
-                    LogFormat::Text => println!(
-                        "{name}: {} records read, {} rows to {}, {} dead letters to {}__errors in {} flushes",
-                        report.records, report.rows, report.table, report.dead_letters, report.table, report.flushes
-                    ),
-                }
-                if too_many {
-                    eprintln!(
-                        "error: ingest source `{name}`: {:.1}% of its records were dead letters, above max_error_rate {:.1}%",
-                        report.error_rate() * 100.0,
-                        threshold.unwrap_or(0.0) * 100.0
-                    );
-                    code = EXIT_FAILED;
+            Ok(reports) => {
+                for report in reports {
+                    if report_finished(format, name, &report, args.max_error_rate.or(source.max_error_rate)) {
+                        code = EXIT_FAILED;
+                    }
                 }
             }
             Err(e) => {
@@ -133,6 +126,31 @@ pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
         }
     }
     Ok(code)
+}
+
+/// Prints what a source did for one table; true when its dead letters are above `threshold`.
+fn report_finished(format: LogFormat, name: &str, report: &SourceReport, threshold: Option<f64>) -> bool {
+    let too_many = threshold.is_some_and(|t| report.error_rate() > t);
+    match format {
+        LogFormat::Json => println!(
+            "{}",
+            serde_json::json!({"event": "ingest_finished", "source": name, "report": report,
+                "error_rate": report.error_rate(), "max_error_rate": threshold, "ok": !too_many})
+        ),
+        LogFormat::Text => println!(
+            "{name}: {} records read, {} rows to {}, {} dead letters to {}__errors in {} flushes",
+            report.records, report.rows, report.table, report.dead_letters, report.table, report.flushes
+        ),
+    }
+    if too_many {
+        eprintln!(
+            "error: ingest source `{name}`: {:.1}% of its records to {} were dead letters, above max_error_rate {:.1}%",
+            report.error_rate() * 100.0,
+            report.table,
+            threshold.unwrap_or(0.0) * 100.0
+        );
+    }
+    too_many
 }
 
 /// The sources to run: named ones, `--all`, or the ad-hoc `--from`/`--table`.
@@ -163,6 +181,7 @@ fn chosen_sources(config: &ProjectConfig, args: &IngestArgs) -> anyhow::Result<V
                     partitions: args.partitions.clone(),
                     kafka: Default::default(),
                     webhooks: Default::default(),
+                    routes: Default::default(),
                     max_body_kb: 1024,
                     wal_retention_hours: 168.0,
                 },
@@ -223,8 +242,24 @@ fn spawn_signal_handler(stop: Arc<AtomicBool>) {
 
 async fn status(g: &GlobalArgs, lakehouse: &Lakehouse, sources: &[(String, SourceConfig)]) -> CliResult {
     for (name, source) in sources {
-        let ident = table_ident(&source.table).usage()?;
-        let errors = table_ident(&format!("{}__errors", source.table)).usage()?;
+        // The source's table, then each table its routes send events to.
+        let mut tables = vec![source.table.clone()];
+        for t in source.routes.values() {
+            if !tables.contains(t) {
+                tables.push(t.clone());
+            }
+        }
+        for target in &tables {
+            status_line(g, lakehouse, name, source, target).await?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn status_line(g: &GlobalArgs, lakehouse: &Lakehouse, name: &str, source: &SourceConfig, target: &str) -> CliResult<()> {
+    {
+        let ident = table_ident(target).usage()?;
+        let errors = table_ident(&format!("{target}__errors")).usage()?;
         let table = lakehouse.load_table(&ident).await.environment()?;
         let errors_table = lakehouse.load_table(&errors).await.environment()?;
         let records = |t: &Option<iceberg::table::Table>| {
@@ -243,13 +278,13 @@ async fn status(g: &GlobalArgs, lakehouse: &Lakehouse, sources: &[(String, Sourc
         match g.log_format {
             LogFormat::Json => println!(
                 "{}",
-                serde_json::json!({"source": name, "from": source.from, "table": source.table, "rows": records(&table),
+                serde_json::json!({"source": name, "from": source.from, "table": target, "rows": records(&table),
                     "dead_letters": records(&errors_table), "last_commit": last, "streams": positions.len(), "records_read": lines})
             ),
             LogFormat::Text => println!(
                 "{name}: {} → {}: {} rows, {} dead letters, {} streams ({} records read), last commit {}",
                 source.from,
-                source.table,
+                target,
                 records(&table),
                 records(&errors_table),
                 positions.len(),
@@ -258,5 +293,5 @@ async fn status(g: &GlobalArgs, lakehouse: &Lakehouse, sources: &[(String, Sourc
             ),
         }
     }
-    Ok(EXIT_OK)
+    Ok(())
 }

@@ -127,20 +127,11 @@ fn covered(positions: &Positions, at: &Coordinates) -> bool {
     positions.get(&at.stream()).is_some_and(|p| at.consumed() <= p.consumed)
 }
 
-/// Opens the source `config.from` names (`serve`: start a webhook server; `--once` only
-/// replays its log).
+/// Opens the source `config.from` names (webhook sources: see [`run_source`]).
 pub async fn open_source(name: &str, config: &SourceConfig, root: &Path, options: &RunOptions) -> Result<Box<dyn Source>> {
-    let serve = !options.once;
     if config.from.starts_with("s3://") {
         let format = FileFormat::parse(config.format.as_deref(), &config.from)?;
         return Ok(Box::new(objects::ObjectSource::connect(&config.from, format, &options.storage)?));
-    }
-    if config.from.starts_with("http://") {
-        let wal = root.join(".lake").join("ingest").join(name);
-        let retention = std::time::Duration::from_secs_f64(config.wal_retention_hours.max(0.0) * 3600.0);
-        let source =
-            webhook::WebhookSource::start(&config.from, &wal, &config.webhooks, config.max_body_kb, retention, serve).await?;
-        return Ok(Box::new(source));
     }
     if config.from.starts_with("kafka://") {
         let group = config.group.clone().unwrap_or_else(|| format!("lake-{name}"));
@@ -156,7 +147,9 @@ pub async fn open_source(name: &str, config: &SourceConfig, root: &Path, options
     Ok(Box::new(FileReader::new(spec, format, Positions::new()).settle(settle)))
 }
 
-/// Runs one source until it is drained (`once`) or stopped.
+/// Runs one source until it is drained (`once`) or stopped: one report per table it writes. A
+/// webhook source serves (unless `once`: it only replays its logs) and writes each lane of its
+/// routes (one table, one log each) as a source of its own.
 pub async fn run_source(
     lakehouse: &Lakehouse,
     root: &Path,
@@ -164,10 +157,41 @@ pub async fn run_source(
     config: &SourceConfig,
     write: &WriteOptions,
     options: &RunOptions,
+) -> Result<Vec<SourceReport>> {
+    if config.from.starts_with("http://") {
+        let routes = webhook::WebhookSource::routes(&config.table, &config.routes, &config.webhooks)
+            .with_context(|| format!("ingest source `{name}`"))?;
+        let tables = routes.tables().to_vec();
+        let wal = root.join(".lake").join("ingest").join(name);
+        let retention = std::time::Duration::from_secs_f64(config.wal_retention_hours.max(0.0) * 3600.0);
+        let lanes = webhook::WebhookSource::start(&config.from, &wal, routes, &config.webhooks, config.max_body_kb, retention, !options.once)
+            .await
+            .with_context(|| format!("ingest source `{name}`"))?;
+        let runs = tables
+            .iter()
+            .zip(lanes)
+            .map(|(table, source)| run_lane(lakehouse, name, config, table, Box::new(source), write, options));
+        return futures::future::try_join_all(runs).await;
+    }
+    if !config.routes.is_empty() {
+        return Err(anyhow!("ingest source `{name}`: routes are for webhook sources (from = \"http://host:port\")"));
+    }
+    let source = open_source(name, config, root, options).await.with_context(|| format!("ingest source `{name}`"))?;
+    Ok(vec![run_lane(lakehouse, name, config, &config.table, source, write, options).await?])
+}
+
+/// Runs `source` into `table` until it is drained (`once`) or stopped.
+async fn run_lane(
+    lakehouse: &Lakehouse,
+    name: &str,
+    config: &SourceConfig,
+    table: &str,
+    mut source: Box<dyn Source>,
+    write: &WriteOptions,
+    options: &RunOptions,
 ) -> Result<SourceReport> {
-    let ident = table_ident(&config.table).with_context(|| format!("ingest source `{name}`: bad table"))?;
+    let ident = table_ident(table).with_context(|| format!("ingest source `{name}`: bad table"))?;
     let errors = errors_ident(&ident)?;
-    let mut source = open_source(name, config, root, options).await.with_context(|| format!("ingest source `{name}`"))?;
     let partition_by: Vec<(String, String)> = config
         .partition_by
         .iter()
@@ -177,7 +201,7 @@ pub async fn run_source(
                 .ok_or_else(|| anyhow!("ingest source `{name}`: bad partition_by entry `{p}`"))
         })
         .collect::<Result<_>>()?;
-    let mut report = SourceReport { source: name.to_string(), table: config.table.clone(), ..Default::default() };
+    let mut report = SourceReport { source: name.to_string(), table: table.to_string(), ..Default::default() };
     let max_rows = config.batch.rows.max(1);
     let max_bytes = config.batch.bytes_mb.max(1) * 1024 * 1024;
     let max_wait = Duration::from_secs_f64(config.batch.seconds.max(0.01));

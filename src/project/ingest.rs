@@ -80,6 +80,10 @@ pub struct SourceConfig {
     /// `POST /webhooks/<provider>`.
     #[serde(default)]
     pub webhooks: WebhookConfig,
+    /// Webhooks: `"<provider>:<event type pattern>" = "<ns.table>"` sends matching events to
+    /// that table instead of `table` (see `ingest::webhook` routes).
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
     /// Webhooks: the largest body accepted (KiB); larger ones get 413.
     #[serde(default = "default_max_body_kb")]
     pub max_body_kb: usize,

@@ -103,7 +103,10 @@ impl Plan {
         let mut appended: BTreeMap<String, HashSet<String>> = BTreeMap::new();
         if is_incremental && model.config.watermark == Some(WatermarkSpec::Snapshot) {
             match exact_inputs(ctx, model, previous.as_ref()).await? {
-                Ok(files) => appended = files,
+                Ok(files) => {
+                    result.input_files_read = files.iter().map(|(t, f)| (t.clone(), f.len())).collect();
+                    appended = files;
+                }
                 Err(reason) => {
                     is_incremental = false;
                     result.message = Some(format!("full refresh: {reason}"));

@@ -94,6 +94,10 @@ pub struct NodeResult {
     pub watermark_after: Option<String>,
     /// Snapshot ids of the tables this node read.
     pub input_snapshots: BTreeMap<String, Option<i64>>,
+    /// Incremental runs with `watermark: snapshot`: per input, the data files read (those
+    /// appended since the last run; the rest of the table is not read).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub input_files_read: BTreeMap<String, usize>,
 }
 
 impl NodeResult {
@@ -117,6 +121,7 @@ impl NodeResult {
             watermark_before: None,
             watermark_after: None,
             input_snapshots: BTreeMap::new(),
+            input_files_read: BTreeMap::new(),
         }
     }
 

@@ -103,7 +103,7 @@ fn error_rate_above_the_threshold_exits_non_zero_after_committing() {
     p.write("landing/a.ndjson", &format!("{}\n{{bad\n{{bad\n{}\n", line(1), line(2)));
     let out = p.lake(&["ingest", "events", "--once"]);
     assert_eq!(out.code, 1, "{}", out.all());
-    assert!(out.stderr.contains("50.0% of its records were dead letters, above max_error_rate 20.0%"), "{}", out.stderr);
+    assert!(out.stderr.contains("50.0% of its records to raw.events were dead letters, above max_error_rate 20.0%"), "{}", out.stderr);
     assert_eq!(p.sql_count("select count(*) from raw.events"), 2);
     assert_eq!(p.sql_count("select count(*) from raw.events__errors"), 2);
 }

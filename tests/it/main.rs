@@ -9,6 +9,7 @@ mod crash;
 mod dag;
 mod demo;
 mod demo_events;
+mod demo_stream;
 mod doctor;
 mod faults;
 mod graph;

@@ -14,8 +14,10 @@
 //!
 //! Private parts: [`signature`] (verification and deduplication keys), [`wal`] (the durable
 //! log and its recovery after a crash or a full disk), [`server`] (the accept loop, its
-//! timeouts and connection cap).
+//! timeouts and connection cap), [`routes`] (which table, and so which log, an event goes to;
+//! array bodies split into one event per element).
 
+mod routes;
 mod server;
 mod signature;
 mod wal;
@@ -29,6 +31,7 @@ use super::files::{FileFormat, FileReader, FileSpec};
 use super::records::{Coordinates, RawRecord, SourceKind};
 use super::source::{Positions, Source};
 pub use crate::ingest::config::{ProviderConfig, WebhookConfig};
+pub use routes::Routes;
 pub use signature::sign;
 use wal::Envelope;
 
@@ -53,36 +56,59 @@ pub struct WebhookSource {
 }
 
 impl WebhookSource {
-    /// Starts serving on `url` (unless `serve` is false: `--once` only replays the log). Either
-    /// way, logs left by a crash are repaired first.
+    /// The routes of a webhook source (`table`, `routes`, and the providers it serves).
+    pub fn routes(table: &str, routes: &std::collections::BTreeMap<String, String>, config: &WebhookConfig) -> Result<Routes> {
+        Routes::parse(table, routes, &|p| config.providers.contains_key(p))
+    }
+
+    /// Starts serving on `url` (unless `serve` is false: `--once` only replays the logs) with
+    /// one log per lane of `routes` under `wal_dir`, and returns a reader of each lane's logs,
+    /// in lane order. Either way, logs left by a crash are repaired first.
     pub async fn start(
         url: &str,
         wal_dir: &Path,
+        routes: Routes,
         config: &WebhookConfig,
         max_body_kb: usize,
         retention: std::time::Duration,
         serve: bool,
-    ) -> Result<Self> {
+    ) -> Result<Vec<Self>> {
         if config.providers.is_empty() {
             bail!("a webhook source needs at least one provider under [ingest.<name>.webhooks.<provider>]");
         }
-        std::fs::create_dir_all(wal_dir).with_context(|| format!("cannot create {}", wal_dir.display()))?;
-        let spec = FileSpec::Files { pattern: format!("{}/wal-*.ndjson", wal_dir.display()), root: PathBuf::from("/") };
-        let reader = FileReader::new(spec, FileFormat::Ndjson, Positions::new()).complete_lines_only();
-        if !serve {
-            wal::recover(wal_dir)?;
-            return Ok(Self { reader, wal_dir: wal_dir.to_path_buf(), current: None, retention });
+        // Secrets and the address first: a setting that fails leaves the logs untouched.
+        let served = match serve {
+            true => {
+                let providers = signature::Providers::resolve(&config.providers)?;
+                let addr = parse_url(url)?;
+                Some((providers, tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?))
+            }
+            false => None,
+        };
+        let dirs = routes.dirs(wal_dir);
+        let mut wals = Vec::new();
+        let mut readers = Vec::new();
+        for dir in &dirs {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let spec = FileSpec::Files { pattern: format!("{}/wal-*.ndjson", dir.display()), root: PathBuf::from("/") };
+            let reader = FileReader::new(spec, FileFormat::Ndjson, Positions::new()).complete_lines_only();
+            // Events already in the logs: a redelivery is acknowledged, not stored twice.
+            let seen = wal::recover(dir)?;
+            let current = if serve {
+                let log = wal::Wal::create(dir, seen)?;
+                let path = log.path().to_path_buf();
+                wals.push(Mutex::new(log));
+                Some(path)
+            } else {
+                None
+            };
+            readers.push(Self { reader, wal_dir: dir.clone(), current, retention });
         }
-        let providers = signature::Providers::resolve(&config.providers)?;
-        let addr = parse_url(url)?;
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        // Events already in the logs: a redelivery is acknowledged, not stored twice.
-        let seen = wal::recover(wal_dir)?;
-        let log = wal::Wal::create(wal_dir, seen)?;
-        let current = log.path().to_path_buf();
-        let server = Arc::new(server::Server { providers, wal: Mutex::new(log) });
-        tokio::spawn(server::serve(listener, server, server::Limits::new(config, max_body_kb)));
-        Ok(Self { reader, wal_dir: wal_dir.to_path_buf(), current: Some(current), retention })
+        if let Some((providers, listener)) = served {
+            let server = Arc::new(server::Server { providers, routes, wals });
+            tokio::spawn(server::serve(listener, server, server::Limits::new(config, max_body_kb)));
+        }
+        Ok(readers)
     }
 }
 

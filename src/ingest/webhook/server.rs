@@ -32,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::routes::{Routes, split};
 use super::signature::{Providers, Refusal};
 use super::wal::{Stored, Wal};
 use crate::ingest::config::WebhookConfig;
@@ -66,7 +67,9 @@ impl Limits {
 /// What the connections share.
 pub(super) struct Server {
     pub providers: Providers,
-    pub wal: Mutex<Wal>,
+    pub routes: Routes,
+    /// Each lane's log (see [`Routes`]).
+    pub wals: Vec<Mutex<Wal>>,
 }
 
 /// Serves `listener` for as long as the process runs.
@@ -286,9 +289,18 @@ async fn handle(server: &Arc<Server>, request: Request<Incoming>, limits: &Limit
         Err(Refusal(status, why)) => return respond(status, why),
     };
     let writer = server.clone();
+    // Each event of the delivery into its lane's log; stored when any is new (a retry after a
+    // failed write stores the rest and skips those already in).
     let stored = tokio::task::spawn_blocking(move || {
-        let mut wal = writer.wal.lock().map_err(|_| anyhow::anyhow!("the write-ahead log lock is poisoned"))?;
-        wal.append(&envelope)
+        let mut stored = Stored::Duplicate;
+        for event in split(envelope) {
+            let lane = writer.routes.lane(&event.provider, event.event_type.as_deref());
+            let mut wal = writer.wals[lane].lock().map_err(|_| anyhow::anyhow!("the write-ahead log lock is poisoned"))?;
+            if wal.append(&event)? == Stored::New {
+                stored = Stored::New;
+            }
+        }
+        Ok(stored)
     })
     .await
     .map_err(anyhow::Error::new)

@@ -6,6 +6,7 @@
 
 mod abuse;
 mod replay;
+mod routes;
 mod wal;
 
 use std::io::{Read, Write};
