@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::secrets;
 use crate::lakehouse::catalog::{CatalogSpec, Timeouts};
-use crate::lakehouse::writer::{Codec, WriteOptions};
+use crate::lakehouse::writer::{Codec, MergeMode, WriteOptions};
 
 pub const CONFIG_FILE: &str = "lake.toml";
 
@@ -85,6 +85,7 @@ pub enum CatalogKind {
 struct RawWrite {
     target_file_size_mb: Option<u64>,
     compression: Option<String>,
+    merge_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -253,6 +254,14 @@ impl ProjectConfig {
                     from_env.show("write.compression", c)
                 )
             })?;
+        }
+        if let Some(m) = &raw.write.merge_mode {
+            write.merge_mode = Some(MergeMode::parse(m).ok_or_else(|| {
+                anyhow!(
+                    "{CONFIG_FILE}: write.merge_mode = {}: use copy-on-write or merge-on-read",
+                    from_env.show("write.merge_mode", m)
+                )
+            })?);
         }
         let threads = raw.run.threads.unwrap_or(4);
         if threads == 0 {
