@@ -114,7 +114,7 @@ impl Plan {
         let full = !incremental_model || ctx.options.full_refresh || (existing.is_some() && !is_incremental);
         let strategy = match (full, incremental_strategy(model)) {
             // A merge model rebuilt in full keeps its key unique, as its merges do.
-            (true, Ok(Strategy::Merge { unique_key, dedupe_by })) if incremental_model => {
+            (true, Ok(Strategy::Merge { unique_key, dedupe_by, .. })) if incremental_model => {
                 Strategy::ReplaceUnique { unique_key, dedupe_by }
             }
             (true, _) => Strategy::Replace,
@@ -138,6 +138,7 @@ fn incremental_strategy(model: &Model) -> Result<Strategy> {
         IncrementalStrategy::Merge => Strategy::Merge {
             unique_key: model.config.unique_key.clone(),
             dedupe_by: model.config.dedupe_by.clone(),
+            mode: model.config.merge_mode,
         },
         IncrementalStrategy::ReplaceRange => Strategy::ReplaceRange {
             column: model
