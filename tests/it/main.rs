@@ -18,6 +18,7 @@ mod kafka;
 mod layering;
 mod maintenance;
 mod merge;
+mod merge_on_read;
 mod polars_bridge;
 mod project;
 mod property;
