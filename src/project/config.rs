@@ -240,29 +240,7 @@ impl ProjectConfig {
                 }
             }
         };
-        let mut write = WriteOptions::default();
-        if let Some(mb) = raw.write.target_file_size_mb {
-            if mb == 0 {
-                bail!("{CONFIG_FILE}: write.target_file_size_mb must be at least 1");
-            }
-            write.target_file_size = (mb * 1024 * 1024) as usize;
-        }
-        if let Some(c) = &raw.write.compression {
-            write.codec = Codec::parse(c).ok_or_else(|| {
-                anyhow!(
-                    "{CONFIG_FILE}: write.compression = {}: use zstd, snappy or none",
-                    from_env.show("write.compression", c)
-                )
-            })?;
-        }
-        if let Some(m) = &raw.write.merge_mode {
-            write.merge_mode = Some(MergeMode::parse(m).ok_or_else(|| {
-                anyhow!(
-                    "{CONFIG_FILE}: write.merge_mode = {}: use copy-on-write or merge-on-read",
-                    from_env.show("write.merge_mode", m)
-                )
-            })?);
-        }
+        let write = write_options(&raw.write, from_env)?;
         let threads = raw.run.threads.unwrap_or(4);
         if threads == 0 {
             bail!("{CONFIG_FILE}: run.threads must be at least 1");
@@ -530,4 +508,32 @@ fn resolve_location(root: &Path, location: &str) -> Result<String> {
         root.join(location)
     };
     Ok(format!("file://{}", path.display()).trim_end_matches('/').to_string())
+}
+
+/// The `[write]` section: data-file size, compression and the default merge mode.
+fn write_options(raw: &RawWrite, from_env: &FromEnv) -> Result<WriteOptions> {
+    let mut write = WriteOptions::default();
+    if let Some(mb) = raw.target_file_size_mb {
+        if mb == 0 {
+            bail!("{CONFIG_FILE}: write.target_file_size_mb must be at least 1");
+        }
+        write.target_file_size = (mb * 1024 * 1024) as usize;
+    }
+    if let Some(c) = &raw.compression {
+        write.codec = Codec::parse(c).ok_or_else(|| {
+            anyhow!(
+                "{CONFIG_FILE}: write.compression = {}: use zstd, snappy or none",
+                from_env.show("write.compression", c)
+            )
+        })?;
+    }
+    if let Some(m) = &raw.merge_mode {
+        write.merge_mode = Some(MergeMode::parse(m).ok_or_else(|| {
+            anyhow!(
+                "{CONFIG_FILE}: write.merge_mode = {}: use copy-on-write or merge-on-read",
+                from_env.show("write.merge_mode", m)
+            )
+        })?);
+    }
+    Ok(write)
 }
