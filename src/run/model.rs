@@ -316,6 +316,8 @@ async fn commit(
     let outcome = materialize::materialize(&ctx.lakehouse, request, schema, batches).await?;
     result.rows_written = Some(outcome.rows_written);
     result.files_rewritten = Some(outcome.files_rewritten);
+    result.bytes_rewritten = Some(outcome.bytes_rewritten);
+    result.delete_files_added = Some(outcome.commit.as_ref().map_or(0, |c| c.delete_files_added));
     result.watermark_after = outcome.watermark.as_ref().map(|w| w.value.clone());
     match &outcome.commit {
         Some(c) => {

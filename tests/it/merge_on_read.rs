@@ -106,6 +106,8 @@ fn merge_on_read_writes_position_deletes_that_every_reader_applies() {
     let result = p.run_results()["results"][0].clone();
     assert_eq!(result["files_removed"], 0);
     assert_eq!(result["files_rewritten"], 0);
+    assert_eq!(result["bytes_rewritten"], 0);
+    assert_eq!(result["delete_files_added"], 1);
     assert_all_read(&p, &expected, "after merge 2");
 
     // 2 again: its live row is now in batch 2's file, and the deleted one in the first file
