@@ -216,3 +216,27 @@ with table.transaction() as tx:
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.all().contains("write.merge_mode"), "{}", out.all());
 }
+
+/// On a partitioned table each delete file carries the partition of the data files it points
+/// into (readers attach deletes by partition); updated rows move to new partitions.
+#[test]
+fn merge_on_read_on_a_partitioned_table_deletes_in_the_right_partitions() {
+    let p = project(Some("merge-on-read"));
+    p.write(
+        "models/staging/items.sql",
+        &std::fs::read_to_string(p.path().join("models/staging/items.sql"))
+            .unwrap()
+            .replace("watermark='batch'", "watermark='batch', partition_by=['bucket(3, id)', 'batch']"),
+    );
+    let mut expected = BTreeMap::new();
+    merge_batch(&p, 1, &[(1, 10), (2, 20), (3, 30), (4, 40), (5, 50), (6, 60)], &mut expected);
+    merge_batch(&p, 2, &[(1, 11), (2, 21), (3, 31), (9, 90)], &mut expected);
+    let s = p.current_snapshot("staging.items");
+    assert_eq!(summary_num(&s, "added-position-deletes"), 3);
+    assert!(summary_num(&s, "added-delete-files") >= 2, "one delete file per partition: {s}");
+    merge_batch(&p, 3, &[(1, 12), (4, 41), (9, 91)], &mut expected);
+    assert_all_read(&p, &expected, "partitioned, after merge 3");
+    p.lake(&["maintain"]).assert_ok();
+    assert_eq!(summary_num(&p.current_snapshot("staging.items"), "total-delete-files"), 0);
+    assert_all_read(&p, &expected, "partitioned, after compaction");
+}
