@@ -19,6 +19,7 @@ mod kafka;
 mod layering;
 mod maintenance;
 mod merge;
+mod merge_on_read;
 mod polars_bridge;
 mod project;
 mod property;
