@@ -31,7 +31,7 @@ import er_data  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # Roles `lake resolve --columns` knows.
-LAKE_ROLES = ["email", "phone", "first_name", "last_name", "dob", "postcode", "address", "city"]
+LAKE_ROLES = ["email", "phone", "first_name", "last_name", "dob", "postcode", "address"]
 
 
 def lake_binary():
