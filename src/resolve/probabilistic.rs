@@ -13,8 +13,9 @@
 //! - **term frequencies**: an exact agreement on a value gains log2(u_exact / share of the
 //!   value): a shared rare surname says more than a shared `smith`.
 //! - **households**: people living together share a last name, a phone, an address and a
-//!   postcode, so agreement on those is not independent evidence; of their positive weights
-//!   only the strongest counts (disagreements still all count).
+//!   postcode, so exact agreement on several of those is not independent evidence. From the
+//!   random pairs, the model measures how much more often they agree together than
+//!   independence predicts, and takes that (log2, never a gain) off such pairs' weight.
 //! - **threshold**: unless configured, the one that maximises the model's expected F1 over
 //!   the candidate pairs (at least 0.5); the expected precision and recall at several
 //!   thresholds are reported with the model.
@@ -76,6 +77,14 @@ pub struct Model {
     pub threshold_chosen: bool,
     pub u_sample_pairs: u64,
     pub curve: Vec<CurvePoint>,
+    /// Positions (in `comparisons`) of the household roles: last name, phone, address,
+    /// postcode.
+    #[serde(skip)]
+    pub household_kinds: Vec<usize>,
+    /// Correction (≤ 0) by which set of household roles agree exactly (bit i: the role at
+    /// `household_kinds[i]`): log2 of how much more often random pairs agree on all of them
+    /// together than independence predicts.
+    pub household: Vec<f64>,
 }
 
 /// One comparison's part in a pair's score.
@@ -95,7 +104,8 @@ pub struct Term {
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
     pub prior_weight: f64,
-    /// Agreement on last name, phone, address and postcode counts once (the strongest).
+    /// Correction for exact agreement on several household roles (last name, phone, address,
+    /// postcode) at once, which people living together share.
     pub household_correction: f64,
     pub names_swapped: bool,
     pub terms: Vec<Term>,
@@ -125,18 +135,19 @@ impl Model {
     /// that is the household correction.
     fn weigh(&self, a: &Norm, pattern: &Pattern) -> (f64, f64) {
         let mut w = logit2(self.prior);
-        let (mut household_sum, mut household_max) = (0.0, 0.0f64);
+        let mut agree = 0usize;
         for (k, &level) in pattern.iter().enumerate().take(self.comparisons.len()) {
             if level != NULL {
                 let (x, tf) = self.term(k, level, a);
                 w += x + tf;
-                if self.comparisons[k].kind.household() && x + tf > 0.0 {
-                    household_sum += x + tf;
-                    household_max = household_max.max(x + tf);
-                }
+            }
+            if level == 0
+                && let Some(bit) = self.household_kinds.iter().position(|&h| h == k)
+            {
+                agree |= 1 << bit;
             }
         }
-        let correction = household_max - household_sum;
+        let correction = self.household.get(agree).copied().unwrap_or(0.0);
         (w + correction, correction)
     }
 
@@ -205,7 +216,7 @@ impl fmt::Display for Explanation {
             )?;
         }
         if self.household_correction != 0.0 {
-            writeln!(f, "{:<12} {:<46} {:>9.2}", "household", "strongest of last_name/phone/address/postcode", self.household_correction)?;
+            writeln!(f, "{:<12} {:<28} {:>9.2}", "household", "shared together", self.household_correction)?;
         }
         if self.names_swapped {
             writeln!(f, "(first and last name compared swapped)")?;

@@ -88,7 +88,8 @@ fn splitmix(state: &mut u64) -> u64 {
 }
 
 /// u per kind and level: exact from frequencies, the rest from random pairs.
-fn estimate_u<T: HasNorm + Sync>(records: &[T], kinds: &[Kind], tf: &[Frequencies]) -> (Vec<Vec<f64>>, u64) {
+#[allow(clippy::type_complexity)]
+fn estimate_u<T: HasNorm + Sync>(records: &[T], kinds: &[Kind], tf: &[Frequencies]) -> (Vec<Vec<f64>>, Vec<f64>, u64) {
     let n = records.len() as u64;
     let all = n * n.saturating_sub(1) / 2;
     let pairs: Vec<(u32, u32)> = if all <= U_SAMPLE {
@@ -105,31 +106,43 @@ fn estimate_u<T: HasNorm + Sync>(records: &[T], kinds: &[Kind], tf: &[Frequencie
             })
             .collect()
     };
-    let counts = pairs
+    let house = household_kinds(kinds);
+    // Per kind and level; then per set of household kinds: pairs agreeing on all of them
+    // exactly, and pairs having all of them.
+    let zero = || (vec![[0u64; 8]; kinds.len()], [0u64; 16], [0u64; 16]);
+    let (counts, together, having) = pairs
         .par_iter()
-        .fold(
-            || vec![[0u64; 8]; kinds.len()],
-            |mut acc, &(a, b)| {
-                let pattern = compare::pattern(records[a as usize].norm(), records[b as usize].norm(), kinds);
-                for (k, &level) in pattern.iter().enumerate().take(kinds.len()) {
-                    if level != NULL {
-                        acc[k][level as usize] += 1;
-                    }
+        .fold(zero, |mut acc, &(a, b)| {
+            let pattern = compare::pattern(records[a as usize].norm(), records[b as usize].norm(), kinds);
+            for (k, &level) in pattern.iter().enumerate().take(kinds.len()) {
+                if level != NULL {
+                    acc.0[k][level as usize] += 1;
                 }
-                acc
-            },
-        )
-        .reduce(
-            || vec![[0u64; 8]; kinds.len()],
-            |mut x, y| {
-                for (a, b) in x.iter_mut().zip(y) {
-                    for (p, q) in a.iter_mut().zip(b) {
-                        *p += q;
-                    }
+            }
+            let (mut agree, mut have) = (0usize, 0usize);
+            for (bit, &k) in house.iter().enumerate() {
+                have |= usize::from(pattern[k] != NULL) << bit;
+                agree |= usize::from(pattern[k] == 0) << bit;
+            }
+            for set in 1..16 {
+                acc.1[set] += u64::from(agree & set == set);
+                acc.2[set] += u64::from(have & set == set);
+            }
+            acc
+        })
+        .reduce(zero, |mut x, y| {
+            for (a, b) in x.0.iter_mut().zip(y.0) {
+                for (p, q) in a.iter_mut().zip(b) {
+                    *p += q;
                 }
-                x
-            },
-        );
+            }
+            for s in 0..16 {
+                x.1[s] += y.1[s];
+                x.2[s] += y.2[s];
+            }
+            x
+        });
+    let household = household_correction(&together, &having, house.len());
     let u = kinds
         .iter()
         .enumerate()
@@ -147,7 +160,30 @@ fn estimate_u<T: HasNorm + Sync>(records: &[T], kinds: &[Kind], tf: &[Frequencie
             levels
         })
         .collect();
-    (u, pairs.len() as u64)
+    (u, household, pairs.len() as u64)
+}
+
+/// Positions of the household kinds (last name, phone, address, postcode) among `kinds`.
+pub(super) fn household_kinds(kinds: &[Kind]) -> Vec<usize> {
+    kinds.iter().enumerate().filter(|(_, k)| k.household()).map(|(i, _)| i).collect()
+}
+
+/// For each set of two or more household kinds: min(0, log2(P(agree on all) / Π P(agree on
+/// each))) over the random pairs, with a few pseudo-pairs at independence.
+fn household_correction(together: &[u64; 16], having: &[u64; 16], kinds: usize) -> Vec<f64> {
+    const PSEUDO: f64 = 5.0;
+    let share = |set: usize| together[set] as f64 / (having[set] as f64).max(1.0);
+    (0..1usize << kinds)
+        .map(|set| {
+            if set.count_ones() < 2 || having[set] == 0 {
+                return 0.0;
+            }
+            let independent: f64 = (0..kinds).filter(|b| set & (1 << b) != 0).map(|b| share(1 << b)).product();
+            let n = having[set] as f64;
+            let joint = (together[set] as f64 + PSEUDO * independent) / (n + PSEUDO);
+            if independent <= 0.0 { 0.0 } else { (joint / independent).log2().max(0.0) * -1.0 }
+        })
+        .collect()
 }
 
 /// m per kind and level by EM with u fixed, per blocking rule over the pairs in its blocks,
@@ -242,7 +278,7 @@ pub(super) fn train<T: HasNorm + Sync>(
     config: &ResolveConfig,
 ) -> Model {
     let tf: Vec<Frequencies> = kinds.iter().map(|k| Frequencies::of(records, *k)).collect();
-    let (u, u_sample_pairs) = estimate_u(records, kinds, &tf);
+    let (u, household, u_sample_pairs) = estimate_u(records, kinds, &tf);
     let m = estimate_m(kinds, pairs, patterns, &u, config);
     let comparisons = kinds
         .iter()
@@ -260,8 +296,16 @@ pub(super) fn train<T: HasNorm + Sync>(
             tf: kind.term_frequency().then_some(tf),
         })
         .collect();
-    let mut model =
-        Model { comparisons, prior: 1e-6, threshold: 0.5, threshold_chosen: true, u_sample_pairs, curve: vec![] };
+    let mut model = Model {
+        comparisons,
+        prior: 1e-6,
+        threshold: 0.5,
+        threshold_chosen: true,
+        u_sample_pairs,
+        curve: vec![],
+        household_kinds: household_kinds(kinds),
+        household,
+    };
     model.prior = estimate_prior(records, &model, pairs, patterns);
     model
 }
