@@ -1,4 +1,4 @@
-//! The graded comparisons of the probabilistic default: for each role, the levels two
+//! The graded comparisons of the probabilistic scoring: for each role, the levels two
 //! normalized values can agree at, best first, ending in `else`.
 //!
 //! | role | levels |
@@ -21,7 +21,7 @@ use super::config::Role;
 use super::normalize::email_local_key;
 use super::{Norm, nicknames};
 
-/// A comparison of the probabilistic default: which role, and its levels.
+/// A comparison of the probabilistic scoring: which role, and its levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     FirstName,

@@ -241,10 +241,11 @@ pub enum Scoring {
     /// mean similarity of the rule's comparisons.
     #[default]
     Rules,
-    /// The default without rules: Fellegi-Sunter over every mapped role with built-in graded
+    /// `method = "probabilistic"`: Fellegi-Sunter over every mapped role with built-in graded
     /// comparison levels and term-frequency adjustment; u from value frequencies and random
     /// record pairs, m and the prior by EM over the candidate pairs of the (blocking) rules,
     /// and the threshold that maximises the model's expected F1 unless `threshold` is given.
+    /// Without `rules`, blocks on [`default_blocking`].
     Probabilistic {
         /// Least match probability that counts as a match (default: chosen from the model).
         #[serde(default)]
@@ -318,8 +319,7 @@ pub struct ResolveConfig {
     /// Matching rules in priority order; empty means [`default_rules`].
     #[serde(default)]
     pub rules: Vec<Rule>,
-    /// How pairs are scored; unset: [`Scoring::Probabilistic`] without rules, and
-    /// [`Scoring::Rules`] with them.
+    /// How pairs are scored (unset: [`Scoring::Rules`]).
     #[serde(default)]
     pub scoring: Option<Scoring>,
 }
@@ -373,11 +373,7 @@ impl ResolveConfig {
     /// configured (see [`Scoring`] and [`default_blocking`]), and checks
     /// that every rule only uses roles that are present.
     pub fn complete(mut self, present: &[Role]) -> Result<Self> {
-        let scoring = self.scoring.take().unwrap_or(if self.rules.is_empty() {
-            Scoring::Probabilistic { threshold: None }
-        } else {
-            Scoring::Rules
-        });
+        let scoring = self.scoring.take().unwrap_or_default();
         if self.rules.is_empty() {
             self.rules = match scoring {
                 Scoring::Probabilistic { .. } => default_blocking(present),
@@ -471,7 +467,8 @@ pub fn default_rules(present: &[Role]) -> Vec<Rule> {
     rules
 }
 
-/// The blocking rules of the probabilistic default, for the roles present. Each is a way two
+/// The blocking rules of the probabilistic scoring when no rules are given, for the roles
+/// present. Each is a way two
 /// records of one person can still share a key when other fields have typos, nicknames or
 /// swapped names; a pair found by several is compared once.
 pub fn default_blocking(present: &[Role]) -> Vec<Rule> {

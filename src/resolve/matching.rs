@@ -51,7 +51,7 @@ pub struct Matches {
     pub estimated: Option<Scoring>,
     /// Candidate pairs each blocking rule found first.
     pub pairs_per_rule: BTreeMap<String, u64>,
-    /// The trained model of the probabilistic default.
+    /// The trained model of the probabilistic scoring.
     pub model: Option<Model>,
 }
 

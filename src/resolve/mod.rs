@@ -131,7 +131,7 @@ pub struct Resolution {
     pub stats: Stats,
     /// Fellegi-Sunter parameters estimated by EM, when the scoring asks for it.
     pub estimated: Option<config::Scoring>,
-    /// The trained model of the probabilistic default.
+    /// The trained model of the probabilistic scoring.
     pub model: Option<probabilistic::Model>,
 }
 

@@ -1,4 +1,4 @@
-//! The probabilistic default: a Fellegi-Sunter model over every role the records have, with
+//! The probabilistic scoring (`scoring = { method = "probabilistic" }`): a Fellegi-Sunter model over every role the records have, with
 //! the graded levels of [`compare`], trained on the records it resolves.
 //!
 //! - **u** (how often two different people agree at a level): for exact agreement, from the

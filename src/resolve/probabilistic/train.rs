@@ -206,7 +206,12 @@ fn estimate_m(kinds: &[Kind], pairs: &[Pair], patterns: &[Pattern], u: &[Vec<f64
             .iter()
             .map(|k| rule.block_on.iter().any(|f| f.roles().contains(&k.role())))
             .collect();
+        // Blocks on a role households share hold families, whose members agree on
+        // everything but first name and birth date: m from them counts a tenth.
+        let household_rule = kinds.iter().zip(&blocked).any(|(k, b)| *b && k.household());
+        let scale = if household_rule { 0.1 } else { 1.0 };
         let (m, matches) = em(&counts, &blocked, &m0, u);
+        let matches = matches * scale;
         for k in (0..kinds.len()).filter(|&k| !blocked[k]) {
             for (a, x) in acc[k].iter_mut().zip(&m[k]) {
                 *a += matches * x;
