@@ -244,7 +244,7 @@ pub enum Scoring {
     /// `method = "probabilistic"`: Fellegi-Sunter over every mapped role with built-in graded
     /// comparison levels and term-frequency adjustment; u from value frequencies and random
     /// record pairs, m and the prior by EM over the candidate pairs of the (blocking) rules,
-    /// and the threshold that maximises the model's expected F1 unless `threshold` is given.
+    /// and the threshold that maximises the model's expected F0.5 unless `threshold` is given.
     /// Without `rules`, blocks on [`default_blocking`].
     Probabilistic {
         /// Least match probability that counts as a match (default: chosen from the model).

@@ -16,7 +16,7 @@
 //!   postcode, so exact agreement on several of those is not independent evidence. From the
 //!   random pairs, the model measures how much more often they agree together than
 //!   independence predicts, and takes that (log2, never a gain) off such pairs' weight.
-//! - **threshold**: unless configured, the one that maximises the model's expected F1 over
+//! - **threshold**: unless configured, the one that maximises the model's expected F0.5 over
 //!   the candidate pairs (at least 0.5); the expected precision and recall at several
 //!   thresholds are reported with the model.
 //!

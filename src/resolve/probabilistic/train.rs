@@ -332,7 +332,7 @@ fn estimate_prior<T: HasNorm + Sync>(records: &[T], model: &Model, pairs: &[Pair
     prior
 }
 
-/// The threshold (≥ 0.5) that maximises the expected F1 over the candidate pairs' match
+/// The threshold (≥ 0.5) that maximises the expected F0.5 over the candidate pairs' match
 /// probabilities, and the expected precision and recall at several thresholds.
 pub(super) fn threshold_curve(scores: &[f64]) -> (f64, Vec<CurvePoint>) {
     let mut sorted = scores.to_vec();
@@ -344,9 +344,12 @@ pub(super) fn threshold_curve(scores: &[f64]) -> (f64, Vec<CurvePoint>) {
             break;
         }
         tp += p;
-        let f1 = 2.0 * tp / (i as f64 + 1.0 + actual);
-        if f1 > best_f1 {
-            (best, best_f1) = (p, f1);
+        // F-beta with beta = 1/2: clustering closes matches transitively, so one false pair
+        // can join two whole clusters; precision weighs more than recall.
+        let (fp, fn_) = (i as f64 + 1.0 - tp, actual - tp);
+        let f = 1.25 * tp / (1.25 * tp + 0.25 * fn_ + fp);
+        if f > best_f1 {
+            (best, best_f1) = (p, f);
         }
     }
     let at = |t: f64| {
