@@ -314,7 +314,7 @@ fn synthetic_customers_resolve_with_high_precision_and_recall() {
 }
 
 /// Entries of the synthetic file, in file order.
-fn entries_of(resolver: &Resolver, csv: &Path) -> Vec<Entry> {
+pub(crate) fn entries_of(resolver: &Resolver, csv: &Path) -> Vec<Entry> {
     let roles = Role::ALL;
     let mut wanted = vec!["record_id", "source"];
     wanted.extend(roles.iter().map(|r| r.name()));
@@ -330,7 +330,7 @@ fn entries_of(resolver: &Resolver, csv: &Path) -> Vec<Entry> {
 }
 
 /// Clusters as sets of (source, id), independent of the ids given to them.
-fn partition(entries: &[Entry], ids: &[String]) -> BTreeSet<BTreeSet<String>> {
+pub(crate) fn partition(entries: &[Entry], ids: &[String]) -> BTreeSet<BTreeSet<String>> {
     let mut groups: HashMap<&str, BTreeSet<String>> = HashMap::new();
     for (e, id) in entries.iter().zip(ids) {
         groups.entry(id).or_default().insert(format!("{}:{}", e.source, e.source_id));
