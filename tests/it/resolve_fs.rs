@@ -233,3 +233,42 @@ fn probabilistic_chunks_keep_ids_and_stay_close_to_resolving_at_once() {
     // Records the full rebuild clusters differently from the chunks get new ids (about 1%).
     assert!(kept as f64 >= 0.98 * index.len() as f64, "a full rebuild keeps ids: {kept} of {}", index.len());
 }
+
+#[test]
+fn resolve_entities_model_takes_probabilistic_scoring_from_its_params() {
+    let p = TestProject::new();
+    let input = crate::resolve::synthetic(p.path(), 1_000, 8);
+    p.write("seeds/customers.csv", &std::fs::read_to_string(&input).unwrap());
+    let types = "record_id: varchar, source: varchar, true_id: varchar, first_name: varchar, last_name: varchar, \
+                 email: varchar, phone: varchar, dob: varchar, postcode: varchar, address: varchar";
+    p.write("seeds/seeds.yml", &format!("seeds:\n  - name: customers\n    config:\n      column_types: {{{types}}}\n"));
+    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: customers\n");
+    p.write(
+        "models/semantic/entity_index.yml",
+        r#"models:
+  - name: entity_index
+    config:
+      materialized: table
+      function: resolve_entities
+      inputs: [raw.customers]
+      params:
+        scoring: {method: probabilistic}
+        sources:
+          raw.customers: {id: record_id, email: email, phone: phone, first_name: first_name, last_name: last_name, dob: dob, postcode: postcode, address: address}
+"#,
+    );
+    p.lake(&["seed"]).assert_ok();
+    p.lake(&["run"]).assert_ok();
+    let predicted: std::collections::HashMap<String, String> = p
+        .sql_rows("select source_id, entity_id from semantic.entity_index")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    let (precision, recall) = precision_recall(&predicted, &truth_of(&input));
+    assert!(precision >= 0.95 && recall >= 0.95, "precision {precision:.4}, recall {recall:.4}");
+    let rules = p.sql_rows("select distinct rule from semantic.blocking_index order by rule");
+    assert!(rules.iter().any(|r| r[0] == "soundex_first_initial"), "{rules:?}");
+    let confidence = p.sql_rows("select min(confidence) from semantic.entity_index where match_rule is not null");
+    let min: f64 = confidence[0][0].parse().unwrap();
+    assert!((0.5..=1.0).contains(&min), "a match probability at or above the threshold: {min}");
+}
