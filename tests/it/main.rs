@@ -24,6 +24,7 @@ mod polars_bridge;
 mod project;
 mod property;
 mod resolve;
+mod resolve_fs;
 mod rest;
 mod runs;
 mod s3_warehouse;
