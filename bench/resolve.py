@@ -7,7 +7,9 @@
 For each size it generates the seeded synthetic customers (scripts/gen_customers.py, about
 1.8 records per person), then runs
 
-  * `lake resolve` (release build) with its default rules, and
+  * `lake resolve` (release build) with its default rules,
+  * `lake resolve` with `scoring = { method = "probabilistic" }`,
+  * Splink 5 probabilistic (EM-trained, its comparison library; bench/er_eval.py's setup), and
   * Splink 5 on DuckDB with the same rules as deterministic rules: the same normalization
     written in DuckDB SQL, the same blocking keys, the same Jaro-Winkler thresholds (names
     compared in either order), then Splink's connected-components clustering,
@@ -28,6 +30,8 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import er_eval  # noqa: E402  (its Splink probabilistic script)
 RECORDS_PER_PERSON = 1.82
 
 
@@ -165,20 +169,44 @@ def main():
         p, r, f1 = score(clusters, truth)
         rows.append(("lake resolve", records, seconds, rss, stats["comparisons"], stats["matches"], p, r, f1))
 
+        out_dir = work / f"lake_fs_{size}"
+        config = work / "probabilistic.toml"
+        config.write_text('[scoring]\nmethod = "probabilistic"\n')
+        seconds, rss, out = run_measured([
+            lake, "--log-format", "json", "resolve", "--input", str(data), "--id", "record_id",
+            "--columns", "email=email,phone=phone,first_name=first_name,last_name=last_name,dob=dob,postcode=postcode,address=address",
+            "--config", str(config), "--output", str(out_dir)])
+        stats = json.loads(out.strip().splitlines()[-1])
+        with (out_dir / "clusters.csv").open() as f:
+            clusters = {r["id"]: r["entity_id"] for r in csv.DictReader(f)}
+        p, r, f1 = score(clusters, truth)
+        rows.append(("lake resolve (probabilistic)", records, seconds, rss, stats["comparisons"], stats["matches"], p, r, f1))
+
+        # Splink's probabilistic setup, the same one bench/er_eval.py uses (EM-trained).
+        (work / "splink_fs.py").write_text(er_eval.SPLINK)
+        splink_out = work / f"splink_fs_{size}.csv"
+        roles = "email,phone,first_name,last_name,dob,postcode,address"
+        seconds, rss, _ = run_measured([sys.executable, str(work / "splink_fs.py"), str(data), roles, str(splink_out)])
+        with splink_out.open() as f:
+            clusters = {r["id"]: r["entity_id"] for r in csv.DictReader(f)}
+        p, r, f1 = score(clusters, truth)
+        rows.append(("Splink 5 (EM, probabilistic)", records, seconds, rss, None, None, p, r, f1))
+
         splink_out = work / f"splink_{size}.csv"
         seconds, rss, out = run_measured([sys.executable, str(work / "splink_run.py"), str(data), str(splink_out)])
         matches = json.loads(out.strip().splitlines()[-1])["matches"]
         with splink_out.open() as f:
             clusters = {r["id"]: r["entity_id"] for r in csv.DictReader(f)}
         p, r, f1 = score(clusters, truth)
-        rows.append(("Splink 5 + DuckDB", records, seconds, rss, None, matches, p, r, f1))
+        rows.append(("Splink 5 + DuckDB (same rules)", records, seconds, rss, None, matches, p, r, f1))
 
     print()
     print("| engine | records | seconds | records/s | peak RSS MiB | pairs compared | matched pairs | precision | recall | F1 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, records, seconds, rss, compared, matches, p, r, f1 in rows:
         compared = f"{compared:,}" if compared is not None else "n/a"
-        print(f"| {name} | {records:,} | {seconds:.1f} | {records / seconds:,.0f} | {rss:,.0f} | {compared} | {matches:,} | {p:.4f} | {r:.4f} | {f1:.4f} |")
+        matches = f"{matches:,}" if matches is not None else "n/a"
+        print(f"| {name} | {records:,} | {seconds:.1f} | {records / seconds:,.0f} | {rss:,.0f} | {compared} | {matches} | {p:.4f} | {r:.4f} | {f1:.4f} |")
 
 
 if __name__ == "__main__":

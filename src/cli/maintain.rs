@@ -189,9 +189,9 @@ fn describe(relation: &str, o: &MaintainOutcome, policy: &MaintenancePolicy) -> 
         ));
     } else {
         match c.snapshot_id {
-            Some(id) if c.rewritten > 0 => parts.push(format!(
-                "compacted {} → {} data files ({} rewritten, manifests {} → {}; snapshot {id})",
-                c.files_before, c.files_after, c.rewritten, c.manifests_before, c.manifests_after
+            Some(id) if c.rewritten > 0 || c.deletes_removed > 0 => parts.push(format!(
+                "compacted {} → {} data files ({} rewritten, {} delete file(s) folded in, manifests {} → {}; snapshot {id})",
+                c.files_before, c.files_after, c.rewritten, c.deletes_removed, c.manifests_before, c.manifests_after
             )),
             Some(id) => parts.push(format!(
                 "merged manifests {} → {} (snapshot {id})",

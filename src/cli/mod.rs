@@ -304,8 +304,11 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         /// Folder for pairs.csv, clusters.csv and stats.json.
-        #[arg(long)]
-        output: PathBuf,
+        #[arg(long, required_unless_present = "explain")]
+        output: Option<PathBuf>,
+        /// Print each comparison level and match weight of two records (by id) instead.
+        #[arg(long, num_args = 2, value_names = ["ID_L", "ID_R"])]
+        explain: Option<Vec<String>>,
     },
 }
 
@@ -383,8 +386,8 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Rollback { table, to } => maintain::rollback(&g, &table, to).await,
         Command::Doctor => doctor::doctor(&g).await,
         Command::Ingest(args) => ingest::ingest(&g, args).await,
-        Command::Resolve { input, id, columns, config, output } => {
-            let args = resolve::ResolveArgs { input, id, columns, config, output };
+        Command::Resolve { input, id, columns, config, output, explain } => {
+            let args = resolve::ResolveArgs { input, id, columns, config, output, explain };
             tokio::task::block_in_place(|| resolve::resolve(&g, &args))
         }
     }

@@ -20,7 +20,10 @@ pub struct ResolveArgs {
     pub id: String,
     pub columns: Vec<String>,
     pub config: Option<PathBuf>,
-    pub output: PathBuf,
+    /// Required unless `explain` is given.
+    pub output: Option<PathBuf>,
+    /// Two record ids whose comparison to print instead of writing outputs.
+    pub explain: Option<Vec<String>>,
 }
 
 pub(super) fn resolve(g: &GlobalArgs, args: &ResolveArgs) -> CliResult {
@@ -52,6 +55,7 @@ pub(super) fn resolve(g: &GlobalArgs, args: &ResolveArgs) -> CliResult {
     wanted.extend(mapping.iter().map(|(_, c)| c.as_str()));
     let mut entries: Vec<Entry> = Vec::new();
     let mut ids = std::collections::HashSet::new();
+    let mut normalizing = resolver.cached();
     let rows = for_each_row(&args.input, &wanted, |values| {
         let Some(id) = values[0] else {
             bail!("the id column `{}` is empty", args.id);
@@ -64,21 +68,26 @@ pub(super) fn resolve(g: &GlobalArgs, args: &ResolveArgs) -> CliResult {
             .zip(&values[1..])
             .filter_map(|((role, _), v)| v.map(|v| (*role, v)))
             .collect();
-        entries.push(Entry::new(&source, id, resolver.normalize(&raw)));
+        entries.push(Entry::new(&source, id, normalizing.normalize(&raw)));
         Ok(())
     })
     .usage()?;
     drop(ids);
+    drop(normalizing);
     let read_s = started.elapsed().as_secs_f64();
     if progress {
         eprintln!("read and normalized {rows} records in {read_s:.1}s; matching…");
     }
 
     let resolution = resolver.resolve(entries, Mode::Full, chrono::Utc::now().timestamp_micros());
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("cannot create {}", args.output.display()))
+    if let Some(pair) = &args.explain {
+        return explain(g, &resolution, pair);
+    }
+    let output = args.output.as_ref().ok_or_else(|| anyhow!("--output is required")).usage()?;
+    std::fs::create_dir_all(output)
+        .with_context(|| format!("cannot create {}", output.display()))
         .usage()?;
-    write_outputs(&args.output, &resolver, &resolution).usage()?;
+    write_outputs(output, &resolver, &resolution).usage()?;
 
     let s = &resolution.stats;
     let elapsed = started.elapsed().as_secs_f64();
@@ -89,16 +98,18 @@ pub(super) fn resolve(g: &GlobalArgs, args: &ResolveArgs) -> CliResult {
         "comparisons": s.candidate_pairs,
         "matches": s.matches,
         "matches_per_rule": s.matches_per_rule,
+        "candidate_pairs_per_rule": s.pairs_per_rule,
         "clusters": s.clusters,
         "largest_cluster": s.largest_cluster,
         "skipped_blocks": s.skipped_blocks,
         "estimated": resolution.estimated.as_ref().map(describe_estimate),
+        "model": resolution.model,
         "seconds": (elapsed * 1000.0).round() / 1000.0,
         "records_per_second": (s.records_in as f64 / elapsed.max(1e-9)).round(),
-        "output": args.output.display().to_string(),
+        "output": output.display().to_string(),
     });
-    std::fs::write(args.output.join("stats.json"), serde_json::to_string_pretty(&summary).unwrap_or_default())
-        .with_context(|| format!("cannot write {}", args.output.join("stats.json").display()))
+    std::fs::write(output.join("stats.json"), serde_json::to_string_pretty(&summary).unwrap_or_default())
+        .with_context(|| format!("cannot write {}", output.join("stats.json").display()))
         .usage()?;
     match g.log_format {
         LogFormat::Json => println!("{summary}"),
@@ -113,7 +124,11 @@ pub(super) fn resolve(g: &GlobalArgs, args: &ResolveArgs) -> CliResult {
             for b in resolution.skipped_blocks.iter().take(10) {
                 println!("  skipped block: rule {} key {:?} has {} records (max_block_size {})", b.rule, b.key, b.size, resolver.config().max_block_size);
             }
-            println!("wrote {}/pairs.csv and clusters.csv", args.output.display());
+            if let Some(model) = &resolution.model {
+                let how = if model.threshold_chosen { "chosen from the model" } else { "configured" };
+                println!("  probabilistic model: threshold {:.4} ({how}), prior {:.3e}", model.threshold, model.prior);
+            }
+            println!("wrote {}/pairs.csv and clusters.csv", output.display());
         }
     }
     Ok(EXIT_OK)
@@ -130,8 +145,39 @@ fn describe_estimate(scoring: &crate::resolve::config::Scoring) -> serde_json::V
                 "else": {"m": c.otherwise.m, "u": c.otherwise.u},
             })).collect::<Vec<_>>(),
         }),
-        crate::resolve::config::Scoring::Rules => serde_json::Value::Null,
+        _ => serde_json::Value::Null,
     }
+}
+
+/// `--explain ID_L ID_R`: each comparison level and weight of the two records.
+fn explain(g: &GlobalArgs, resolution: &crate::resolve::Resolution, pair: &[String]) -> CliResult {
+    let model = resolution
+        .model
+        .as_ref()
+        .ok_or_else(|| anyhow!("--explain needs the probabilistic scoring: leave out `rules` and `scoring` in --config"))
+        .usage()?;
+    let find = |id: &str| {
+        resolution
+            .entries
+            .iter()
+            .position(|e| e.source_id == id)
+            .ok_or_else(|| anyhow!("--explain: no record has the id `{id}`"))
+    };
+    let (l, r) = (find(&pair[0]).usage()?, find(&pair[1]).usage()?);
+    let explanation = model.explain(&resolution.entries[l].norm, &resolution.entries[r].norm);
+    let same = resolution.assigned[l].entity_id == resolution.assigned[r].entity_id;
+    match g.log_format {
+        LogFormat::Json => println!(
+            "{}",
+            serde_json::json!({"event": "resolve_explain", "id_l": pair[0], "id_r": pair[1], "same_entity": same, "explanation": explanation})
+        ),
+        LogFormat::Text => {
+            println!("{} vs {}", pair[0], pair[1]);
+            println!("{explanation}");
+            println!("same entity after clustering: {}", if same { "yes" } else { "no" });
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 /// `email=mail,phone=tel` → roles with their columns.

@@ -207,6 +207,9 @@ async fn run_lane(
     let max_wait = Duration::from_secs_f64(config.batch.seconds.max(0.01));
     let counters = options.metrics.source(name);
 
+    // Once stopping, a source that drains on stop (a webhook log) is looked at once more and
+    // read to its end, so that what was acknowledged before the stop is committed now.
+    let mut looked_again = false;
     'restart: loop {
         let mut base = lakehouse.load_table(&ident).await?;
         let mut errors_base = lakehouse.load_table(&errors).await?;
@@ -240,6 +243,11 @@ async fn run_lane(
                     }
                     None => {
                         let stopping = options.stop.load(Ordering::Relaxed) || source.finished();
+                        if stopping && source.drains_on_stop() && !looked_again {
+                            looked_again = true;
+                            source.rescan();
+                            continue;
+                        }
                         if (options.once && source.caught_up().await?) || stopping {
                             drained = true;
                             break;
@@ -288,7 +296,7 @@ async fn run_lane(
                 }
             }
             // Drained under --once, stopping, or the input ended: everything read is committed.
-            if drained || options.stop.load(Ordering::Relaxed) {
+            if drained || (options.stop.load(Ordering::Relaxed) && !source.drains_on_stop()) {
                 return Ok(report);
             }
         }

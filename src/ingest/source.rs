@@ -72,6 +72,12 @@ pub trait Source: Send {
     fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
         Vec::new()
     }
+    /// Whether a stop (SIGINT/SIGTERM) reads what is there to its end before the last commit
+    /// (a webhook log: short and local, acknowledged already), rather than committing only
+    /// what was read (Kafka, files: the rest is read on the next run).
+    fn drains_on_stop(&self) -> bool {
+        false
+    }
     /// Whether the input ended for good (stdin closed): the run flushes, commits and returns,
     /// with or without `--once`.
     fn finished(&self) -> bool {

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod catalog_schema;
 pub mod commit;
+pub mod deletes;
 pub mod doctor;
 pub mod fault;
 pub mod maintenance;

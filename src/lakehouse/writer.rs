@@ -42,6 +42,50 @@ impl Codec {
     }
 }
 
+impl Codec {
+    /// Parquet writer properties with this compression (data and delete files alike).
+    pub fn writer_properties(self) -> WriterProperties {
+        WriterProperties::builder()
+            .set_compression(match self {
+                Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
+                Codec::Snappy => Compression::SNAPPY,
+                Codec::Uncompressed => Compression::UNCOMPRESSED,
+            })
+            .build()
+    }
+}
+
+/// How a `merge` replaces rows (`merge_mode`; Iceberg's `write.merge.mode` table property).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MergeMode {
+    /// Rewrite the data files that hold replaced rows without them.
+    #[default]
+    CopyOnWrite,
+    /// Keep the data files; write position delete files for the replaced rows.
+    MergeOnRead,
+}
+
+impl MergeMode {
+    /// The Iceberg table property that sets a table's default (Spark's name).
+    pub const TABLE_PROPERTY: &'static str = "write.merge.mode";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "copy-on-write" => Some(MergeMode::CopyOnWrite),
+            "merge-on-read" => Some(MergeMode::MergeOnRead),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeMode::CopyOnWrite => "copy-on-write",
+            MergeMode::MergeOnRead => "merge-on-read",
+        }
+    }
+}
+
 /// Rows handed to the file writer at a time; it may roll to a new file between them.
 const ROLL_CHECK_ROWS: usize = 8192;
 
@@ -51,6 +95,9 @@ pub struct WriteOptions {
     /// Roll to a new file once this many bytes are written (files overshoot by up to 8,192 rows).
     pub target_file_size: usize,
     pub codec: Codec,
+    /// The project's default `merge_mode` (`[write] merge_mode`): a model's own `merge_mode`
+    /// and the table's `write.merge.mode` property come first.
+    pub merge_mode: Option<MergeMode>,
 }
 
 impl Default for WriteOptions {
@@ -58,6 +105,7 @@ impl Default for WriteOptions {
         WriteOptions {
             target_file_size: 128 * 1024 * 1024,
             codec: Codec::Zstd,
+            merge_mode: None,
         }
     }
 }
@@ -92,13 +140,7 @@ impl DataWriter {
         spec: PartitionSpecRef,
         options: &WriteOptions,
     ) -> Result<Self> {
-        let props = WriterProperties::builder()
-            .set_compression(match options.codec {
-                Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
-                Codec::Snappy => Compression::SNAPPY,
-                Codec::Uncompressed => Compression::UNCOMPRESSED,
-            })
-            .build();
+        let props = options.codec.writer_properties();
         // A unique prefix per writer: file names never collide across writers or restarts.
         let names = DefaultFileNameGenerator::new(
             uuid::Uuid::now_v7().to_string(),

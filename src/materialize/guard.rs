@@ -1,4 +1,4 @@
-//! The rebase guard of copy-on-write commits (`merge`, `replace_range`): their rows were
+//! The rebase guard of planned commits (`merge` in either mode, `replace_range`): their rows were
 //! planned against the files of one table state. When another writer commits first, the
 //! producer would rebuild the commit on the new state; that is right for a compaction (same
 //! rows), but rows appended meanwhile were never seen by the plan: a merge would leave a key
@@ -29,10 +29,12 @@ pub(super) fn planned_on(planned: &Table, producer: Option<String>) -> RebaseFn 
                     snapshot.snapshot_id()
                 )));
             }
-            let added: u64 = props.get("added-data-files").and_then(|v| v.parse().ok()).unwrap_or(0);
-            if added > 0 {
+            let count = |key: &str| -> u64 { props.get(key).and_then(|v| v.parse().ok()).unwrap_or(0) };
+            // New data the plan never saw, or new deletes (a merge-on-read plan would delete a
+            // row twice; a rewrite would bring a deleted row back).
+            if count("added-data-files") > 0 || count("added-delete-files") > 0 {
                 return Err(Error::Stale(format!(
-                    "snapshot {} added data to {} after this change was planned",
+                    "snapshot {} added data or deletes to {} after this change was planned",
                     snapshot.snapshot_id(),
                     base.identifier()
                 )));

@@ -22,7 +22,7 @@ use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 
 use super::{Rewrite, column_range, comparator_with, partition_point, rewrite_files};
-use crate::lakehouse::manifests::live_data_files;
+use crate::lakehouse::manifests::{LiveFile, live_data_files};
 use crate::lakehouse::writer::WriteOptions;
 
 /// The key (and `dedupe_by`) columns must be in the model's output.
@@ -63,7 +63,7 @@ fn column_list(schema: &ArrowSchema) -> String {
         .join(", ")
 }
 
-fn key_columns(rows: &RecordBatch, unique_key: &[String]) -> Result<Vec<ArrayRef>> {
+pub(super) fn key_columns(rows: &RecordBatch, unique_key: &[String]) -> Result<Vec<ArrayRef>> {
     unique_key
         .iter()
         .map(|k| {
@@ -74,7 +74,7 @@ fn key_columns(rows: &RecordBatch, unique_key: &[String]) -> Result<Vec<ArrayRef
         .collect()
 }
 
-fn key_converter(keys: &[ArrayRef]) -> Result<RowConverter> {
+pub(super) fn key_converter(keys: &[ArrayRef]) -> Result<RowConverter> {
     Ok(RowConverter::new(
         keys.iter()
             .map(|k| SortField::new(k.data_type().clone()))
@@ -202,8 +202,9 @@ pub(super) async fn rewrite(
     let converter = key_converter(&keys)?;
     let encoded = converter.convert_columns(&keys)?;
     let incoming: HashSet<&[u8]> = encoded.iter().map(|r| r.data()).collect();
-    let candidates = candidate_files(table, &keys, unique_key).await?;
-    tracing::debug!(table = %table.identifier(), candidates = candidates.len(), "merge candidates");
+    let live = candidate_files(table, &keys, unique_key).await?;
+    tracing::debug!(table = %table.identifier(), candidates = live.len(), "merge candidates");
+    let candidates: Vec<String> = live.iter().map(|l| l.file.file_path().to_string()).collect();
 
     let (added, removed) = rewrite_files(table, target, options, &candidates, rows, |batch| {
         let existing = converter.convert_columns(&key_columns(batch, unique_key)?)?;
@@ -211,21 +212,28 @@ pub(super) async fn rewrite(
     })
     .await?;
     let files_rewritten = removed.len();
+    let gone: HashSet<&str> = removed.iter().map(String::as_str).collect();
+    let bytes_rewritten = live
+        .iter()
+        .filter(|l| gone.contains(l.file.file_path()))
+        .map(|l| l.file.file_size_in_bytes())
+        .sum();
     Ok(Rewrite {
         removed,
         added,
         files_rewritten,
+        bytes_rewritten,
     })
 }
 
-/// Paths of the live data files that may hold one of the incoming `keys`: for every key column,
+/// The live data files that may hold one of the incoming `keys`: for every key column,
 /// some incoming key lies within the file's [lower, upper] (from an identity partition value or
 /// the column bounds; unknown bounds do not exclude a file).
-async fn candidate_files(
+pub(super) async fn candidate_files(
     table: &Table,
     keys: &[ArrayRef],
     unique_key: &[String],
-) -> Result<Vec<String>> {
+) -> Result<Vec<LiveFile>> {
     let metadata = table.metadata();
     let schema = metadata.current_schema();
     let mut field_ids = Vec::with_capacity(unique_key.len());
@@ -251,11 +259,11 @@ async fn candidate_files(
     let n = sorted[0].len();
 
     let mut candidates = Vec::new();
-    for live in &files {
+    for live in files {
         let ranges: Vec<_> = field_ids
             .iter()
             .zip(&sorted)
-            .map(|(id, k)| column_range(metadata, live, *id, k.data_type()))
+            .map(|(id, k)| column_range(metadata, &live, *id, k.data_type()))
             .collect();
         if ranges.iter().any(|r| r.empty) {
             continue;
@@ -301,7 +309,7 @@ async fn candidate_files(
         let hit = checks.is_empty()
             || (start..end).any(|i| checks.iter().all(|(c, outside)| c(i) != *outside));
         if hit {
-            candidates.push(live.file.file_path().to_string());
+            candidates.push(live);
         }
     }
     Ok(candidates)

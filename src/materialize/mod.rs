@@ -5,8 +5,9 @@
 //! - [`Strategy::Append`] (`incremental` + `append`): one `append` snapshot, or none when the
 //!   model produced no rows.
 //! - [`Strategy::Merge`] (`incremental` + `merge` on `unique_key`): copy-on-write of the files
-//!   that hold incoming keys, one `overwrite` snapshot (`append` when no key matched, none
-//!   when there are no rows). See [`merge`].
+//!   that hold incoming keys, or (`merge_mode` merge-on-read) position delete files for the
+//!   replaced rows; one `overwrite` snapshot (`append` when no key matched, none when there are
+//!   no rows). See [`merge`] and [`merge_on_read`].
 //! - [`Strategy::ReplaceRange`] (`incremental` + `replace_range`): rows in the range the batch
 //!   covers are replaced, one `overwrite` snapshot (likewise). See [`replace_range`].
 //!
@@ -23,6 +24,8 @@
 
 mod guard;
 mod merge;
+mod merge_on_read;
+mod planned;
 mod replace_range;
 mod schema_change;
 pub mod watermark;
@@ -43,7 +46,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use iceberg::TableIdent;
 use iceberg::spec::{
-    DataFile, Literal, Operation, PrimitiveLiteral,
+    DataFile, Literal, PrimitiveLiteral,
     PrimitiveType, TableMetadata, Transform, Type,
 };
 use iceberg::table::Table;
@@ -54,10 +57,11 @@ use crate::lakehouse::commit::{self, Change, CommitOutcome, MetadataChanges};
 use crate::lakehouse::manifests::LiveFile;
 use crate::lakehouse::reader::FileReader;
 use crate::lakehouse::schema::{
-    conform_batch, evolve_schema, partition_spec, same_partitioning, writer_arrow_schema,
+    conform_batch, evolve_schema, partition_spec, same_partitioning,
 };
 use crate::lakehouse::summary;
-use crate::lakehouse::writer::{DataWriter, WriteOptions};
+use crate::lakehouse::writer::{DataWriter, MergeMode, WriteOptions};
+use planned::Rewrite;
 
 /// How the output is committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +78,8 @@ pub enum Strategy {
         unique_key: Vec<String>,
         /// Keep, per duplicated incoming key, the row with the greatest value of this column.
         dedupe_by: Option<String>,
+        /// `None`: the table's `write.merge.mode`, else the project's default (see [`planned`]).
+        mode: Option<MergeMode>,
     },
     ReplaceRange {
         column: String,
@@ -125,6 +131,8 @@ pub struct Outcome {
     /// (copy-on-write by `merge` and `replace_range`). Files that `replace_range` drops whole
     /// are not counted here (they are in the commit's `files_removed`, as are these).
     pub files_rewritten: usize,
+    /// Bytes of those files.
+    pub bytes_rewritten: u64,
 }
 
 /// Why a materialization failed: a commit error (typed, so callers can match on its kind, see
@@ -217,7 +225,7 @@ pub async fn materialize(
             }
         }
         Strategy::Merge { .. } | Strategy::ReplaceRange { .. } => {
-            copy_on_write(lakehouse, table, created, &request, &schema, &mut batches).await
+            planned::planned_change(lakehouse, table, created, &request, &schema, &mut batches).await
         }
     };
     if result.is_err() && created {
@@ -345,119 +353,6 @@ fn commit_properties(request: &Request<'_>, watermark: &Option<Watermark>) -> Ha
         properties.insert(summary::WATERMARK_COLUMN.into(), column.clone());
     }
     properties
-}
-
-/// What a copy-on-write plan wrote: files to remove (by path), files to add.
-struct Rewrite {
-    removed: Vec<String>,
-    added: Vec<DataFile>,
-    files_rewritten: usize,
-}
-
-/// `merge` and `replace_range`: collect the output, check it, rewrite the touched files and
-/// commit removed + added files as one snapshot. A concurrent writer that removed one of the
-/// files this change replaces makes it start over on the new table state.
-async fn copy_on_write(
-    lakehouse: &Lakehouse,
-    mut table: Table,
-    created: bool,
-    request: &Request<'_>,
-    schema: &ArrowSchemaRef,
-    batches: &mut BoxStream<'_, Result<arrow::array::RecordBatch>>,
-) -> Result<Outcome, Error> {
-    let mut tracker = new_tracker(request);
-    let mut collected = Vec::new();
-    while let Some(batch) = batches.next().await {
-        let batch = batch?;
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        if let Some(t) = tracker.as_mut() {
-            t.update(&batch)?;
-        }
-        collected.push(batch);
-    }
-    let output_schema = collected.first().map(|b| b.schema()).unwrap_or_else(|| schema.clone());
-    let incoming = arrow::compute::concat_batches(&output_schema, &collected)
-        .context("cannot collect the model's output")?;
-    drop(collected);
-    let watermark = final_watermark(request, tracker)?;
-
-    match &request.strategy {
-        Strategy::Merge { unique_key, dedupe_by } => {
-            merge::check_columns(&request.ident, &output_schema, unique_key, dedupe_by.as_deref())?
-        }
-        Strategy::ReplaceRange { column } => replace_range::check_column(&request.ident, &output_schema, column)?,
-        _ => unreachable!("copy_on_write is for merge and replace_range"),
-    }
-    if !created {
-        // Checked before anything else, so that `fail` reports a changed output even when
-        // there are no rows to write.
-        schema_change::incremental_changes(&table, &output_schema, request.on_schema_change)?;
-    }
-    if incoming.num_rows() == 0 {
-        return Ok(Outcome {
-            watermark,
-            ..Default::default()
-        });
-    }
-
-    let mut attempt = 1;
-    loop {
-        let changes = if created {
-            MetadataChanges::default()
-        } else {
-            schema_change::incremental_changes(&table, &output_schema, request.on_schema_change)?
-        };
-        let target = changes.target_metadata(&table)?;
-        let target_arrow = writer_arrow_schema(target.current_schema())?;
-        // The rows as they will be stored: keys and ranges compare in the table's types.
-        let rows = align(&incoming, &target_arrow)?;
-        let (rows, plan) = match &request.strategy {
-            Strategy::Merge { unique_key, dedupe_by } => {
-                let rows = merge::check_and_dedupe(&request.ident, rows, unique_key, dedupe_by.as_deref())?;
-                let rows = merge::sorted_by_key(&rows, unique_key)?;
-                let plan = merge::rewrite(&table, &target, &rows, unique_key, request.write).await?;
-                (rows, plan)
-            }
-            Strategy::ReplaceRange { column } => {
-                replace_range::check_rows(&request.ident, &rows, column)?;
-                let plan = replace_range::rewrite(&table, &target, &rows, column, request.write).await?;
-                (rows, plan)
-            }
-            _ => unreachable!(),
-        };
-        let change = if plan.removed.is_empty() {
-            // Nothing replaced: a plain append (exact incremental reads downstream stay possible).
-            Change::Append(plan.added)
-        } else {
-            Change::Rewrite {
-                removed: plan.removed,
-                added: plan.added,
-                operation: Operation::Overwrite,
-            }
-        };
-        let properties = commit_properties(request, &watermark);
-        let guard = guard::planned_on(&table, request.properties.get(summary::MODEL).cloned());
-        let rebase = request.rebase.as_ref().or(Some(&guard));
-        match commit::commit(lakehouse, table.clone(), &changes, change, properties, rebase).await {
-            Ok(outcome) => {
-                return Ok(Outcome {
-                    rows_written: rows.num_rows() as u64,
-                    commit: Some(outcome),
-                    watermark,
-                    created_table: false,
-                    files_rewritten: plan.files_rewritten,
-                });
-            }
-            Err(e) if e.is_stale() && attempt < REWRITE_ATTEMPTS => {
-                tracing::info!(table = %request.ident, error = %e, "files changed under the rewrite; planning again");
-                attempt += 1;
-                table = lakehouse.table(&request.ident).await?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 /// `batch` with exactly `target`'s columns, matched by name: columns it lacks are null, columns

@@ -64,6 +64,7 @@ pub(super) async fn rewrite(
 
     let mut removed: Vec<String> = Vec::new();
     let mut partial: Vec<String> = Vec::new();
+    let mut sizes: std::collections::HashMap<String, u64> = Default::default();
     let metadata = table.metadata();
     // A range column the table does not have yet holds no value in range in any existing row.
     if let Some(field) = metadata.current_schema().field_by_name(column) {
@@ -89,6 +90,7 @@ pub(super) async fn rewrite(
             );
             let to_max = matches!(cmp(&r.upper, &max), Some(Ordering::Less | Ordering::Equal));
             let path = live.file.file_path().to_string();
+            sizes.insert(path.clone(), live.file.file_size_in_bytes());
             if from_min && to_max && r.nulls == Some(0) {
                 removed.push(path);
             } else {
@@ -106,10 +108,12 @@ pub(super) async fn rewrite(
     })
     .await?;
     let files_rewritten = rewritten.len();
+    let bytes_rewritten = rewritten.iter().filter_map(|p| sizes.get(p)).sum();
     removed.extend(rewritten);
     Ok(Rewrite {
         removed,
         added,
         files_rewritten,
+        bytes_rewritten,
     })
 }

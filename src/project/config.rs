@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::secrets;
 use crate::lakehouse::catalog::{CatalogSpec, Timeouts};
-use crate::lakehouse::writer::{Codec, WriteOptions};
+use crate::lakehouse::writer::{Codec, MergeMode, WriteOptions};
 
 pub const CONFIG_FILE: &str = "lake.toml";
 
@@ -85,6 +85,7 @@ pub enum CatalogKind {
 struct RawWrite {
     target_file_size_mb: Option<u64>,
     compression: Option<String>,
+    merge_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -239,21 +240,7 @@ impl ProjectConfig {
                 }
             }
         };
-        let mut write = WriteOptions::default();
-        if let Some(mb) = raw.write.target_file_size_mb {
-            if mb == 0 {
-                bail!("{CONFIG_FILE}: write.target_file_size_mb must be at least 1");
-            }
-            write.target_file_size = (mb * 1024 * 1024) as usize;
-        }
-        if let Some(c) = &raw.write.compression {
-            write.codec = Codec::parse(c).ok_or_else(|| {
-                anyhow!(
-                    "{CONFIG_FILE}: write.compression = {}: use zstd, snappy or none",
-                    from_env.show("write.compression", c)
-                )
-            })?;
-        }
+        let write = write_options(&raw.write, from_env)?;
         let threads = raw.run.threads.unwrap_or(4);
         if threads == 0 {
             bail!("{CONFIG_FILE}: run.threads must be at least 1");
@@ -521,4 +508,32 @@ fn resolve_location(root: &Path, location: &str) -> Result<String> {
         root.join(location)
     };
     Ok(format!("file://{}", path.display()).trim_end_matches('/').to_string())
+}
+
+/// The `[write]` section: data-file size, compression and the default merge mode.
+fn write_options(raw: &RawWrite, from_env: &FromEnv) -> Result<WriteOptions> {
+    let mut write = WriteOptions::default();
+    if let Some(mb) = raw.target_file_size_mb {
+        if mb == 0 {
+            bail!("{CONFIG_FILE}: write.target_file_size_mb must be at least 1");
+        }
+        write.target_file_size = (mb * 1024 * 1024) as usize;
+    }
+    if let Some(c) = &raw.compression {
+        write.codec = Codec::parse(c).ok_or_else(|| {
+            anyhow!(
+                "{CONFIG_FILE}: write.compression = {}: use zstd, snappy or none",
+                from_env.show("write.compression", c)
+            )
+        })?;
+    }
+    if let Some(m) = &raw.merge_mode {
+        write.merge_mode = Some(MergeMode::parse(m).ok_or_else(|| {
+            anyhow!(
+                "{CONFIG_FILE}: write.merge_mode = {}: use copy-on-write or merge-on-read",
+                from_env.show("write.merge_mode", m)
+            )
+        })?);
+    }
+    Ok(write)
 }

@@ -138,6 +138,9 @@ pub struct ModelConfig {
     /// For `merge`: when incoming rows share a key, keep the one with the greatest value of
     /// this column (otherwise duplicate keys are an error).
     pub dedupe_by: Option<String>,
+    /// For `merge`: copy-on-write or merge-on-read (position deletes); `None` takes the table's
+    /// `write.merge.mode`, else `[write] merge_mode`, else copy-on-write.
+    pub merge_mode: Option<crate::lakehouse::writer::MergeMode>,
     /// For `replace_range`: the column whose range the batch covers (default: the watermark
     /// column, else the first partition column).
     pub range_by: Option<String>,

@@ -112,22 +112,34 @@ impl<'de> Deserialize<'de> for Role {
     }
 }
 
-/// What a comparison or a blocking key looks at: one role, or the person's name as a whole
-/// (first and last name, matched in either order so that swapped names still agree).
+/// What a comparison or a blocking key looks at: one role, the person's name as a whole
+/// (first and last name, matched in either order so that swapped names still agree), or a
+/// key derived from a role for blocking that survives typos.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     Role(Role),
     /// First and last name; in a comparison, both must reach the threshold, in the given or
     /// the swapped order; as a blocking key, the two names sorted.
     Name,
+    /// `email_local`: the email's local part without a `+tag` and without dots, on any
+    /// provider (`Ann.Lee+shop@x.com` → `annlee`).
+    EmailLocal,
+    /// `last_name:2`: the first n characters of a role's normalized value.
+    Prefix(Role, u8),
+    /// `soundex(last_name)`: the Soundex code of a role's value (names that sound alike).
+    Soundex(Role),
+    /// `name_prefix`: the first three letters of first and last name, sorted (survives
+    /// swapped names and typos after the third letter).
+    NamePrefix,
 }
 
 impl Field {
     /// The roles the field reads.
     pub fn roles(self) -> Vec<Role> {
         match self {
-            Field::Role(r) => vec![r],
-            Field::Name => vec![Role::FirstName, Role::LastName],
+            Field::Role(r) | Field::Prefix(r, _) | Field::Soundex(r) => vec![r],
+            Field::Name | Field::NamePrefix => vec![Role::FirstName, Role::LastName],
+            Field::EmailLocal => vec![Role::Email],
         }
     }
 }
@@ -137,19 +149,44 @@ impl fmt::Display for Field {
         match self {
             Field::Role(r) => f.write_str(r.name()),
             Field::Name => f.write_str("name"),
+            Field::EmailLocal => f.write_str("email_local"),
+            Field::Prefix(r, n) => write!(f, "{}:{n}", r.name()),
+            Field::Soundex(r) => write!(f, "soundex({})", r.name()),
+            Field::NamePrefix => f.write_str("name_prefix"),
         }
+    }
+}
+
+impl FromStr for Field {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "name" => return Ok(Field::Name),
+            "email_local" => return Ok(Field::EmailLocal),
+            "name_prefix" => return Ok(Field::NamePrefix),
+            _ => {}
+        }
+        if let Some(inner) = s.strip_prefix("soundex(").and_then(|r| r.strip_suffix(')')) {
+            return Ok(Field::Soundex(inner.parse()?));
+        }
+        if let Some((role, n)) = s.split_once(':') {
+            let n: u8 = n
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| anyhow::anyhow!("`{s}`: the prefix length after `:` must be a number from 1 to 255"))?;
+            return Ok(Field::Prefix(role.parse()?, n));
+        }
+        s.parse::<Role>().map(Field::Role).map_err(|e| {
+            anyhow::anyhow!("{e}, or `name`, `email_local`, `name_prefix`, `ROLE:N` (prefix), `soundex(ROLE)`")
+        })
     }
 }
 
 impl<'de> Deserialize<'de> for Field {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        if s == "name" {
-            return Ok(Field::Name);
-        }
-        s.parse::<Role>()
-            .map(Field::Role)
-            .map_err(|e| serde::de::Error::custom(format!("{e}, or `name`")))
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -204,6 +241,16 @@ pub enum Scoring {
     /// mean similarity of the rule's comparisons.
     #[default]
     Rules,
+    /// `method = "probabilistic"`: Fellegi-Sunter over every mapped role with built-in graded
+    /// comparison levels and term-frequency adjustment; u from value frequencies and random
+    /// record pairs, m and the prior by EM over the candidate pairs of the (blocking) rules,
+    /// and the threshold that maximises the model's expected F0.5 unless `threshold` is given.
+    /// Without `rules`, blocks on [`default_blocking`].
+    Probabilistic {
+        /// Least match probability that counts as a match (default: chosen from the model).
+        #[serde(default)]
+        threshold: Option<f64>,
+    },
     /// Fellegi-Sunter: each comparison falls into a level with match weight log2(m/u); the
     /// summed weight with the prior gives a match probability, and `threshold` decides.
     FellegiSunter {
@@ -272,8 +319,9 @@ pub struct ResolveConfig {
     /// Matching rules in priority order; empty means [`default_rules`].
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// How pairs are scored (unset: [`Scoring::Rules`]).
     #[serde(default)]
-    pub scoring: Scoring,
+    pub scoring: Option<Scoring>,
 }
 
 fn default_region() -> String {
@@ -291,7 +339,7 @@ impl Default for ResolveConfig {
             max_block_size: default_max_block_size(),
             normalize: BTreeMap::new(),
             rules: Vec::new(),
-            scoring: Scoring::Rules,
+            scoring: None,
         }
     }
 }
@@ -316,12 +364,26 @@ impl ResolveConfig {
         Ok(out)
     }
 
-    /// Fills in default rules for the `present` roles when none are configured, and checks
+    /// The scoring, as [`ResolveConfig::complete`] settled it.
+    pub fn scoring(&self) -> &Scoring {
+        self.scoring.as_ref().unwrap_or(&Scoring::Rules)
+    }
+
+    /// Fills in the scoring and default rules for the `present` roles when none are
+    /// configured (see [`Scoring`] and [`default_blocking`]), and checks
     /// that every rule only uses roles that are present.
     pub fn complete(mut self, present: &[Role]) -> Result<Self> {
+        let scoring = self.scoring.take().unwrap_or_default();
         if self.rules.is_empty() {
-            self.rules = default_rules(present);
+            self.rules = match scoring {
+                Scoring::Probabilistic { .. } => default_blocking(present),
+                _ => default_rules(present),
+            };
         }
+        if let Scoring::Probabilistic { threshold: Some(t) } = scoring {
+            ensure!(t > 0.0 && t < 1.0, "scoring.threshold must be between 0 and 1, not {t}");
+        }
+        self.scoring = Some(scoring);
         ensure!(
             !self.rules.is_empty(),
             "no matching rule applies to the roles given ({}); map email, phone, or first_name \
@@ -353,7 +415,7 @@ impl ResolveConfig {
                 );
             }
         }
-        if let Scoring::FellegiSunter { prior, threshold, comparisons, .. } = &self.scoring {
+        if let Some(Scoring::FellegiSunter { prior, threshold, comparisons, .. }) = &self.scoring {
             ensure!(*prior > 0.0 && *prior < 1.0, "scoring.prior must be between 0 and 1");
             ensure!(*threshold > 0.0 && *threshold < 1.0, "scoring.threshold must be between 0 and 1");
             for c in comparisons {
@@ -403,4 +465,32 @@ pub fn default_rules(present: &[Role]) -> Vec<Rule> {
         with_name("address_name", Role::Address, 0.92);
     }
     rules
+}
+
+/// The blocking rules of the probabilistic scoring when no rules are given, for the roles
+/// present. Each is a way two
+/// records of one person can still share a key when other fields have typos, nicknames or
+/// swapped names; a pair found by several is compared once.
+pub fn default_blocking(present: &[Role]) -> Vec<Rule> {
+    use Role::*;
+    let has = |fields: &[Field]| fields.iter().all(|f| f.roles().iter().all(|r| present.contains(r)));
+    let candidates: [(&str, Vec<Field>); 12] = [
+        ("email", vec![Field::Role(Email)]),
+        ("email_local", vec![Field::EmailLocal]),
+        ("phone", vec![Field::Role(Phone)]),
+        ("name", vec![Field::Name]),
+        ("last_first_initial", vec![Field::Role(LastName), Field::Prefix(FirstName, 1)]),
+        ("soundex_first_initial", vec![Field::Soundex(LastName), Field::Prefix(FirstName, 1)]),
+        ("name_prefix", vec![Field::NamePrefix]),
+        ("dob_first_initial", vec![Field::Role(Dob), Field::Prefix(FirstName, 1)]),
+        ("dob_last_initial", vec![Field::Role(Dob), Field::Prefix(LastName, 1)]),
+        ("postcode_last_prefix", vec![Field::Role(Postcode), Field::Prefix(LastName, 2)]),
+        ("address", vec![Field::Role(Address)]),
+        ("dob_postcode", vec![Field::Role(Dob), Field::Role(Postcode)]),
+    ];
+    candidates
+        .into_iter()
+        .filter(|(_, fields)| has(fields))
+        .map(|(name, block_on)| Rule { name: name.to_string(), block_on, compare: vec![] })
+        .collect()
 }

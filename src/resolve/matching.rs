@@ -6,13 +6,16 @@
 //! compared once, in the block of its first rule, and there checked against every rule whose
 //! block it shares.
 
+use std::borrow::Cow;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
 use rayon::prelude::*;
 
-use super::Norm;
+use super::blocking::{self, Pair};
+use super::probabilistic::{self, Model};
+use super::{Norm, normalize};
 use super::config::{Comparison, Field, Method, ResolveConfig, Role, Scoring, WeightedComparison};
 
 /// Two records found to be the same person.
@@ -46,14 +49,32 @@ pub struct Matches {
     pub skipped: Vec<SkippedBlock>,
     /// Fellegi-Sunter parameters estimated by EM (with `estimate = true`).
     pub estimated: Option<Scoring>,
+    /// Candidate pairs each blocking rule found first.
+    pub pairs_per_rule: BTreeMap<String, u64>,
+    /// The trained model of the probabilistic scoring.
+    pub model: Option<Model>,
 }
 
-/// The value of `field` that records are blocked on: the normalized value, or for
-/// [`Field::Name`] the two names sorted.
-pub fn block_value(norm: &Norm, field: Field) -> Option<String> {
+/// The value of `field` that records are blocked on: the normalized value, for
+/// [`Field::Name`] the two names sorted, or the derived key ([`Field::EmailLocal`],
+/// [`Field::Prefix`], [`Field::Soundex`], [`Field::NamePrefix`]).
+pub fn block_value(norm: &Norm, field: Field) -> Option<Cow<'_, str>> {
+    let role = |r: Role| norm[r.index()].as_deref();
     match field {
-        Field::Role(role) => norm[role.index()].as_deref().map(str::to_string),
-        Field::Name => sorted_names(norm).map(|(x, y)| format!("{x} {y}")),
+        Field::Role(r) => role(r).map(Cow::Borrowed),
+        Field::Name => sorted_names(norm).map(|(x, y)| Cow::Owned(format!("{x} {y}"))),
+        Field::EmailLocal => normalize::email_local_key(role(Role::Email)?).map(Cow::Owned),
+        Field::Prefix(r, n) => {
+            let v = role(r)?;
+            let end = v.char_indices().nth(n as usize).map_or(v.len(), |(i, _)| i);
+            Some(Cow::Borrowed(&v[..end]))
+        }
+        Field::Soundex(r) => normalize::soundex(role(r)?).map(Cow::Owned),
+        Field::NamePrefix => {
+            let prefix = |v: &str| v.chars().filter(|c| *c != ' ').take(3).collect::<String>();
+            let (x, y) = (prefix(role(Role::FirstName)?), prefix(role(Role::LastName)?));
+            Some(Cow::Owned(if x <= y { format!("{x} {y}") } else { format!("{y} {x}") }))
+        }
     }
 }
 
@@ -74,22 +95,20 @@ pub fn block_key(norm: &Norm, fields: &[Field]) -> Option<String> {
     Some(parts.join("|"))
 }
 
-fn hashed_key(norm: &Norm, fields: &[Field]) -> Option<u64> {
+/// The blocking key of a record under `fields`, hashed.
+pub(super) fn hashed_key(norm: &Norm, fields: &[Field]) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
     for field in fields {
-        match field {
-            Field::Role(role) => norm[role.index()].as_deref()?.hash(&mut hasher),
-            Field::Name => sorted_names(norm)?.hash(&mut hasher),
-        }
+        block_value(norm, *field)?.hash(&mut hasher);
     }
     Some(hasher.finish())
 }
 
 /// Whether two records agree on every blocking field (present and equal).
-fn same_block(a: &Norm, b: &Norm, fields: &[Field]) -> bool {
+pub(super) fn same_block(a: &Norm, b: &Norm, fields: &[Field]) -> bool {
     fields.iter().all(|f| match f {
         Field::Role(role) => matches!((&a[role.index()], &b[role.index()]), (Some(x), Some(y)) if x == y),
-        Field::Name => matches!((sorted_names(a), sorted_names(b)), (Some(x), Some(y)) if x == y),
+        _ => matches!((block_value(a, *f), block_value(b, *f)), (Some(x), Some(y)) if x == y),
     })
 }
 
@@ -120,6 +139,7 @@ pub fn field_similarity(a: &Norm, b: &Norm, field: Field, method: Method) -> Opt
             let swapped = similarity(method, fa, lb).min(similarity(method, la, fb));
             Some(straight.max(swapped))
         }
+        derived => Some(similarity(method, &block_value(a, derived)?, &block_value(b, derived)?)),
     }
 }
 
@@ -153,31 +173,13 @@ fn level_of(a: &Norm, b: &Norm, c: &WeightedComparison) -> u8 {
     c.levels.len() as u8 + 1
 }
 
-/// The comparison levels of every candidate pair (each pair once, as in [`find_matches`]).
-fn candidate_patterns<T: HasNorm + Sync>(
-    records: &[T],
-    compare_from: usize,
-    work: &[(u16, &[u32])],
-    seen_earlier: &(dyn Fn(&Norm, &Norm, usize) -> bool + Sync),
-    comparisons: &[WeightedComparison],
-) -> Vec<Vec<u8>> {
-    work.par_iter()
-        .flat_map_iter(|(rule, members)| {
-            let rule = *rule as usize;
-            let mut out = Vec::new();
-            for (j, &b) in members.iter().enumerate() {
-                if (b as usize) < compare_from {
-                    continue;
-                }
-                for &a in &members[..j] {
-                    let (na, nb) = (records[a as usize].norm(), records[b as usize].norm());
-                    if rule > 0 && seen_earlier(na, nb, rule) {
-                        continue;
-                    }
-                    out.push(comparisons.iter().map(|c| level_of(na, nb, c)).collect());
-                }
-            }
-            out
+/// The comparison levels of every candidate pair.
+fn candidate_patterns<T: HasNorm + Sync>(records: &[T], pairs: &[Pair], comparisons: &[WeightedComparison]) -> Vec<Vec<u8>> {
+    pairs
+        .par_iter()
+        .map(|p| {
+            let (na, nb) = (records[p.a as usize].norm(), records[p.b as usize].norm());
+            comparisons.iter().map(|c| level_of(na, nb, c)).collect()
         })
         .collect()
 }
@@ -283,62 +285,32 @@ impl HasNorm for Norm {
     }
 }
 
-/// Compares the records: every pair sharing a block, except pairs of two records both below
-/// `compare_from` (records already compared with each other in an earlier run).
+/// Compares the records: every candidate pair ([`blocking::candidates`]), except pairs of
+/// two records both below `compare_from` (records already compared with each other in an
+/// earlier run).
 pub fn find_matches<T: HasNorm + Sync>(records: &[T], compare_from: usize, config: &ResolveConfig) -> Matches {
+    if let Scoring::Probabilistic { threshold } = config.scoring() {
+        return probabilistic::find_matches(records, compare_from, config, *threshold);
+    }
     let rules = &config.rules;
-    // Blocks per rule: key hash -> members (ascending positions).
-    let mut blocks: Vec<HashMap<u64, Vec<u32>>> = vec![HashMap::new(); rules.len()];
-    for (i, record) in records.iter().enumerate() {
-        let norm = record.norm();
-        for (r, rule) in rules.iter().enumerate() {
-            if let Some(key) = hashed_key(norm, &rule.block_on) {
-                blocks[r].entry(key).or_default().push(i as u32);
-            }
-        }
-    }
-    let mut out = Matches::default();
-    let mut oversized: Vec<HashSet<u64>> = vec![HashSet::new(); rules.len()];
-    let mut work: Vec<(u16, &[u32])> = Vec::new();
-    for (r, rule_blocks) in blocks.iter().enumerate() {
-        for (key, members) in rule_blocks {
-            if members.len() < 2 || (*members.last().unwrap() as usize) < compare_from {
-                continue;
-            }
-            out.blocks += 1;
-            if members.len() > config.max_block_size {
-                oversized[r].insert(*key);
-                out.skipped.push(SkippedBlock {
-                    rule: rules[r].name.clone(),
-                    key: block_key(records[members[0] as usize].norm(), &rules[r].block_on).unwrap_or_default(),
-                    size: members.len(),
-                });
-                continue;
-            }
-            work.push((r as u16, members.as_slice()));
-        }
-    }
-    out.skipped.sort_by(|x, y| y.size.cmp(&x.size).then_with(|| x.key.cmp(&y.key)));
-
-    // Whether the pair was already compared in the block of an earlier rule.
-    let seen_earlier = |a: &Norm, b: &Norm, rule: usize| {
-        (0..rule).any(|earlier| {
-            same_block(a, b, &rules[earlier].block_on)
-                && !hashed_key(a, &rules[earlier].block_on)
-                    .is_some_and(|k| oversized[earlier].contains(&k))
-        })
+    let found = blocking::candidates(records, compare_from, config);
+    let mut out = Matches {
+        blocks: found.blocks,
+        skipped: found.skipped,
+        pairs_per_rule: found.pairs_per_rule,
+        ..Matches::default()
     };
     // Fellegi-Sunter parameters, estimated from the candidate pairs when asked.
-    let estimated = match &config.scoring {
+    let estimated = match config.scoring() {
         Scoring::FellegiSunter { prior, threshold, comparisons, estimate: true } => {
-            let patterns = candidate_patterns(records, compare_from, &work, &seen_earlier, comparisons);
+            let patterns = candidate_patterns(records, &found.pairs, comparisons);
             let (prior, comparisons) = estimate_parameters(&patterns, *prior, comparisons);
             out.estimated = Some(Scoring::FellegiSunter { prior, threshold: *threshold, comparisons, estimate: true });
             out.estimated.clone()
         }
         _ => None,
     };
-    let scoring = estimated.as_ref().unwrap_or(&config.scoring);
+    let scoring = estimated.as_ref().unwrap_or(config.scoring());
     let compare = |a: &Norm, b: &Norm, found_by: usize| -> Option<(u16, f64)> {
         match scoring {
             Scoring::Rules => rules.iter().enumerate().find_map(|(r, rule)| {
@@ -351,43 +323,18 @@ pub fn find_matches<T: HasNorm + Sync>(records: &[T], compare_from: usize, confi
                 let p = match_probability(a, b, *prior, comparisons);
                 (p >= *threshold).then_some((found_by as u16, p))
             }
+            Scoring::Probabilistic { .. } => None,
         }
     };
-
-    let (matches, comparisons) = work
+    let matches: Vec<Match> = found
+        .pairs
         .par_iter()
-        .fold(
-            || (Vec::new(), 0u64),
-            |(mut found, mut count), (rule, members)| {
-                let rule = *rule as usize;
-                for (j, &b) in members.iter().enumerate() {
-                    for &a in &members[..j] {
-                        if (b as usize) < compare_from {
-                            continue;
-                        }
-                        let (na, nb) = (records[a as usize].norm(), records[b as usize].norm());
-                        if rule > 0 && seen_earlier(na, nb, rule) {
-                            continue;
-                        }
-                        count += 1;
-                        if let Some((r, score)) = compare(na, nb, rule) {
-                            found.push(Match { a, b, rule: r, score });
-                        }
-                    }
-                }
-                (found, count)
-            },
-        )
-        .reduce(
-            || (Vec::new(), 0),
-            |(mut x, cx), (y, cy)| {
-                x.extend(y);
-                (x, cx + cy)
-            },
-        );
-    let mut matches = matches;
-    matches.sort_by_key(|m| (m.a, m.b));
+        .filter_map(|p| {
+            let (na, nb) = (records[p.a as usize].norm(), records[p.b as usize].norm());
+            compare(na, nb, p.rule as usize).map(|(rule, score)| Match { a: p.a, b: p.b, rule, score })
+        })
+        .collect();
+    out.comparisons = found.pairs.len() as u64;
     out.matches = matches;
-    out.comparisons = comparisons;
     out
 }

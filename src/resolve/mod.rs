@@ -20,12 +20,16 @@
 //! assert_eq!(resolution.assigned[0].entity_id, resolution.assigned[1].entity_id);
 //! ```
 
+pub mod blocking;
 pub mod cluster;
+pub mod compare;
 pub mod config;
 pub mod io;
 pub mod matching;
 pub mod model;
+pub mod nicknames;
 pub mod normalize;
+pub mod probabilistic;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -112,6 +116,8 @@ pub struct Stats {
     pub merges: u64,
     pub skipped_blocks: u64,
     pub duration_ms: u64,
+    /// Candidate pairs each blocking rule found first.
+    pub pairs_per_rule: BTreeMap<String, u64>,
 }
 
 /// The outcome of [`Resolver::resolve`], aligned with its entries.
@@ -125,6 +131,8 @@ pub struct Resolution {
     pub stats: Stats,
     /// Fellegi-Sunter parameters estimated by EM, when the scoring asks for it.
     pub estimated: Option<config::Scoring>,
+    /// The trained model of the probabilistic scoring.
+    pub model: Option<probabilistic::Model>,
 }
 
 /// A configured resolution: normalizes records and resolves them.
@@ -153,6 +161,12 @@ impl Resolver {
             norm[role.index()] = self.normalize_value(*role, value).map(String::into_boxed_str);
         }
         norm
+    }
+
+    /// A normalizer that remembers each distinct raw value it has seen (emails and phones
+    /// repeat), for reading many records.
+    pub fn cached(&self) -> CachedNormalizer<'_> {
+        CachedNormalizer { resolver: self, seen: Default::default() }
     }
 
     /// Normalizes one value for `role`.
@@ -205,6 +219,7 @@ impl Resolver {
             largest_cluster: groups.iter().map(Vec::len).max().unwrap_or(0) as u64,
             merges: merges.len() as u64,
             skipped_blocks: found.skipped.len() as u64,
+            pairs_per_rule: found.pairs_per_rule,
             ..Stats::default()
         };
         for m in &found.matches {
@@ -219,6 +234,7 @@ impl Resolver {
             skipped_blocks: found.skipped,
             stats,
             estimated: found.estimated,
+            model: found.model,
         }
     }
 
@@ -332,6 +348,31 @@ impl Resolver {
             }
         }
         (assigned, merges)
+    }
+}
+
+/// [`Resolver::normalize`] that normalizes each distinct raw value of a role once.
+pub struct CachedNormalizer<'a> {
+    resolver: &'a Resolver,
+    seen: [HashMap<Box<str>, Option<Box<str>>>; 7],
+}
+
+impl CachedNormalizer<'_> {
+    /// Normalizes one record's raw values.
+    pub fn normalize(&mut self, raw: &[(Role, &str)]) -> Norm {
+        let mut norm: Norm = Default::default();
+        for (role, value) in raw {
+            let seen = &mut self.seen[role.index()];
+            norm[role.index()] = match seen.get(*value) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = self.resolver.normalize_value(*role, value).map(String::into_boxed_str);
+                    seen.insert(Box::from(*value), v.clone());
+                    v
+                }
+            };
+        }
+        norm
     }
 }
 

@@ -298,3 +298,53 @@ pub fn address(value: &str) -> Option<String> {
         .collect();
     non_empty(mapped.join(" "))
 }
+
+/// The local part of a normalized email without a `+tag` and without dots, on any provider:
+/// a blocking key and a comparison level for addresses that differ only in tags, dots or
+/// domain (`ann.lee+shop@x.com` → `annlee`).
+pub fn email_local(email: &str) -> Option<&str> {
+    let local = email.rsplit_once('@').map_or(email, |(l, _)| l);
+    let local = local.split_once('+').map_or(local, |(head, _)| head);
+    (!local.is_empty()).then_some(local)
+}
+
+/// [`email_local`] with dots removed, as an owned key.
+pub fn email_local_key(email: &str) -> Option<String> {
+    let mut key = email_local(email)?.to_string();
+    key.retain(|c| c != '.');
+    non_empty(key)
+}
+
+/// American Soundex of a normalized name (`robert` and `rupert` → `R163`); `None` without a
+/// letter.
+pub fn soundex(value: &str) -> Option<String> {
+    let code = |c: char| match c {
+        'b' | 'f' | 'p' | 'v' => b'1',
+        'c' | 'g' | 'j' | 'k' | 'q' | 's' | 'x' | 'z' => b'2',
+        'd' | 't' => b'3',
+        'l' => b'4',
+        'm' | 'n' => b'5',
+        'r' => b'6',
+        'h' | 'w' => b'h',
+        _ => b'0',
+    };
+    let mut letters = value.chars().filter(char::is_ascii_alphabetic).map(|c| c.to_ascii_lowercase());
+    let first = letters.next()?;
+    let mut out = vec![first.to_ascii_uppercase() as u8];
+    let mut last = code(first);
+    for c in letters {
+        let d = code(c);
+        if d == b'h' {
+            continue; // h and w do not separate equal codes
+        }
+        if d != b'0' && d != last {
+            out.push(d);
+            if out.len() == 4 {
+                break;
+            }
+        }
+        last = d;
+    }
+    out.resize(4, b'0');
+    String::from_utf8(out).ok()
+}

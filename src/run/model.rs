@@ -117,7 +117,7 @@ impl Plan {
         let full = !incremental_model || ctx.options.full_refresh || (existing.is_some() && !is_incremental);
         let strategy = match (full, incremental_strategy(model)) {
             // A merge model rebuilt in full keeps its key unique, as its merges do.
-            (true, Ok(Strategy::Merge { unique_key, dedupe_by })) if incremental_model => {
+            (true, Ok(Strategy::Merge { unique_key, dedupe_by, .. })) if incremental_model => {
                 Strategy::ReplaceUnique { unique_key, dedupe_by }
             }
             (true, _) => Strategy::Replace,
@@ -141,6 +141,7 @@ fn incremental_strategy(model: &Model) -> Result<Strategy> {
         IncrementalStrategy::Merge => Strategy::Merge {
             unique_key: model.config.unique_key.clone(),
             dedupe_by: model.config.dedupe_by.clone(),
+            mode: model.config.merge_mode,
         },
         IncrementalStrategy::ReplaceRange => Strategy::ReplaceRange {
             column: model
@@ -318,6 +319,8 @@ async fn commit(
     let outcome = materialize::materialize(&ctx.lakehouse, request, schema, batches).await?;
     result.rows_written = Some(outcome.rows_written);
     result.files_rewritten = Some(outcome.files_rewritten);
+    result.bytes_rewritten = Some(outcome.bytes_rewritten);
+    result.delete_files_added = Some(outcome.commit.as_ref().map_or(0, |c| c.delete_files_added));
     result.watermark_after = outcome.watermark.as_ref().map(|w| w.value.clone());
     match &outcome.commit {
         Some(c) => {

@@ -89,6 +89,10 @@ pub struct NodeResult {
     pub files_removed: Option<usize>,
     /// Existing data files read and rewritten without replaced rows (merge, replace_range).
     pub files_rewritten: Option<usize>,
+    /// Bytes of those files.
+    pub bytes_rewritten: Option<u64>,
+    /// Position delete files written (merge-on-read merge).
+    pub delete_files_added: Option<usize>,
     pub snapshot_id: Option<i64>,
     pub watermark_before: Option<String>,
     pub watermark_after: Option<String>,
@@ -117,6 +121,8 @@ impl NodeResult {
             files_added: None,
             files_removed: None,
             files_rewritten: None,
+            bytes_rewritten: None,
+            delete_files_added: None,
             snapshot_id: None,
             watermark_before: None,
             watermark_after: None,

@@ -139,11 +139,12 @@ fn concurrent_commits_through_a_rest_catalog_never_lose_or_double_rows() {
 
 /// A merge model and an ingest appending to its table at once, four rounds: the merge keeps
 /// the latest row per source key, the appended rows (keys of their own) all stay, once.
-fn merge_against_append(catalog: Option<&str>) {
+/// `merge_mode` is the model's (copy-on-write or merge-on-read).
+fn merge_against_append(catalog: Option<&str>, merge_mode: &str) {
     let p = project(catalog);
     p.write(
         "models/staging/latest_by_id.sql",
-        "{{ config(materialized='incremental', incremental_strategy='merge', unique_key='id', dedupe_by='at', on_schema_change='append_new_columns') }}\nselect id % 40 as id, at from {{ source('raw', 'events') }}\n",
+        &format!("{{{{ config(materialized='incremental', incremental_strategy='merge', merge_mode='{merge_mode}', unique_key='id', dedupe_by='at', on_schema_change='append_new_columns') }}}}\nselect id % 40 as id, at from {{{{ source('raw', 'events') }}}}\n"),
     );
     batch(&p, 0, 50);
     p.lake(&["build", "--select", "latest_by_id"]).assert_ok();
@@ -172,11 +173,22 @@ fn merge_against_append(catalog: Option<&str>) {
 
 #[test]
 fn a_merge_and_an_append_to_one_table_at_once_keep_both_on_sqlite() {
-    merge_against_append(None);
+    merge_against_append(None, "copy-on-write");
+}
+
+#[test]
+fn a_merge_on_read_and_an_append_to_one_table_at_once_keep_both_on_sqlite() {
+    merge_against_append(None, "merge-on-read");
 }
 
 #[test]
 fn a_merge_and_an_append_to_one_table_at_once_keep_both_through_rest() {
     let server = Rustberg::start();
-    merge_against_append(Some(&format!("type = \"rest\"\nuri = \"{}\"\n", server.uri())));
+    merge_against_append(Some(&format!("type = \"rest\"\nuri = \"{}\"\n", server.uri())), "copy-on-write");
+}
+
+#[test]
+fn a_merge_on_read_and_an_append_to_one_table_at_once_keep_both_through_rest() {
+    let server = Rustberg::start();
+    merge_against_append(Some(&format!("type = \"rest\"\nuri = \"{}\"\n", server.uri())), "merge-on-read");
 }

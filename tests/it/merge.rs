@@ -750,6 +750,10 @@ fn merged_rows_are_written_in_key_order_so_a_narrow_merge_rewrites_few_files() {
     p.lake(&["run"]).assert_ok();
     let rewritten = model_result(&p, "items")["files_rewritten"].as_u64().unwrap();
     assert!(rewritten >= 1 && rewritten <= 2, "rewrote {rewritten} of {total} files");
+    // The bytes of the rewritten files: more than nothing, less than the whole table.
+    let bytes = model_result(&p, "items")["bytes_rewritten"].as_u64().unwrap();
+    let table_bytes: u64 = data_files(&p, "staging", "items").iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
+    assert!(bytes > 0 && bytes < table_bytes, "rewrote {bytes} bytes of a {table_bytes}-byte table");
     assert_eq!(p.sql_count("select count(*) from staging.items"), n as i64);
     assert_eq!(p.sql_count("select count(*) from staging.items where name = 'updated'"), 10);
 }

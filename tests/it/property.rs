@@ -1,5 +1,5 @@
 //! Property test: random sequences of raw appends (late rows, updates to existing keys, a new
-//! column) and incremental runs, for every strategy; after each run the incremental table must
+//! column) and incremental runs, for every strategy (merge in both modes); after each run the incremental table must
 //! equal a full rebuild of the same model over the same data.
 //!
 //! Seeded and deterministic: set `LAKE_PROPTEST_SEED` to replay, `LAKE_PROPTEST_CASES` to
@@ -31,6 +31,11 @@ const MODELS: &[(&str, &str, &str)] = &[
     (
         "inc_merge",
         "{{ config(materialized='incremental', incremental_strategy='merge', unique_key='id', watermark='seq', on_schema_change='append_new_columns') }}\nselect * from (select *, row_number() over (partition by id order by seq desc) as rn from {{ source('raw', 'events') }}\n{% if is_incremental() %}where seq > {{ watermark }}{% endif %}\n) as latest where rn = 1\n",
+        "select * from (select *, row_number() over (partition by id order by seq desc) as rn from {{ source('raw', 'events') }}) as latest where rn = 1\n",
+    ),
+    (
+        "inc_merge_mor",
+        "{{ config(materialized='incremental', incremental_strategy='merge', merge_mode='merge-on-read', unique_key='id', watermark='seq', on_schema_change='append_new_columns') }}\nselect * from (select *, row_number() over (partition by id order by seq desc) as rn from {{ source('raw', 'events') }}\n{% if is_incremental() %}where seq > {{ watermark }}{% endif %}\n) as latest where rn = 1\n",
         "select * from (select *, row_number() over (partition by id order by seq desc) as rn from {{ source('raw', 'events') }}) as latest where rn = 1\n",
     ),
     (

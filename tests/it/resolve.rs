@@ -132,7 +132,7 @@ fn families_sharing_a_phone_stay_apart_and_swapped_names_match() {
     assert_ne!(ids[0], ids[1], "a family member sharing the phone is someone else");
 }
 
-fn lake_resolve(dir: &Path, args: &[&str]) -> crate::support::Output {
+pub(crate) fn lake_resolve(dir: &Path, args: &[&str]) -> crate::support::Output {
     let out = Command::new(crate::support::lake_bin())
         .args(["resolve"])
         .args(args)
@@ -153,7 +153,7 @@ fn csv_rows(path: &Path) -> Vec<Vec<String>> {
 }
 
 /// `id -> entity_id` from clusters.csv.
-fn clusters(dir: &Path) -> HashMap<String, String> {
+pub(crate) fn clusters(dir: &Path) -> HashMap<String, String> {
     csv_rows(&dir.join("clusters.csv")).into_iter().map(|r| (r[0].clone(), r[1].clone())).collect()
 }
 
@@ -252,7 +252,7 @@ fn oversized_blocks_are_skipped_and_reported() {
 }
 
 /// Generates the seeded synthetic customers with known truth.
-fn synthetic(dir: &Path, people: usize, seed: u64) -> PathBuf {
+pub(crate) fn synthetic(dir: &Path, people: usize, seed: u64) -> PathBuf {
     let out = dir.join(format!("customers_{people}_{seed}.csv"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen_customers.py");
     let status = Command::new("python3")
@@ -266,7 +266,7 @@ fn synthetic(dir: &Path, people: usize, seed: u64) -> PathBuf {
 }
 
 /// Pairwise precision and recall of predicted clusters against the truth.
-fn precision_recall(predicted: &HashMap<String, String>, truth: &HashMap<String, String>) -> (f64, f64) {
+pub(crate) fn precision_recall(predicted: &HashMap<String, String>, truth: &HashMap<String, String>) -> (f64, f64) {
     let pairs = |groups: HashMap<&str, u64>| groups.values().map(|n| n * (n - 1) / 2).sum::<u64>();
     let mut by_pred: HashMap<&str, u64> = HashMap::new();
     let mut by_true: HashMap<&str, u64> = HashMap::new();
@@ -281,7 +281,7 @@ fn precision_recall(predicted: &HashMap<String, String>, truth: &HashMap<String,
     (tp as f64 / pairs(by_pred) as f64, tp as f64 / pairs(by_true) as f64)
 }
 
-fn truth_of(csv: &Path) -> HashMap<String, String> {
+pub(crate) fn truth_of(csv: &Path) -> HashMap<String, String> {
     let mut truth = HashMap::new();
     lake::resolve::io::for_each_row(csv, &["record_id", "true_id"], |v| {
         truth.insert(v[0].unwrap().to_string(), v[1].unwrap().to_string());
@@ -314,7 +314,7 @@ fn synthetic_customers_resolve_with_high_precision_and_recall() {
 }
 
 /// Entries of the synthetic file, in file order.
-fn entries_of(resolver: &Resolver, csv: &Path) -> Vec<Entry> {
+pub(crate) fn entries_of(resolver: &Resolver, csv: &Path) -> Vec<Entry> {
     let roles = Role::ALL;
     let mut wanted = vec!["record_id", "source"];
     wanted.extend(roles.iter().map(|r| r.name()));
@@ -330,7 +330,7 @@ fn entries_of(resolver: &Resolver, csv: &Path) -> Vec<Entry> {
 }
 
 /// Clusters as sets of (source, id), independent of the ids given to them.
-fn partition(entries: &[Entry], ids: &[String]) -> BTreeSet<BTreeSet<String>> {
+pub(crate) fn partition(entries: &[Entry], ids: &[String]) -> BTreeSet<BTreeSet<String>> {
     let mut groups: HashMap<&str, BTreeSet<String>> = HashMap::new();
     for (e, id) in entries.iter().zip(ids) {
         groups.entry(id).or_default().insert(format!("{}:{}", e.source, e.source_id));

@@ -145,6 +145,10 @@ impl Source for WebhookSource {
         self.reader.rescan();
     }
 
+    fn drains_on_stop(&self) -> bool {
+        true
+    }
+
     async fn reset(&mut self, positions: Positions) -> Result<()> {
         self.reader.reset(positions).await
     }

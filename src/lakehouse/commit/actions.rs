@@ -1,7 +1,7 @@
 //! The commit kinds, as [`Action`]s of the one producer: each says what an attempt adds,
 //! removes and checks against its base; none writes a manifest list or metadata itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,22 +23,29 @@ pub(super) struct FileChange<'a> {
     pub rebase: Option<&'a RebaseFn>,
     /// The manifest of the added files, written once before the first attempt.
     pub added_manifest: Option<ManifestFile>,
+    /// The manifests of the added delete files (one per partition spec), likewise.
+    pub delete_manifests: Vec<ManifestFile>,
     /// The schema the files were written against (as of the first base).
     pub target: TableMetadata,
 }
 
 impl FileChange<'_> {
     fn added_files(&self) -> &[DataFile] {
+        self.change.added()
+    }
+
+    /// The position delete files this change adds.
+    fn delete_files(&self) -> Vec<DataFile> {
         match &self.change {
-            Change::Append(f) | Change::ReplaceAll(f) => f,
-            Change::Rewrite { added, .. } => added,
+            Change::RowDelta { deletes, .. } => deletes.iter().map(|(_, f)| f.clone()).collect(),
+            _ => Vec::new(),
         }
     }
 
     fn operation(&self) -> Operation {
         match &self.change {
             Change::Append(_) => Operation::Append,
-            Change::ReplaceAll(_) => Operation::Overwrite,
+            Change::ReplaceAll(_) | Change::RowDelta { .. } => Operation::Overwrite,
             Change::Rewrite { operation, .. } => operation.clone(),
         }
     }
@@ -55,8 +62,8 @@ impl FileChange<'_> {
 
 #[async_trait]
 impl Action for FileChange<'_> {
-    fn added(&self) -> &[DataFile] {
-        self.added_files()
+    fn added_paths(&self) -> Vec<String> {
+        self.added_files().iter().cloned().chain(self.delete_files()).map(|f| f.file_path().to_string()).collect()
     }
 
     async fn plan(&self, attempt: &mut Attempt<'_>) -> Result<Plan, Error> {
@@ -67,8 +74,11 @@ impl Action for FileChange<'_> {
         let mut removed: Vec<DataFile> = Vec::new();
         if let Some(current) = metadata.current_snapshot() {
             let listed = manifests::manifest_files(base, current).await?;
+            if let Change::RowDelta { referenced, .. } = &self.change {
+                check_live(base, &listed, referenced).await?;
+            }
             let targets = match &self.change {
-                Change::Append(_) => None,
+                Change::Append(_) | Change::RowDelta { .. } => None,
                 Change::ReplaceAll(_) => Some(Targets::All),
                 Change::Rewrite { removed, .. } => Some(Targets::Paths(removed.iter().map(String::as_str).collect())),
             };
@@ -80,7 +90,7 @@ impl Action for FileChange<'_> {
                     (manifests, removed) = (rewritten.manifests, rewritten.removed);
                 }
             }
-        } else if let Change::Rewrite { removed: r, .. } = &self.change
+        } else if let Change::Rewrite { removed: r, .. } | Change::RowDelta { referenced: r, .. } = &self.change
             && !r.is_empty()
         {
             return Err(Error::Stale(format!(
@@ -88,17 +98,18 @@ impl Action for FileChange<'_> {
                 base.identifier()
             )));
         }
-        if let Some(mut m) = self.added_manifest.clone() {
+        let ours = self.added_manifest.iter().chain(&self.delete_manifests).cloned();
+        for (i, mut m) in ours.enumerate() {
             m.added_snapshot_id = attempt.snapshot_id;
             m.sequence_number = attempt.sequence_number;
             m.min_sequence_number = attempt.sequence_number;
-            manifests.insert(0, m);
+            manifests.insert(i, m);
         }
         Ok(Plan::Snapshot(SnapshotPlan {
             operation: self.operation(),
             parent_id: metadata.current_snapshot_id(),
             manifests,
-            added: self.added_files().to_vec(),
+            added: self.added_files().iter().cloned().chain(self.delete_files()).collect(),
             removed,
             properties,
             totals_from: None,
@@ -127,6 +138,24 @@ impl Action for FileChange<'_> {
     }
 }
 
+/// Fail with [`Error::Stale`] unless every data file at `paths` is live in `listed`: position
+/// deletes pointing into a file another writer removed (or rewrote) would delete nothing.
+async fn check_live(base: &Table, listed: &[ManifestFile], paths: &[String]) -> Result<(), Error> {
+    let live: HashSet<String> = manifests::live_files(base, listed)
+        .await?
+        .into_iter()
+        .filter(manifests::LiveFile::is_data)
+        .map(|l| l.file.file_path().to_string())
+        .collect();
+    match paths.iter().find(|p| !live.contains(*p)) {
+        None => Ok(()),
+        Some(missing) => Err(Error::Stale(format!(
+            "data file {missing} that this merge deletes rows from is no longer in table {} (another writer changed it)",
+            base.identifier()
+        ))),
+    }
+}
+
 /// A snapshot made by `producer` after `since` in the current ancestry of `table`.
 fn committed_since(table: &Table, since: Option<i64>, producer: &str) -> Option<i64> {
     summary::ancestry(table)
@@ -141,13 +170,15 @@ fn committed_since(table: &Table, since: Option<i64>, producer: &str) -> Option<
 pub(super) struct Compaction {
     pub removed: Vec<String>,
     pub added: Vec<DataFile>,
+    /// Live delete files whose rows the rewrite dropped: removed from the snapshot.
+    pub folded_deletes: Vec<String>,
     pub properties: HashMap<String, String>,
 }
 
 #[async_trait]
 impl Action for Compaction {
-    fn added(&self) -> &[DataFile] {
-        &self.added
+    fn added_paths(&self) -> Vec<String> {
+        self.added.iter().map(|f| f.file_path().to_string()).collect()
     }
 
     async fn plan(&self, attempt: &mut Attempt<'_>) -> Result<Plan, Error> {
@@ -163,9 +194,29 @@ impl Action for Compaction {
             )));
         };
         let listed = manifests::manifest_files(base, current).await?;
+        let folded: HashSet<&str> = self.folded_deletes.iter().map(String::as_str).collect();
+        if let Some(new) = manifests::live_files(base, &listed)
+            .await?
+            .iter()
+            .find(|l| !l.is_data() && !folded.contains(l.file.file_path()))
+        {
+            return Err(Error::Stale(format!(
+                "delete file {} was added to {} after this compaction was planned; run it again",
+                new.file.file_path(),
+                base.identifier()
+            )));
+        }
         let targets = Targets::Paths(self.removed.iter().map(String::as_str).collect());
-        let rewritten = attempt.rewrite_merged(listed, &targets, &self.added).await?;
+        let mut rewritten = attempt.rewrite_merged(listed, &targets, &self.added).await?;
         rewritten.check_found(&targets, "compaction", base)?;
+        if !folded.is_empty() {
+            let deletes = Targets::Paths(folded);
+            let manifests = std::mem::take(&mut rewritten.manifests);
+            let dropped = attempt.rewrite_touched(manifests, &deletes).await?;
+            dropped.check_found(&deletes, "compaction", base)?;
+            rewritten.manifests = dropped.manifests;
+            rewritten.removed.extend(dropped.removed);
+        }
         Ok(Plan::Snapshot(SnapshotPlan {
             operation: Operation::Replace,
             parent_id: metadata.current_snapshot_id(),

@@ -13,7 +13,10 @@
 //!   the new ones, so readers see the old rows or the new, never an empty table.
 //! - [`Change::Rewrite`]: remove named files and add others in one snapshot (copy-on-write
 //!   merge, range replacement); only manifests holding a removed file are rewritten.
-//! - [`commit_compaction`]: a `replace` snapshot with merged data manifests.
+//! - [`Change::RowDelta`]: add data files and position delete files in one snapshot
+//!   (merge-on-read merge); no manifest is rewritten.
+//! - [`commit_compaction`]: a `replace` snapshot with merged data manifests; the delete files it
+//!   folded into rewritten data files leave the snapshot.
 //! - [`commit_rollback`]: a snapshot that reads as an earlier one did.
 //! - [`commit_snapshot_removal`]: metadata-only expiry of snapshots.
 //!
@@ -32,7 +35,7 @@ use std::collections::HashMap;
 
 use iceberg::TableUpdate;
 use iceberg::spec::{
-    DataFile, ManifestWriterBuilder, Operation, Schema, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec,
+    DataContentType, DataFile, ManifestFile, ManifestWriterBuilder, Operation, Schema, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec,
 };
 use iceberg::table::Table;
 
@@ -57,6 +60,15 @@ pub enum Change {
         removed: Vec<String>,
         added: Vec<DataFile>,
         operation: Operation,
+    },
+    /// Add data files and position delete files (merge-on-read merge), keeping every existing
+    /// file, as one `overwrite` snapshot. Fails with [`Error::Stale`], without retrying, when a
+    /// data file in `referenced` (those the deletes point into) is no longer live.
+    RowDelta {
+        added: Vec<DataFile>,
+        /// `(partition spec id, delete file)`: the spec of the data files it points into.
+        deletes: Vec<(i32, DataFile)>,
+        referenced: Vec<String>,
     },
 }
 
@@ -112,6 +124,11 @@ pub struct CommitOutcome {
     pub files_removed: usize,
     pub rows_added: u64,
     pub rows_removed: u64,
+    /// Position delete files added (merge-on-read), and the rows they delete.
+    pub delete_files_added: usize,
+    pub position_deletes_added: u64,
+    /// Bytes of the data and delete files added.
+    pub bytes_added: u64,
     pub metadata_location: String,
     /// Number of compare-and-swap attempts that lost a race before this one won.
     pub retries: u32,
@@ -119,13 +136,21 @@ pub struct CommitOutcome {
 
 impl CommitOutcome {
     fn new(snapshot_id: i64, operation: &Operation, added: &[DataFile], removed: &[DataFile]) -> Self {
+        let data = |files: &[DataFile]| -> Vec<DataFile> {
+            files.iter().filter(|f| f.content_type() == DataContentType::Data).cloned().collect()
+        };
+        let (data_added, data_removed) = (data(added), data(removed));
+        let deletes: Vec<&DataFile> = added.iter().filter(|f| f.content_type() != DataContentType::Data).collect();
         CommitOutcome {
             snapshot_id,
             operation: operation.as_str().to_string(),
-            files_added: added.len(),
-            files_removed: removed.len(),
-            rows_added: added.iter().map(|f| f.record_count()).sum(),
-            rows_removed: removed.iter().map(|f| f.record_count()).sum(),
+            files_added: data_added.len(),
+            files_removed: data_removed.len(),
+            rows_added: data_added.iter().map(|f| f.record_count()).sum(),
+            rows_removed: data_removed.iter().map(|f| f.record_count()).sum(),
+            delete_files_added: deletes.len(),
+            position_deletes_added: deletes.iter().map(|f| f.record_count()).sum(),
+            bytes_added: added.iter().map(|f| f.file_size_in_bytes()).sum(),
             metadata_location: String::new(),
             retries: 0,
         }
@@ -152,10 +177,7 @@ pub async fn commit(
 ) -> Result<CommitOutcome, Error> {
     let commit_id = uuid::Uuid::now_v7();
     let target = changes.target_metadata(&base)?;
-    let added = match &change {
-        Change::Append(files) | Change::ReplaceAll(files) => files,
-        Change::Rewrite { added, .. } => added,
-    };
+    let added = change.added();
     // The manifest of added files does not depend on the base snapshot: written once, reused on retry.
     let mut written: Vec<String> = Vec::new();
     let added_manifest = if added.is_empty() {
@@ -189,7 +211,22 @@ pub async fn commit(
             }
         }
     };
+    let delete_manifests = match &change {
+        Change::RowDelta { deletes, .. } if !deletes.is_empty() => {
+            match delete_manifests(&base, commit_id, deletes, &mut written).await {
+                Ok(m) => m,
+                Err(e) => {
+                    let mut paths = written;
+                    paths.extend(added.iter().chain(deletes.iter().map(|(_, f)| f)).map(|f| f.file_path().to_string()));
+                    producer::delete_files(base.file_io(), &paths).await;
+                    return Err(e);
+                }
+            }
+        }
+        _ => Vec::new(),
+    };
     let action = actions::FileChange {
+        delete_manifests,
         change,
         changes,
         properties,
@@ -201,22 +238,72 @@ pub async fn commit(
     Ok(produced.outcome.expect("a file change commits a snapshot"))
 }
 
+impl Change {
+    /// The data files this change adds.
+    fn added(&self) -> &[DataFile] {
+        match self {
+            Change::Append(files) | Change::ReplaceAll(files) => files,
+            Change::Rewrite { added, .. } | Change::RowDelta { added, .. } => added,
+        }
+    }
+}
+
+/// One delete manifest per partition spec for `deletes` (written once, reused on retry).
+async fn delete_manifests(
+    base: &Table,
+    commit_id: uuid::Uuid,
+    deletes: &[(i32, DataFile)],
+    written: &mut Vec<String>,
+) -> Result<Vec<ManifestFile>, Error> {
+    let metadata = base.metadata();
+    let mut by_spec: std::collections::BTreeMap<i32, Vec<&DataFile>> = Default::default();
+    for (spec_id, file) in deletes {
+        by_spec.entry(*spec_id).or_default().push(file);
+    }
+    let location = metadata.location().trim_end_matches('/');
+    let mut out = Vec::new();
+    for (spec_id, files) in by_spec {
+        let spec = metadata.partition_spec_by_id(spec_id).ok_or_else(|| {
+            Error::Invalid(format!("table {} has no partition spec {spec_id}", base.identifier()))
+        })?;
+        let path = format!("{location}/metadata/{commit_id}-d{spec_id}.avro");
+        written.push(path.clone());
+        let mut writer = ManifestWriterBuilder::new(
+            base.file_io().new_output(&path)?,
+            None,
+            metadata.current_schema().clone(),
+            spec.as_ref().clone(),
+        )
+        .build_v2_deletes();
+        for file in files {
+            writer.add_file(file.clone(), -1)?;
+        }
+        out.push(writer.write_manifest_file().await?);
+    }
+    Ok(out)
+}
+
 /// Commit a compaction: the live data files at `removed` are replaced by `added` (the same
 /// rows) in one `replace` snapshot, and the data manifests are merged (few manifests in the
 /// new manifest list). With nothing removed or added this only merges manifests.
+/// `folded_deletes` are the live delete files whose rows the rewrite already dropped (every
+/// data file they apply to is in `removed`): they leave the snapshot.
 ///
-/// Fails with [`Error::Stale`] when another writer removed one of the files meanwhile; the
+/// Fails with [`Error::Stale`] when another writer removed one of the files meanwhile, or added
+/// a delete file (it could point into a file being rewritten); the
 /// added files are deleted on any certain failure.
 pub async fn commit_compaction(
     lakehouse: &Lakehouse,
     base: Table,
     removed: Vec<String>,
     added: Vec<DataFile>,
+    folded_deletes: Vec<String>,
     properties: HashMap<String, String>,
 ) -> Result<CommitOutcome, Error> {
     let action = actions::Compaction {
         removed,
         added,
+        folded_deletes,
         properties,
     };
     let produced = producer::produce(lakehouse, base, &action, uuid::Uuid::now_v7(), Vec::new()).await?;

@@ -74,9 +74,10 @@ pub(super) trait Action: Send + Sync {
     fn what(&self, base: &Table) -> String {
         format!("commit to {}", base.identifier())
     }
-    /// Data files written before the first attempt: deleted on a certain failure.
-    fn added(&self) -> &[DataFile] {
-        &[]
+    /// Paths of the data and delete files written before the first attempt: deleted on a
+    /// certain failure.
+    fn added_paths(&self) -> Vec<String> {
+        Vec::new()
     }
     /// Build this attempt's change on `attempt.base`.
     async fn plan(&self, attempt: &mut Attempt<'_>) -> Result<Plan, Error>;
@@ -165,7 +166,7 @@ pub(super) async fn produce(
         let file_io = file_io.clone();
         let paths: Vec<String> = written
             .into_iter()
-            .chain(action.added().iter().map(|f| f.file_path().to_string()))
+            .chain(action.added_paths())
             .collect();
         async move { delete_files(&file_io, &paths).await }
     };

@@ -23,7 +23,12 @@ pub(super) fn summarize(
     };
     let (add_files, add_rows, add_bytes) = count(added, DataContentType::Data);
     let (del_files, del_rows, del_bytes) = count(removed, DataContentType::Data);
-    let del_delete_files = removed.len() as u64 - del_files;
+    let (add_pos_files, add_pos, add_pos_bytes) = count(added, DataContentType::PositionDeletes);
+    let (add_eq_files, add_eq, add_eq_bytes) = count(added, DataContentType::EqualityDeletes);
+    let (del_pos_files, del_pos, del_pos_bytes) = count(removed, DataContentType::PositionDeletes);
+    let (del_eq_files, del_eq, del_eq_bytes) = count(removed, DataContentType::EqualityDeletes);
+    let add_delete_files = add_pos_files + add_eq_files;
+    let del_delete_files = del_pos_files + del_eq_files;
     let prev = |key: &str| -> u64 {
         previous
             .and_then(|s| s.additional_properties.get(key))
@@ -35,33 +40,34 @@ pub(super) fn summarize(
             props.insert(key.to_string(), value.to_string());
         }
     };
+    // Sizes count data and delete files alike, as Iceberg's Java summaries do.
+    let add_size = add_bytes + add_pos_bytes + add_eq_bytes;
+    let del_size = del_bytes + del_pos_bytes + del_eq_bytes;
     set("added-data-files", add_files, false);
     set("added-records", add_rows, false);
-    set("added-files-size", add_bytes, false);
+    set("added-files-size", add_size, false);
+    set("added-delete-files", add_delete_files, false);
+    set("added-position-delete-files", add_pos_files, false);
+    set("added-position-deletes", add_pos, false);
+    set("added-equality-delete-files", add_eq_files, false);
+    set("added-equality-deletes", add_eq, false);
     set("deleted-data-files", del_files, false);
     set("deleted-records", del_rows, false);
-    set("removed-files-size", del_bytes, false);
+    set("removed-files-size", del_size, false);
     set("removed-delete-files", del_delete_files, false);
-    set(
-        "total-data-files",
-        (prev("total-data-files") + add_files).saturating_sub(del_files),
-        true,
-    );
-    set(
-        "total-records",
-        (prev("total-records") + add_rows).saturating_sub(del_rows),
-        true,
-    );
-    set(
-        "total-files-size",
-        (prev("total-files-size") + add_bytes).saturating_sub(del_bytes),
-        true,
-    );
-    let remaining_deletes = prev("total-delete-files").saturating_sub(del_delete_files);
+    set("removed-position-delete-files", del_pos_files, false);
+    set("removed-position-deletes", del_pos, false);
+    set("removed-equality-delete-files", del_eq_files, false);
+    set("removed-equality-deletes", del_eq, false);
+    let total = |key: &str, add: u64, del: u64| (prev(key) + add).saturating_sub(del);
+    set("total-data-files", total("total-data-files", add_files, del_files), true);
+    set("total-records", total("total-records", add_rows, del_rows), true);
+    set("total-files-size", total("total-files-size", add_size, del_size), true);
+    let remaining_deletes = total("total-delete-files", add_delete_files, del_delete_files);
     set("total-delete-files", remaining_deletes, true);
-    let deletes_gone = matches!(operation, Operation::Overwrite) && remaining_deletes == 0;
-    let position = if deletes_gone { 0 } else { prev("total-position-deletes") };
-    let equality = if deletes_gone { 0 } else { prev("total-equality-deletes") };
+    // No delete file left: no deletes left, whatever an earlier writer's summary said.
+    let position = if remaining_deletes == 0 { 0 } else { total("total-position-deletes", add_pos, del_pos) };
+    let equality = if remaining_deletes == 0 { 0 } else { total("total-equality-deletes", add_eq, del_eq) };
     set("total-position-deletes", position, true);
     set("total-equality-deletes", equality, true);
     Summary {

@@ -1,5 +1,8 @@
 //! Compaction: plan which small files to rewrite per partition, rewrite them into files near
 //! the target size and commit one `replace` snapshot with merged manifests (same rows).
+//!
+//! Deletes are folded in: every data file that a delete file applies to is rewritten (whatever
+//! its size) without its deleted rows, and every delete file leaves the snapshot.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -27,6 +30,8 @@ pub struct CompactionGroup {
     pub files: Vec<String>,
     pub bytes: u64,
     pub records: u64,
+    /// Files of the group that delete files apply to (their deleted rows are dropped).
+    pub with_deletes: usize,
 }
 
 /// What [`compact`] would do.
@@ -39,6 +44,8 @@ pub struct CompactionPlan {
     /// Data manifests in the current manifest list.
     pub data_manifests: usize,
     pub groups: Vec<CompactionGroup>,
+    /// Live delete files, folded into the rewritten files and removed.
+    pub delete_files: Vec<String>,
     /// Merge the manifests (always when files are rewritten).
     pub merge_manifests: bool,
     /// Why the table is not compacted at all, if so.
@@ -47,7 +54,7 @@ pub struct CompactionPlan {
 
 impl CompactionPlan {
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty() && !self.merge_manifests
+        self.groups.is_empty() && !self.merge_manifests && self.delete_files.is_empty()
     }
 
     pub fn files_to_rewrite(&self) -> usize {
@@ -64,6 +71,8 @@ pub struct CompactOutcome {
     pub rewritten: usize,
     /// New files written.
     pub written: usize,
+    /// Delete files folded into the rewritten files and removed.
+    pub deletes_removed: usize,
     pub manifests_before: usize,
     pub manifests_after: usize,
     /// The `replace` snapshot, or `None` when there was nothing to do (or a dry run).
@@ -89,33 +98,27 @@ pub async fn plan_compaction(table: &Table, policy: &MaintenancePolicy) -> Resul
         ..Default::default()
     };
     let small = policy.small_bytes();
-    // (spec id, partition text) -> (partition, [(path, bytes, records)])
-    type Groups = BTreeMap<(i32, String), (Struct, Vec<(String, u64, u64)>)>;
+    let live = manifests::live_files(table, &manifests).await?;
+    plan.delete_files = live.iter().filter(|l| !l.is_data()).map(|l| l.file.file_path().to_string()).collect();
+    let with_deletes = if plan.delete_files.is_empty() { HashSet::new() } else { files_with_deletes(table, current.snapshot_id()).await? };
+    // (spec id, partition text) -> (partition, [(path, bytes, records, has deletes)])
+    type Groups = BTreeMap<(i32, String), (Struct, Vec<(String, u64, u64, bool)>)>;
     let mut groups: Groups = BTreeMap::new();
-    let mut live_deletes = 0usize;
-    for live in manifests::live_files(table, &manifests).await? {
-        if !live.is_data() {
-            live_deletes += 1;
-            continue;
-        }
+    for live in live.into_iter().filter(|l| l.is_data()) {
         plan.data_files += 1;
         let file = live.file;
-        if file.file_size_in_bytes() < small {
+        let deleted = with_deletes.contains(file.file_path());
+        if file.file_size_in_bytes() < small || deleted {
             groups
                 .entry((live.spec_id, format!("{:?}", file.partition())))
                 .or_insert_with(|| (file.partition().clone(), Vec::new()))
                 .1
-                .push((file.file_path().to_string(), file.file_size_in_bytes(), file.record_count()));
+                .push((file.file_path().to_string(), file.file_size_in_bytes(), file.record_count(), deleted));
         }
     }
-    if live_deletes > 0 {
-        plan.skipped = Some(format!(
-            "table has {live_deletes} delete file(s); compaction does not rewrite tables with deletes yet"
-        ));
-        return Ok(plan);
-    }
     for ((spec_id, _), (partition, mut files)) in groups {
-        if files.len() < policy.min_input_files {
+        let deleted = files.iter().filter(|f| f.3).count();
+        if files.len() < policy.min_input_files && deleted == 0 {
             continue;
         }
         files.sort();
@@ -124,11 +127,24 @@ pub async fn plan_compaction(table: &Table, policy: &MaintenancePolicy) -> Resul
             partition: partition_text(&partition),
             bytes: files.iter().map(|f| f.1).sum(),
             records: files.iter().map(|f| f.2).sum(),
+            with_deletes: deleted,
             files: files.into_iter().map(|f| f.0).collect(),
         });
     }
     plan.merge_manifests = !plan.groups.is_empty() || plan.data_manifests > policy.max_manifests;
     Ok(plan)
+}
+
+/// The data files of `snapshot_id` that at least one delete file applies to (as a scan sees it).
+async fn files_with_deletes(table: &Table, snapshot_id: i64) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    let mut tasks = table.scan().snapshot_id(snapshot_id).build()?.plan_files().await?;
+    while let Some(task) = tasks.try_next().await? {
+        if !task.deletes.is_empty() {
+            out.insert(task.data_file_path);
+        }
+    }
+    Ok(out)
 }
 
 fn partition_text(partition: &Struct) -> String {
@@ -181,6 +197,7 @@ pub(super) async fn compact_with_plan(
     let options = WriteOptions {
         target_file_size: policy.target_bytes().min(usize::MAX as u64) as usize,
         codec: write.codec,
+        merge_mode: None,
     };
     let mut added: Vec<DataFile> = Vec::new();
     let mut removed: Vec<String> = Vec::new();
@@ -202,9 +219,11 @@ pub(super) async fn compact_with_plan(
             let files = writer.close().await?;
             let written: u64 = files.iter().map(|f| f.record_count()).sum();
             added.extend(files);
-            if rows != group.records || written != group.records {
+            // Rows a delete file removed are not read back: a group with deletes reads fewer.
+            let expected_ok = if group.with_deletes > 0 { rows <= group.records } else { rows == group.records };
+            if !expected_ok || written != rows {
                 bail!(
-                    "compacting partition {} of {} read {rows} rows and wrote {written}, but its files hold {}; nothing was committed",
+                    "compacting partition {} of {} read {rows} rows and wrote {written}, but its files hold {} (before deletes); nothing was committed",
                     group.partition,
                     table.identifier(),
                     group.records
@@ -224,9 +243,10 @@ pub(super) async fn compact_with_plan(
     properties.extend(carried_keys(table.metadata_ref(), snapshot_id));
     properties.insert(MAINTENANCE.into(), "compact".into());
     let committed =
-        commit::commit_compaction(lakehouse, table.clone(), removed, added, properties).await?;
+        commit::commit_compaction(lakehouse, table.clone(), removed, added, plan.delete_files.clone(), properties).await?;
     outcome.rewritten = committed.files_removed;
     outcome.written = written;
+    outcome.deletes_removed = plan.delete_files.len();
     outcome.files_after = plan.data_files - committed.files_removed + written;
     outcome.snapshot_id = Some(committed.snapshot_id);
     let fresh = lakehouse.table(table.identifier()).await?;

@@ -1,0 +1,162 @@
+//! `merge` in `merge-on-read` mode: the replaced rows stay in their data files and are marked
+//! by Iceberg v2 position delete files; only the incoming rows are written as data.
+//!
+//! The live data files that can hold an incoming key are found as copy-on-write finds them
+//! ([`merge::candidate_files`]); of those, only the key columns are read, in file order, with
+//! no delete applied, so the n-th row read is at position n. A row whose key is incoming and
+//! whose position no existing delete file already deletes is deleted: one position delete file
+//! per partition of the touched data files, sorted by path and position as the spec asks.
+//! A row deleted earlier never comes back and is never deleted twice. The data files and the
+//! delete files are committed together as one `overwrite` snapshot ([`Change::RowDelta`]).
+//!
+//! [`Change::RowDelta`]: crate::lakehouse::commit::Change::RowDelta
+
+use std::collections::{BTreeMap, HashSet};
+
+use anyhow::{Context, Result, bail};
+use arrow::array::{ArrayRef, RecordBatch};
+use futures::{StreamExt, TryStreamExt};
+use iceberg::Runtime;
+use iceberg::arrow::ArrowReaderBuilder;
+use iceberg::spec::{DataFile, Struct, TableMetadata};
+use iceberg::table::Table;
+
+use super::merge;
+use crate::lakehouse::commit;
+use crate::lakehouse::deletes::{self, DeletedPositions, Positions};
+use crate::lakehouse::manifests::LiveFile;
+use crate::lakehouse::writer::{DataWriter, WriteOptions};
+
+/// What a merge-on-read plan wrote.
+pub(super) struct Delta {
+    /// Data files of the incoming rows.
+    pub added: Vec<DataFile>,
+    /// `(partition spec id, position delete file)`.
+    pub deletes: Vec<(i32, DataFile)>,
+    /// The data files the deletes point into.
+    pub referenced: Vec<String>,
+}
+
+/// Plan and write the merge of `rows` (unique keys, aligned to `target`) into `table`.
+pub(super) async fn plan(
+    table: &Table,
+    target: &TableMetadata,
+    rows: &RecordBatch,
+    unique_key: &[String],
+    options: &WriteOptions,
+) -> Result<Delta> {
+    let keys = merge::key_columns(rows, unique_key)?;
+    let candidates = merge::candidate_files(table, &keys, unique_key).await?;
+    let positions = if candidates.is_empty() {
+        BTreeMap::new()
+    } else {
+        replaced_positions(table, &candidates, &keys, unique_key).await?
+    };
+    let mut written: Vec<DataFile> = Vec::new();
+    let result: Result<Delta> = async {
+        let mut deletes = Vec::new();
+        let mut referenced = Vec::new();
+        for ((spec_id, _), (partition, by_file)) in &positions {
+            let file = deletes::write_position_deletes(table, *spec_id, partition, by_file, options.codec).await?;
+            written.push(file.clone());
+            deletes.push((*spec_id, file));
+            referenced.extend(by_file.keys().cloned());
+        }
+        let mut writer = DataWriter::new(
+            table.file_io().clone(),
+            target.location(),
+            target.current_schema().clone(),
+            target.default_partition_spec().clone(),
+            options,
+        )?;
+        let outcome = writer.write(rows).await;
+        let added = writer.close().await.context("cannot finish the data files")?;
+        written.extend(added.iter().cloned());
+        outcome?;
+        Ok(Delta {
+            added,
+            deletes,
+            referenced,
+        })
+    }
+    .await;
+    if result.is_err() {
+        commit::discard_files(table, &written).await;
+    }
+    result
+}
+
+/// Per (spec id, partition text): the partition and the positions to delete per data file.
+type Grouped = BTreeMap<(i32, String), (Struct, Positions)>;
+
+/// The live positions in `candidates` whose key is among the incoming `keys`.
+async fn replaced_positions(
+    table: &Table,
+    candidates: &[LiveFile],
+    keys: &[ArrayRef],
+    unique_key: &[String],
+) -> Result<Grouped> {
+    let converter = merge::key_converter(keys)?;
+    let encoded = converter.convert_columns(keys)?;
+    let incoming: HashSet<&[u8]> = encoded.iter().map(|r| r.data()).collect();
+    let snapshot = table.metadata().current_snapshot_id().context("the table has no snapshot")?;
+    let wanted: HashSet<&str> = candidates.iter().map(|l| l.file.file_path()).collect();
+    let names: Vec<&str> = unique_key.iter().map(String::as_str).collect();
+    let mut tasks = table.scan().snapshot_id(snapshot).select(names).build()?.plan_files().await?;
+    let mut deleted = DeletedPositions::default();
+    let mut found: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    while let Some(task) = tasks.try_next().await? {
+        if !wanted.contains(task.data_file_path.as_str()) {
+            continue;
+        }
+        let path = task.data_file_path.clone();
+        let already = deleted.of(table, &path, &task.deletes).await?.clone();
+        let expected = task.record_count;
+        // Read the file as written: no deletes, no filter, so row n is at position n.
+        let mut raw = task;
+        raw.deletes = Vec::new();
+        raw.predicate = None;
+        let reader = ArrowReaderBuilder::new(table.file_io().clone(), Runtime::try_current()?).build();
+        let mut batches = reader.read(futures::stream::iter([Ok(raw)]).boxed())?.stream();
+        let mut position: i64 = 0;
+        let mut hits = Vec::new();
+        while let Some(batch) = batches.next().await {
+            let batch = batch.with_context(|| format!("cannot read data file {path} of {}", table.identifier()))?;
+            let columns: Vec<ArrayRef> = keys
+                .iter()
+                .zip(unique_key)
+                .map(|(incoming, name)| {
+                    let column = batch.column_by_name(name).with_context(|| format!("data file {path} read without key column {name}"))?;
+                    Ok(arrow::compute::cast(column, incoming.data_type())?)
+                })
+                .collect::<Result<_>>()?;
+            for (i, row) in converter.convert_columns(&columns)?.iter().enumerate() {
+                let pos = position + i as i64;
+                if incoming.contains(row.data()) && !already.contains(&pos) {
+                    hits.push(pos);
+                }
+            }
+            position += batch.num_rows() as i64;
+        }
+        if let Some(n) = expected
+            && n != position as u64
+        {
+            bail!("data file {path} of {} has {n} rows but {position} were read; nothing was committed", table.identifier());
+        }
+        if !hits.is_empty() {
+            found.insert(path, hits);
+        }
+    }
+    let mut grouped: Grouped = BTreeMap::new();
+    for live in candidates {
+        if let Some(hits) = found.remove(live.file.file_path()) {
+            let partition = live.file.partition();
+            grouped
+                .entry((live.spec_id, format!("{partition:?}")))
+                .or_insert_with(|| (partition.clone(), Positions::new()))
+                .1
+                .insert(live.file.file_path().to_string(), hits);
+        }
+    }
+    Ok(grouped)
+}

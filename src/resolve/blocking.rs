@@ -1,0 +1,121 @@
+//! Candidate pairs: which records are compared at all.
+//!
+//! Every rule's blocking key is computed once per record (in parallel); records sharing a key
+//! form a block, and each pair in a block is a candidate. The rules are unioned: a pair that
+//! shares keys under several rules is a candidate once, found by its first rule, and carries
+//! the set of every rule whose (compared) block it is in. A block larger than
+//! `max_block_size` is skipped and reported, and does not count as shared.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rayon::prelude::*;
+
+use super::config::ResolveConfig;
+use super::matching::{HasNorm, SkippedBlock, block_key, hashed_key};
+
+/// A candidate pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair {
+    /// Positions of the records (`a < b`).
+    pub a: u32,
+    pub b: u32,
+    /// The first rule whose block holds both.
+    pub rule: u16,
+    /// Bit `r` set when the pair shares a compared block under rule `r` (rules 0 to 31).
+    pub rules: u32,
+}
+
+/// The candidate pairs of a set of records, with what blocking did.
+#[derive(Debug, Default)]
+pub struct Candidates {
+    pub pairs: Vec<Pair>,
+    /// Blocks with at least two records.
+    pub blocks: u64,
+    pub skipped: Vec<SkippedBlock>,
+    /// Pairs each rule found first, by rule name.
+    pub pairs_per_rule: BTreeMap<String, u64>,
+}
+
+const NO_KEY: u64 = 0;
+
+/// The candidate pairs among `records`, except pairs of two records both below
+/// `compare_from` (compared with each other in an earlier run).
+pub fn candidates<T: HasNorm + Sync>(records: &[T], compare_from: usize, config: &ResolveConfig) -> Candidates {
+    let rules = &config.rules;
+    let width = rules.len();
+    // keys[i * width + r]: record i's key under rule r (NO_KEY when it has none).
+    let keys: Vec<u64> = records
+        .par_iter()
+        .flat_map_iter(|rec| {
+            rules.iter().map(move |rule| hashed_key(rec.norm(), &rule.block_on).map_or(NO_KEY, |k| k.max(1)))
+        })
+        .collect();
+    let mut out = Candidates::default();
+    let mut oversized: Vec<HashSet<u64>> = vec![HashSet::new(); width];
+    let mut work: Vec<(u16, Vec<u32>)> = Vec::new();
+    for (r, rule) in rules.iter().enumerate() {
+        let mut blocks: HashMap<u64, Vec<u32>> = HashMap::new();
+        for i in 0..records.len() {
+            let key = keys[i * width + r];
+            if key != NO_KEY {
+                blocks.entry(key).or_default().push(i as u32);
+            }
+        }
+        let mut kept: Vec<(u64, Vec<u32>)> = blocks
+            .into_iter()
+            .filter(|(_, m)| m.len() >= 2 && (*m.last().unwrap() as usize) >= compare_from)
+            .collect();
+        kept.sort_unstable_by_key(|(_, m)| m[0]);
+        for (key, members) in kept {
+            out.blocks += 1;
+            if members.len() > config.max_block_size {
+                oversized[r].insert(key);
+                out.skipped.push(SkippedBlock {
+                    rule: rule.name.clone(),
+                    key: block_key(records[members[0] as usize].norm(), &rule.block_on).unwrap_or_default(),
+                    size: members.len(),
+                });
+            } else {
+                work.push((r as u16, members));
+            }
+        }
+    }
+    out.skipped.sort_by(|x, y| y.size.cmp(&x.size).then_with(|| x.key.cmp(&y.key)));
+
+    // Rule k holds the pair when both have the same key and the block was compared.
+    let shared = |a: usize, b: usize, k: usize| {
+        let key = keys[a * width + k];
+        key != NO_KEY && key == keys[b * width + k] && !oversized[k].contains(&key)
+    };
+    let mut pairs: Vec<Pair> = work
+        .par_iter()
+        .flat_map_iter(|(rule, members)| {
+            let r = *rule as usize;
+            let mut found = Vec::new();
+            for (j, &b) in members.iter().enumerate() {
+                if (b as usize) < compare_from {
+                    continue;
+                }
+                for &a in &members[..j] {
+                    if (0..r).any(|k| shared(a as usize, b as usize, k)) {
+                        continue;
+                    }
+                    let mut mask = 0u32;
+                    for k in r..width.min(32) {
+                        if k == r || shared(a as usize, b as usize, k) {
+                            mask |= 1 << k;
+                        }
+                    }
+                    found.push(Pair { a, b, rule: *rule, rules: mask });
+                }
+            }
+            found
+        })
+        .collect();
+    pairs.par_sort_unstable_by_key(|p| (p.a, p.b));
+    for p in &pairs {
+        *out.pairs_per_rule.entry(rules[p.rule as usize].name.clone()).or_default() += 1;
+    }
+    out.pairs = pairs;
+    out
+}

@@ -1,0 +1,172 @@
+//! The graded comparisons of the probabilistic scoring: for each role, the levels two
+//! normalized values can agree at, best first, ending in `else`.
+//!
+//! | role | levels |
+//! |---|---|
+//! | first_name | exact, nickname, Jaro-Winkler ≥ 0.92, ≥ 0.85, ≥ 0.70, else |
+//! | last_name | exact, Jaro-Winkler ≥ 0.92, ≥ 0.85, ≥ 0.70, else |
+//! | email | exact, same but `+tag`/dots, same local part on another domain, local part one edit apart, else |
+//! | phone | exact, one edit, else |
+//! | dob | exact, day and month swapped, one edit, within 30 days, else |
+//! | postcode | exact, one edit, else |
+//! | address | exact, Jaro-Winkler ≥ 0.90, ≥ 0.75, else |
+//!
+//! First and last name are compared in the orientation that fits better, so that a record
+//! with the two swapped still agrees name by name. The exact level of every role but `dob`
+//! is adjusted for the value's frequency (a shared `smith` says less than a rare name).
+
+use chrono::NaiveDate;
+
+use super::config::Role;
+use super::normalize::email_local_key;
+use super::{Norm, nicknames};
+
+/// A comparison of the probabilistic scoring: which role, and its levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    FirstName,
+    LastName,
+    Email,
+    Phone,
+    Dob,
+    Postcode,
+    Address,
+}
+
+/// Level of a comparison when either value is missing.
+pub const NULL: u8 = u8::MAX;
+
+/// Levels of one pair, by position in [`Kind::ALL`].
+pub type Pattern = [u8; 7];
+
+impl Kind {
+    pub const ALL: [Kind; 7] =
+        [Kind::FirstName, Kind::LastName, Kind::Email, Kind::Phone, Kind::Dob, Kind::Postcode, Kind::Address];
+
+    pub fn role(self) -> Role {
+        match self {
+            Kind::FirstName => Role::FirstName,
+            Kind::LastName => Role::LastName,
+            Kind::Email => Role::Email,
+            Kind::Phone => Role::Phone,
+            Kind::Dob => Role::Dob,
+            Kind::Postcode => Role::Postcode,
+            Kind::Address => Role::Address,
+        }
+    }
+
+    /// Names of the levels, best first; the last is `else`.
+    pub fn labels(self) -> &'static [&'static str] {
+        match self {
+            Kind::FirstName => &["exact", "nickname", "jaro_winkler>=0.92", "jaro_winkler>=0.85", "jaro_winkler>=0.70", "else"],
+            Kind::LastName => &["exact", "jaro_winkler>=0.92", "jaro_winkler>=0.85", "jaro_winkler>=0.70", "else"],
+            Kind::Email => &["exact", "same_without_tag_or_dots", "same_local_part", "local_one_edit", "else"],
+            Kind::Phone | Kind::Postcode => &["exact", "one_edit", "else"],
+            Kind::Dob => &["exact", "day_month_swapped", "one_edit", "within_30_days", "else"],
+            Kind::Address => &["exact", "jaro_winkler>=0.90", "jaro_winkler>=0.75", "else"],
+        }
+    }
+
+    /// Whether people living together tend to share the value (last name, phone, address,
+    /// postcode):
+    /// such agreements are not independent of one another.
+    pub fn household(self) -> bool {
+        matches!(self, Kind::LastName | Kind::Phone | Kind::Address | Kind::Postcode)
+    }
+
+    /// Whether the exact level is adjusted for the value's frequency.
+    pub fn term_frequency(self) -> bool {
+        self != Kind::Dob
+    }
+
+    /// The level two present values reach.
+    pub fn level(self, a: &str, b: &str) -> u8 {
+        if a == b {
+            return 0;
+        }
+        let bands = |s: f64, mins: &[f64], first: u8| {
+            mins.iter().position(|m| s >= *m).map_or(first + mins.len() as u8, |i| first + i as u8)
+        };
+        match self {
+            Kind::FirstName => {
+                if nicknames::equivalent(a, b) {
+                    return 1;
+                }
+                bands(strsim::jaro_winkler(a, b), &[0.92, 0.85, 0.70], 2)
+            }
+            Kind::LastName => bands(strsim::jaro_winkler(a, b), &[0.92, 0.85, 0.70], 1),
+            Kind::Email => email_level(a, b),
+            Kind::Phone | Kind::Postcode => 1 + u8::from(strsim::osa_distance(a, b) > 1),
+            Kind::Dob => dob_level(a, b),
+            Kind::Address => bands(strsim::jaro_winkler(a, b), &[0.90, 0.75], 1),
+        }
+    }
+}
+
+fn email_level(a: &str, b: &str) -> u8 {
+    fn domain(e: &str) -> Option<&str> {
+        e.rsplit_once('@').map(|(_, d)| d)
+    }
+    let (ka, kb) = (email_local_key(a), email_local_key(b));
+    if ka.is_some() && ka == kb {
+        return if domain(a) == domain(b) { 1 } else { 2 };
+    }
+    match (ka, kb) {
+        (Some(x), Some(y)) if x.len() >= 5 && strsim::osa_distance(&x, &y) <= 1 => 3,
+        _ => 4,
+    }
+}
+
+fn dob_level(a: &str, b: &str) -> u8 {
+    let parse = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+    let (Some(x), Some(y)) = (parse(a), parse(b)) else {
+        return 2 + u8::from(strsim::osa_distance(a, b) > 1) * 2;
+    };
+    use chrono::Datelike;
+    if x.year() == y.year() && x.month() == y.day() && x.day() == y.month() {
+        return 1;
+    }
+    if strsim::osa_distance(a, b) <= 1 {
+        return 2;
+    }
+    if (x - y).num_days().abs() <= 30 { 3 } else { 4 }
+}
+
+/// Whether `b`'s first and last name fit `a`'s better the other way round.
+pub fn swapped(a: &Norm, b: &Norm) -> bool {
+    fn get(n: &Norm, r: Role) -> Option<&str> {
+        n[r.index()].as_deref()
+    }
+    let (Some(fa), Some(la), Some(fb), Some(lb)) =
+        (get(a, Role::FirstName), get(a, Role::LastName), get(b, Role::FirstName), get(b, Role::LastName))
+    else {
+        return false;
+    };
+    if fa == fb || la == lb {
+        return false;
+    }
+    let jw = strsim::jaro_winkler;
+    jw(fa, lb) + jw(la, fb) > jw(fa, fb) + jw(la, lb) + 0.1
+}
+
+/// The value of `kind` in `b`, read in the orientation `swapped` gives.
+pub fn value(norm: &Norm, kind: Kind, swapped: bool) -> Option<&str> {
+    let role = match (kind, swapped) {
+        (Kind::FirstName, true) => Role::LastName,
+        (Kind::LastName, true) => Role::FirstName,
+        _ => kind.role(),
+    };
+    norm[role.index()].as_deref()
+}
+
+/// The levels of a pair on the `kinds` in use ([`NULL`] elsewhere).
+pub fn pattern(a: &Norm, b: &Norm, kinds: &[Kind]) -> Pattern {
+    let swap = swapped(a, b);
+    let mut out = [NULL; 7];
+    for (k, kind) in kinds.iter().enumerate() {
+        if let (Some(x), Some(y)) = (value(a, *kind, false), value(b, *kind, swap)) {
+            out[k] = kind.level(x, y);
+        }
+    }
+    out
+}

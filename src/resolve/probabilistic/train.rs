@@ -1,0 +1,368 @@
+//! Training the probabilistic model: term frequencies, u from value frequencies and random
+//! pairs, m by EM per blocking rule, the prior as a fixed point, and the threshold.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rayon::prelude::*;
+
+use super::super::blocking::Pair;
+use super::super::compare::{self, Kind, NULL, Pattern};
+use super::super::config::ResolveConfig;
+use super::super::matching::HasNorm;
+use super::{Comparison, CurvePoint, Level, Model, logit2, probability};
+
+/// Pseudo-pairs behind the built-in u values (matter only for small inputs).
+const U_PSEUDO: f64 = 1000.0;
+/// Pseudo-matches behind the built-in m values in EM.
+const M_PSEUDO: f64 = 10.0;
+/// Pseudo-records behind a value's share in the term-frequency adjustment.
+const TF_PSEUDO: f64 = 100.0;
+/// Random record pairs sampled for u.
+const U_SAMPLE: u64 = 300_000;
+const EM_ITERATIONS: usize = 40;
+
+/// Built-in starting values (m, u) per level: what training moves away from.
+fn defaults(kind: Kind) -> (&'static [f64], &'static [f64]) {
+    match kind {
+        Kind::FirstName => (&[0.80, 0.05, 0.06, 0.03, 0.02, 0.04], &[0.01, 0.002, 0.005, 0.01, 0.05, 0.923]),
+        Kind::LastName => (&[0.85, 0.06, 0.03, 0.02, 0.04], &[0.005, 0.003, 0.005, 0.04, 0.947]),
+        Kind::Email => (&[0.80, 0.05, 0.03, 0.02, 0.10], &[0.0001, 0.0001, 0.0005, 0.005, 0.9943]),
+        Kind::Phone => (&[0.80, 0.05, 0.15], &[0.0005, 0.002, 0.9975]),
+        Kind::Dob => (&[0.85, 0.03, 0.05, 0.02, 0.05], &[0.0001, 0.0001, 0.001, 0.005, 0.9938]),
+        Kind::Postcode => (&[0.85, 0.05, 0.10], &[0.01, 0.03, 0.96]),
+        Kind::Address => (&[0.75, 0.10, 0.05, 0.10], &[0.0005, 0.002, 0.02, 0.9775]),
+    }
+}
+
+/// How often each value of a role occurs.
+#[derive(Debug, Clone, Default)]
+pub struct Frequencies {
+    counts: HashMap<Box<str>, u32>,
+    total: u64,
+}
+
+impl Frequencies {
+    fn of<T: HasNorm + Sync>(records: &[T], kind: Kind) -> Self {
+        let role = kind.role().index();
+        let counts = records
+            .par_iter()
+            .fold(HashMap::<&str, u32>::new, |mut m, r| {
+                if let Some(v) = r.norm()[role].as_deref() {
+                    *m.entry(v).or_default() += 1;
+                }
+                m
+            })
+            .reduce(HashMap::new, |mut x, y| {
+                for (k, v) in y {
+                    *x.entry(k).or_default() += v;
+                }
+                x
+            });
+        let total = counts.values().map(|&c| c as u64).sum();
+        let counts = counts.into_iter().filter(|(_, c)| *c > 1).map(|(k, c)| (Box::from(k), c)).collect();
+        Self { counts, total }
+    }
+
+    /// Record pairs sharing a value, and all record pairs with a value.
+    fn sharing_pairs(&self) -> (f64, f64) {
+        let shared = self.counts.values().map(|&c| c as f64 * (c as f64 - 1.0) / 2.0).sum();
+        let t = self.total as f64;
+        (shared, t * (t - 1.0) / 2.0)
+    }
+
+    /// log2(u_exact / share of `value`): the term-frequency adjustment of agreeing on it.
+    pub fn adjustment(&self, value: &str, u_exact: f64) -> f64 {
+        let count = self.counts.get(value).copied().unwrap_or(1) as f64;
+        let share = (count + TF_PSEUDO * u_exact) / (self.total as f64 + TF_PSEUDO);
+        (u_exact / share).log2()
+    }
+}
+
+/// A seeded generator (SplitMix64) for the random pairs.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// u per kind and level: exact from frequencies, the rest from random pairs.
+#[allow(clippy::type_complexity)]
+fn estimate_u<T: HasNorm + Sync>(records: &[T], kinds: &[Kind], tf: &[Frequencies]) -> (Vec<Vec<f64>>, Vec<f64>, u64) {
+    let n = records.len() as u64;
+    let all = n * n.saturating_sub(1) / 2;
+    let pairs: Vec<(u32, u32)> = if all <= U_SAMPLE {
+        (0..n as u32).flat_map(|b| (0..b).map(move |a| (a, b))).collect()
+    } else {
+        let mut state = 0x1a4e_u64;
+        (0..U_SAMPLE)
+            .map(|_| loop {
+                let a = (splitmix(&mut state) % n) as u32;
+                let b = (splitmix(&mut state) % n) as u32;
+                if a != b {
+                    break (a.min(b), a.max(b));
+                }
+            })
+            .collect()
+    };
+    let house = household_kinds(kinds);
+    // Per kind and level; then per set of household kinds: pairs agreeing on all of them
+    // exactly, and pairs having all of them.
+    let zero = || (vec![[0u64; 8]; kinds.len()], [0u64; 16], [0u64; 16]);
+    let (counts, together, having) = pairs
+        .par_iter()
+        .fold(zero, |mut acc, &(a, b)| {
+            let pattern = compare::pattern(records[a as usize].norm(), records[b as usize].norm(), kinds);
+            for (k, &level) in pattern.iter().enumerate().take(kinds.len()) {
+                if level != NULL {
+                    acc.0[k][level as usize] += 1;
+                }
+            }
+            let (mut agree, mut have) = (0usize, 0usize);
+            for (bit, &k) in house.iter().enumerate() {
+                have |= usize::from(pattern[k] != NULL) << bit;
+                agree |= usize::from(pattern[k] == 0) << bit;
+            }
+            for set in 1..16 {
+                acc.1[set] += u64::from(agree & set == set);
+                acc.2[set] += u64::from(have & set == set);
+            }
+            acc
+        })
+        .reduce(zero, |mut x, y| {
+            for (a, b) in x.0.iter_mut().zip(y.0) {
+                for (p, q) in a.iter_mut().zip(b) {
+                    *p += q;
+                }
+            }
+            for s in 0..16 {
+                x.1[s] += y.1[s];
+                x.2[s] += y.2[s];
+            }
+            x
+        });
+    let household = household_correction(&together, &having, house.len());
+    let u = kinds
+        .iter()
+        .enumerate()
+        .map(|(k, kind)| {
+            let (_, u0) = defaults(*kind);
+            let (shared, total) = tf[k].sharing_pairs();
+            let exact = (shared + U_PSEUDO * u0[0]) / (total + U_PSEUDO);
+            let inexact: f64 = counts[k][1..u0.len()].iter().sum::<u64>() as f64;
+            let rest: f64 = 1.0 - u0[0];
+            let mut levels = vec![exact];
+            for (l, base) in u0.iter().enumerate().skip(1) {
+                let share = (counts[k][l] as f64 + U_PSEUDO * base) / (inexact + U_PSEUDO * rest);
+                levels.push(share * (1.0 - exact));
+            }
+            levels
+        })
+        .collect();
+    (u, household, pairs.len() as u64)
+}
+
+/// Positions of the household kinds (last name, phone, address, postcode) among `kinds`.
+pub(super) fn household_kinds(kinds: &[Kind]) -> Vec<usize> {
+    kinds.iter().enumerate().filter(|(_, k)| k.household()).map(|(i, _)| i).collect()
+}
+
+/// For each set of two or more household kinds: min(0, log2(P(agree on all) / Π P(agree on
+/// each))) over the random pairs, with a few pseudo-pairs at independence.
+fn household_correction(together: &[u64; 16], having: &[u64; 16], kinds: usize) -> Vec<f64> {
+    const PSEUDO: f64 = 5.0;
+    let share = |set: usize| together[set] as f64 / (having[set] as f64).max(1.0);
+    (0..1usize << kinds)
+        .map(|set| {
+            if set.count_ones() < 2 || having[set] == 0 {
+                return 0.0;
+            }
+            let independent: f64 = (0..kinds).filter(|b| set & (1 << b) != 0).map(|b| share(1 << b)).product();
+            let n = having[set] as f64;
+            let joint = (together[set] as f64 + PSEUDO * independent) / (n + PSEUDO);
+            if independent <= 0.0 { 0.0 } else { (joint / independent).log2().max(0.0) * -1.0 }
+        })
+        .collect()
+}
+
+/// m per kind and level by EM with u fixed, per blocking rule over the pairs in its blocks,
+/// leaving out the kinds the rule blocks on.
+fn estimate_m(kinds: &[Kind], pairs: &[Pair], patterns: &[Pattern], u: &[Vec<f64>], config: &ResolveConfig) -> Vec<Vec<f64>> {
+    let m0: Vec<Vec<f64>> = kinds.iter().map(|k| defaults(*k).0.to_vec()).collect();
+    let mut acc: Vec<Vec<f64>> = m0.iter().map(|l| vec![0.0; l.len()]).collect();
+    let mut acc_weight = vec![0.0; kinds.len()];
+    for (r, rule) in config.rules.iter().enumerate().take(32) {
+        let mut counts: BTreeMap<Pattern, f64> = BTreeMap::new();
+        for (p, pattern) in pairs.iter().zip(patterns) {
+            if p.rules & (1 << r) != 0 {
+                *counts.entry(*pattern).or_default() += 1.0;
+            }
+        }
+        if counts.is_empty() {
+            continue;
+        }
+        let blocked: Vec<bool> = kinds
+            .iter()
+            .map(|k| rule.block_on.iter().any(|f| f.roles().contains(&k.role())))
+            .collect();
+        // Blocks on a role households share hold families, whose members agree on
+        // everything but first name and birth date: m from them counts a tenth.
+        let household_rule = kinds.iter().zip(&blocked).any(|(k, b)| *b && k.household());
+        let scale = if household_rule { 0.1 } else { 1.0 };
+        let (m, matches) = em(&counts, &blocked, &m0, u);
+        let matches = matches * scale;
+        for k in (0..kinds.len()).filter(|&k| !blocked[k]) {
+            for (a, x) in acc[k].iter_mut().zip(&m[k]) {
+                *a += matches * x;
+            }
+            acc_weight[k] += matches;
+        }
+    }
+    (0..kinds.len())
+        .map(|k| {
+            if acc_weight[k] > 0.0 {
+                acc[k].iter().map(|a| a / acc_weight[k]).collect()
+            } else {
+                m0[k].clone()
+            }
+        })
+        .collect()
+}
+
+/// One EM run over unique patterns with their counts; returns m and the expected matches.
+///
+/// Within a rule's blocks the non-matching pairs are not random pairs (people sharing an
+/// address share a surname and a phone far more often), so u is re-estimated here too,
+/// starting from the random-pair u; only m leaves this function.
+fn em(counts: &BTreeMap<Pattern, f64>, blocked: &[bool], m0: &[Vec<f64>], u0: &[Vec<f64>]) -> (Vec<Vec<f64>>, f64) {
+    let mut m = m0.to_vec();
+    let mut u = u0.to_vec();
+    let mut lambda: f64 = 0.3;
+    let total: f64 = counts.values().sum();
+    let mut matches = 0.0;
+    for _ in 0..EM_ITERATIONS {
+        let mut sums: Vec<Vec<f64>> = m.iter().map(|l| vec![0.0; l.len()]).collect();
+        let mut u_sums = sums.clone();
+        matches = 0.0;
+        for (pattern, &c) in counts {
+            let mut log_odds = (lambda / (1.0 - lambda)).ln();
+            for (k, &level) in pattern.iter().enumerate().take(m.len()) {
+                if level != NULL && !blocked[k] {
+                    log_odds += (m[k][level as usize] / u[k][level as usize]).ln();
+                }
+            }
+            let p = 1.0 / (1.0 + (-log_odds).exp());
+            matches += c * p;
+            for (k, &level) in pattern.iter().enumerate().take(m.len()) {
+                if level != NULL && !blocked[k] {
+                    sums[k][level as usize] += c * p;
+                    u_sums[k][level as usize] += c * (1.0 - p);
+                }
+            }
+        }
+        lambda = (matches / total).clamp(1e-6, 1.0 - 1e-6);
+        for k in 0..m.len() {
+            let seen: f64 = sums[k].iter().sum();
+            let unseen: f64 = u_sums[k].iter().sum();
+            for l in 0..m[k].len() {
+                m[k][l] = (sums[k][l] + M_PSEUDO * m0[k][l]) / (seen + M_PSEUDO);
+                u[k][l] = (u_sums[k][l] + M_PSEUDO * u0[k][l]) / (unseen + M_PSEUDO);
+            }
+        }
+    }
+    (m, matches)
+}
+
+/// Trains the model on `records` and their candidate pairs (threshold set by the caller).
+pub(super) fn train<T: HasNorm + Sync>(
+    records: &[T],
+    kinds: &[Kind],
+    pairs: &[Pair],
+    patterns: &[Pattern],
+    config: &ResolveConfig,
+) -> Model {
+    let tf: Vec<Frequencies> = kinds.iter().map(|k| Frequencies::of(records, *k)).collect();
+    let (u, household, u_sample_pairs) = estimate_u(records, kinds, &tf);
+    let m = estimate_m(kinds, pairs, patterns, &u, config);
+    let comparisons = kinds
+        .iter()
+        .enumerate()
+        .zip(tf)
+        .map(|((k, kind), tf)| Comparison {
+            role: kind.role().name(),
+            levels: kind
+                .labels()
+                .iter()
+                .enumerate()
+                .map(|(l, label)| Level { label, m: m[k][l], u: u[k][l], weight: (m[k][l] / u[k][l]).log2() })
+                .collect(),
+            kind: *kind,
+            tf: kind.term_frequency().then_some(tf),
+        })
+        .collect();
+    let mut model = Model {
+        comparisons,
+        prior: 1e-6,
+        threshold: 0.5,
+        threshold_chosen: true,
+        u_sample_pairs,
+        curve: vec![],
+        household_kinds: household_kinds(kinds),
+        household,
+    };
+    model.prior = estimate_prior(records, &model, pairs, patterns);
+    model
+}
+
+/// The prior as the fixed point of expected matches among the candidate pairs over all pairs.
+fn estimate_prior<T: HasNorm + Sync>(records: &[T], model: &Model, pairs: &[Pair], patterns: &[Pattern]) -> f64 {
+    let n = records.len() as f64;
+    let all = (n * (n - 1.0) / 2.0).max(1.0);
+    let evidence: Vec<f64> = pairs
+        .par_iter()
+        .zip(patterns)
+        .map(|(p, pattern)| model.weight(records[p.a as usize].norm(), pattern) - logit2(model.prior))
+        .collect();
+    let mut prior = (1.0 / n.max(2.0)).min(0.5);
+    for _ in 0..30 {
+        let expected: f64 = evidence.par_iter().map(|w| probability(w + logit2(prior))).sum();
+        prior = (expected / all).clamp(1e-12, 0.5);
+    }
+    prior
+}
+
+/// The threshold (≥ 0.5) that maximises the expected F0.5 over the candidate pairs' match
+/// probabilities, and the expected precision and recall at several thresholds.
+pub(super) fn threshold_curve(scores: &[f64]) -> (f64, Vec<CurvePoint>) {
+    let mut sorted = scores.to_vec();
+    sorted.par_sort_unstable_by(|x, y| y.total_cmp(x));
+    let actual: f64 = sorted.iter().sum();
+    let (mut best, mut best_f1, mut tp) = (0.5, -1.0, 0.0);
+    for (i, &p) in sorted.iter().enumerate() {
+        if p < 0.5 {
+            break;
+        }
+        tp += p;
+        // F-beta with beta = 1/2: clustering closes matches transitively, so one false pair
+        // can join two whole clusters; precision weighs more than recall.
+        let (fp, fn_) = (i as f64 + 1.0 - tp, actual - tp);
+        let f = 1.25 * tp / (1.25 * tp + 0.25 * fn_ + fp);
+        if f > best_f1 {
+            (best, best_f1) = (p, f);
+        }
+    }
+    let at = |t: f64| {
+        let above: Vec<f64> = sorted.iter().copied().take_while(|p| *p >= t).collect();
+        let tp: f64 = above.iter().sum();
+        CurvePoint {
+            threshold: t,
+            expected_precision: if above.is_empty() { 1.0 } else { tp / above.len() as f64 },
+            expected_recall: if actual > 0.0 { tp / actual } else { 1.0 },
+        }
+    };
+    let mut grid = vec![0.5, 0.8, 0.9, 0.95, 0.99, 0.999, best];
+    grid.sort_by(f64::total_cmp);
+    grid.dedup();
+    (best, grid.into_iter().map(at).collect())
+}
