@@ -180,6 +180,19 @@ pub async fn run_source(
     Ok(vec![run_lane(lakehouse, name, config, &config.table, source, write, options).await?])
 }
 
+/// A source's `partition_by` entries as (column, transform).
+fn partition_fields(name: &str, config: &SourceConfig) -> Result<Vec<(String, String)>> {
+    config
+        .partition_by
+        .iter()
+        .map(|p| {
+            crate::lakehouse::schema::parse_partition_field(p)
+                .map(|f| (f.column, f.transform))
+                .ok_or_else(|| anyhow!("ingest source `{name}`: bad partition_by entry `{p}`"))
+        })
+        .collect()
+}
+
 /// Runs `source` into `table` until it is drained (`once`) or stopped.
 async fn run_lane(
     lakehouse: &Lakehouse,
@@ -192,15 +205,7 @@ async fn run_lane(
 ) -> Result<SourceReport> {
     let ident = table_ident(table).with_context(|| format!("ingest source `{name}`: bad table"))?;
     let errors = errors_ident(&ident)?;
-    let partition_by: Vec<(String, String)> = config
-        .partition_by
-        .iter()
-        .map(|p| {
-            crate::lakehouse::schema::parse_partition_field(p)
-                .map(|f| (f.column, f.transform))
-                .ok_or_else(|| anyhow!("ingest source `{name}`: bad partition_by entry `{p}`"))
-        })
-        .collect::<Result<_>>()?;
+    let partition_by = partition_fields(name, config)?;
     let mut report = SourceReport { source: name.to_string(), table: table.to_string(), ..Default::default() };
     let max_rows = config.batch.rows.max(1);
     let max_bytes = config.batch.bytes_mb.max(1) * 1024 * 1024;
