@@ -132,6 +132,18 @@ pub struct DataWriter {
 }
 
 impl DataWriter {
+    /// A writer for the current schema and default partition spec of `metadata` (the
+    /// metadata the commit will record), through `file_io`.
+    pub fn for_metadata(file_io: FileIO, metadata: &iceberg::spec::TableMetadata, options: &WriteOptions) -> Result<Self> {
+        Self::new(
+            file_io,
+            metadata.location(),
+            metadata.current_schema().clone(),
+            metadata.default_partition_spec().clone(),
+            options,
+        )
+    }
+
     /// A writer for `schema` and `spec` (which must be the ones the commit will record).
     pub fn new(
         file_io: FileIO,

@@ -62,13 +62,7 @@ pub(super) async fn plan(
             deletes.push((*spec_id, file));
             referenced.extend(by_file.keys().cloned());
         }
-        let mut writer = DataWriter::new(
-            table.file_io().clone(),
-            target.location(),
-            target.current_schema().clone(),
-            target.default_partition_spec().clone(),
-            options,
-        )?;
+        let mut writer = DataWriter::for_metadata(table.file_io().clone(), target, options)?;
         let outcome = writer.write(rows).await;
         let added = writer.close().await.context("cannot finish the data files")?;
         written.extend(added.iter().cloned());

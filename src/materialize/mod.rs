@@ -268,13 +268,7 @@ async fn write_and_commit(
     batches: &mut BoxStream<'_, Result<arrow::array::RecordBatch>>,
 ) -> Result<Outcome, Error> {
     let target = changes.target_metadata(table)?;
-    let mut writer = DataWriter::new(
-        table.file_io().clone(),
-        target.location(),
-        target.current_schema().clone(),
-        target.default_partition_spec().clone(),
-        request.write,
-    )?;
+    let mut writer = DataWriter::for_metadata(table.file_io().clone(), &target, request.write)?;
     let target_arrow = writer.arrow_schema().clone();
     let mut tracker = new_tracker(request);
 
@@ -553,13 +547,7 @@ async fn rewrite_files(
     let wanted: HashSet<String> = paths.iter().cloned().collect();
     let mut reader = FileReader::new(table, None, &wanted).await?;
     let target_arrow = rows.schema();
-    let mut writer = DataWriter::new(
-        table.file_io().clone(),
-        target.location(),
-        target.current_schema().clone(),
-        target.default_partition_spec().clone(),
-        options,
-    )?;
+    let mut writer = DataWriter::for_metadata(table.file_io().clone(), target, options)?;
     let mut rewritten = Vec::new();
     let result: Result<()> = async {
         for path in paths {

@@ -4,10 +4,9 @@
 //! server and stored once (the duplicates the generator sends are recognized).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 
 use crate::support::s3::free_port;
-use crate::support::{TestProject, lake_bin};
+use crate::support::TestProject;
 
 const TABLES: [&str; 5] = ["shopify_orders", "shopify_customers", "stripe_charges", "stripe_customers", "hubspot_contacts"];
 
@@ -85,17 +84,7 @@ fn posted_events_are_signed_like_the_providers_and_stored_once() {
         ),
     );
     let env = [("D_SHOPIFY", "shpss_demo"), ("D_STRIPE", "whsec_demo"), ("D_HUBSPOT", "hs-demo-secret")];
-    let mut server = Command::new(lake_bin());
-    server.args(["ingest", "hooks"]).current_dir(p.path()).stdout(Stdio::null()).stderr(Stdio::null());
-    for (k, v) in env {
-        server.env(k, v);
-    }
-    let mut server = server.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "lake ingest did not listen");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let mut server = p.serve_ingest(&["hooks"], &env, port);
     let args = ["demo", "generate", "--customers", "60", "--days", "1", "--seed", "11"];
     let out = p.lake_env(&[&args[..], &["--post", &format!("http://127.0.0.1:{port}")]].concat(), &env);
     out.assert_ok();

@@ -5,7 +5,7 @@
 //! few files, and leaves every table equal to a full refresh of the same data.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::support::s3::free_port;
 use crate::support::{TestProject, lake_bin};
@@ -58,17 +58,7 @@ fn one_more_day_of_signed_webhooks_is_read_incrementally_and_equals_a_full_refre
     let toml = std::fs::read_to_string(p.path().join("lake.toml")).unwrap();
     assert!(toml.contains("127.0.0.1:8090"), "lake.toml's webhook address changed");
     p.write("lake.toml", &toml.replace("127.0.0.1:8090", &format!("127.0.0.1:{port}")));
-    let mut server = Command::new(lake_bin());
-    server.args(["ingest", "hooks", "--batch-seconds", "1"]).current_dir(p.path()).stdout(Stdio::null()).stderr(Stdio::piped());
-    for (k, v) in SECRETS {
-        server.env(k, v);
-    }
-    let mut server = server.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "lake ingest did not listen");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let mut server = p.serve_ingest(&["hooks", "--batch-seconds", "1"], &SECRETS, port);
     // The fourth day of the same seeded run, posted and signed.
     let args = ["demo", "generate", "--customers", "300", "--days", "4", "--since", "2026-11-04"];
     let posted = p.lake_env(&[&args[..], &["--post", &format!("http://127.0.0.1:{port}")]].concat(), &SECRETS);

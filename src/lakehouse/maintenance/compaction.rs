@@ -203,13 +203,7 @@ pub(super) async fn compact_with_plan(
     let mut removed: Vec<String> = Vec::new();
     let result: Result<()> = async {
         for group in &plan.groups {
-            let mut writer = DataWriter::new(
-                table.file_io().clone(),
-                metadata.location(),
-                metadata.current_schema().clone(),
-                metadata.default_partition_spec().clone(),
-                &options,
-            )?;
+            let mut writer = DataWriter::for_metadata(table.file_io().clone(), metadata, &options)?;
             let paths: HashSet<String> = group.files.iter().cloned().collect();
             let mut batches = read_files(table, snapshot_id, paths).await?;
             while let Some(batch) = batches.try_next().await? {

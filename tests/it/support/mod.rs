@@ -104,6 +104,27 @@ impl TestProject {
         std::fs::write(path, content).expect("write");
     }
 
+    /// `lake ingest ARGS` in this project, in the background with `env` added, once `port` on
+    /// loopback accepts connections (a webhook source serving).
+    pub fn serve_ingest(&self, args: &[&str], env: &[(&str, &str)], port: u16) -> std::process::Child {
+        let mut cmd = Command::new(lake_bin());
+        cmd.arg("ingest").args(args).current_dir(self.path()).env_remove("LAKE_TARGET").env_remove("LAKE_LOG_FORMAT");
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start lake ingest");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("lake ingest {args:?} exited {status} before listening on {port}");
+            }
+            assert!(std::time::Instant::now() < deadline, "lake ingest {args:?} did not listen on {port}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        child
+    }
+
     /// Run `lake` with `args` in this project.
     pub fn lake(&self, args: &[&str]) -> Output {
         self.lake_env(args, &[])
