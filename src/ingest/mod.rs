@@ -164,7 +164,8 @@ pub async fn run_source(
         let tables = routes.tables().to_vec();
         let wal = root.join(".lake").join("ingest").join(name);
         let retention = std::time::Duration::from_secs_f64(config.wal_retention_hours.max(0.0) * 3600.0);
-        let lanes = webhook::WebhookSource::start(&config.from, &wal, routes, &config.webhooks, config.max_body_kb, retention, !options.once)
+        let serve = !options.once;
+        let lanes = webhook::WebhookSource::start(&config.from, &wal, routes, &config.webhooks, config.max_body_kb, retention, serve, options.stop.clone())
             .await
             .with_context(|| format!("ingest source `{name}`"))?;
         let runs = tables

@@ -63,7 +63,9 @@ impl WebhookSource {
 
     /// Starts serving on `url` (unless `serve` is false: `--once` only replays the logs) with
     /// one log per lane of `routes` under `wal_dir`, and returns a reader of each lane's logs,
-    /// in lane order. Either way, logs left by a crash are repaired first.
+    /// in lane order. Either way, logs left by a crash are repaired first. Once `stopping` is
+    /// set, requests are answered 503 (retry later).
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         url: &str,
         wal_dir: &Path,
@@ -72,6 +74,7 @@ impl WebhookSource {
         max_body_kb: usize,
         retention: std::time::Duration,
         serve: bool,
+        stopping: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<Vec<Self>> {
         if config.providers.is_empty() {
             bail!("a webhook source needs at least one provider under [ingest.<name>.webhooks.<provider>]");
@@ -105,7 +108,7 @@ impl WebhookSource {
             readers.push(Self { reader, wal_dir: dir.clone(), current, retention });
         }
         if let Some((providers, listener)) = served {
-            let server = Arc::new(server::Server { providers, routes, wals });
+            let server = Arc::new(server::Server { providers, routes, wals, stopping });
             tokio::spawn(server::serve(listener, server, server::Limits::new(config, max_body_kb)));
         }
         Ok(readers)

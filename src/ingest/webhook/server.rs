@@ -70,6 +70,9 @@ pub(super) struct Server {
     pub routes: Routes,
     /// Each lane's log (see [`Routes`]).
     pub wals: Vec<Mutex<Wal>>,
+    /// Set on SIGINT/SIGTERM: requests get 503 with `Retry-After` (the sender retries them
+    /// against the next run), so the source can read its logs to their end and exit.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Serves `listener` for as long as the process runs.
@@ -259,6 +262,11 @@ fn respond(status: StatusCode, text: String) -> Response<Full<Bytes>> {
 
 /// Answers one request: route, read the body (bounded in size and time), verify, log.
 async fn handle(server: &Arc<Server>, request: Request<Incoming>, limits: &Limits) -> Response<Full<Bytes>> {
+    if server.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut response = respond(StatusCode::SERVICE_UNAVAILABLE, "shutting down, retry later".into());
+        response.headers_mut().insert(hyper::header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
+        return response;
+    }
     let path = request.uri().path();
     let Some(provider) = path.strip_prefix("/webhooks/").filter(|p| !p.is_empty() && !p.contains('/')) else {
         return respond(StatusCode::NOT_FOUND, format!("no route for {path}; webhooks are POSTed to /webhooks/<provider>"));
