@@ -60,5 +60,7 @@ import json, sys
 r = json.load(open(sys.argv[1]))["results"]
 for n in r:
     if n["name"].startswith("stg_"):
-        print(f'{n["name"]}: {n.get("rows_written")} rows merged, files read {n.get("input_files_read")}, rewritten {n.get("files_rewritten")}')
+        print(f'{n["name"]}: {n.get("rows_written")} rows merged, files read {n.get("input_files_read")}, rewritten {n.get("files_rewritten")}, {n["duration_seconds"]:.2f} s')
+    elif n["kind"] == "model":
+        print(f'{n["name"]}: {n.get("operation")}, {n.get("rows_written")} rows, {n["duration_seconds"]:.2f} s')
 PY
