@@ -24,7 +24,7 @@ enum Step {
 }
 
 /// What a function returns from the value at its path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Get {
     Str,
     Int,
@@ -66,12 +66,6 @@ pub fn functions() -> Vec<ScalarUDF> {
 struct JsonGet {
     get: Get,
     signature: Signature,
-}
-
-impl std::hash::Hash for Get {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (*self as u8).hash(state);
-    }
 }
 
 impl ScalarUDFImpl for JsonGet {
