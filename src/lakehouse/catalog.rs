@@ -350,7 +350,8 @@ impl Lakehouse {
         Ok(())
     }
 
-    /// Create a table (v2) with the given schema and partition spec.
+    /// Create a table (v2) with the given schema and partition spec; `properties` over
+    /// [`created_table_properties`](super::pointer::created_table_properties).
     pub async fn create_table(
         &self,
         ident: &TableIdent,
@@ -359,6 +360,10 @@ impl Lakehouse {
         properties: HashMap<String, String>,
     ) -> Result<Table> {
         self.ensure_namespace(ident.namespace()).await?;
+        let mut properties = properties;
+        for (key, value) in super::pointer::created_table_properties() {
+            properties.entry(key.to_string()).or_insert_with(|| value.to_string());
+        }
         let creation = TableCreation::builder()
             .name(ident.name().to_string())
             .schema(schema)

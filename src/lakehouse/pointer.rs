@@ -112,13 +112,14 @@ impl SqlPointerStore {
     }
 }
 
-/// `updates` applied to `base`'s metadata, after checking `requirements` against it.
+/// `updates` applied to `base`'s metadata, after checking `requirements` against it, and the
+/// metadata files that left the metadata log (`write.metadata.previous-versions-max`).
 pub fn apply_updates(
     base: &Table,
     base_location: &str,
     requirements: &[TableRequirement],
     updates: Vec<TableUpdate>,
-) -> Result<TableMetadata, Error> {
+) -> Result<(TableMetadata, Vec<String>), Error> {
     for requirement in requirements {
         requirement.check(Some(base.metadata()))?;
     }
@@ -126,7 +127,36 @@ pub fn apply_updates(
     for update in updates {
         builder = update.apply(builder)?;
     }
-    Ok(builder.build()?.metadata)
+    let built = builder.build()?;
+    let expired = built.expired_metadata_logs.into_iter().map(|l| l.metadata_file).collect();
+    Ok((built.metadata, expired))
+}
+
+/// The table property that makes a commit delete the metadata files leaving the log.
+pub const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
+
+/// The metadata-file properties of the tables `lake` creates: keep the last 100 metadata files
+/// and delete older ones at commit (Iceberg's default keeps every file, which a source
+/// committing every few seconds grows without bound).
+pub fn created_table_properties() -> [(&'static str, &'static str); 2] {
+    [(DELETE_AFTER_COMMIT, "true"), ("write.metadata.previous-versions-max", "100")]
+}
+
+/// After a commit moved the pointer: delete the metadata files that left the log, when the
+/// table asks for it. A file that cannot be removed is only a warning (orphan removal finds it).
+async fn delete_expired(base: &Table, metadata: &TableMetadata, expired: &[String]) {
+    let enabled = metadata
+        .properties()
+        .get(DELETE_AFTER_COMMIT)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if !enabled {
+        return;
+    }
+    for path in expired {
+        if let Err(e) = base.file_io().delete(path).await {
+            tracing::warn!(path, error = %e, "could not remove a metadata file that left the metadata log");
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -142,24 +172,30 @@ impl PointerStore for SqlPointerStore {
             .metadata_location()
             .ok_or_else(|| Error::Invalid(format!("table {ident} has no metadata location")))?
             .to_string();
-        let new_metadata = apply_updates(base, &base_location, requirements, updates)?;
+        let (new_metadata, expired) = apply_updates(base, &base_location, requirements, updates)?;
         let new_location = MetadataLocation::from_str(&base_location)?
             .with_next_version()
             .with_new_metadata(&new_metadata);
         new_metadata.write_to(base.file_io(), &new_location).await?;
         let new_location = new_location.to_string();
         match self.swap(ident, &base_location, &new_location).await {
-            Ok(true) => Ok(CommitResult::Committed {
-                metadata_location: new_location,
-            }),
+            Ok(true) => {
+                delete_expired(base, &new_metadata, &expired).await;
+                Ok(CommitResult::Committed {
+                    metadata_location: new_location,
+                })
+            }
             Ok(false) => {
                 discard(base, &new_location).await;
                 Ok(CommitResult::Conflict)
             }
             Err(e) => match self.pointer(ident).await {
-                Ok(Some(p)) if p == new_location => Ok(CommitResult::Committed {
-                    metadata_location: new_location,
-                }),
+                Ok(Some(p)) if p == new_location => {
+                    delete_expired(base, &new_metadata, &expired).await;
+                    Ok(CommitResult::Committed {
+                        metadata_location: new_location,
+                    })
+                }
                 Ok(Some(p)) if p == base_location => {
                     discard(base, &new_location).await;
                     Err(Error::catalog(format!("cannot update the catalog pointer of {ident}"), e))

@@ -21,6 +21,7 @@ mod layering;
 mod maintenance;
 mod merge;
 mod merge_on_read;
+mod metadata_files;
 mod polars_bridge;
 mod project;
 mod property;
