@@ -47,12 +47,14 @@ pub struct RustModelContext {
 }
 
 /// How a side output lands in its table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SideOutputMode {
     /// Added to the table (created on first use).
     Append,
     /// Replaces the table's rows (one overwrite snapshot).
     Replace,
+    /// Merged into the table on these key columns (created on first use).
+    Merge(Vec<String>),
 }
 
 /// A further table a Rust model writes beside its own, in its own namespace.

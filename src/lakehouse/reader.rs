@@ -11,11 +11,11 @@ use futures::{StreamExt, TryStreamExt};
 use iceberg::Runtime;
 use iceberg::arrow::ArrowReaderBuilder;
 use iceberg::scan::FileScanTask;
-use iceberg::spec::{ManifestStatus, Operation};
+use iceberg::spec::{DataContentType, ManifestStatus, Operation, SnapshotRef};
 use iceberg::table::Table;
 
 use super::manifests;
-use super::summary::ancestry;
+use super::summary::{UPSERT_KEY, ancestry};
 
 /// Reads chosen data files of one table snapshot as Arrow (deletes applied), in that
 /// snapshot's schema (columns added later read as null): one file at a time with
@@ -95,15 +95,29 @@ pub async fn read_files(
 /// What happened to a table since an earlier snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangesSince {
-    /// Only appends: these data files were added (possibly none).
+    /// These live data files were added since (possibly none): every row added or changed since
+    /// is in them (see [`changes_since`] for what else they may hold).
     Appended(HashSet<String>),
-    /// A snapshot did more than append (or the earlier snapshot is no longer in the ancestry):
-    /// an incremental read cannot be exact.
+    /// A snapshot did more than the reader can follow (or the earlier snapshot is no longer in
+    /// the ancestry): an incremental read cannot be exact.
     Rewritten { reason: String },
 }
 
-/// Data files appended to `table` after `since` up to its current snapshot.
-pub async fn changes_since(table: &Table, since: i64) -> Result<ChangesSince> {
+/// Which snapshots an exact incremental read may follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// Appends only: the files added hold exactly the new rows (a consumer that appends).
+    Appends,
+    /// Also compactions (`replace`, same rows) and `lake` merges (upserts, [`summary::UPSERT_KEY`]):
+    /// the files added hold every new and changed row, plus, after a copy-on-write merge or a
+    /// compaction, unchanged rows of the rewritten files. Right for a consumer that merges by
+    /// key, where reading a row twice changes nothing.
+    Upserts,
+}
+
+/// The live data files of `table`'s current snapshot that were added after `since`, provided
+/// every snapshot since is one `follow` allows.
+pub async fn changes_since(table: &Table, since: i64, follow: Follow) -> Result<ChangesSince> {
     let mut newer = HashSet::new();
     let mut reached = false;
     for snapshot in ancestry(table) {
@@ -111,15 +125,8 @@ pub async fn changes_since(table: &Table, since: i64) -> Result<ChangesSince> {
             reached = true;
             break;
         }
-        if snapshot.summary().operation != Operation::Append {
-            return Ok(ChangesSince::Rewritten {
-                reason: format!(
-                    "snapshot {} of {} is an {} (not an append)",
-                    snapshot.snapshot_id(),
-                    table.identifier(),
-                    snapshot.summary().operation.as_str()
-                ),
-            });
+        if let Some(reason) = not_followed(table, &snapshot, follow) {
+            return Ok(ChangesSince::Rewritten { reason });
         }
         newer.insert(snapshot.snapshot_id());
     }
@@ -139,16 +146,44 @@ pub async fn changes_since(table: &Table, since: i64) -> Result<ChangesSince> {
         .metadata()
         .current_snapshot()
         .ok_or_else(|| anyhow!("table {} has no snapshot", table.identifier()))?;
+    // A manifest written before `since` holds only files added before it; a later one may carry
+    // files added since as EXISTING entries (a rewritten manifest keeps the adding snapshot id).
     let manifests: Vec<_> = manifests::manifest_files(table, current)
         .await?
         .into_iter()
         .filter(|m| newer.contains(&m.added_snapshot_id))
         .collect();
     manifests::for_each_entry(table, &manifests, |_, entry| {
-        if entry.status() == ManifestStatus::Added && entry.snapshot_id().is_some_and(|id| newer.contains(&id)) {
+        if entry.status() != ManifestStatus::Deleted
+            && entry.content_type() == DataContentType::Data
+            && entry.snapshot_id().is_some_and(|id| newer.contains(&id))
+        {
             files.insert(entry.file_path().to_string());
         }
     })
     .await?;
     Ok(ChangesSince::Appended(files))
+}
+
+/// Why an exact read cannot follow `snapshot`, or `None` when it can.
+fn not_followed(table: &Table, snapshot: &SnapshotRef, follow: Follow) -> Option<String> {
+    let summary = snapshot.summary();
+    let followed = match (&summary.operation, follow) {
+        (Operation::Append, _) => true,
+        (Operation::Replace, Follow::Upserts) => true,
+        (Operation::Overwrite, Follow::Upserts) => summary.additional_properties.contains_key(UPSERT_KEY),
+        _ => false,
+    };
+    (!followed).then(|| {
+        let what = match follow {
+            Follow::Appends => "not an append; only a model that merges by key reads through merges and compactions",
+            Follow::Upserts => "not an append, a compaction or a merge",
+        };
+        format!(
+            "snapshot {} of {} is an {} ({what})",
+            snapshot.snapshot_id(),
+            table.identifier(),
+            summary.operation.as_str()
+        )
+    })
 }

@@ -25,6 +25,10 @@ pub const WATERMARK_TYPE: &str = "lake.watermark.type";
 pub const SEED_FILES: &str = "lake.seed.files";
 /// JSON object `{"ns.table": snapshot_id}` of the input snapshots a model read.
 pub const INPUT_SNAPSHOTS: &str = "lake.input-snapshots";
+/// The unique key (comma-separated columns) of a `merge` (upsert) snapshot: every row live
+/// before it is still live after it or replaced by a row with the same key. Consumers merging
+/// by key may read through such snapshots (see [`crate::lakehouse::reader::changes_since`]).
+pub const UPSERT_KEY: &str = "lake.upsert-key";
 /// SHA-256 of what a model runs (compiled SQL or Rust function and params, config, version):
 /// with the same inputs, the same fingerprint means the same output.
 pub const MODEL_FINGERPRINT: &str = "lake.model-fingerprint";

@@ -341,6 +341,9 @@ fn final_watermark(request: &Request<'_>, tracker: Option<WatermarkTracker>) -> 
 /// The summary properties of the commit: the request's plus the watermark.
 fn commit_properties(request: &Request<'_>, watermark: &Option<Watermark>) -> HashMap<String, String> {
     let mut properties = request.properties.clone();
+    if let Strategy::Merge { unique_key, .. } = &request.strategy {
+        properties.insert(summary::UPSERT_KEY.into(), unique_key.join(","));
+    }
     if let (Some(w), Some(column)) = (watermark, &request.watermark_column) {
         properties.insert(summary::WATERMARK.into(), w.value.clone());
         properties.insert(summary::WATERMARK_TYPE.into(), w.kind.clone());

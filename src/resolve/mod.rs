@@ -174,12 +174,9 @@ impl Resolver {
         self.normalizers[role.index()].apply(value, &self.config.default_region)
     }
 
-    /// The blocking keys of a record: `(rule name, key)` for each rule it has a key under.
-    pub fn block_keys<'a>(&'a self, norm: &'a Norm) -> impl Iterator<Item = (&'a str, String)> + 'a {
-        self.config
-            .rules
-            .iter()
-            .filter_map(move |r| matching::block_key(norm, &r.block_on).map(|k| (r.name.as_str(), k)))
+    /// The blocking key of a record under each rule, in rule order (`None`: it has none).
+    pub fn block_key_per_rule<'a>(&'a self, norm: &'a Norm) -> impl Iterator<Item = (&'a str, Option<String>)> + 'a {
+        self.config.rules.iter().map(move |r| (r.name.as_str(), matching::block_key(norm, &r.block_on)))
     }
 
     /// Resolves `entries`; `now` (microseconds since the epoch) is the `first_seen` of
@@ -194,9 +191,10 @@ impl Resolver {
 
         let mut sets = UnionFind::new(entries.len());
         if let Mode::Incremental { .. } = mode {
-            // The existing index keeps its clusters: records sharing a prior id stay together.
+            // The index before `compare_from` keeps its clusters: records sharing a prior id
+            // stay together. Records after it are clustered by this run's pairs alone.
             let mut first_with: HashMap<&str, u32> = HashMap::new();
-            for (i, e) in entries.iter().enumerate() {
+            for (i, e) in entries.iter().enumerate().take(compare_from) {
                 if let Some(p) = &e.prior {
                     let first = *first_with.entry(p.entity_id.as_str()).or_insert(i as u32);
                     sets.union(first, i as u32);
@@ -207,7 +205,7 @@ impl Resolver {
             sets.union(m.a, m.b);
         }
         let groups = sets.groups();
-        let (assigned, merges) = self.assign_ids(&entries, &groups, &found.matches, now);
+        let (assigned, merges) = self.assign_ids(&entries, &groups, &found.matches, compare_from, now);
 
         let mut stats = Stats {
             records_in: entries.len() as u64,
@@ -248,6 +246,7 @@ impl Resolver {
         entries: &[Entry],
         groups: &[Vec<u32>],
         matches: &[Match],
+        kept_from: usize,
         now: i64,
     ) -> (Vec<Assigned>, Vec<Merge>) {
         let first_seen = |i: u32| entries[i as usize].prior.as_ref().map_or(now, |p| p.first_seen);
@@ -309,7 +308,22 @@ impl Resolver {
 
         let merges = recorded_merges(entries, groups, &taken, &group_id);
 
-        let best = strongest_matches(matches);
+        // A record of a kept cluster (before `kept_from`, incremental runs only) keeps the
+        // matches it had: its strongest is the stronger of its prior one and this run's.
+        let rule_index = |name: &str| self.config.rules.iter().position(|r| r.name == name).map(|r| r as u16);
+        let prior_best = |i: usize| -> Option<(u16, f64)> {
+            let p = entries[i].prior.as_ref()?;
+            Some((rule_index(p.match_rule.as_deref()?)?, p.confidence?))
+        };
+        let mut best = strongest_matches(matches);
+        for i in 0..kept_from {
+            if let Some((rule, score)) = prior_best(i) {
+                let slot = best.entry(i as u32).or_insert((rule, score));
+                if stronger((rule, score), *slot) {
+                    *slot = (rule, score);
+                }
+            }
+        }
         let mut assigned: Vec<Assigned> = vec![
             Assigned {
                 entity_id: String::new(),
@@ -325,12 +339,12 @@ impl Resolver {
                 let e = &entries[i as usize];
                 let (match_rule, confidence) = match best.get(&i) {
                     Some((r, s)) => (Some(self.rule_name(*r).to_string()), Some(*s)),
-                    None => match &e.prior {
-                        Some(p) if p.entity_id == group_id[g] && members.len() > 1 => {
-                            (p.match_rule.clone(), p.confidence)
-                        }
-                        _ => (None, None),
+                    // A kept record whose prior rule is no longer configured.
+                    None if (i as usize) < kept_from && members.len() > 1 => match &e.prior {
+                        Some(p) => (p.match_rule.clone(), p.confidence),
+                        None => (None, None),
                     },
+                    None => (None, None),
                 };
                 let changed = match &e.prior {
                     None => true,
@@ -394,13 +408,18 @@ fn recorded_merges(entries: &[Entry], groups: &[Vec<u32>], taken: &HashSet<Strin
     merges
 }
 
+/// Whether match `a` (rule, score) is stronger than `b`: a higher score, then an earlier rule.
+fn stronger(a: (u16, f64), b: (u16, f64)) -> bool {
+    a.1 > b.1 || (a.1 == b.1 && a.0 < b.0)
+}
+
 /// The strongest match (rule, score) of each record in this run.
 fn strongest_matches(matches: &[Match]) -> HashMap<u32, (u16, f64)> {
     let mut best: HashMap<u32, (u16, f64)> = HashMap::new();
     for m in matches {
         for x in [m.a, m.b] {
             let slot = best.entry(x).or_insert((m.rule, m.score));
-            if m.score > slot.1 || (m.score == slot.1 && m.rule < slot.0) {
+            if stronger((m.rule, m.score), *slot) {
                 *slot = (m.rule, m.score);
             }
         }

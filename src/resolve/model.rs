@@ -25,12 +25,15 @@
 //!
 //! On a full build every record is compared, and records that were in the index keep their
 //! entity's id. On an incremental run (`materialized: incremental`, `incremental_strategy:
-//! merge`, `unique_key: [source, source_id]`, `watermark: snapshot`), only the records new
-//! since the last run are compared, against the whole index by blocking key; the model
-//! returns the new rows and the rows whose entity changed. Incremental runs never split a
-//! cluster; a full build (`--full-refresh`) re-clusters from scratch and still keeps ids.
+//! merge`, `unique_key: [source, source_id]`, `watermark: snapshot`), only the records new or
+//! changed since the last run, and the other records of the clusters a changed record was in,
+//! are compared, against the whole index by blocking key; the model returns the rows whose
+//! entity, match or values changed. With rule scoring this gives what a full build gives,
+//! except when a block grows past `max_block_size` (a full build then drops the pairs it held;
+//! an incremental run keeps the clusters they made). Probabilistic scoring trains on what each
+//! run sees, so its incremental runs only approximate a full build.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use polars::prelude::{
@@ -164,21 +167,7 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
     let now = chrono::Utc::now().timestamp_micros();
     let incremental = ctx.is_incremental && ctx.this.is_some();
     let (resolution, raws, from) = if incremental {
-        // The index minus records that arrive again, then the arrivals.
-        let mut entries = Vec::with_capacity(previous.len() + incoming.len());
-        let mut raws = Vec::with_capacity(previous.len() + incoming.len());
-        for row in previous {
-            let key = (row.entry.source.clone(), row.entry.source_id.clone());
-            if !seen.contains_key(&key) {
-                entries.push(row.entry);
-                raws.push(row.raw);
-            }
-        }
-        let compare_from = entries.len();
-        for (entry, raw) in incoming {
-            entries.push(entry);
-            raws.push(raw);
-        }
+        let (entries, raws, compare_from) = incremental_entries(previous, incoming);
         (resolver.resolve(entries, Mode::Incremental { compare_from }, now), raws, compare_from)
     } else {
         let (entries, raws): (Vec<Entry>, Vec<Raw>) = incoming.into_iter().unzip();
@@ -194,9 +183,69 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
     // With nothing new, the merges and the blocking index stay as they are (no snapshot).
     if !keep.is_empty() || !incremental {
         ctx.emit(&merges_table, SideOutputMode::Append, merges_frame(&resolution, now)?.lazy());
-        ctx.emit(&blocking_table, SideOutputMode::Replace, blocking_frame(&resolver, &resolution)?.lazy());
+        // One row per record and rule: a full build replaces the table, an incremental run
+        // merges the rows of the records it resolved again.
+        let mode = match incremental {
+            true => SideOutputMode::Merge(vec!["rule".into(), "source".into(), "source_id".into()]),
+            false => SideOutputMode::Replace,
+        };
+        ctx.emit(&blocking_table, mode, blocking_frame(&resolver, &resolution, from)?.lazy());
     }
     Ok(index_frame(&resolution, &raws, &keep, now)?.lazy())
+}
+
+/// The entries of an incremental run, and where the re-resolved ones start.
+///
+/// An arrival that equals its indexed row is no change and is dropped. The clusters that hold
+/// a changed arrival are resolved again from their records (a changed record may leave its
+/// cluster or split it), so they come after `compare_from` with the arrivals; every other
+/// cluster stays as it is, before it. Given an index that is the full clustering of the data
+/// before, the result is the full clustering of the data now (rules scoring; see the module
+/// docs for the exceptions).
+fn incremental_entries(previous: Vec<IndexRow>, incoming: Vec<(Entry, Raw)>) -> (Vec<Entry>, Vec<Raw>, usize) {
+    let at: HashMap<(&str, &str), &IndexRow> =
+        previous.iter().map(|r| ((r.entry.source.as_str(), r.entry.source_id.as_str()), r)).collect();
+    let mut arrivals: Vec<(Entry, Raw)> = Vec::new();
+    let mut arrived: HashSet<(String, String)> = HashSet::new();
+    let mut affected: HashSet<String> = HashSet::new();
+    for (entry, raw) in incoming {
+        match at.get(&(entry.source.as_str(), entry.source_id.as_str())) {
+            Some(row) if row.entry.norm == entry.norm && row.raw == raw => continue,
+            Some(row) => {
+                if let Some(p) = &row.entry.prior {
+                    affected.insert(p.entity_id.clone());
+                }
+            }
+            None => {}
+        }
+        arrived.insert((entry.source.clone(), entry.source_id.clone()));
+        arrivals.push((entry, raw));
+    }
+    drop(at);
+    let in_affected = |row: &IndexRow| row.entry.prior.as_ref().is_some_and(|p| affected.contains(&p.entity_id));
+    let (mut entries, mut raws) = (Vec::with_capacity(previous.len() + arrivals.len()), Vec::new());
+    let mut moved = Vec::new();
+    for row in previous {
+        if arrived.contains(&(row.entry.source.clone(), row.entry.source_id.clone())) {
+            continue;
+        }
+        if in_affected(&row) {
+            moved.push(row);
+        } else {
+            entries.push(row.entry);
+            raws.push(row.raw);
+        }
+    }
+    let compare_from = entries.len();
+    for row in moved {
+        entries.push(row.entry);
+        raws.push(row.raw);
+    }
+    for (entry, raw) in arrivals {
+        entries.push(entry);
+        raws.push(raw);
+    }
+    (entries, raws, compare_from)
 }
 
 /// One row of the existing index.
@@ -331,13 +380,15 @@ fn merges_frame(resolution: &Resolution, now: i64) -> Result<DataFrame> {
     Ok(DataFrame::new(merges.len(), columns)?)
 }
 
-fn blocking_frame(resolver: &Resolver, resolution: &Resolution) -> Result<DataFrame> {
+/// The blocking keys of the entries from `from` on: one row per entry and rule, the key null
+/// when the entry has none under the rule.
+fn blocking_frame(resolver: &Resolver, resolution: &Resolution, from: usize) -> Result<DataFrame> {
     let mut rule = Vec::new();
     let mut key = Vec::new();
     let mut source = Vec::new();
     let mut source_id = Vec::new();
-    for e in &resolution.entries {
-        for (r, k) in resolver.block_keys(&e.norm) {
+    for e in &resolution.entries[from..] {
+        for (r, k) in resolver.block_key_per_rule(&e.norm) {
             rule.push(r);
             key.push(k);
             source.push(e.source.as_str());
@@ -347,7 +398,7 @@ fn blocking_frame(resolver: &Resolver, resolution: &Resolution) -> Result<DataFr
     let height = rule.len();
     let columns = vec![
         strings("rule", rule.into_iter().map(Some).collect()),
-        strings("block_key", key.iter().map(|k| Some(k.as_str())).collect()),
+        strings("block_key", key.iter().map(|k| k.as_deref()).collect()),
         strings("source", source.into_iter().map(Some).collect()),
         strings("source_id", source_id.into_iter().map(Some).collect()),
     ];

@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::engine::rust_model::{RustModelCall, SideOutputBatches, SideOutputMode, run_rust_model};
 use crate::engine::session::read_only_query;
 use crate::lakehouse::catalog::table_ident;
-use crate::lakehouse::reader::{ChangesSince, changes_since};
+use crate::lakehouse::reader::{ChangesSince, Follow, changes_since};
 use crate::lakehouse::summary;
 use crate::materialize::watermark::Watermark;
 use crate::materialize::{self, SchemaChangePolicy, Strategy};
@@ -353,6 +353,11 @@ async fn write_side_outputs(ctx: &RunContext, model: &Model, side_outputs: Vec<S
             strategy: match side.mode {
                 SideOutputMode::Append => Strategy::Append,
                 SideOutputMode::Replace => Strategy::Replace,
+                SideOutputMode::Merge(unique_key) => Strategy::Merge {
+                    unique_key,
+                    dedupe_by: None,
+                    mode: None,
+                },
             },
             partition_by: Vec::new(),
             watermark_column: None,
@@ -390,6 +395,11 @@ async fn exact_inputs(
     };
     let recorded: BTreeMap<String, Option<i64>> = serde_json::from_str(&previous.value)
         .map_err(|e| anyhow!("stored snapshot watermark is not valid: {e}"))?;
+    // A model that merges by key may read a changed row again; one that appends may not.
+    let follow = match model.config.incremental_strategy {
+        IncrementalStrategy::Merge => Follow::Upserts,
+        _ => Follow::Appends,
+    };
     let mut out = BTreeMap::new();
     for dep in &model.depends_on {
         let Some((ns, t)) = ctx.resolve_table(dep) else {
@@ -400,7 +410,7 @@ async fn exact_inputs(
             return Ok(Err(format!("input {name} does not exist")));
         };
         match recorded.get(&name) {
-            Some(Some(since)) => match changes_since(&pinned.table, *since).await? {
+            Some(Some(since)) => match changes_since(&pinned.table, *since, follow).await? {
                 ChangesSince::Appended(files) => {
                     out.insert(name, files);
                 }
