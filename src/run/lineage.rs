@@ -1,0 +1,145 @@
+//! A project's column lineage: every SQL model compiled as a full (non-incremental) run would
+//! compile it, planned over the columns of what it reads, and read by
+//! [`crate::engine::lineage::analyze`]; Rust models as opaque.
+//!
+//! Nothing is executed and nothing is written. Planning needs the columns of each input: a
+//! SQL model's come from its own plan (so lineage follows the SQL as it is now, built or not);
+//! a source's or Rust model's from its table in the catalog, so those must have been loaded or
+//! built. A model that cannot be planned is recorded in [`Lineage::errors`] with the reason;
+//! the others still get their lineage.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Result, anyhow};
+use arrow::datatypes::SchemaRef;
+
+use crate::engine::lineage::{self, Lineage, TableLineage};
+use crate::engine::session::{new_session, read_only_plan, register_schema, table_schema};
+use crate::graph::Graph;
+use crate::lakehouse::catalog::{Lakehouse, table_ident};
+use crate::project::Project;
+use crate::project::model::{Dependency, Materialized, Model, ModelBody};
+
+use super::compile;
+
+/// The lineage of every source and model of the project. Errors only when the catalog cannot
+/// be read; a model that does not plan is in the result's `errors`.
+pub async fn project_lineage(project: &Project, graph: &Graph, lakehouse: &Lakehouse) -> Result<Lineage> {
+    let mut out = Lineage::default();
+    let mut schemas: BTreeMap<String, SchemaRef> = BTreeMap::new();
+    for source in &project.sources {
+        let name = source.table_name();
+        match stored_schema(lakehouse, &name).await? {
+            Some(schema) => {
+                out.tables.insert(name.clone(), source_lineage(&name, &schema));
+                schemas.insert(name, schema);
+            }
+            None => {
+                out.errors.insert(name.clone(), format!("{name} has no table yet (load it with `lake ingest` or `lake seed`)"));
+            }
+        }
+    }
+    let all: BTreeSet<usize> = (0..graph.models().len()).collect();
+    for idx in graph.run_order(&all) {
+        let model = graph.model(idx);
+        if model.config.materialized == Materialized::Ephemeral {
+            continue;
+        }
+        let name = model.table_name();
+        let result = match &model.body {
+            ModelBody::Sql { .. } => sql_lineage(project, graph, model, lakehouse, &mut schemas, &out).await,
+            ModelBody::Rust { .. } => rust_lineage(graph, model, lakehouse, &mut schemas).await,
+        };
+        match result {
+            Ok(t) => {
+                out.tables.insert(name, t);
+            }
+            Err(e) => {
+                out.errors.insert(name, format!("{e:#}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The columns of `name` in the catalog; `None` when there is no such table. A catalog that
+/// cannot be reached is an error.
+async fn stored_schema(lakehouse: &Lakehouse, name: &str) -> Result<Option<SchemaRef>> {
+    match lakehouse.load_table(&table_ident(name)?).await? {
+        Some(table) => Ok(Some(table_schema(&table).await?)),
+        None => Ok(None),
+    }
+}
+
+fn source_lineage(name: &str, schema: &SchemaRef) -> TableLineage {
+    TableLineage {
+        table: name.to_string(),
+        kind: "source".into(),
+        columns: schema
+            .fields()
+            .iter()
+            .map(|f| lineage::ColumnLineage { column: f.name().clone(), sources: Vec::new(), indirect: Vec::new() })
+            .collect(),
+    }
+}
+
+async fn sql_lineage(
+    project: &Project,
+    graph: &Graph,
+    model: &Model,
+    lakehouse: &Lakehouse,
+    schemas: &mut BTreeMap<String, SchemaRef>,
+    known: &Lineage,
+) -> Result<TableLineage> {
+    let compiled = compile::compile(graph, model, &project.template_vars(), false, None)?;
+    let ctx = new_session();
+    for input in &compiled.reads {
+        let schema = match schemas.get(input) {
+            Some(s) => s.clone(),
+            None => input_schema(lakehouse, input, known).await?,
+        };
+        register_schema(&ctx, input, schema)?;
+    }
+    let plan = read_only_plan(&ctx, &compiled.sql).await?;
+    schemas.insert(model.table_name(), std::sync::Arc::new(plan.schema().as_arrow().clone()));
+    Ok(TableLineage {
+        table: model.table_name(),
+        kind: "model".into(),
+        columns: lineage::analyze(&plan, &|cte| compile::ephemeral_model(cte)),
+    })
+}
+
+/// An input not planned here (a Rust model's table): its columns as built.
+async fn input_schema(lakehouse: &Lakehouse, input: &str, known: &Lineage) -> Result<SchemaRef> {
+    if let Some(reason) = known.errors.get(input) {
+        return Err(anyhow!("it reads {input}, whose lineage is unknown: {reason}"));
+    }
+    stored_schema(lakehouse, input).await?.ok_or_else(|| {
+        anyhow!("it reads {input}, which has no table yet (build it first: `lake run --select +{}`)", input.split_once('.').map_or(input, |(_, t)| t))
+    })
+}
+
+/// A Rust model: every input table feeds every output column (its columns as built; `*`
+/// until it is built).
+async fn rust_lineage(graph: &Graph, model: &Model, lakehouse: &Lakehouse, schemas: &mut BTreeMap<String, SchemaRef>) -> Result<TableLineage> {
+    let mut inputs = Vec::new();
+    for dep in &model.depends_on {
+        match dep {
+            Dependency::Model { name, .. } => {
+                if let Some(m) = graph.index_of(name).map(|i| graph.model(i)) {
+                    inputs.push(m.table_name());
+                }
+            }
+            Dependency::Source { source, table, .. } => inputs.push(format!("{source}.{table}")),
+        }
+    }
+    let outputs = match stored_schema(lakehouse, &model.table_name()).await? {
+        Some(schema) => {
+            let names = schema.fields().iter().map(|f| f.name().clone()).collect();
+            schemas.insert(model.table_name(), schema);
+            names
+        }
+        None => Vec::new(),
+    };
+    Ok(lineage::opaque(&model.table_name(), &inputs, &outputs))
+}
