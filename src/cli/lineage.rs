@@ -15,7 +15,8 @@ use crate::run::lineage::project_lineage;
 pub struct LineageArgs {
     /// A model (`customer_360`), a model's column (`customer_360.lifetime_value`), or a table
     /// and column (`raw.shopify_orders.total_price`).
-    pub target: String,
+    #[arg(value_name = "MODEL[.COLUMN]")]
+    pub node: String,
     /// Where the values come from, down to the source tables (the default).
     #[arg(long, conflicts_with = "downstream")]
     pub upstream: bool,
@@ -37,7 +38,7 @@ pub(super) async fn lineage(g: &GlobalArgs, args: &LineageArgs) -> CliResult {
     let (project, graph) = load(g)?;
     let lakehouse = connect(&project).await?;
     let all = project_lineage(&project, &graph, &lakehouse).await.environment()?;
-    let (table, column) = target(&graph, &all, &args.target).usage()?;
+    let (table, column) = target(&graph, &all, &args.node).usage()?;
     let columns: Vec<String> = match column {
         Some(c) => vec![c],
         None => all.columns(&table).unwrap_or_default().into_iter().map(str::to_string).collect(),

@@ -88,8 +88,8 @@ pub struct Edge {
     /// The column, or `*` for every column (an opaque model's inputs).
     pub column: String,
     pub kind: Kind,
-    /// Ephemeral models the value passed through on the way (in no particular order).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Ephemeral models the value passed through on the way, sorted.
+    #[serde(default)]
     pub via: Vec<String>,
 }
 
