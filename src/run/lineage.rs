@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Result, anyhow};
 use arrow::datatypes::SchemaRef;
 
-use crate::engine::lineage::{self, Lineage, TableLineage};
+use crate::engine::lineage::{self, Edge, Kind, Lineage, TableLineage};
 use crate::engine::session::{new_session, read_only_plan, register_schema, table_schema};
-use crate::graph::Graph;
+use crate::graph::{Graph, did_you_mean, hint};
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
 use crate::project::Project;
 use crate::project::model::{Dependency, Materialized, Model, ModelBody};
@@ -104,7 +104,7 @@ async fn sql_lineage(
     schemas.insert(model.table_name(), std::sync::Arc::new(plan.schema().as_arrow().clone()));
     Ok(TableLineage {
         table: model.table_name(),
-        kind: "model".into(),
+        kind: "sql".into(),
         columns: lineage::analyze(&plan, &|cte| compile::ephemeral_model(cte)),
     })
 }
@@ -120,26 +120,87 @@ async fn input_schema(lakehouse: &Lakehouse, input: &str, known: &Lineage) -> Re
 }
 
 /// A Rust model: every input table feeds every output column (its columns as built; `*`
-/// until it is built).
+/// until it is built), except the columns its `lineage:` config declares.
 async fn rust_lineage(graph: &Graph, model: &Model, lakehouse: &Lakehouse, schemas: &mut BTreeMap<String, SchemaRef>) -> Result<TableLineage> {
+    // (the name as `inputs:` writes it, the table)
     let mut inputs = Vec::new();
     for dep in &model.depends_on {
         match dep {
             Dependency::Model { name, .. } => {
                 if let Some(m) = graph.index_of(name).map(|i| graph.model(i)) {
-                    inputs.push(m.table_name());
+                    inputs.push((name.clone(), m.table_name()));
                 }
             }
-            Dependency::Source { source, table, .. } => inputs.push(format!("{source}.{table}")),
+            Dependency::Source { source, table, .. } => inputs.push((format!("{source}.{table}"), format!("{source}.{table}"))),
         }
     }
-    let outputs = match stored_schema(lakehouse, &model.table_name()).await? {
+    // Its columns first: models downstream plan over them even when the declaration is wrong.
+    let built = stored_schema(lakehouse, &model.table_name()).await?;
+    if let Some(schema) = &built {
+        schemas.insert(model.table_name(), schema.clone());
+    }
+    let declared = declared_lineage(model, &inputs, schemas)?;
+    let mut outputs: Vec<String> = match built {
         Some(schema) => {
-            let names = schema.fields().iter().map(|f| f.name().clone()).collect();
-            schemas.insert(model.table_name(), schema);
+            let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+            if let Some(c) = declared.keys().find(|c| !names.contains(c)) {
+                return Err(anyhow!(
+                    "{}: config lineage declares column '{c}', which {} does not have{} (columns: {})",
+                    model.path.display(),
+                    model.table_name(),
+                    hint(&did_you_mean(c, names.iter().map(String::as_str))),
+                    names.join(", ")
+                ));
+            }
             names
         }
         None => Vec::new(),
     };
-    Ok(lineage::opaque(&model.table_name(), &inputs, &outputs))
+    if outputs.is_empty() && !declared.is_empty() {
+        // Not built: the declared columns, and `*` for the others.
+        outputs = declared.keys().cloned().chain(["*".to_string()]).collect();
+    }
+    let tables: Vec<String> = inputs.into_iter().map(|(_, t)| t).collect();
+    let mut out = lineage::opaque(&model.table_name(), &tables, &outputs);
+    for column in &mut out.columns {
+        if let Some(edges) = declared.get(&column.column) {
+            column.sources = edges.iter().filter(|e| !e.kind.is_indirect()).cloned().collect();
+            column.indirect = edges.iter().filter(|e| e.kind.is_indirect()).cloned().collect();
+        }
+    }
+    Ok(out)
+}
+
+/// A Rust model's `lineage:` config: `{output column: {kind: [input.column, ...]}}`, with
+/// `input` a model named in `inputs:` or a `source.table` there.
+fn declared_lineage(model: &Model, inputs: &[(String, String)], schemas: &BTreeMap<String, SchemaRef>) -> Result<BTreeMap<String, Vec<Edge>>> {
+    let Some(value) = model.config.extra.get("lineage") else {
+        return Ok(BTreeMap::new());
+    };
+    let at = format!("{}: config lineage", model.path.display());
+    let declared: BTreeMap<String, BTreeMap<Kind, Vec<String>>> = serde_json::from_value(value.clone()).map_err(|e| {
+        anyhow!("{at}: {e}; write `output_column: {{direct|expression|aggregate|window|filter|join|group_by: [input.column, ...]}}`")
+    })?;
+    let mut out: BTreeMap<String, Vec<Edge>> = BTreeMap::new();
+    for (column, by_kind) in declared {
+        for (kind, entries) in by_kind {
+            for entry in entries {
+                let (input, source_column) = entry
+                    .rsplit_once('.')
+                    .ok_or_else(|| anyhow!("{at}.{column}: '{entry}' is not input.column"))?;
+                let Some((_, table)) = inputs.iter().find(|(name, _)| name == input) else {
+                    let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
+                    return Err(anyhow!("{at}.{column}: '{input}' is not an input of {}{} (inputs: {})", model.name, hint(&did_you_mean(input, names.iter().copied())), names.join(", ")));
+                };
+                if let Some(schema) = schemas.get(table)
+                    && schema.field_with_name(source_column).is_err()
+                {
+                    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    return Err(anyhow!("{at}.{column}: {table} has no column '{source_column}'{}", hint(&did_you_mean(source_column, names.iter().copied()))));
+                }
+                out.entry(column.clone()).or_default().push(Edge { table: table.clone(), column: source_column.to_string(), kind, via: Vec::new() });
+            }
+        }
+    }
+    Ok(out)
 }

@@ -83,6 +83,25 @@ from {{ ref('stg_customers') }}
 where id in (select customer_id from {{ source('raw', 'orders') }} where amount > 5)
 ",
     );
+    // Rust models: one opaque, one declaring its lineage.
+    p.write(
+        "models/analytics/rust_models.yml",
+        "models:
+  - name: latest_orders
+    config:
+      function: dedupe_latest
+      inputs: [raw.orders]
+      params: {key: customer_id, order_by: created_at}
+  - name: latest_customers
+    config:
+      function: dedupe_latest
+      inputs: [stg_customers]
+      params: {key: id, order_by: id}
+      lineage:
+        id: {direct: [stg_customers.id]}
+        name: {direct: [stg_customers.name], group_by: [stg_customers.id]}
+",
+    );
     p.lake(&["seed"]).assert_ok();
     p
 }
@@ -198,13 +217,19 @@ fn downstream_lists_every_column_a_source_column_feeds() {
             "direct analytics.money_moves.amount",
             // Used only in the IN subquery's WHERE: it decides which rows big_customers has.
             "filter analytics.big_customers.*",
+            // A Rust model reading raw.orders: every column it has (unknown until built).
+            "opaque analytics.latest_orders.*",
         ])
     );
     // A column used only to filter: the tables whose rows it decides.
     let status = lineage_json(&p, &["raw.orders.status", "--downstream"]);
     assert_eq!(
         lines(&status["columns"][0]["children"]),
-        set(&["filter analytics.customer_orders.* via paid_orders", "filter analytics.order_ranks.* via paid_orders"])
+        set(&[
+            "filter analytics.customer_orders.* via paid_orders",
+            "filter analytics.order_ranks.* via paid_orders",
+            "opaque analytics.latest_orders.*"
+        ])
     );
     // Downstream goes on across models: raw.customers.name → stg_customers.name → two models.
     let name = lineage_json(&p, &["raw.customers.name", "--downstream"]);
@@ -212,7 +237,51 @@ fn downstream_lists_every_column_a_source_column_feeds() {
     assert_eq!(line(stg), "direct staging.stg_customers.name");
     assert_eq!(
         lines(&stg["children"]),
-        set(&["direct analytics.big_customers.name", "expression analytics.customer_orders.customer_name", "group_by analytics.customer_orders.*"])
+        set(&[
+            "direct analytics.big_customers.name",
+            "direct analytics.latest_customers.name",
+            "expression analytics.customer_orders.customer_name",
+            "group_by analytics.customer_orders.*"
+        ])
+    );
+}
+
+#[test]
+fn rust_models_are_opaque_unless_they_declare_lineage() {
+    let p = project();
+    // Not built: its columns are unknown, every input column feeds them.
+    let doc = lineage_json(&p, &["latest_orders"]);
+    assert_eq!(doc["columns"].as_array().unwrap().len(), 1);
+    assert_eq!(line(&doc["columns"][0]), "root analytics.latest_orders.*");
+    assert_eq!(lines(&doc["columns"][0]["children"]), set(&["opaque raw.orders.*"]));
+    // Built: its own columns, each fed by every input column.
+    p.lake(&["run", "--select", "latest_orders"]).assert_ok();
+    let doc = lineage_json(&p, &["latest_orders"]);
+    let names: Vec<&str> = doc["columns"].as_array().unwrap().iter().map(|c| c["column"].as_str().unwrap()).collect();
+    assert_eq!(names, ["id", "customer_id", "amount", "status", "created_at"]);
+    assert_eq!(lines(&column(&doc, "amount")["children"]), set(&["opaque raw.orders.*"]));
+
+    // Declared: exactly what the config says, walked on upstream.
+    let doc = lineage_json(&p, &["latest_customers"]);
+    let names: Vec<&str> = doc["columns"].as_array().unwrap().iter().map(|c| c["column"].as_str().unwrap()).collect();
+    assert_eq!(names, ["id", "name", "*"], "declared columns, and the others until it is built");
+    assert_eq!(lines(&column(&doc, "*")["children"]), set(&["opaque staging.stg_customers.*"]));
+    let name = column(&doc, "name");
+    assert_eq!(lines(&name["children"]), set(&["direct staging.stg_customers.name"]));
+    assert_eq!(lines(&name["indirect"]), set(&["group_by staging.stg_customers.id"]));
+    assert_eq!(lines(&name["children"][0]["children"]), set(&["direct raw.customers.name"]));
+    let down = lineage_json(&p, &["stg_customers.name", "--downstream"]);
+    assert!(lines(&down["columns"][0]["children"]).contains("direct analytics.latest_customers.name"), "{down}");
+
+    // A declaration naming no input is an error naming the file and the fix.
+    let yml = std::fs::read_to_string(p.path().join("models/analytics/rust_models.yml")).unwrap();
+    p.write("models/analytics/rust_models.yml", &yml.replace("id: {direct: [stg_customers.id]}", "id: {direct: [stg_customer.id]}"));
+    let out = p.lake(&["lineage", "latest_customers"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(
+        out.stderr.contains("rust_models.yml: config lineage.id: 'stg_customer' is not an input of latest_customers; did you mean 'stg_customers'?"),
+        "{}",
+        out.stderr
     );
 }
 

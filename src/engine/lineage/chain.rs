@@ -61,9 +61,6 @@ impl Lineage {
             node.note = self.errors.get(table).cloned();
             return node;
         };
-        if column == "*" {
-            return node;
-        }
         if let Some(c) = t.columns.iter().find(|c| c.column == column) {
             node.indirect = c.indirect.clone();
             node.children = c.sources.iter().map(|e| self.up(&e.table, &e.column, Some(e.kind), e.via.clone())).collect();

@@ -108,7 +108,8 @@ pub struct ColumnLineage {
 pub struct TableLineage {
     /// `namespace.table`.
     pub table: String,
-    /// `model` (a SQL model's plan), `opaque` (a Rust model) or `source`.
+    /// `sql` (a SQL model, read from its plan), `rust` (a Rust model: opaque, or as its
+    /// `lineage:` config declares) or `source`.
     pub kind: String,
     pub columns: Vec<ColumnLineage>,
 }
@@ -123,7 +124,7 @@ pub fn opaque(table: &str, inputs: &[String], outputs: &[String]) -> TableLineag
     let outputs = if outputs.is_empty() { vec!["*".to_string()] } else { outputs.to_vec() };
     TableLineage {
         table: table.to_string(),
-        kind: "opaque".into(),
+        kind: "rust".into(),
         columns: outputs
             .into_iter()
             .map(|column| ColumnLineage { column, sources: sources.clone(), indirect: Vec::new() })
