@@ -1,6 +1,7 @@
 //! A project's column lineage: every SQL model compiled as a full (non-incremental) run would
 //! compile it, planned over the columns of what it reads, and read by
-//! [`crate::engine::lineage::analyze`]; Rust models as opaque.
+//! [`crate::engine::lineage::analyze`]; Rust models as opaque, or as their `lineage:` config
+//! declares.
 //!
 //! Nothing is executed and nothing is written. Planning needs the columns of each input: a
 //! SQL model's come from its own plan (so lineage follows the SQL as it is now, built or not);
@@ -23,7 +24,8 @@ use crate::project::model::{Dependency, Materialized, Model, ModelBody};
 use super::compile;
 
 /// The lineage of every source and model of the project. Errors only when the catalog cannot
-/// be read; a model that does not plan is in the result's `errors`.
+/// be read (it reads the tables of sources and Rust models, nothing else); a model that does
+/// not plan is in the result's `errors`.
 pub async fn project_lineage(project: &Project, graph: &Graph, lakehouse: &Lakehouse) -> Result<Lineage> {
     let mut out = Lineage::default();
     let mut schemas: BTreeMap<String, SchemaRef> = BTreeMap::new();
@@ -47,7 +49,7 @@ pub async fn project_lineage(project: &Project, graph: &Graph, lakehouse: &Lakeh
         }
         let name = model.table_name();
         let result = match &model.body {
-            ModelBody::Sql { .. } => sql_lineage(project, graph, model, lakehouse, &mut schemas, &out).await,
+            ModelBody::Sql { .. } => sql_lineage(project, graph, model, &mut schemas, &out).await,
             ModelBody::Rust { .. } => rust_lineage(graph, model, lakehouse, &mut schemas).await,
         };
         match result {
@@ -87,18 +89,14 @@ async fn sql_lineage(
     project: &Project,
     graph: &Graph,
     model: &Model,
-    lakehouse: &Lakehouse,
     schemas: &mut BTreeMap<String, SchemaRef>,
     known: &Lineage,
 ) -> Result<TableLineage> {
     let compiled = compile::compile(graph, model, &project.template_vars(), false, None)?;
     let ctx = new_session();
     for input in &compiled.reads {
-        let schema = match schemas.get(input) {
-            Some(s) => s.clone(),
-            None => input_schema(lakehouse, input, known).await?,
-        };
-        register_schema(&ctx, input, schema)?;
+        let schema = schemas.get(input).ok_or_else(|| missing_input(input, known))?;
+        register_schema(&ctx, input, schema.clone())?;
     }
     let plan = read_only_plan(&ctx, &compiled.sql).await?;
     schemas.insert(model.table_name(), std::sync::Arc::new(plan.schema().as_arrow().clone()));
@@ -109,14 +107,16 @@ async fn sql_lineage(
     })
 }
 
-/// An input not planned here (a Rust model's table): its columns as built.
-async fn input_schema(lakehouse: &Lakehouse, input: &str, known: &Lineage) -> Result<SchemaRef> {
-    if let Some(reason) = known.errors.get(input) {
-        return Err(anyhow!("it reads {input}, whose lineage is unknown: {reason}"));
+/// Why an input has no columns to plan over: a source not loaded (or a model that did not
+/// plan), or a Rust model not built yet (every table of the catalog was read before).
+fn missing_input(input: &str, known: &Lineage) -> anyhow::Error {
+    match known.errors.get(input) {
+        Some(reason) => anyhow!("it reads {input}, whose lineage is unknown: {reason}"),
+        None => anyhow!(
+            "it reads {input}, which has no table yet (build it first: `lake run --select +{}`)",
+            input.split_once('.').map_or(input, |(_, t)| t)
+        ),
     }
-    stored_schema(lakehouse, input).await?.ok_or_else(|| {
-        anyhow!("it reads {input}, which has no table yet (build it first: `lake run --select +{}`)", input.split_once('.').map_or(input, |(_, t)| t))
-    })
 }
 
 /// A Rust model: every input table feeds every output column (its columns as built; `*`
