@@ -10,6 +10,7 @@ mod doctor;
 mod ingest;
 mod inspect;
 mod init;
+mod lineage;
 mod maintain;
 mod project_cmds;
 mod resolve;
@@ -238,6 +239,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = LsOutput::Name)]
         output: LsOutput,
     },
+    /// Column lineage from the models' query plans: where a column's values come from (upstream,
+    /// the default) or every column it feeds (--downstream).
+    Lineage(lineage::LineageArgs),
     /// Render the selected models' SQL into target/compiled/.
     Compile {
         #[command(flatten)]
@@ -377,6 +381,7 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Demo { action: DemoCommand::Generate(args) } => demo::generate(&g, args).await,
         Command::Dag { action: DagCommand::Airflow(args) } => dag::airflow(&g, &args),
         Command::Ls { select, output } => project_cmds::ls(&g, &select, output),
+        Command::Lineage(args) => lineage::lineage(&g, &args).await,
         Command::Compile { select } => project_cmds::compile(&g, &select).await,
         Command::Sql { query, format, out } => sql::sql(&g, &query, format, out.as_deref()).await,
         Command::Show { table } => inspect::show(&g, &table).await,

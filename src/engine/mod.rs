@@ -1,7 +1,8 @@
 //! Executes models: DataFusion sessions over pinned Iceberg snapshots (read-only queries) and
-//! Rust (Polars) models.
+//! Rust (Polars) models; column lineage read from the query plans ([`lineage`]).
 
 pub mod json;
+pub mod lineage;
 pub mod polars_bridge;
 pub mod rust_model;
 pub mod session;

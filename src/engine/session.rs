@@ -21,7 +21,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -130,6 +130,22 @@ pub async fn register_batches(
     register_provider(ctx, namespace, table, Arc::new(mem))
 }
 
+/// Register an empty table with `schema` as `<namespace>.<table>`: enough to plan a query
+/// (lineage), nothing to read.
+pub fn register_schema(ctx: &SessionContext, name: &str, schema: arrow::datatypes::SchemaRef) -> Result<()> {
+    let (namespace, table) = name
+        .split_once('.')
+        .ok_or_else(|| anyhow!("'{name}' is not namespace.table"))?;
+    let empty = datafusion::datasource::empty::EmptyTable::new(schema);
+    register_provider(ctx, namespace, table, Arc::new(empty))
+}
+
+/// The columns a query sees in `table` at its current snapshot.
+pub async fn table_schema(table: &Table) -> Result<arrow::datatypes::SchemaRef> {
+    let pinned = PinnedTable { table: table.clone(), snapshot_id: table.metadata().current_snapshot_id() };
+    Ok(provider(&pinned).await?.schema())
+}
+
 async fn provider(pinned: &PinnedTable) -> Result<Arc<dyn TableProvider>> {
     let provider = match pinned.snapshot_id {
         Some(id) => {
@@ -227,6 +243,13 @@ impl std::error::Error for NotReadOnly {}
 /// Errors: [`NotReadOnly`] (inside the `anyhow` chain) for anything but a query, or
 /// `SQL error: ...` when it does not plan.
 pub async fn read_only_query(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
+    let plan = read_only_plan(ctx, sql).await?;
+    ctx.execute_logical_plan(plan).await.map_err(|e| anyhow!("SQL error: {e}"))
+}
+
+/// [`read_only_query`]'s checks and planning, without executing: the unoptimized logical
+/// plan (what [`super::lineage::analyze`] reads).
+pub async fn read_only_plan(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
     let statement = state.sql_to_statement(sql, &dialect).map_err(|e| anyhow!("SQL error: {e}"))?;
@@ -246,7 +269,7 @@ pub async fn read_only_query(ctx: &SessionContext, sql: &str) -> Result<DataFram
         }
         .into());
     }
-    ctx.execute_logical_plan(plan).await.map_err(|e| anyhow!("SQL error: {e}"))
+    Ok(plan)
 }
 
 fn check_read_only(statement: &DfStatement) -> std::result::Result<(), NotReadOnly> {

@@ -41,7 +41,7 @@ pub fn did_you_mean<'a>(target: &str, candidates: impl IntoIterator<Item = &'a s
 }
 
 /// `; did you mean 'x'?` or nothing.
-fn hint(suggestion: &Option<String>) -> String {
+pub fn hint(suggestion: &Option<String>) -> String {
     match suggestion {
         Some(s) => format!("; did you mean '{s}'?"),
         None => String::new(),

@@ -166,6 +166,7 @@ const CONFIG_KEYS: &[&str] = &[
     "function",
     "inputs",
     "params",
+    "lineage",
     "meta",
     "description",
 ];

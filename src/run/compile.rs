@@ -29,8 +29,15 @@ pub fn relation(graph: &Graph, dep: &Dependency) -> Option<String> {
     }
 }
 
+const EPHEMERAL_PREFIX: &str = "__lake_ephemeral_";
+
 fn ephemeral_name(name: &str) -> String {
-    format!("__lake_ephemeral_{name}")
+    format!("{EPHEMERAL_PREFIX}{name}")
+}
+
+/// The ephemeral model a CTE of compiled SQL inlines, from the CTE's name.
+pub fn ephemeral_model(cte: &str) -> Option<String> {
+    cte.strip_prefix(EPHEMERAL_PREFIX).map(str::to_string)
 }
 
 pub fn quoted(namespace: &str, table: &str) -> String {

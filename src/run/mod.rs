@@ -7,6 +7,7 @@
 pub mod compile;
 pub mod data_tests;
 pub mod freshness;
+pub mod lineage;
 pub mod maintain;
 mod model;
 pub mod report;

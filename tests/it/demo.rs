@@ -130,7 +130,7 @@ fn init_scaffolds_a_project_that_builds() {
 }
 
 /// Split a shell command line into words (double and single quotes, no escapes).
-fn shell_words(line: &str) -> Vec<String> {
+pub fn shell_words(line: &str) -> Vec<String> {
     let (mut words, mut word, mut quote, mut any) = (Vec::new(), String::new(), None, false);
     for c in line.chars() {
         match (quote, c) {

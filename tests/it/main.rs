@@ -18,6 +18,7 @@ mod incremental;
 mod ingest;
 mod kafka;
 mod layering;
+mod lineage;
 mod maintenance;
 mod merge;
 mod merge_on_read;
