@@ -28,6 +28,7 @@ mod project;
 mod property;
 mod resolve;
 mod resolve_fs;
+mod resolve_incremental;
 mod rest;
 mod runs;
 mod s3_warehouse;
