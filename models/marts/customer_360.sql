@@ -26,10 +26,10 @@ people as (
         string_agg(case when source = 'stripe' then source_id end, ',' order by source_id)  as stripe_customer_ids,
         string_agg(case when source = 'hubspot' then source_id end, ',' order by source_id) as hubspot_contact_ids,
         count(distinct source)                                                            as sources,
-        lower(first_value(email order by updated_at desc, source_id) filter (where email is not null))      as email,
-        first_value(phone order by updated_at desc, source_id) filter (where phone is not null)             as phone,
-        initcap(first_value(first_name || ' ' || last_name order by updated_at desc, source_id)
-            filter (where first_name is not null and last_name is not null))                               as name,
+        lower(first_value(email ignore nulls order by updated_at desc, source_id))                          as email,
+        first_value(phone ignore nulls order by updated_at desc, source_id)                                 as phone,
+        -- (|| is null when either name is: the latest record with both names)
+        initcap(first_value(first_name || ' ' || last_name ignore nulls order by updated_at desc, source_id)) as name,
         max(updated_at)                                                                   as last_profile_update
     from records
     group by entity_id

@@ -91,15 +91,39 @@ pub async fn register(ctx: &SessionContext, name: &str, pinned: &PinnedTable) ->
     register_provider(ctx, namespace, table, provider)
 }
 
+/// Register the pinned table `namespace.table` whole in the session catalog `catalog_name`
+/// (created when missing), beside the default catalog's `namespace.table`, which may hold only
+/// part of it (see [`register_batches`]).
+pub async fn register_in(ctx: &SessionContext, catalog_name: &str, name: &str, pinned: &PinnedTable) -> Result<()> {
+    let (namespace, table) = name
+        .split_once('.')
+        .ok_or_else(|| anyhow!("'{name}' is not namespace.table"))?;
+    if ctx.catalog(catalog_name).is_none() {
+        ctx.register_catalog(catalog_name, Arc::new(datafusion::catalog::MemoryCatalogProvider::new()));
+    }
+    let provider = provider(pinned).await?;
+    register_provider_in(ctx, catalog_name, namespace, table, provider)
+}
+
 fn register_provider(
     ctx: &SessionContext,
     namespace: &str,
     table: &str,
     provider: Arc<dyn TableProvider>,
 ) -> Result<()> {
+    register_provider_in(ctx, "lake", namespace, table, provider)
+}
+
+fn register_provider_in(
+    ctx: &SessionContext,
+    catalog_name: &str,
+    namespace: &str,
+    table: &str,
+    provider: Arc<dyn TableProvider>,
+) -> Result<()> {
     let catalog = ctx
-        .catalog("lake")
-        .ok_or_else(|| anyhow!("session has no default catalog"))?;
+        .catalog(catalog_name)
+        .ok_or_else(|| anyhow!("session has no catalog {catalog_name}"))?;
     if catalog.schema(namespace).is_none() {
         catalog.register_schema(namespace, Arc::new(MemorySchemaProvider::new()))?;
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, anyhow};
-use minijinja::value::{Kwargs, Value};
+use minijinja::value::{Kwargs, Rest, Value};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 use serde_json::Value as Json;
 
@@ -50,12 +50,20 @@ pub struct Rendered {
     pub config: serde_json::Map<String, Json>,
     /// Dependencies in call order (with the line of the call in the file).
     pub depends_on: Vec<Dependency>,
+    /// Dependencies read whole (`ref(..., whole=true)`) in an incremental run: they render as
+    /// `"whole"."<namespace>"."<table>"` (see [`WHOLE_CATALOG`]).
+    pub whole: Vec<Dependency>,
 }
+
+/// The session catalog that holds the whole tables of `ref(..., whole=true)` in an
+/// incremental run (where `ref()` may read only the rows added since the last run).
+pub const WHOLE_CATALOG: &str = "whole";
 
 #[derive(Default)]
 struct State {
     config: serde_json::Map<String, Json>,
     depends_on: Vec<Dependency>,
+    whole: Vec<Dependency>,
 }
 
 /// Render `raw` (from `path`) in `mode`. Errors name the file and line.
@@ -88,7 +96,8 @@ fn render_once(
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
     add_config_and_vars(&mut env, &state, vars, is_incremental);
-    add_ref_and_source(&mut env, &state, dependency_resolver(mode, raw, &vars.macros));
+    let whole_prefix = matches!(mode, Mode::Execute { .. }) && is_incremental;
+    add_ref_and_source(&mut env, &state, dependency_resolver(mode, raw, &vars.macros), whole_prefix);
     vars.macros.register(&mut env).map_err(|e| template_error(path, &e))?;
 
     let name = path.display().to_string();
@@ -113,6 +122,7 @@ fn render_once(
         sql,
         config: state.config,
         depends_on,
+        whole: state.whole.into_iter().map(|d| strip_line(&d)).collect(),
     })
 }
 
@@ -193,11 +203,28 @@ fn dependency_resolver(mode: &Mode<'_>, raw: &str, macros: &Macros) -> Resolver 
     }
 }
 
-/// `ref()` and `source()`: record the dependency, then resolve it.
-fn add_ref_and_source(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, resolve: Resolver) {
-    let (st, res) = (state.clone(), resolve.clone());
-    env.add_function("ref", move |args: &[Value]| -> Result<Value, Error> {
-        let name = match args {
+/// `ref()` and `source()`: record the dependency, then resolve it. With `whole=true` in an
+/// incremental run (`whole_prefix`), the relation is the whole table in [`WHOLE_CATALOG`].
+fn add_ref_and_source(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, resolve: Resolver, whole_prefix: bool) {
+    let record = {
+        let st = state.clone();
+        move |dep: Dependency, kwargs: &Kwargs, resolve: &Resolver| -> Result<Value, Error> {
+            let whole: bool = kwargs.get::<Option<bool>>("whole")?.unwrap_or(false);
+            kwargs.assert_all_used()?;
+            let mut st = st.lock().expect("template state");
+            st.depends_on.push(dep.clone());
+            let relation = resolve(&dep)?;
+            // An ephemeral model renders as a CTE name: it is always computed from its inputs.
+            if whole && whole_prefix && relation.contains('.') {
+                st.whole.push(dep);
+                return Ok(Value::from_safe_string(format!("\"{WHOLE_CATALOG}\".{relation}")));
+            }
+            Ok(Value::from_safe_string(relation))
+        }
+    };
+    let (rec, res) = (record.clone(), resolve.clone());
+    env.add_function("ref", move |args: Rest<Value>, kwargs: Kwargs| -> Result<Value, Error> {
+        let name = match &args[..] {
             [name] => name.as_str(),
             [_package, name] => name.as_str(),
             _ => None,
@@ -207,18 +234,15 @@ fn add_ref_and_source(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, reso
             name: name.to_string(),
             line: 0,
         };
-        st.lock().expect("template state").depends_on.push(dep.clone());
-        Ok(Value::from_safe_string(res(&dep)?))
+        rec(dep, &kwargs, &res)
     });
-    let (st, res) = (state.clone(), resolve);
-    env.add_function("source", move |source: String, table: String| -> Result<Value, Error> {
+    env.add_function("source", move |source: String, table: String, kwargs: Kwargs| -> Result<Value, Error> {
         let dep = Dependency::Source {
             source,
             table,
             line: 0,
         };
-        st.lock().expect("template state").depends_on.push(dep.clone());
-        Ok(Value::from_safe_string(res(&dep)?))
+        record(dep, &kwargs, &resolve)
     });
 }
 
@@ -311,8 +335,10 @@ fn parse_dependencies(raw: &str) -> Vec<Dependency> {
         while let Some(pos) = rest.find(call) {
             let after = &rest[pos + call.len()..];
             let Some(end) = after.find(')') else { break };
+            // Positional arguments only (`whole=true` and other keywords are not names).
             let args: Vec<String> = after[..end]
                 .split(',')
+                .filter(|a| !a.contains('='))
                 .map(|a| a.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
                 .collect();
             let preceded_by_ident = pos > 0

@@ -308,22 +308,7 @@ impl Resolver {
 
         let merges = recorded_merges(entries, groups, &taken, &group_id);
 
-        // A record of a kept cluster (before `kept_from`, incremental runs only) keeps the
-        // matches it had: its strongest is the stronger of its prior one and this run's.
-        let rule_index = |name: &str| self.config.rules.iter().position(|r| r.name == name).map(|r| r as u16);
-        let prior_best = |i: usize| -> Option<(u16, f64)> {
-            let p = entries[i].prior.as_ref()?;
-            Some((rule_index(p.match_rule.as_deref()?)?, p.confidence?))
-        };
-        let mut best = strongest_matches(matches);
-        for i in 0..kept_from {
-            if let Some((rule, score)) = prior_best(i) {
-                let slot = best.entry(i as u32).or_insert((rule, score));
-                if stronger((rule, score), *slot) {
-                    *slot = (rule, score);
-                }
-            }
-        }
+        let best = self.strongest(entries, matches, kept_from);
         let mut assigned: Vec<Assigned> = vec![
             Assigned {
                 entity_id: String::new(),
@@ -362,6 +347,27 @@ impl Resolver {
             }
         }
         (assigned, merges)
+    }
+
+    /// The strongest match (rule, score) of each record. A record of a kept cluster (before
+    /// `kept_from`, incremental runs only) keeps the matches it had: its strongest is the
+    /// stronger of its prior one and this run's.
+    fn strongest(&self, entries: &[Entry], matches: &[Match], kept_from: usize) -> HashMap<u32, (u16, f64)> {
+        let rule_index = |name: &str| self.config.rules.iter().position(|r| r.name == name).map(|r| r as u16);
+        let prior_best = |i: usize| -> Option<(u16, f64)> {
+            let p = entries[i].prior.as_ref()?;
+            Some((rule_index(p.match_rule.as_deref()?)?, p.confidence?))
+        };
+        let mut best = strongest_matches(matches);
+        for i in 0..kept_from {
+            if let Some((rule, score)) = prior_best(i) {
+                let slot = best.entry(i as u32).or_insert((rule, score));
+                if stronger((rule, score), *slot) {
+                    *slot = (rule, score);
+                }
+            }
+        }
+        best
     }
 }
 

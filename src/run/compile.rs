@@ -72,6 +72,9 @@ pub fn watermark_literal(model: &Model, previous: Option<&Watermark>, is_increme
 pub struct Compiled {
     pub sql: String,
     pub reads: BTreeSet<String>,
+    /// Tables the SQL also reads whole, as `"whole"."<namespace>"."<table>"` (`ref(...,
+    /// whole=true)` in an incremental run).
+    pub whole: BTreeSet<String>,
 }
 
 /// Render `model` (a SQL model) for execution.
@@ -86,7 +89,14 @@ pub fn compile(
         return Err(anyhow!("{} is a Rust model; it has no SQL", model.name));
     };
     let this = quoted(&model.layer, &model.name);
-    let sql = render_sql(graph, model, raw_sql, vars, this, is_incremental, watermark)?;
+    let rendered = render(graph, model, raw_sql, vars, this, is_incremental, watermark)?;
+    let mut whole = BTreeSet::new();
+    for dep in &rendered.whole {
+        if let Some(table) = table_of(graph, dep) {
+            whole.insert(table);
+        }
+    }
+    let sql = rendered.sql;
     let mut ctes = Vec::new();
     let mut reads = BTreeSet::new();
     let mut seen = BTreeSet::new();
@@ -97,7 +107,19 @@ pub fn compile(
     Ok(Compiled {
         sql: inject_ctes(&sql, &ctes),
         reads,
+        whole,
     })
+}
+
+/// The table a dependency reads (`None` for an ephemeral model or an unknown name).
+fn table_of(graph: &Graph, dep: &Dependency) -> Option<String> {
+    match dep {
+        Dependency::Source { source, table, .. } => Some(format!("{source}.{table}")),
+        Dependency::Model { name, .. } => {
+            let m = graph.model(graph.index_of(name)?);
+            (m.config.materialized != Materialized::Ephemeral).then(|| m.table_name())
+        }
+    }
 }
 
 /// Render a singular test or any SQL template that may `ref()` models, with CTEs for ephemerals.
@@ -129,6 +151,7 @@ pub fn compile_standalone(
     Ok(Compiled {
         sql: inject_ctes(&rendered.sql, &ctes),
         reads,
+        whole: BTreeSet::new(),
     })
 }
 
@@ -141,8 +164,20 @@ fn render_sql(
     is_incremental: bool,
     watermark: Option<String>,
 ) -> Result<String> {
+    Ok(render(graph, model, raw_sql, vars, this, is_incremental, watermark)?.sql)
+}
+
+fn render(
+    graph: &Graph,
+    model: &Model,
+    raw_sql: &str,
+    vars: &TemplateVars,
+    this: String,
+    is_incremental: bool,
+    watermark: Option<String>,
+) -> Result<templates::Rendered> {
     let resolver = |dep: &Dependency| relation(graph, dep);
-    Ok(templates::render(
+    templates::render(
         &model.path,
         raw_sql,
         vars,
@@ -152,8 +187,7 @@ fn render_sql(
             is_incremental,
             watermark,
         },
-    )?
-    .sql)
+    )
 }
 
 /// Walk dependencies: tables read, and ephemeral models' SQL in dependency order.

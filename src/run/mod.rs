@@ -30,11 +30,12 @@ use arrow::array::RecordBatch;
 use futures::TryStreamExt;
 
 use crate::engine::rust_model::Registry;
-use crate::engine::session::{SnapshotPins, new_session, register, register_batches};
+use crate::engine::session::{SnapshotPins, new_session, register, register_batches, register_in};
 use crate::graph::Graph;
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
 use crate::lakehouse::reader::read_files;
 use crate::project::Project;
+use crate::project::templates::WHOLE_CATALOG;
 use crate::project::model::{Dependency, Materialized};
 use report::Reporter;
 
@@ -141,6 +142,7 @@ impl RunContext {
         &self,
         tables: &BTreeSet<String>,
         only: &BTreeMap<String, HashSet<String>>,
+        whole: &BTreeSet<String>,
     ) -> Result<(datafusion::prelude::SessionContext, BTreeMap<String, Option<i64>>)> {
         let ctx = new_session();
         let mut read = BTreeMap::new();
@@ -164,6 +166,9 @@ impl RunContext {
                     register_batches(&ctx, name, &pinned, batches).await?;
                 }
                 _ => register(&ctx, name, &pinned).await?,
+            }
+            if whole.contains(name) {
+                register_in(&ctx, WHOLE_CATALOG, name, &pinned).await?;
             }
             read.insert(name.clone(), pinned.snapshot_id);
         }

@@ -169,7 +169,7 @@ struct Output {
 async fn sql_output(ctx: &RunContext, model: &Model, plan: &Plan) -> Result<Produced> {
     let literal = compile::watermark_literal(model, plan.previous.as_ref(), plan.is_incremental);
     let compiled = compile::compile(&ctx.graph, model, &ctx.project.template_vars(), plan.is_incremental, literal)?;
-    let (session, reads) = ctx.session_for(&compiled.reads, &plan.appended).await?;
+    let (session, reads) = ctx.session_for(&compiled.reads, &plan.appended, &compiled.whole).await?;
     let fingerprint = up_to_date::fingerprint(model, &compiled.sql);
     if let Some(skip) = skip_if_up_to_date(ctx, model, plan, &reads, &fingerprint) {
         return Ok(skip);
@@ -209,7 +209,7 @@ async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &st
     if reads_this {
         tables.insert(plan.name.clone());
     }
-    let (session, mut reads) = ctx.session_for(&tables, &plan.appended).await?;
+    let (session, mut reads) = ctx.session_for(&tables, &plan.appended, &Default::default()).await?;
     let params = model
         .config
         .extra

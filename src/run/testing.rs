@@ -77,7 +77,7 @@ fn finish_test(ctx: &RunContext, result: &mut NodeResult, context: &str, outcome
 }
 
 async fn count_rows(ctx: &RunContext, tables: &BTreeSet<String>, sql: &str) -> Result<u64> {
-    let (session, _) = ctx.session_for(tables, &BTreeMap::new()).await?;
+    let (session, _) = ctx.session_for(tables, &BTreeMap::new(), &Default::default()).await?;
     let counted = format!("SELECT COUNT(*) AS n FROM (\n{sql}\n) AS failures");
     let batches = read_only_query(&session, &counted)
         .await?

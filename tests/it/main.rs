@@ -35,3 +35,4 @@ mod s3_warehouse;
 mod shop_seeds;
 mod support;
 mod webhooks;
+mod whole_refs;
