@@ -123,9 +123,13 @@
     var id = table + "." + column;
     if (rootsMemo[id]) return rootsMemo[id];
     var i = byTable[table], out = {};
-    var col = i == null ? null : N[i].columns.filter(function (c) { return c.name === column; })[0];
-    if (!col || !col.sources.length || depth > 5000) out[id] = true;
-    else col.sources.forEach(function (e) { Object.assign(out, roots(e.table, e.column, depth + 1)); });
+    rootsMemo[id] = out;
+    // `*` (an opaque model's input): every column of that table.
+    var cols = i == null ? [] : N[i].columns.filter(function (c) { return column === "*" || c.name === column; });
+    var from = [];
+    cols.forEach(function (c) { from = from.concat(c.sources); });
+    if (!from.length || depth > 5000) out[id] = true;
+    else from.forEach(function (e) { Object.assign(out, roots(e.table, e.column, depth + 1)); });
     return (rootsMemo[id] = out);
   }
   function kv(label, value) { return value == null || value === "" ? "" : "<tr><th>" + esc(label) + "</th><td>" + value + "</td></tr>"; }
@@ -135,7 +139,7 @@
     var rows = n.columns.map(function (c) {
       var lineage = c.sources.map(ref).join("<br>") + (c.indirect.length ? '<br><span class="kind">rows decided by:</span> ' + c.indirect.map(ref).join(", ") : "");
       var r = c.sources.length && n.kind === "model" ? Object.keys(roots(n.table, c.name, 0)) : [];
-      if (r.length) lineage += '<br><span class="kind">from sources:</span> ' + r.map(esc).join(", ");
+      if (r.length) lineage += '<details><summary class="kind">from sources (' + r.length + ")</summary>" + r.map(esc).join(", ") + "</details>";
       return '<tr data-column="' + esc(c.name) + '"><td><code>' + esc(c.name) + "</code></td><td>" + esc(c.data_type) + "</td><td>" + esc(c.description) + '</td><td class="lineage">' + lineage + "</td></tr>";
     });
     return (n.lineage_error ? "<p class=meta>Lineage unknown: " + esc(n.lineage_error) + "</p>" : "") +
@@ -189,4 +193,6 @@
   window.addEventListener("hashchange", route);
   count.textContent = N.length + " nodes";
   route();
+  // Milliseconds from navigation start to the first drawing (tests and the README read it).
+  document.body.setAttribute("data-render-ms", String(Math.round(performance.now())));
 })();
