@@ -10,7 +10,7 @@ use super::nodes::DocNode;
 pub const NODE_WIDTH: f64 = 190.0;
 const COLUMN_GAP: f64 = 70.0;
 const ROW_HEIGHT: f64 = 34.0;
-const MARGIN: f64 = 24.0;
+const MARGIN: f64 = 40.0;
 /// Room above the first row for the layer names.
 const HEADER: f64 = 30.0;
 
