@@ -6,6 +6,7 @@
 mod build;
 mod dag;
 mod demo;
+mod docs;
 mod doctor;
 mod ingest;
 mod inspect;
@@ -242,6 +243,9 @@ pub enum Command {
     /// Column lineage from the models' query plans: where a column's values come from (upstream,
     /// the default) or every column it feeds (--downstream).
     Lineage(lineage::LineageArgs),
+    /// A documentation site: every table and model with its SQL, columns, lineage, tests, last
+    /// run and table facts, and the DAG drawn (target/docs/index.html; --serve to serve it).
+    Docs(docs::DocsArgs),
     /// Render the selected models' SQL into target/compiled/.
     Compile {
         #[command(flatten)]
@@ -382,6 +386,7 @@ async fn dispatch(cli: Cli, registry: Registry) -> CliResult {
         Command::Dag { action: DagCommand::Airflow(args) } => dag::airflow(&g, &args),
         Command::Ls { select, output } => project_cmds::ls(&g, &select, output),
         Command::Lineage(args) => lineage::lineage(&g, &args).await,
+        Command::Docs(args) => docs::docs(&g, &args).await,
         Command::Compile { select } => project_cmds::compile(&g, &select).await,
         Command::Sql { query, format, out } => sql::sql(&g, &query, format, out.as_deref()).await,
         Command::Show { table } => inspect::show(&g, &table).await,

@@ -6,6 +6,7 @@
 
 pub mod compile;
 pub mod data_tests;
+pub mod docs;
 pub mod freshness;
 pub mod lineage;
 pub mod maintain;

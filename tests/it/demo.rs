@@ -9,7 +9,7 @@ use crate::support::readers::assert_readers_match_lake;
 use crate::support::TestProject;
 
 /// `bash scripts/demo.sh` in `p`, with the debug binary standing in for the release build.
-fn run_demo_script(p: &TestProject) -> std::process::Output {
+pub fn run_demo_script(p: &TestProject) -> std::process::Output {
     std::process::Command::new("bash")
         .arg("scripts/demo.sh")
         .current_dir(p.path())

@@ -10,6 +10,7 @@ mod dag;
 mod demo;
 mod demo_events;
 mod demo_stream;
+mod docs;
 mod doctor;
 mod faults;
 mod graph;
