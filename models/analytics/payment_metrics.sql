@@ -1,6 +1,14 @@
-{{ config(materialized='table', tags=['payments']) }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='merge',
+    unique_key='charge_date',
+    watermark='snapshot',
+    tags=['payments']
+) }}
 
 -- Stripe charges per day (by charge date, UTC): volume, refunds and the failure rate.
+-- Incremental: the days of the charges staged since the last run are recomputed over all of
+-- their charges (whole=true) and merged.
 
 select
     charge_date,
@@ -11,5 +19,8 @@ select
     cast(sum(amount_refunded) as decimal(18, 2))                            as refunded,
     sum(case when is_refunded then 1 else 0 end)                            as refunded_charges,
     cast(sum(case when status = 'failed' then 1 else 0 end) as double) / count(*) as failure_rate
-from {{ ref('stg_stripe_charges') }}
+from {{ ref('stg_stripe_charges', whole=true) }}
+{% if is_incremental() %}
+where charge_date in (select charge_date from {{ ref('stg_stripe_charges') }})
+{% endif %}
 group by charge_date

@@ -1,6 +1,13 @@
-{{ config(materialized='table', tags=['finance']) }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='merge',
+    unique_key='day',
+    watermark='snapshot',
+    tags=['finance']
+) }}
 
 -- One row per day: Shopify orders and revenue beside Stripe volume, refunds and failures.
+-- Incremental: the days either daily model merged since the last run are rebuilt from both.
 
 select
     coalesce(o.order_date, p.charge_date)               as day,
@@ -14,5 +21,12 @@ select
     coalesce(p.volume, 0)                               as payment_volume,
     coalesce(p.refunded, 0)                             as payment_refunds,
     p.failure_rate                                      as payment_failure_rate
-from {{ ref('order_summary') }} as o
-full outer join {{ ref('payment_metrics') }} as p on p.charge_date = o.order_date
+from {{ ref('order_summary', whole=true) }} as o
+full outer join {{ ref('payment_metrics', whole=true) }} as p on p.charge_date = o.order_date
+{% if is_incremental() %}
+where coalesce(o.order_date, p.charge_date) in (
+    select order_date from {{ ref('order_summary') }}
+    union
+    select charge_date from {{ ref('payment_metrics') }}
+)
+{% endif %}
