@@ -1,9 +1,43 @@
-{{ config(materialized='table', tags=['customers']) }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='merge',
+    unique_key='entity_id',
+    watermark='snapshot',
+    delete_when='_deleted',
+    tags=['customers']
+) }}
 
 -- One row per person: their ids in every source, the best email, phone and name (from their
 -- most recently updated record that has one), lifetime value and last activity.
+-- Incremental: the entities whose records, profiles or metrics changed since the last run are
+-- recomputed over every row (whole=true) and merged; one that no longer exists is deleted.
 
-with records as (
+with index as (
+    select entity_id, source, source_id from {{ ref('entity_index', whole=true) }}
+),
+
+{% if is_incremental() %}
+changed as (
+    select entity_id from {{ source('semantic', 'entity_changes') }}
+    union
+    select previous_entity_id from {{ source('semantic', 'entity_changes') }} where previous_entity_id is not null
+    union
+    select entity_id from {{ ref('entity_index') }}
+    union
+    select entity_id from {{ ref('customer_metrics') }}
+    union
+    select i.entity_id from {{ ref('stg_shopify_customers') }} as c
+    join index as i on i.source = 'shopify' and i.source_id = cast(c.customer_id as varchar)
+    union
+    select i.entity_id from {{ ref('stg_stripe_customers') }} as c
+    join index as i on i.source = 'stripe' and i.source_id = c.customer_id
+    union
+    select i.entity_id from {{ ref('stg_hubspot_contacts') }} as c
+    join index as i on i.source = 'hubspot' and i.source_id = cast(c.contact_id as varchar)
+),
+{% endif %}
+
+records as (
     select
         i.entity_id,
         i.source,
@@ -13,10 +47,11 @@ with records as (
         coalesce(sc.first_name, st.first_name, h.first_name) as first_name,
         coalesce(sc.last_name, st.last_name, h.last_name)  as last_name,
         coalesce(sc.updated_at, st.updated_at, h.updated_at) as updated_at
-    from {{ ref('entity_index') }} as i
-    left join {{ ref('stg_shopify_customers') }} as sc on i.source = 'shopify' and cast(sc.customer_id as varchar) = i.source_id
-    left join {{ ref('stg_stripe_customers') }} as st on i.source = 'stripe' and st.customer_id = i.source_id
-    left join {{ ref('stg_hubspot_contacts') }} as h on i.source = 'hubspot' and cast(h.contact_id as varchar) = i.source_id
+    from index as i
+    left join {{ ref('stg_shopify_customers', whole=true) }} as sc on i.source = 'shopify' and cast(sc.customer_id as varchar) = i.source_id
+    left join {{ ref('stg_stripe_customers', whole=true) }} as st on i.source = 'stripe' and st.customer_id = i.source_id
+    left join {{ ref('stg_hubspot_contacts', whole=true) }} as h on i.source = 'hubspot' and cast(h.contact_id as varchar) = i.source_id
+    {% if is_incremental() %}where i.entity_id in (select entity_id from changed){% endif %}
 ),
 
 people as (
@@ -33,21 +68,35 @@ people as (
         max(updated_at)                                                                   as last_profile_update
     from records
     group by entity_id
+),
+
+current as (
+    select
+        p.entity_id,
+        p.name,
+        p.email,
+        p.phone,
+        p.shopify_customer_ids,
+        p.stripe_customer_ids,
+        p.hubspot_contact_ids,
+        p.sources,
+        m.orders,
+        m.net_revenue                                           as lifetime_value,
+        m.payment_count,
+        m.first_order_at,
+        greatest(m.last_order_at, m.last_payment_at, p.last_profile_update) as last_activity_at
+    from people as p
+    join {{ ref('customer_metrics', whole=true) }} as m on m.entity_id = p.entity_id
 )
 
+{% if is_incremental() %}
 select
-    p.entity_id,
-    p.name,
-    p.email,
-    p.phone,
-    p.shopify_customer_ids,
-    p.stripe_customer_ids,
-    p.hubspot_contact_ids,
-    p.sources,
-    m.orders,
-    m.net_revenue                                           as lifetime_value,
-    m.payment_count,
-    m.first_order_at,
-    greatest(m.last_order_at, m.last_payment_at, p.last_profile_update) as last_activity_at
-from people as p
-join {{ ref('customer_metrics') }} as m on m.entity_id = p.entity_id
+    e.entity_id, c.name, c.email, c.phone, c.shopify_customer_ids, c.stripe_customer_ids,
+    c.hubspot_contact_ids, c.sources, c.orders, c.lifetime_value, c.payment_count,
+    c.first_order_at, c.last_activity_at,
+    c.entity_id is null as _deleted
+from (select distinct entity_id from changed) as e
+left join current as c on c.entity_id = e.entity_id
+{% else %}
+select c.*, false as _deleted from current as c
+{% endif %}

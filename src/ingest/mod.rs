@@ -439,6 +439,7 @@ async fn commit_batch(
         watermark_column: None,
         previous_watermark: None,
         fixed_watermark: None,
+        delete_when: None,
         on_schema_change: SchemaChangePolicy::AppendNewColumns,
         properties,
         rebase: Some(rebase.clone()),

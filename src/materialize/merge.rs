@@ -190,15 +190,18 @@ fn dedupe_order(rows: &RecordBatch, dedupe_by: Option<&str>) -> Result<Option<Ro
     })))
 }
 
-/// Plan and write the merge of `rows` (unique keys, aligned to `target`) into `table`.
+/// Plan and write the merge of `incoming` (unique keys, aligned to `target`) into `table`:
+/// the files holding an incoming key are rewritten without it, and `rows` (the incoming rows
+/// that are not deletions) are written.
 pub(super) async fn rewrite(
     table: &Table,
     target: &TableMetadata,
+    incoming: &RecordBatch,
     rows: &RecordBatch,
     unique_key: &[String],
     options: &WriteOptions,
 ) -> Result<Rewrite> {
-    let keys = key_columns(rows, unique_key)?;
+    let keys = key_columns(incoming, unique_key)?;
     let converter = key_converter(&keys)?;
     let encoded = converter.convert_columns(&keys)?;
     let incoming: HashSet<&[u8]> = encoded.iter().map(|r| r.data()).collect();

@@ -37,15 +37,18 @@ pub(super) struct Delta {
     pub referenced: Vec<String>,
 }
 
-/// Plan and write the merge of `rows` (unique keys, aligned to `target`) into `table`.
+/// Plan and write the merge of `incoming` (unique keys, aligned to `target`) into `table`:
+/// every incoming key's live row is deleted, and `rows` (the incoming rows that are not
+/// deletions) are written.
 pub(super) async fn plan(
     table: &Table,
     target: &TableMetadata,
+    incoming: &RecordBatch,
     rows: &RecordBatch,
     unique_key: &[String],
     options: &WriteOptions,
 ) -> Result<Delta> {
-    let keys = merge::key_columns(rows, unique_key)?;
+    let keys = merge::key_columns(incoming, unique_key)?;
     let candidates = merge::candidate_files(table, &keys, unique_key).await?;
     let positions = if candidates.is_empty() {
         BTreeMap::new()

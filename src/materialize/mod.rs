@@ -28,6 +28,7 @@ mod merge_on_read;
 mod planned;
 mod replace_range;
 mod schema_change;
+mod tombstones;
 pub mod watermark;
 
 use std::collections::{HashMap, HashSet};
@@ -110,6 +111,9 @@ pub struct Request<'a> {
     /// A watermark decided by the caller (e.g. source snapshot ids), stored as given.
     pub fixed_watermark: Option<Watermark>,
     pub on_schema_change: SchemaChangePolicy,
+    /// A boolean output column: rows where it is true delete their key (merge) or are left
+    /// out (other strategies); the column is never stored. See [`tombstones`].
+    pub delete_when: Option<String>,
     /// `lake.*` summary properties.
     pub properties: HashMap<String, String>,
     /// Properties computed from each attempt's base (see [`commit::RebaseFn`]).
@@ -163,8 +167,19 @@ pub async fn materialize(
     lakehouse: &Lakehouse,
     request: Request<'_>,
     schema: ArrowSchemaRef,
-    mut batches: BoxStream<'_, Result<arrow::array::RecordBatch>>,
+    batches: BoxStream<'_, Result<arrow::array::RecordBatch>>,
 ) -> Result<Outcome, Error> {
+    // A merge turns `delete_when` rows into deletes (see `planned`); other writes leave them out.
+    let (schema, mut batches) = match &request.delete_when {
+        Some(column) => {
+            let stripped = tombstones::stripped(&request.ident, &schema, column)?;
+            match request.strategy {
+                Strategy::Merge { .. } => (stripped, batches),
+                _ => (stripped, tombstones::drop_deletions(batches, column.clone())),
+            }
+        }
+        None => (schema, batches),
+    };
     let mut created = request.base.is_none();
     let table = match request.base.clone() {
         Some(t) => t,

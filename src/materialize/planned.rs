@@ -5,6 +5,8 @@
 //! [`super::merge_on_read`]). A concurrent writer that removed a file the plan replaces, or
 //! added data since it was planned (see [`super::guard`]), makes it plan again on the new state.
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
 use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use futures::StreamExt;
@@ -14,7 +16,7 @@ use iceberg::table::Table;
 
 use super::{
     Error, Outcome, REWRITE_ATTEMPTS, Request, Strategy, align, commit_properties, final_watermark, guard, merge,
-    merge_on_read, new_tracker, replace_range, schema_change,
+    merge_on_read, new_tracker, replace_range, schema_change, tombstones,
 };
 use crate::lakehouse::catalog::Lakehouse;
 use crate::lakehouse::commit::{self, Change, MetadataChanges};
@@ -67,8 +69,13 @@ async fn plan_change(
         Strategy::Merge { unique_key, dedupe_by, mode } => {
             let rows = merge::check_and_dedupe(&request.ident, rows, unique_key, dedupe_by.as_deref())?;
             let rows = merge::sorted_by_key(&rows, unique_key)?;
+            // Every incoming key replaces its row; only the rows not marked deleted are written.
+            let (keys, rows) = match &request.delete_when {
+                Some(column) => (tombstones::without(&rows, column)?, tombstones::kept(&rows, column)?),
+                None => (rows.clone(), rows),
+            };
             if merge_mode(request, table, *mode)? == MergeMode::MergeOnRead {
-                let delta = merge_on_read::plan(table, target, &rows, unique_key, request.write).await?;
+                let delta = merge_on_read::plan(table, target, &keys, &rows, unique_key, request.write).await?;
                 let change = if delta.deletes.is_empty() {
                     Change::Append(delta.added)
                 } else {
@@ -81,7 +88,7 @@ async fn plan_change(
                 let planned = Planned { change, files_rewritten: 0, bytes_rewritten: 0 };
                 return Ok((rows, planned));
             }
-            let plan = merge::rewrite(table, target, &rows, unique_key, request.write).await?;
+            let plan = merge::rewrite(table, target, &keys, &rows, unique_key, request.write).await?;
             (rows, plan)
         }
         Strategy::ReplaceRange { column } => {
@@ -129,10 +136,20 @@ pub(super) async fn planned_change(
         }
         collected.push(batch);
     }
-    let output_schema = collected.first().map(|b| b.schema()).unwrap_or_else(|| schema.clone());
-    let incoming = arrow::compute::concat_batches(&output_schema, &collected)
+    let collected_schema = collected.first().map(|b| b.schema()).unwrap_or_else(|| schema.clone());
+    let mut incoming = arrow::compute::concat_batches(&collected_schema, &collected)
         .context("cannot collect the model's output")?;
     drop(collected);
+    // `delete_when`: which rows delete their key, kept beside the rows (see `tombstones`).
+    let deleted = match &request.delete_when {
+        Some(column) if collected_schema.index_of(column).is_ok() => {
+            let marks = tombstones::marks(&incoming, column)?;
+            incoming = tombstones::without(&incoming, column)?;
+            Some((column.clone(), marks))
+        }
+        _ => None,
+    };
+    let output_schema = incoming.schema();
     let watermark = final_watermark(request, tracker)?;
 
     match &request.strategy {
@@ -164,7 +181,10 @@ pub(super) async fn planned_change(
         let target = changes.target_metadata(&table)?;
         let target_arrow = writer_arrow_schema(target.current_schema())?;
         // The rows as they will be stored: keys and ranges compare in the table's types.
-        let rows = align(&incoming, &target_arrow)?;
+        let mut rows = align(&incoming, &target_arrow)?;
+        if let Some((column, marks)) = &deleted {
+            rows = with_column(&rows, column, Arc::new(marks.clone()))?;
+        }
         let (rows, plan) = plan_change(&table, &target, rows, request).await?;
         let properties = commit_properties(request, &watermark);
         let guard = guard::planned_on(&table, request.properties.get(summary::MODEL).cloned());
@@ -199,4 +219,13 @@ pub(super) async fn planned_change(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// `batch` with `array` appended as a column named `name`.
+fn with_column(batch: &arrow::array::RecordBatch, name: &str, array: arrow::array::ArrayRef) -> Result<arrow::array::RecordBatch> {
+    let mut fields: Vec<arrow::datatypes::FieldRef> = batch.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(arrow::datatypes::Field::new(name, array.data_type().clone(), true)));
+    let mut columns = batch.columns().to_vec();
+    columns.push(array);
+    Ok(arrow::array::RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)?)
 }

@@ -153,6 +153,7 @@ const CONFIG_KEYS: &[&str] = &[
     "incremental_strategy",
     "unique_key",
     "dedupe_by",
+    "delete_when",
     "merge_mode",
     "range_by",
     "on_schema_change",
@@ -199,6 +200,9 @@ fn model_config(path: &Path, cfg: &serde_json::Map<String, Json>) -> Result<Mode
                     .ok_or_else(|| anyhow!("{} = {value}: use 'fail', 'append_new_columns' or 'sync_all_columns'", at(key)))?;
             }
             "dedupe_by" => out.dedupe_by = Some(column_name(value).ok_or_else(|| anyhow!("{} must be a column name", at(key)))?),
+            "delete_when" => {
+                out.delete_when = Some(column_name(value).ok_or_else(|| anyhow!("{} must be a boolean column's name", at(key)))?)
+            }
             "merge_mode" => {
                 out.merge_mode = Some(value.as_str().and_then(crate::lakehouse::writer::MergeMode::parse).ok_or_else(|| {
                     anyhow!("{} = {value}: use 'copy-on-write' or 'merge-on-read'", at(key))

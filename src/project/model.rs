@@ -138,6 +138,9 @@ pub struct ModelConfig {
     /// For `merge`: when incoming rows share a key, keep the one with the greatest value of
     /// this column (otherwise duplicate keys are an error).
     pub dedupe_by: Option<String>,
+    /// For `merge`: a boolean column of the output; a row where it is true deletes its key
+    /// instead of upserting it. The column is not stored.
+    pub delete_when: Option<String>,
     /// For `merge`: copy-on-write or merge-on-read (position deletes); `None` takes the table's
     /// `write.merge.mode`, else `[write] merge_mode`, else copy-on-write.
     pub merge_mode: Option<crate::lakehouse::writer::MergeMode>,

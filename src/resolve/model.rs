@@ -19,9 +19,10 @@
 //!
 //! The model's rows are the index (`entity_id`, `source`, `source_id`, raw and normalized
 //! values per role, `match_rule`, `confidence`, `first_seen`, `updated_at`). Each run also
-//! appends to `entity_resolution_stats` and `entity_merges` and rewrites `blocking_index`,
+//! appends to `entity_resolution_stats`, `entity_merges` and `entity_changes` (each record whose
+//! entity is new or other than before, with its previous entity) and merges `blocking_index`,
 //! all in the model's namespace (names can be changed with `stats_table`, `merges_table`,
-//! `blocking_table`).
+//! `changes_table`, `blocking_table`).
 //!
 //! On a full build every record is compared, and records that were in the index keep their
 //! entity's id. On an incremental run (`materialized: incremental`, `incremental_strategy:
@@ -96,6 +97,7 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
     };
     let stats_table = table_param(&mut params, "stats_table", "entity_resolution_stats")?;
     let merges_table = table_param(&mut params, "merges_table", "entity_merges")?;
+    let changes_table = table_param(&mut params, "changes_table", "entity_changes")?;
     let blocking_table = table_param(&mut params, "blocking_table", "blocking_index")?;
     let sources: BTreeMap<String, SourceMapping> = serde_json::from_value(
         params
@@ -183,6 +185,7 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
     // With nothing new, the merges and the blocking index stay as they are (no snapshot).
     if !keep.is_empty() || !incremental {
         ctx.emit(&merges_table, SideOutputMode::Append, merges_frame(&resolution, now)?.lazy());
+        ctx.emit(&changes_table, SideOutputMode::Append, changes_frame(&resolution, &keep, now)?.lazy());
         // One row per record and rule: a full build replaces the table, an incremental run
         // merges the rows of the records it resolved again.
         let mode = match incremental {
@@ -368,6 +371,32 @@ fn stats_frame(resolution: &Resolution, incremental: bool, now: i64) -> Result<D
         count("duration_ms", s.duration_ms),
     ];
     Ok(DataFrame::new(1, columns)?)
+}
+
+/// The records of `keep` whose entity is new or other than before: `entity_id` and
+/// `previous_entity_id` (null for a record seen for the first time). Models that keep one row
+/// per entity recompute both ids' rows (the previous one may be gone: delete it).
+fn changes_frame(resolution: &Resolution, keep: &[usize], now: i64) -> Result<DataFrame> {
+    let moved: Vec<usize> = keep
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let prior = resolution.entries[i].prior.as_ref().map(|p| p.entity_id.as_str());
+            prior != Some(resolution.assigned[i].entity_id.as_str())
+        })
+        .collect();
+    let entries = &resolution.entries;
+    let columns = vec![
+        strings("source", moved.iter().map(|&i| Some(entries[i].source.as_str())).collect()),
+        strings("source_id", moved.iter().map(|&i| Some(entries[i].source_id.as_str())).collect()),
+        strings("entity_id", moved.iter().map(|&i| Some(resolution.assigned[i].entity_id.as_str())).collect()),
+        strings(
+            "previous_entity_id",
+            moved.iter().map(|&i| entries[i].prior.as_ref().map(|p| p.entity_id.as_str())).collect(),
+        ),
+        utc_micros("changed_at", vec![now; moved.len()])?,
+    ];
+    Ok(DataFrame::new(moved.len(), columns)?)
 }
 
 fn merges_frame(resolution: &Resolution, now: i64) -> Result<DataFrame> {

@@ -307,6 +307,7 @@ async fn commit(
             }),
             _ => None,
         },
+        delete_when: model.config.delete_when.clone(),
         on_schema_change: match model.config.on_schema_change {
             OnSchemaChange::Fail => SchemaChangePolicy::Fail,
             OnSchemaChange::AppendNewColumns => SchemaChangePolicy::AppendNewColumns,
@@ -363,6 +364,7 @@ async fn write_side_outputs(ctx: &RunContext, model: &Model, side_outputs: Vec<S
             watermark_column: None,
             previous_watermark: None,
             fixed_watermark: None,
+            delete_when: None,
             on_schema_change: SchemaChangePolicy::AppendNewColumns,
             properties: model_properties(ctx, model),
             rebase: None,

@@ -143,6 +143,7 @@ async fn load(
         previous_watermark: None,
         fixed_watermark: None,
         // A column added to `column_types` is added to the table; older rows read it as null.
+        delete_when: None,
         on_schema_change: materialize::SchemaChangePolicy::AppendNewColumns,
         properties,
         rebase: None,

@@ -9,6 +9,7 @@ mod crash;
 mod dag;
 mod demo;
 mod demo_events;
+mod delete_when;
 mod demo_stream;
 mod docs;
 mod doctor;
