@@ -37,7 +37,7 @@ pub async fn project_lineage(project: &Project, graph: &Graph, lakehouse: &Lakeh
                 schemas.insert(name, schema);
             }
             None => {
-                out.errors.insert(name.clone(), format!("{name} has no table yet (load it with `lake ingest` or `lake seed`)"));
+                out.errors.insert(name.clone(), format!("{name} has no table yet (load it with `lake ingest` or `lake seed`, or run the model that writes it)"));
             }
         }
     }
