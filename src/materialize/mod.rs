@@ -311,8 +311,9 @@ async fn write_and_commit(
     let watermark = final_watermark(request, tracker)?;
 
     // No rows, nothing to commit: unless the writer keeps state in the summary (its rebase
-    // hook: ingest read positions), which must move on even when a batch held only dead letters.
-    if request.strategy == Strategy::Append && files.is_empty() && request.rebase.is_none() {
+    // hook: ingest read positions; source snapshots read), which must move on even when a
+    // batch held only dead letters or a run found nothing to change.
+    if request.strategy == Strategy::Append && files.is_empty() && request.rebase.is_none() && !moves_fixed_watermark(request) {
         return Ok(Outcome {
             watermark,
             ..Default::default()
@@ -337,6 +338,13 @@ fn new_tracker(request: &Request<'_>) -> Option<WatermarkTracker> {
         Some(_) => None,
         None => request.watermark_column.as_deref().map(WatermarkTracker::new),
     }
+}
+
+/// Whether the request stores a fixed watermark (the source snapshots a `watermark: snapshot`
+/// model read) other than the one stored: then even a write of no rows commits (an empty
+/// snapshot), so the next run does not read the same rows again and can be skipped.
+fn moves_fixed_watermark(request: &Request<'_>) -> bool {
+    request.fixed_watermark.is_some() && request.fixed_watermark != request.previous_watermark
 }
 
 /// The watermark to store after this write.

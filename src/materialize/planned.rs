@@ -164,7 +164,8 @@ pub(super) async fn planned_change(
         // there are no rows to write.
         schema_change::incremental_changes(&table, &output_schema, request.on_schema_change)?;
     }
-    if incoming.num_rows() == 0 {
+    let is_merge = matches!(request.strategy, Strategy::Merge { .. });
+    if incoming.num_rows() == 0 && !(is_merge && super::moves_fixed_watermark(request)) {
         return Ok(Outcome {
             watermark,
             ..Default::default()

@@ -50,8 +50,12 @@ pub(super) fn without(batch: &RecordBatch, column: &str) -> Result<RecordBatch> 
     }
 }
 
-/// The rows of `batch` that are not deletions, without `column`.
+/// The rows of `batch` that are not deletions, without `column` (all of them when it has no
+/// such column: no rows came, so none were marked).
 pub(super) fn kept(batch: &RecordBatch, column: &str) -> Result<RecordBatch> {
+    if batch.column_by_name(column).is_none() {
+        return Ok(batch.clone());
+    }
     let keep = arrow::compute::not(&marks(batch, column)?)?;
     Ok(arrow::compute::filter_record_batch(&without(batch, column)?, &keep)?)
 }

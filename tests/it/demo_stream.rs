@@ -101,8 +101,26 @@ fn one_more_day_of_signed_webhooks_is_read_incrementally_and_equals_a_full_refre
         assert!(r["files_rewritten"].as_u64().unwrap_or(0) <= 2, "{name} rewrote many files: {r}");
         assert!(r["rows_written"].as_u64().unwrap() > 0, "{name} merged nothing: {r}");
     }
+    // Past staging too, each model read only the new rows (merged through merge-on-read).
+    for r in results.iter().filter(|r| r["kind"] == "model" && !r["name"].as_str().unwrap().starts_with("stg_")) {
+        assert!(r["input_files_read"].is_object(), "{} read its inputs whole: {r}", r["name"]);
+        assert_eq!(r["files_rewritten"].as_u64().unwrap_or(0), 0, "{r}");
+    }
     let incremental = dump(&p);
     assert!(incremental["marts.customer_360"].len() > 200);
+
+    // Nothing new: every model is up to date and nothing is committed.
+    let snapshots = p.snapshot_count("marts.customer_360");
+    let noop = p.lake(&["run", "--select", "staging+"]);
+    noop.assert_ok();
+    let statuses: Vec<(String, String)> = p.run_results()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(statuses.iter().all(|(_, s)| s == "skipped"), "a run with nothing new ran models: {statuses:?}");
+    assert_eq!(p.snapshot_count("marts.customer_360"), snapshots);
 
     // The same data, built again from scratch: every table the same.
     p.lake(&["run", "--select", "staging+", "--full-refresh"]).assert_ok();
