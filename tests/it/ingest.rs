@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{TestProject, lake_bin};
 
+mod continuous;
 mod decode;
 
 fn project(extra: &str) -> TestProject {
@@ -370,9 +371,14 @@ impl Running {
 
     /// SIGTERM, then the exit code and stderr.
     fn stop(self) -> (Option<i32>, String) {
-        assert!(Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().unwrap().success());
-        let out = self.0.wait_with_output().unwrap();
+        let out = self.stop_output();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// SIGTERM, then everything the process printed.
+    fn stop_output(self) -> std::process::Output {
+        assert!(Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().unwrap().success());
+        self.0.wait_with_output().unwrap()
     }
 }
 
