@@ -208,8 +208,9 @@ async fn run_lane(
     let errors = errors_ident(&ident)?;
     let partition_by = partition_fields(name, config)?;
     let mut report = SourceReport { source: name.to_string(), table: table.to_string(), ..Default::default() };
-    let max_rows = config.batch.rows.max(1);
-    let max_bytes = config.batch.bytes_mb.max(1) * 1024 * 1024;
+    config.batch.validate(("batch.rows", "batch.bytes_mb", "batch.seconds")).map_err(|e| anyhow!("ingest source `{name}`: {e}"))?;
+    let max_rows = config.batch.rows;
+    let max_bytes = config.batch.bytes_mb * 1024 * 1024;
     let max_wait = Duration::from_secs_f64(config.batch.seconds.max(0.01));
     let counters = options.metrics.source(name);
 

@@ -599,6 +599,31 @@ fn batch_bytes_mb_flushes_an_ad_hoc_ingest_by_size() {
 }
 
 #[test]
+fn batch_limits_that_cannot_be_met_are_usage_errors() {
+    // `--batch-bytes-mb 0` was taken as 1 MiB without a word.
+    let p = project("");
+    p.write("f.ndjson", "{\"id\": 1}\n");
+    let ad_hoc = ["ingest", "--from", "f.ndjson", "--table", "raw.t", "--once"];
+    for (flag, bad) in [("--batch-bytes-mb", "0"), ("--batch-bytes-mb", "2000000"), ("--batch-bytes-mb", "-1"), ("--batch-bytes-mb", "x"),
+        ("--batch-rows", "0"), ("--batch-seconds", "0"), ("--batch-seconds", "NaN")]
+    {
+        let out = p.lake(&[&ad_hoc[..], &[&format!("{flag}={bad}")]].concat());
+        assert_eq!(out.code, 2, "{flag} {bad}: {}", out.all());
+        assert!(out.stderr.contains(flag), "{flag} {bad}: {}", out.all());
+    }
+    append(&p, "lake.toml", "[ingest.events.batch]\nbytes_mb = 0\n");
+    p.write("landing/a.ndjson", &format!("{}\n", line(1)));
+    let out = p.lake(&["ingest", "events", "--once"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("[ingest.events.batch] bytes_mb = 0"), "{}", out.all());
+    assert_ne!(p.lake(&["sql", "select count(*) from raw.t"]).code, 0, "nothing was ingested");
+    // The flag overrides the key.
+    p.lake(&["ingest", "events", "--once", "--batch-bytes-mb", "1"]).assert_ok();
+    p.lake(&[&ad_hoc[..], &["--batch-bytes-mb", "1"]].concat()).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.t"), 1);
+}
+
+#[test]
 fn batches_of_dead_letters_only_move_the_read_position_on() {
     // Two flushes in a row with nothing but dead letters: their positions must still be
     // stored, or `--once` reads the same lines again forever and never reaches the last row.
