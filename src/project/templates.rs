@@ -4,6 +4,11 @@
 //! A template is rendered twice in a run's life: at parse time ([`Mode::Parse`]) to collect its
 //! configuration and dependencies, and at execution time ([`Mode::Execute`]) with real relation
 //! names, the incremental flag and the stored watermark.
+//!
+//! The template environment (its functions and the project's macros, compiled) is built once
+//! per [`TemplateVars`] and reused by every render, one environment per concurrent render:
+//! what differs between renders (the incremental flag, how `ref()` resolves, the `config()`
+//! and dependencies collected) lives in a slot the functions read.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,7 +21,8 @@ use serde_json::Value as Json;
 use super::macros::Macros;
 use super::model::Dependency;
 
-/// Values every template can see.
+/// Values every template can see. Environments built from them are kept for later renders
+/// (shared by clones), so the fields are not to be changed once rendering has begun.
 #[derive(Debug, Clone, Default)]
 pub struct TemplateVars {
     /// `lake.toml` `[vars]` merged with `--vars`.
@@ -25,6 +31,47 @@ pub struct TemplateVars {
     pub target: Option<String>,
     /// The project's macros, callable in every template.
     pub macros: Arc<Macros>,
+    /// Environments not in use right now.
+    pub(crate) idle: Idle,
+}
+
+/// Template environments built for a [`TemplateVars`], waiting for the next render.
+#[derive(Clone, Default)]
+pub(crate) struct Idle(Arc<Mutex<Vec<Renderer>>>);
+
+impl std::fmt::Debug for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Idle(..)")
+    }
+}
+
+/// An environment whose functions read and record through `slot`.
+struct Renderer {
+    env: Environment<'static>,
+    slot: Arc<Mutex<Slot>>,
+    /// The macro imports put before each template.
+    imports: String,
+}
+
+/// What one render sees and collects.
+#[derive(Default)]
+struct Slot {
+    state: State,
+    is_incremental: bool,
+    resolve: Option<Resolver>,
+}
+
+impl Renderer {
+    fn new(vars: &TemplateVars) -> Result<Renderer, Error> {
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        add_config_and_vars(&mut env, &slot, vars);
+        add_ref_and_source(&mut env, &slot);
+        vars.macros.register(&mut env)?;
+        Ok(Renderer { env, slot, imports: vars.macros.imports() })
+    }
 }
 
 /// How `ref()` and `source()` resolve.
@@ -83,22 +130,22 @@ fn render_once(
     mode: &Mode<'_>,
     is_incremental: bool,
 ) -> Result<Rendered> {
-    let state = Arc::new(Mutex::new(State::default()));
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_keep_trailing_newline(true);
-    add_config_and_vars(&mut env, &state, vars, is_incremental);
-    add_ref_and_source(&mut env, &state, dependency_resolver(mode, raw, &vars.macros));
-    vars.macros.register(&mut env).map_err(|e| template_error(path, &e))?;
+    let idle = vars.idle.0.lock().expect("template environments").pop();
+    let renderer = match idle {
+        Some(r) => r,
+        None => Renderer::new(vars).map_err(|e| template_error(path, &e))?,
+    };
+    *renderer.slot.lock().expect("template state") =
+        Slot { state: State::default(), is_incremental, resolve: Some(dependency_resolver(mode, raw, &vars.macros)) };
 
     let name = path.display().to_string();
     // The imports go on the template's first line, so its line numbers stay the file's.
-    let source = format!("{}{raw}", vars.macros.imports());
-    let sql = env
-        .render_named_str(&name, &source, Value::from_serialize(&template_context(mode, vars)))
-        .map_err(|e| template_error(path, &e))?;
+    let source = format!("{}{raw}", renderer.imports);
+    let rendered = renderer.env.render_named_str(&name, &source, Value::from_serialize(&template_context(mode, vars)));
+    let state = std::mem::take(&mut *renderer.slot.lock().expect("template state")).state;
+    vars.idle.0.lock().expect("template environments").push(renderer);
+    let sql = rendered.map_err(|e| template_error(path, &e))?;
 
-    let state = std::mem::take(&mut *state.lock().expect("template state"));
     let depends_on = state
         .depends_on
         .into_iter()
@@ -117,8 +164,8 @@ fn render_once(
 }
 
 /// `config(...)`, `var()`, `env_var()` and `is_incremental()`.
-fn add_config_and_vars(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, vars: &TemplateVars, is_incremental: bool) {
-    let st = state.clone();
+fn add_config_and_vars(env: &mut Environment<'_>, slot: &Arc<Mutex<Slot>>, vars: &TemplateVars) {
+    let st = slot.clone();
     env.add_function("config", move |kwargs: Kwargs| -> Result<String, Error> {
         let mut st = st.lock().expect("template state");
         for key in kwargs.args() {
@@ -126,7 +173,7 @@ fn add_config_and_vars(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, var
             let json = serde_json::to_value(&v).map_err(|e| {
                 Error::new(ErrorKind::InvalidOperation, format!("config({key}=...): {e}"))
             })?;
-            st.config.insert(key.to_string(), json);
+            st.state.config.insert(key.to_string(), json);
         }
         Ok(String::new())
     });
@@ -157,7 +204,8 @@ fn add_config_and_vars(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, var
             })
         },
     );
-    env.add_function("is_incremental", move || is_incremental);
+    let st = slot.clone();
+    env.add_function("is_incremental", move || st.lock().expect("template state").is_incremental);
 }
 
 type Resolver = Arc<dyn Fn(&Dependency) -> Result<String, Error> + Send + Sync>;
@@ -194,8 +242,8 @@ fn dependency_resolver(mode: &Mode<'_>, raw: &str, macros: &Macros) -> Resolver 
 }
 
 /// `ref()` and `source()`: record the dependency, then resolve it.
-fn add_ref_and_source(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, resolve: Resolver) {
-    let (st, res) = (state.clone(), resolve.clone());
+fn add_ref_and_source(env: &mut Environment<'_>, slot: &Arc<Mutex<Slot>>) {
+    let st = slot.clone();
     env.add_function("ref", move |args: &[Value]| -> Result<Value, Error> {
         let name = match args {
             [name] => name.as_str(),
@@ -207,19 +255,27 @@ fn add_ref_and_source(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, reso
             name: name.to_string(),
             line: 0,
         };
-        st.lock().expect("template state").depends_on.push(dep.clone());
-        Ok(Value::from_safe_string(res(&dep)?))
+        Ok(Value::from_safe_string(record(&st, dep)?))
     });
-    let (st, res) = (state.clone(), resolve);
+    let st = slot.clone();
     env.add_function("source", move |source: String, table: String| -> Result<Value, Error> {
         let dep = Dependency::Source {
             source,
             table,
             line: 0,
         };
-        st.lock().expect("template state").depends_on.push(dep.clone());
-        Ok(Value::from_safe_string(res(&dep)?))
+        Ok(Value::from_safe_string(record(&st, dep)?))
     });
+}
+
+/// Records `dep` as a dependency of the template being rendered and resolves it.
+fn record(slot: &Mutex<Slot>, dep: Dependency) -> Result<String, Error> {
+    let resolve = {
+        let mut slot = slot.lock().expect("template state");
+        slot.state.depends_on.push(dep.clone());
+        slot.resolve.clone()
+    };
+    resolve.ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "ref() and source() work in models only"))?(&dep)
 }
 
 /// The template's variables: `this`, `watermark` and `target`.
