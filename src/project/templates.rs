@@ -110,8 +110,9 @@ pub fn render(path: &Path, raw: &str, vars: &TemplateVars, mode: &Mode<'_>) -> R
     match mode {
         Mode::Parse => {
             // Render both branches of `is_incremental()` so refs in either are seen.
-            let mut full = render_once(path, raw, vars, mode, false)?;
-            let incremental = render_once(path, raw, vars, mode, true)?;
+            let mut both = render_each(path, raw, vars, mode, &[false, true])?;
+            let incremental = both.pop().expect("two renders");
+            let mut full = both.pop().expect("two renders");
             for dep in incremental.depends_on {
                 if !full.depends_on.contains(&dep) {
                     full.depends_on.push(dep);
@@ -119,48 +120,47 @@ pub fn render(path: &Path, raw: &str, vars: &TemplateVars, mode: &Mode<'_>) -> R
             }
             Ok(full)
         }
-        Mode::Execute { is_incremental, .. } => render_once(path, raw, vars, mode, *is_incremental),
+        Mode::Execute { is_incremental, .. } => {
+            Ok(render_each(path, raw, vars, mode, &[*is_incremental])?.pop().expect("one render"))
+        }
     }
 }
 
-fn render_once(
-    path: &Path,
-    raw: &str,
-    vars: &TemplateVars,
-    mode: &Mode<'_>,
-    is_incremental: bool,
-) -> Result<Rendered> {
+/// Renders `raw` once per `is_incremental` flag, compiling it once, in an idle environment
+/// of `vars` (or a new one).
+fn render_each(path: &Path, raw: &str, vars: &TemplateVars, mode: &Mode<'_>, flags: &[bool]) -> Result<Vec<Rendered>> {
     let idle = vars.idle.0.lock().expect("template environments").pop();
     let renderer = match idle {
         Some(r) => r,
         None => Renderer::new(vars).map_err(|e| template_error(path, &e))?,
     };
-    *renderer.slot.lock().expect("template state") =
-        Slot { state: State::default(), is_incremental, resolve: Some(dependency_resolver(mode, raw, &vars.macros)) };
+    let rendered = render_with(&renderer, path, raw, vars, mode, flags);
+    vars.idle.0.lock().expect("template environments").push(renderer);
+    rendered
+}
 
+fn render_with(renderer: &Renderer, path: &Path, raw: &str, vars: &TemplateVars, mode: &Mode<'_>, flags: &[bool]) -> Result<Vec<Rendered>> {
     let name = path.display().to_string();
     // The imports go on the template's first line, so its line numbers stay the file's.
     let source = format!("{}{raw}", renderer.imports);
-    let rendered = renderer.env.render_named_str(&name, &source, Value::from_serialize(&template_context(mode, vars)));
-    let state = std::mem::take(&mut *renderer.slot.lock().expect("template state")).state;
-    vars.idle.0.lock().expect("template environments").push(renderer);
-    let sql = rendered.map_err(|e| template_error(path, &e))?;
-
-    let depends_on = state
-        .depends_on
-        .into_iter()
-        .map(|d| with_line(raw, d))
-        .fold(Vec::new(), |mut acc, d| {
+    let template = renderer.env.template_from_named_str(&name, &source).map_err(|e| template_error(path, &e))?;
+    let context = Value::from_serialize(&template_context(mode, vars));
+    let resolve = dependency_resolver(mode, raw, &vars.macros);
+    let mut out = Vec::with_capacity(flags.len());
+    for &is_incremental in flags {
+        *renderer.slot.lock().expect("template state") = Slot { state: State::default(), is_incremental, resolve: Some(resolve.clone()) };
+        let rendered = template.render(context.clone());
+        let state = std::mem::take(&mut *renderer.slot.lock().expect("template state")).state;
+        let sql = rendered.map_err(|e| template_error(path, &e))?;
+        let depends_on = state.depends_on.into_iter().map(|d| with_line(raw, d)).fold(Vec::new(), |mut acc, d| {
             if !acc.contains(&d) {
                 acc.push(d);
             }
             acc
         });
-    Ok(Rendered {
-        sql,
-        config: state.config,
-        depends_on,
-    })
+        out.push(Rendered { sql, config: state.config, depends_on });
+    }
+    Ok(out)
 }
 
 /// `config(...)`, `var()`, `env_var()` and `is_incremental()`.
@@ -339,14 +339,10 @@ fn with_line(raw: &str, dep: Dependency) -> Dependency {
         Dependency::Model { .. } => "ref(",
         Dependency::Source { .. } => "source(",
     };
+    let quoted: Vec<[String; 2]> = needle_names.iter().map(|n| [format!("'{n}'"), format!("\"{n}\"")]).collect();
     let line = raw
         .lines()
-        .position(|l| {
-            l.contains(call)
-                && needle_names
-                    .iter()
-                    .all(|n| l.contains(&format!("'{n}'")) || l.contains(&format!("\"{n}\"")))
-        })
+        .position(|l| l.contains(call) && quoted.iter().all(|[single, double]| l.contains(single) || l.contains(double)))
         .map(|i| i + 1)
         .unwrap_or(1);
     match dep {
