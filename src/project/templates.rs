@@ -144,7 +144,7 @@ fn render_with(renderer: &Renderer, path: &Path, raw: &str, vars: &TemplateVars,
     // The imports go on the template's first line, so its line numbers stay the file's.
     let source = format!("{}{raw}", renderer.imports);
     let template = renderer.env.template_from_named_str(&name, &source).map_err(|e| template_error(path, &e))?;
-    let context = Value::from_serialize(&template_context(mode, vars));
+    let context = Value::from_serialize(template_context(mode, vars));
     let resolve = dependency_resolver(mode, raw, &vars.macros);
     let mut out = Vec::with_capacity(flags.len());
     for &is_incremental in flags {
