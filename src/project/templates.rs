@@ -49,8 +49,6 @@ impl std::fmt::Debug for Idle {
 struct Renderer {
     env: Environment<'static>,
     slot: Arc<Mutex<Slot>>,
-    /// The macro imports put before each template.
-    imports: String,
 }
 
 /// What one render sees and collects.
@@ -70,7 +68,7 @@ impl Renderer {
         add_config_and_vars(&mut env, &slot, vars);
         add_ref_and_source(&mut env, &slot);
         vars.macros.register(&mut env)?;
-        Ok(Renderer { env, slot, imports: vars.macros.imports() })
+        Ok(Renderer { env, slot })
     }
 }
 
@@ -142,7 +140,7 @@ fn render_each(path: &Path, raw: &str, vars: &TemplateVars, mode: &Mode<'_>, fla
 fn render_with(renderer: &Renderer, path: &Path, raw: &str, vars: &TemplateVars, mode: &Mode<'_>, flags: &[bool]) -> Result<Vec<Rendered>> {
     let name = path.display().to_string();
     // The imports go on the template's first line, so its line numbers stay the file's.
-    let source = format!("{}{raw}", renderer.imports);
+    let source = format!("{}{raw}", vars.macros.imports(raw));
     let template = renderer.env.template_from_named_str(&name, &source).map_err(|e| template_error(path, &e))?;
     let context = Value::from_serialize(template_context(mode, vars));
     let resolve = dependency_resolver(mode, raw, &vars.macros);
