@@ -209,7 +209,14 @@ fn chosen_sources(config: &ProjectConfig, args: &IngestArgs) -> anyhow::Result<V
             }
         }
     }
-    for (_, source) in &mut out {
+    // The flags first, named as typed; then each source's resulting limits, named by its key.
+    let flags = BatchConfig {
+        rows: args.batch_rows.unwrap_or(1),
+        bytes_mb: args.batch_bytes_mb.unwrap_or(1),
+        seconds: args.batch_seconds.unwrap_or(1.0),
+    };
+    flags.validate(("--batch-rows", "--batch-bytes-mb", "--batch-seconds")).map_err(|e| anyhow!(e))?;
+    for (name, source) in &mut out {
         if let Some(rows) = args.batch_rows {
             source.batch.rows = rows;
         }
@@ -222,6 +229,8 @@ fn chosen_sources(config: &ProjectConfig, args: &IngestArgs) -> anyhow::Result<V
         if args.partitions.is_some() {
             source.partitions = args.partitions.clone();
         }
+        let key = |k: &str| format!("[ingest.{name}.batch] {k}");
+        source.batch.validate((&key("rows"), &key("bytes_mb"), &key("seconds"))).map_err(|e| anyhow!(e))?;
     }
     Ok(out)
 }

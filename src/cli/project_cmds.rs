@@ -1,6 +1,10 @@
 //! Commands that need only the project and its graph: `lake ls`, `lake compile`; and the
 //! loading steps every other command starts with.
 
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+
 use anyhow::Context;
 
 use super::{CliResult, ExitCodeExt, GlobalArgs, LsOutput, SelectArgs};
@@ -105,33 +109,66 @@ pub(super) async fn compile(g: &GlobalArgs, args: &SelectArgs) -> CliResult {
     // The catalog tells whether a model runs incrementally and its watermark; without one,
     // compile as a first run.
     let lakehouse = Lakehouse::connect(&project.config.catalog).await.ok();
+    let incremental = incremental_models(lakehouse.as_ref(), &graph, &selected).await?;
     let out_dir = project.config.artifact_dir().join("compiled");
     let vars = project.template_vars();
+    let mut dirs = HashSet::new();
+    let mut listing = std::io::BufWriter::new(std::io::stdout().lock());
     for &i in &selected {
         let m = graph.model(i);
         if !matches!(m.body, ModelBody::Sql { .. }) {
             continue;
         }
-        let (is_incremental, watermark) = match (&lakehouse, m.config.materialized) {
-            (Some(lh), Materialized::Incremental) => {
-                match lh.load_table(&table_ident(&m.table_name()).usage()?).await.environment()? {
-                    Some(t) => {
-                        let previous = compile::stored_watermark(m, Some(&t));
-                        (true, compile::watermark_literal(m, previous.as_ref(), true))
-                    }
-                    None => (false, None),
-                }
-            }
-            _ => (false, None),
-        };
+        let (is_incremental, watermark) = incremental.get(&i).cloned().map_or((false, None), |w| (true, w));
         let compiled = compile::compile(&graph, m, &vars, is_incremental, watermark).usage()?;
         let path = out_dir.join(&m.path);
-        if let Some(dir) = path.parent() {
+        if let Some(dir) = path.parent()
+            && dirs.insert(dir.to_path_buf())
+        {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display())).environment()?;
         }
-        std::fs::write(&path, &compiled.sql).with_context(|| format!("cannot write {}", path.display())).environment()?;
-        println!("{}", path.strip_prefix(&project.config.root).unwrap_or(&path).display());
+        write_if_changed(&path, &compiled.sql).environment()?;
+        let _ = writeln!(listing, "{}", path.strip_prefix(&project.config.root).unwrap_or(&path).display());
     }
+    let _ = listing.flush();
     write_manifest(&project.config.artifact_dir(), &project, &graph).environment()?;
     Ok(0)
+}
+
+/// The selected incremental SQL models whose table exists, with the watermark literal a run
+/// would use now. The catalog is listed once and only existing tables are loaded, several at
+/// a time, rather than one lookup per model in turn.
+async fn incremental_models(lakehouse: Option<&Lakehouse>, graph: &Graph, selected: &[usize]) -> CliResult<HashMap<usize, Option<String>>> {
+    let Some(lakehouse) = lakehouse else { return Ok(HashMap::new()) };
+    let wanted: Vec<usize> = selected
+        .iter()
+        .copied()
+        .filter(|&i| matches!(graph.model(i).body, ModelBody::Sql { .. }) && graph.model(i).config.materialized == Materialized::Incremental)
+        .collect();
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let existing: HashSet<String> = lakehouse.list_tables().await.environment()?.iter().map(|t| t.to_string()).collect();
+    let loads = wanted.into_iter().filter(|&i| existing.contains(&graph.model(i).table_name())).map(|i| async move {
+        let m = graph.model(i);
+        let table = lakehouse.load_table(&table_ident(&m.table_name()).usage()?).await.environment()?;
+        Ok::<_, super::CliError>(table.map(|t| {
+            let previous = compile::stored_watermark(m, Some(&t));
+            (i, compile::watermark_literal(m, previous.as_ref(), true))
+        }))
+    });
+    let mut out = HashMap::new();
+    for loaded in futures::StreamExt::collect::<Vec<_>>(futures::StreamExt::buffer_unordered(futures::stream::iter(loads), 8)).await {
+        out.extend(loaded?);
+    }
+    Ok(out)
+}
+
+/// Writes `text` to `path` unless the file already holds it: rewriting (truncating) thousands
+/// of unchanged files makes ext4 flush each one to disk on close.
+fn write_if_changed(path: &Path, text: &str) -> anyhow::Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
+        return Ok(());
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }

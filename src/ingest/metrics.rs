@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 /// Counters of one source.
 #[derive(Debug, Default)]
 pub struct SourceMetrics {
+    /// Records (rows and dead letters) and their payload bytes, counted when their flush commits.
     pub records: AtomicU64,
     pub dead_letters: AtomicU64,
     pub bytes: AtomicU64,
@@ -41,9 +42,9 @@ impl Metrics {
         let sources = self.sources.lock().expect("metrics lock").clone();
         let mut out = String::new();
         let counters: [(&str, &str, fn(&SourceMetrics) -> f64); 6] = [
-            ("lake_ingest_records_total", "Records read from the source.", |m| m.records.load(Ordering::Relaxed) as f64),
+            ("lake_ingest_records_total", "Records read from the source and committed (rows and dead letters; a redone flush counts once).", |m| m.records.load(Ordering::Relaxed) as f64),
             ("lake_ingest_dead_letters_total", "Records stored in the dead-letter table.", |m| m.dead_letters.load(Ordering::Relaxed) as f64),
-            ("lake_ingest_bytes_total", "Payload bytes read.", |m| m.bytes.load(Ordering::Relaxed) as f64),
+            ("lake_ingest_bytes_total", "Payload bytes of the committed records.", |m| m.bytes.load(Ordering::Relaxed) as f64),
             ("lake_ingest_commits_total", "Flushes committed.", |m| m.commits.load(Ordering::Relaxed) as f64),
             ("lake_ingest_commit_seconds_total", "Time spent writing and committing flushes.", |m| {
                 m.commit_micros.load(Ordering::Relaxed) as f64 / 1e6

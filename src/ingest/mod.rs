@@ -208,8 +208,9 @@ async fn run_lane(
     let errors = errors_ident(&ident)?;
     let partition_by = partition_fields(name, config)?;
     let mut report = SourceReport { source: name.to_string(), table: table.to_string(), ..Default::default() };
-    let max_rows = config.batch.rows.max(1);
-    let max_bytes = config.batch.bytes_mb.max(1) * 1024 * 1024;
+    config.batch.validate(("batch.rows", "batch.bytes_mb", "batch.seconds")).map_err(|e| anyhow!("ingest source `{name}`: {e}"))?;
+    let max_rows = config.batch.rows;
+    let max_bytes = config.batch.bytes_mb * 1024 * 1024;
     let max_wait = Duration::from_secs_f64(config.batch.seconds.max(0.01));
     let counters = options.metrics.source(name);
 
@@ -219,14 +220,16 @@ async fn run_lane(
     'restart: loop {
         let mut base = lakehouse.load_table(&ident).await?;
         let mut errors_base = lakehouse.load_table(&errors).await?;
-        let committed = if source.replayable() { committed_positions(base.as_ref(), name)? } else { Positions::new() };
+        // The positions stored in the table as this process last saw them: a flush's streams
+        // must still be there when it commits (the source's own positions may have moved
+        // without a commit: a file opened empty, blank lines, a partial first line).
+        let mut committed = if source.replayable() { committed_positions(base.as_ref(), name)? } else { Positions::new() };
         let mut errors_stored = committed_positions(errors_base.as_ref(), name)?;
-        source.reset(committed).await.with_context(|| format!("ingest source `{name}`"))?;
+        source.reset(committed.clone()).await.with_context(|| format!("ingest source `{name}`"))?;
         let mut layout: Option<Layout> = None;
         loop {
             // Collect a batch.
             let started = Instant::now();
-            let start_positions = source.positions().clone();
             let mut batch: Vec<RawRecord> = Vec::new();
             // Records the source could not decode: dead letters of this batch.
             let mut undecodable: Vec<DeadLetter> = Vec::new();
@@ -235,15 +238,12 @@ async fn run_lane(
             while batch.len() + undecodable.len() < max_rows && bytes < max_bytes {
                 let next = source.next_record().await.with_context(|| format!("ingest source `{name}`"))?;
                 for dead in source.take_dead_letters() {
-                    counters.records.fetch_add(1, Ordering::Relaxed);
                     bytes += dead.record.payload.len() as u64;
                     undecodable.push(dead);
                 }
                 match next {
                     Some(record) => {
                         bytes += record.payload.len() as u64;
-                        counters.records.fetch_add(1, Ordering::Relaxed);
-                        counters.bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
                         batch.push(record);
                         counters.buffered.store(batch.len() as u64, Ordering::Relaxed);
                     }
@@ -271,25 +271,29 @@ async fn run_lane(
             }
             *counters.lag.lock().expect("metrics lock") = source.lag();
             if !batch.is_empty() || !undecodable.is_empty() {
-                report.records += (batch.len() + undecodable.len()) as u64;
+                // Counted once committed: a flush that is redone reads its records again.
+                let read = (batch.len() + undecodable.len()) as u64;
                 let flush_started = Instant::now();
                 let flushed = flush(
                     lakehouse, name, config, source.kind(), &ident, &errors, &mut base, &mut errors_base, &mut layout,
-                    batch, undecodable, &start_positions, source.positions(), &mut errors_stored, &partition_by, write,
+                    batch, undecodable, &committed, source.positions(), &mut errors_stored, &partition_by, write,
                     source.replayable(),
                 )
                 .await;
                 match flushed {
                     Ok((rows, dead)) => {
+                        report.records += read;
                         report.rows += rows;
                         report.dead_letters += dead;
                         report.flushes += 1;
+                        counters.records.fetch_add(read, Ordering::Relaxed);
+                        counters.bytes.fetch_add(bytes, Ordering::Relaxed);
                         counters.commits.fetch_add(1, Ordering::Relaxed);
                         counters.commit_micros.fetch_add(flush_started.elapsed().as_micros() as u64, Ordering::Relaxed);
                         counters.dead_letters.fetch_add(dead, Ordering::Relaxed);
                         counters.buffered.store(0, Ordering::Relaxed);
                         (options.on_flush)(&report, rows, dead);
-                        let committed = source.positions().clone();
+                        committed = source.positions().clone();
                         source.committed(&committed).await.with_context(|| format!("ingest source `{name}`"))?;
                     }
                     Err(e) if e.commit().is_some_and(commit::Error::is_producer_conflict) => {

@@ -81,7 +81,7 @@ impl ObjectSource {
         if (records.len() as u64) < skip {
             bail!("{stream} has {} records but {skip} were already loaded from it; it was truncated or replaced", records.len());
         }
-        self.positions.entry(stream.clone()).or_insert(Position { consumed: skip, head, head_len });
+        self.positions.entry(stream.clone()).or_insert(Position { consumed: skip, head, head_len, boundary: None });
         let now = chrono::Utc::now().timestamp_micros();
         for (i, line) in records.into_iter().enumerate().skip(skip as usize) {
             let at = Coordinates::File { path: stream.clone(), line: i as u64 + 1 };

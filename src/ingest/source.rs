@@ -19,6 +19,11 @@ pub struct Position {
     pub head: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub head_len: u64,
+    /// NDJSON files: `(lines, bytes)`, the first `lines` lines (at most `consumed`) end at byte
+    /// `bytes`, so a reader seeks there instead of reading the consumed lines again. `None`:
+    /// not known (other formats, positions stored by an older lake): lines are counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boundary: Option<(u64, u64)>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -28,7 +33,7 @@ fn is_zero(n: &u64) -> bool {
 impl Position {
     /// A stream position without a file fingerprint.
     pub fn at(consumed: u64) -> Self {
-        Self { consumed, head: String::new(), head_len: 0 }
+        Self { consumed, head: String::new(), head_len: 0, boundary: None }
     }
 }
 

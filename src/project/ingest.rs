@@ -130,6 +130,27 @@ fn default_seconds() -> f64 {
     10.0
 }
 
+/// The largest `bytes_mb` (1 TiB): a batch is held in memory before it is written.
+pub const MAX_BATCH_MB: u64 = 1 << 20;
+
+impl BatchConfig {
+    /// Whether each limit can be met: `rows` and `bytes_mb` (at most [`MAX_BATCH_MB`]) at
+    /// least 1, `seconds` a positive number. The message names the setting as `names` spells
+    /// it (`(rows, bytes_mb, seconds)`: lake.toml keys or command-line flags).
+    pub fn validate(&self, names: (&str, &str, &str)) -> Result<(), String> {
+        if self.rows == 0 {
+            return Err(format!("{} = 0: a batch must hold at least 1 record", names.0));
+        }
+        if self.bytes_mb == 0 || self.bytes_mb > MAX_BATCH_MB {
+            return Err(format!("{} = {}: give a size in MiB from 1 to {MAX_BATCH_MB}", names.1, self.bytes_mb));
+        }
+        if !(self.seconds.is_finite() && self.seconds > 0.0) {
+            return Err(format!("{} = {}: give a positive number of seconds", names.2, self.seconds));
+        }
+        Ok(())
+    }
+}
+
 impl Default for BatchConfig {
     fn default() -> Self {
         Self { rows: default_rows(), bytes_mb: default_bytes_mb(), seconds: default_seconds() }

@@ -61,12 +61,14 @@ impl Macros {
         Ok(())
     }
 
-    /// `{% from "file" import a, b %}` for every file, on one line: put before a template's
-    /// first line, it makes every macro callable without moving the template's line numbers.
-    pub fn imports(&self) -> String {
+    /// `{% from "file" import a, b %}` for every file that defines a macro `template` names,
+    /// on one line: put before the template's first line, it makes those macros callable
+    /// without moving its line numbers. (Files whose macros it does not name are left out:
+    /// importing one costs a render as much as the template itself.)
+    pub fn imports(&self, template: &str) -> String {
         self.files
             .iter()
-            .filter(|f| !f.macros.is_empty())
+            .filter(|f| f.macros.iter().any(|m| template.contains(m.as_str())))
             .map(|f| format!("{{% from {:?} import {} %}}", f.name, f.macros.join(", ")))
             .collect()
     }

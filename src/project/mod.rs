@@ -83,6 +83,7 @@ fn template_vars(config: &ProjectConfig, macros: &std::sync::Arc<macros::Macros>
         vars: config.vars.clone(),
         target: config.target.clone(),
         macros: macros.clone(),
+        idle: Default::default(),
     }
 }
 

@@ -4,6 +4,11 @@
 //! A template is rendered twice in a run's life: at parse time ([`Mode::Parse`]) to collect its
 //! configuration and dependencies, and at execution time ([`Mode::Execute`]) with real relation
 //! names, the incremental flag and the stored watermark.
+//!
+//! The template environment (its functions and the project's macros, compiled) is built once
+//! per [`TemplateVars`] and reused by every render, one environment per concurrent render:
+//! what differs between renders (the incremental flag, how `ref()` resolves, the `config()`
+//! and dependencies collected) lives in a slot the functions read.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,7 +21,8 @@ use serde_json::Value as Json;
 use super::macros::Macros;
 use super::model::Dependency;
 
-/// Values every template can see.
+/// Values every template can see. Environments built from them are kept for later renders
+/// (shared by clones), so the fields are not to be changed once rendering has begun.
 #[derive(Debug, Clone, Default)]
 pub struct TemplateVars {
     /// `lake.toml` `[vars]` merged with `--vars`.
@@ -25,6 +31,47 @@ pub struct TemplateVars {
     pub target: Option<String>,
     /// The project's macros, callable in every template.
     pub macros: Arc<Macros>,
+    /// Environments not in use right now.
+    pub(crate) idle: Idle,
+}
+
+/// Template environments built for a [`TemplateVars`], waiting for the next render.
+#[derive(Clone, Default)]
+pub(crate) struct Idle(Arc<Mutex<Vec<Renderer>>>);
+
+impl std::fmt::Debug for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Idle(..)")
+    }
+}
+
+/// An environment whose functions read and record through `slot`.
+struct Renderer {
+    env: Environment<'static>,
+    slot: Arc<Mutex<Slot>>,
+}
+
+/// What one render sees and collects.
+#[derive(Default)]
+struct Slot {
+    state: State,
+    is_incremental: bool,
+    /// Whether `whole=true` renders the whole-table relation (an executed incremental render).
+    whole_prefix: bool,
+    resolve: Option<Resolver>,
+}
+
+impl Renderer {
+    fn new(vars: &TemplateVars) -> Result<Renderer, Error> {
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        add_config_and_vars(&mut env, &slot, vars);
+        add_ref_and_source(&mut env, &slot);
+        vars.macros.register(&mut env)?;
+        Ok(Renderer { env, slot })
+    }
 }
 
 /// How `ref()` and `source()` resolve.
@@ -71,8 +118,9 @@ pub fn render(path: &Path, raw: &str, vars: &TemplateVars, mode: &Mode<'_>) -> R
     match mode {
         Mode::Parse => {
             // Render both branches of `is_incremental()` so refs in either are seen.
-            let mut full = render_once(path, raw, vars, mode, false)?;
-            let incremental = render_once(path, raw, vars, mode, true)?;
+            let mut both = render_each(path, raw, vars, mode, &[false, true])?;
+            let incremental = both.pop().expect("two renders");
+            let mut full = both.pop().expect("two renders");
             for dep in incremental.depends_on {
                 if !full.depends_on.contains(&dep) {
                     full.depends_on.push(dep);
@@ -80,55 +128,54 @@ pub fn render(path: &Path, raw: &str, vars: &TemplateVars, mode: &Mode<'_>) -> R
             }
             Ok(full)
         }
-        Mode::Execute { is_incremental, .. } => render_once(path, raw, vars, mode, *is_incremental),
+        Mode::Execute { is_incremental, .. } => {
+            Ok(render_each(path, raw, vars, mode, &[*is_incremental])?.pop().expect("one render"))
+        }
     }
 }
 
-fn render_once(
-    path: &Path,
-    raw: &str,
-    vars: &TemplateVars,
-    mode: &Mode<'_>,
-    is_incremental: bool,
-) -> Result<Rendered> {
-    let state = Arc::new(Mutex::new(State::default()));
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_keep_trailing_newline(true);
-    add_config_and_vars(&mut env, &state, vars, is_incremental);
-    let whole_prefix = matches!(mode, Mode::Execute { .. }) && is_incremental;
-    add_ref_and_source(&mut env, &state, dependency_resolver(mode, raw, &vars.macros), whole_prefix);
-    vars.macros.register(&mut env).map_err(|e| template_error(path, &e))?;
+/// Renders `raw` once per `is_incremental` flag, compiling it once, in an idle environment
+/// of `vars` (or a new one).
+fn render_each(path: &Path, raw: &str, vars: &TemplateVars, mode: &Mode<'_>, flags: &[bool]) -> Result<Vec<Rendered>> {
+    let idle = vars.idle.0.lock().expect("template environments").pop();
+    let renderer = match idle {
+        Some(r) => r,
+        None => Renderer::new(vars).map_err(|e| template_error(path, &e))?,
+    };
+    let rendered = render_with(&renderer, path, raw, vars, mode, flags);
+    vars.idle.0.lock().expect("template environments").push(renderer);
+    rendered
+}
 
+fn render_with(renderer: &Renderer, path: &Path, raw: &str, vars: &TemplateVars, mode: &Mode<'_>, flags: &[bool]) -> Result<Vec<Rendered>> {
     let name = path.display().to_string();
     // The imports go on the template's first line, so its line numbers stay the file's.
-    let source = format!("{}{raw}", vars.macros.imports());
-    let sql = env
-        .render_named_str(&name, &source, Value::from_serialize(&template_context(mode, vars)))
-        .map_err(|e| template_error(path, &e))?;
-
-    let state = std::mem::take(&mut *state.lock().expect("template state"));
-    let depends_on = state
-        .depends_on
-        .into_iter()
-        .map(|d| with_line(raw, d))
-        .fold(Vec::new(), |mut acc, d| {
+    let source = format!("{}{raw}", vars.macros.imports(raw));
+    let template = renderer.env.template_from_named_str(&name, &source).map_err(|e| template_error(path, &e))?;
+    let context = Value::from_serialize(template_context(mode, vars));
+    let resolve = dependency_resolver(mode, raw, &vars.macros);
+    let mut out = Vec::with_capacity(flags.len());
+    for &is_incremental in flags {
+        let whole_prefix = is_incremental && matches!(mode, Mode::Execute { .. });
+        *renderer.slot.lock().expect("template state") =
+            Slot { state: State::default(), is_incremental, whole_prefix, resolve: Some(resolve.clone()) };
+        let rendered = template.render(context.clone());
+        let state = std::mem::take(&mut *renderer.slot.lock().expect("template state")).state;
+        let sql = rendered.map_err(|e| template_error(path, &e))?;
+        let depends_on = state.depends_on.into_iter().map(|d| with_line(raw, d)).fold(Vec::new(), |mut acc, d| {
             if !acc.contains(&d) {
                 acc.push(d);
             }
             acc
         });
-    Ok(Rendered {
-        sql,
-        config: state.config,
-        depends_on,
-        whole: state.whole.into_iter().map(|d| strip_line(&d)).collect(),
-    })
+        out.push(Rendered { sql, config: state.config, depends_on, whole: state.whole.into_iter().map(|d| strip_line(&d)).collect() });
+    }
+    Ok(out)
 }
 
 /// `config(...)`, `var()`, `env_var()` and `is_incremental()`.
-fn add_config_and_vars(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, vars: &TemplateVars, is_incremental: bool) {
-    let st = state.clone();
+fn add_config_and_vars(env: &mut Environment<'_>, slot: &Arc<Mutex<Slot>>, vars: &TemplateVars) {
+    let st = slot.clone();
     env.add_function("config", move |kwargs: Kwargs| -> Result<String, Error> {
         let mut st = st.lock().expect("template state");
         for key in kwargs.args() {
@@ -136,7 +183,7 @@ fn add_config_and_vars(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, var
             let json = serde_json::to_value(&v).map_err(|e| {
                 Error::new(ErrorKind::InvalidOperation, format!("config({key}=...): {e}"))
             })?;
-            st.config.insert(key.to_string(), json);
+            st.state.config.insert(key.to_string(), json);
         }
         Ok(String::new())
     });
@@ -167,7 +214,8 @@ fn add_config_and_vars(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, var
             })
         },
     );
-    env.add_function("is_incremental", move || is_incremental);
+    let st = slot.clone();
+    env.add_function("is_incremental", move || st.lock().expect("template state").is_incremental);
 }
 
 type Resolver = Arc<dyn Fn(&Dependency) -> Result<String, Error> + Send + Sync>;
@@ -204,25 +252,9 @@ fn dependency_resolver(mode: &Mode<'_>, raw: &str, macros: &Macros) -> Resolver 
 }
 
 /// `ref()` and `source()`: record the dependency, then resolve it. With `whole=true` in an
-/// incremental run (`whole_prefix`), the relation is the whole table in [`WHOLE_CATALOG`].
-fn add_ref_and_source(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, resolve: Resolver, whole_prefix: bool) {
-    let record = {
-        let st = state.clone();
-        move |dep: Dependency, kwargs: &Kwargs, resolve: &Resolver| -> Result<Value, Error> {
-            let whole: bool = kwargs.get::<Option<bool>>("whole")?.unwrap_or(false);
-            kwargs.assert_all_used()?;
-            let mut st = st.lock().expect("template state");
-            st.depends_on.push(dep.clone());
-            let relation = resolve(&dep)?;
-            // An ephemeral model renders as a CTE name: it is always computed from its inputs.
-            if whole && whole_prefix && relation.contains('.') {
-                st.whole.push(dep);
-                return Ok(Value::from_safe_string(format!("\"{WHOLE_CATALOG}\".{relation}")));
-            }
-            Ok(Value::from_safe_string(relation))
-        }
-    };
-    let (rec, res) = (record.clone(), resolve.clone());
+/// incremental run, the relation is the whole table in [`WHOLE_CATALOG`].
+fn add_ref_and_source(env: &mut Environment<'_>, slot: &Arc<Mutex<Slot>>) {
+    let st = slot.clone();
     env.add_function("ref", move |args: Rest<Value>, kwargs: Kwargs| -> Result<Value, Error> {
         let name = match &args[..] {
             [name] => name.as_str(),
@@ -234,16 +266,36 @@ fn add_ref_and_source(env: &mut Environment<'_>, state: &Arc<Mutex<State>>, reso
             name: name.to_string(),
             line: 0,
         };
-        rec(dep, &kwargs, &res)
+        Ok(Value::from_safe_string(record(&st, dep, &kwargs)?))
     });
+    let st = slot.clone();
     env.add_function("source", move |source: String, table: String, kwargs: Kwargs| -> Result<Value, Error> {
         let dep = Dependency::Source {
             source,
             table,
             line: 0,
         };
-        record(dep, &kwargs, &resolve)
+        Ok(Value::from_safe_string(record(&st, dep, &kwargs)?))
     });
+}
+
+/// Records `dep` as a dependency of the template being rendered and resolves it; `whole=true`
+/// in an incremental run resolves to the whole table (an ephemeral model, rendered as a CTE
+/// name, is always computed from its inputs).
+fn record(slot: &Mutex<Slot>, dep: Dependency, kwargs: &Kwargs) -> Result<String, Error> {
+    let whole: bool = kwargs.get::<Option<bool>>("whole")?.unwrap_or(false);
+    kwargs.assert_all_used()?;
+    let (resolve, whole_prefix) = {
+        let mut slot = slot.lock().expect("template state");
+        slot.state.depends_on.push(dep.clone());
+        (slot.resolve.clone(), slot.whole_prefix)
+    };
+    let relation = resolve.ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "ref() and source() work in models only"))?(&dep)?;
+    if whole && whole_prefix && relation.contains('.') {
+        slot.lock().expect("template state").state.whole.push(dep);
+        return Ok(format!("\"{WHOLE_CATALOG}\".{relation}"));
+    }
+    Ok(relation)
 }
 
 /// The template's variables: `this`, `watermark` and `target`.
@@ -307,14 +359,10 @@ fn with_line(raw: &str, dep: Dependency) -> Dependency {
         Dependency::Model { .. } => "ref(",
         Dependency::Source { .. } => "source(",
     };
+    let quoted: Vec<[String; 2]> = needle_names.iter().map(|n| [format!("'{n}'"), format!("\"{n}\"")]).collect();
     let line = raw
         .lines()
-        .position(|l| {
-            l.contains(call)
-                && needle_names
-                    .iter()
-                    .all(|n| l.contains(&format!("'{n}'")) || l.contains(&format!("\"{n}\"")))
-        })
+        .position(|l| l.contains(call) && quoted.iter().all(|[single, double]| l.contains(single) || l.contains(double)))
         .map(|i| i + 1)
         .unwrap_or(1);
     match dep {

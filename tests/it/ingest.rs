@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{TestProject, lake_bin};
 
+mod continuous;
 mod decode;
 
 fn project(extra: &str) -> TestProject {
@@ -370,9 +371,14 @@ impl Running {
 
     /// SIGTERM, then the exit code and stderr.
     fn stop(self) -> (Option<i32>, String) {
-        assert!(Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().unwrap().success());
-        let out = self.0.wait_with_output().unwrap();
+        let out = self.stop_output();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// SIGTERM, then everything the process printed.
+    fn stop_output(self) -> std::process::Output {
+        assert!(Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().unwrap().success());
+        self.0.wait_with_output().unwrap()
     }
 }
 
@@ -590,6 +596,31 @@ fn batch_bytes_mb_flushes_an_ad_hoc_ingest_by_size() {
     p.lake(&["ingest", "--from", "big.ndjson", "--table", "raw.big", "--once", "--batch-bytes-mb", "1"]).assert_ok();
     assert_eq!(p.sql_count("select count(*) from raw.big"), 3000);
     assert!(p.snapshot_count("raw.big") >= 3, "3 MB in 1 MiB batches: {}", p.snapshot_count("raw.big"));
+}
+
+#[test]
+fn batch_limits_that_cannot_be_met_are_usage_errors() {
+    // `--batch-bytes-mb 0` was taken as 1 MiB without a word.
+    let p = project("");
+    p.write("f.ndjson", "{\"id\": 1}\n");
+    let ad_hoc = ["ingest", "--from", "f.ndjson", "--table", "raw.t", "--once"];
+    for (flag, bad) in [("--batch-bytes-mb", "0"), ("--batch-bytes-mb", "2000000"), ("--batch-bytes-mb", "-1"), ("--batch-bytes-mb", "x"),
+        ("--batch-rows", "0"), ("--batch-seconds", "0"), ("--batch-seconds", "NaN")]
+    {
+        let out = p.lake(&[&ad_hoc[..], &[&format!("{flag}={bad}")]].concat());
+        assert_eq!(out.code, 2, "{flag} {bad}: {}", out.all());
+        assert!(out.stderr.contains(flag), "{flag} {bad}: {}", out.all());
+    }
+    append(&p, "lake.toml", "[ingest.events.batch]\nbytes_mb = 0\n");
+    p.write("landing/a.ndjson", &format!("{}\n", line(1)));
+    let out = p.lake(&["ingest", "events", "--once"]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("[ingest.events.batch] bytes_mb = 0"), "{}", out.all());
+    assert_ne!(p.lake(&["sql", "select count(*) from raw.t"]).code, 0, "nothing was ingested");
+    // The flag overrides the key.
+    p.lake(&["ingest", "events", "--once", "--batch-bytes-mb", "1"]).assert_ok();
+    p.lake(&[&ad_hoc[..], &["--batch-bytes-mb", "1"]].concat()).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from raw.t"), 1);
 }
 
 #[test]

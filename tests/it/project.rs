@@ -175,3 +175,74 @@ fn macros_in_the_macro_path_are_callable_from_models_and_tests() {
     p.write("jinja/filters.sql", "{%- macro positive(col) -%}{{ col }} > 0{%- endmacro %}\n");
     p.lake(&["run", "--full-refresh"]).assert_ok();
 }
+
+/// A project of `n` SQL models: model i reads model i-1 and model i/3, every 10th (from 5) is
+/// incremental, every 50th (from 25) ephemeral, and each calls one of 20 macros.
+fn generated(n: usize) -> TestProject {
+    let p = TestProject::new();
+    for k in 0..5 {
+        let macros: String = (0..4).map(|j| format!("{{% macro plus_{k}_{j}(col) %}}{{{{ col }}}} + {j}{{% endmacro %}}\n")).collect();
+        p.write(&format!("macros/m{k}.sql"), &macros);
+    }
+    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: events\n");
+    for i in 0..n {
+        let layer = if i < n / 2 { "staging" } else { "marts" };
+        let body = if i == 0 {
+            "select 1 as id, 0 as v, 0 as seq from {{ source('raw', 'events') }}".to_string()
+        } else {
+            let parents: std::collections::BTreeSet<usize> = [i - 1, i / 3].into();
+            let refs: Vec<String> = parents
+                .iter()
+                .map(|p| format!("select id, {{{{ plus_{}_{}('v') }}}} as v, seq from {{{{ ref('m{p:05}') }}}}", i % 5, i % 4))
+                .collect();
+            refs.join("\nunion all\n")
+        };
+        let text = match i {
+            _ if i % 50 == 25 => format!("{{{{ config(materialized='ephemeral') }}}}\n{body}\n"),
+            _ if i % 10 == 5 => format!(
+                "{{{{ config(materialized='incremental', watermark='seq') }}}}\nselect * from (\n{body}\n) t\n\
+                 {{% if is_incremental() %}}where seq > {{{{ watermark }}}}{{% endif %}}\n"
+            ),
+            _ => format!("{body}\n"),
+        };
+        p.write(&format!("models/{layer}/m{i:05}.sql"), &text);
+    }
+    p
+}
+
+#[test]
+fn compile_renders_every_model_of_a_generated_thousand_model_project() {
+    let n = 1000;
+    let p = generated(n);
+    let out = p.lake(&["compile"]);
+    out.assert_ok();
+    let listed: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(listed.len(), n, "every model: {}", out.all());
+    let layer = |i: usize| if i < n / 2 { "staging" } else { "marts" };
+    let compiled = |i: usize| std::fs::read_to_string(p.path().join(format!("target/compiled/models/{}/m{i:05}.sql", layer(i)))).unwrap();
+    for i in 0..n {
+        let sql = compiled(i);
+        assert!(!sql.contains("{{") && !sql.contains("{%"), "m{i:05} is not fully rendered: {sql}");
+        for parent in [i.saturating_sub(1), i / 3].into_iter().filter(|&p| p != i) {
+            let relation = if parent % 50 == 25 { format!("__lake_ephemeral_m{parent:05}") } else { format!("\"{}\".\"m{parent:05}\"", layer(parent)) };
+            assert!(sql.contains(&relation), "m{i:05} must read {relation}: {sql}");
+        }
+        // Each model's own macro, whatever the models rendered before it.
+        assert!(i == 0 || sql.contains(&format!("v + {} as v", i % 4)), "m{i:05}: {sql}");
+        if i % 10 == 5 && i % 50 != 25 {
+            assert!(sql.trim_end().ends_with(") t"), "a first run of m{i:05} has no watermark filter: {sql}");
+        }
+    }
+    assert_eq!(compiled(999), "select id, v + 3 as v, seq from \"staging\".\"m00333\"\nunion all\nselect id, v + 3 as v, seq from \"marts\".\"m00998\"\n");
+    assert_eq!(
+        compiled(26),
+        "WITH __lake_ephemeral_m00025 AS (\n\nselect id, v + 1 as v, seq from \"staging\".\"m00008\"\nunion all\n\
+         select id, v + 1 as v, seq from \"staging\".\"m00024\"\n)\nselect id, v + 2 as v, seq from \"staging\".\"m00008\"\n\
+         union all\nselect id, v + 2 as v, seq from __lake_ephemeral_m00025"
+    );
+    // A second compile after one model changed: that file follows, the others stay.
+    p.write("models/marts/m00999.sql", "select id from {{ ref('m00998') }}\n");
+    p.lake(&["compile"]).assert_ok();
+    assert_eq!(compiled(999), "select id from \"marts\".\"m00998\"\n");
+    assert!(compiled(998).contains("\"marts\".\"m00997\""));
+}

@@ -1,11 +1,14 @@
 //! The file source: NDJSON, JSON, CSV or Parquet files from a path or a glob, or NDJSON from
 //! stdin, read record by record from where the last committed flush stopped.
 //!
-//! Positions are kept per file (records consumed and a fingerprint of the file's first bytes)
-//! and committed in the raw table's snapshot summary with the rows they cover, so a rerun
-//! reads only new files and new records, and a crash between two flushes re-reads exactly the
-//! uncommitted part. A file whose first bytes changed since it was read is an error, never
-//! read twice.
+//! Positions are kept per file (records consumed, a fingerprint of the file's first bytes,
+//! and for NDJSON the byte offset where the consumed lines end) and committed in the raw
+//! table's snapshot summary with the rows they cover, so a rerun reads only new files and new
+//! records (an NDJSON file from its byte offset on, not from its start), and a crash between
+//! two flushes re-reads exactly the uncommitted part. A file whose first bytes changed since
+//! it was read, that is shorter than what was read, or where no line ends at the stored offset
+//! any more is an error, never read twice nor skipped. A running reader opens only files
+//! whose size or modification time changed since it read them to their end.
 //!
 //! Files may still be written while they are read, so only complete records are consumed:
 //! NDJSON and CSV up to their last newline (a partial last line is read again later, never
@@ -199,8 +202,6 @@ pub struct FileReader {
     seen: HashMap<String, (Stamp, Instant)>,
     /// Files read to their end at this stamp: not opened again until it changes.
     read_through: HashMap<String, Stamp>,
-    /// NDJSON files: the byte offset after their first `n` lines, to seek instead of re-reading.
-    line_offsets: HashMap<String, (u64, u64)>,
     /// Files of this pass with data left until they settle.
     waiting: BTreeSet<String>,
     /// Lines read but not decodable, for [`Source::take_dead_letters`].
@@ -258,6 +259,14 @@ impl Records {
         }
     }
 
+    /// Lines: the byte offset after the records handed out, when it is a line start.
+    fn boundary(&self) -> Option<u64> {
+        match self {
+            Records::Lines { offset, open_line: false, .. } => Some(*offset),
+            _ => None,
+        }
+    }
+
     /// Passes over one record consumed earlier (complete or not: it was complete then).
     fn skip_one(&mut self) -> std::io::Result<bool> {
         match self {
@@ -285,7 +294,6 @@ impl FileReader {
             settle: DEFAULT_SETTLE,
             seen: HashMap::new(),
             read_through: HashMap::new(),
-            line_offsets: HashMap::new(),
             waiting: BTreeSet::new(),
             dead: Vec::new(),
             stdin: None,
@@ -322,6 +330,9 @@ impl FileReader {
                     let at = Coordinates::File { path: current.key.clone(), line: current.consumed };
                     if let Some(p) = self.positions.get_mut(&current.key) {
                         p.consumed = current.consumed;
+                        if let Some(at) = current.records.boundary() {
+                            p.boundary = Some((current.consumed, at));
+                        }
                     }
                     if let Some(record) = self.deliver(line, at, received_at)? {
                         return Ok(Some(record));
@@ -329,9 +340,6 @@ impl FileReader {
                 }
                 next => {
                     let current = self.current.take().expect("opened");
-                    if let Records::Lines { offset, open_line: false, .. } = current.records {
-                        self.line_offsets.insert(current.key.clone(), (current.consumed, offset));
-                    }
                     if matches!(next, Next::End) {
                         self.read_through.insert(current.key, current.stamp);
                     } else if !self.own_log {
@@ -400,41 +408,69 @@ impl FileReader {
                 continue; // Read to its end, unchanged since.
             }
             let settled = self.settled(&key, stamp);
+            let (head, head_len) = self.checked_head(&key, &path, stamp)?;
             let known = self.positions.get(&key);
-            let (head, head_len) = head_of(&path, known.map_or(HEAD_BYTES, |p| p.head_len))?;
-            let skip = match known {
-                Some(p) if !p.head.is_empty() && (p.head != head || p.head_len != head_len) => {
-                    bail!("{key} changed since lake ingest read it (its first bytes differ); move it away or give it a new name")
-                }
-                Some(p) => p.consumed,
-                None => 0,
-            };
+            let (skip, boundary) = known.map_or((0, None), |p| (p.consumed, p.boundary));
             let Some(mut records) = self.open_records(&key, &path, stamp, settled)? else {
                 self.waiting.insert(key);
                 continue;
             };
-            let Some(consumed) = self.skip(&key, &mut records, skip, stamp)? else {
+            let Some(consumed) = self.skip(&key, &mut records, skip, boundary, stamp)? else {
                 self.waiting.insert(key);
                 continue;
             };
-            self.positions.entry(key.clone()).or_insert(Position { consumed: 0, head, head_len });
+            let position = self.positions.entry(key.clone()).or_insert(Position { consumed: 0, head, head_len, boundary: None });
+            if let Some(at) = records.boundary().filter(|_| consumed > 0) {
+                position.boundary = Some((consumed, at));
+            }
             self.current = Some(Current { key, records, consumed, stamp });
             return Ok(true);
         }
         Ok(false)
     }
 
-    /// Passes over the `skip` records earlier flushes committed; returns how many that was,
-    /// or `None` when the complete part of a file being written does not reach that far yet
-    /// (a last record without a newline, read when the file had settled).
-    fn skip(&self, key: &str, records: &mut Records, skip: u64, stamp: Stamp) -> Result<Option<u64>> {
+    /// The fingerprint of `key`'s first bytes and its length, checked against its position:
+    /// an error when they differ (the file was replaced). A short fingerprint (the file was
+    /// shorter than [`HEAD_BYTES`] when first read: empty, say) grows with the file while all
+    /// that was consumed lies within it, so a file first seen empty is still told from another.
+    fn checked_head(&mut self, key: &str, path: &Path, stamp: Stamp) -> Result<(String, u64)> {
+        let Some(known) = self.positions.get_mut(key) else { return head_of(path, HEAD_BYTES) };
+        if known.head.is_empty() {
+            return Ok((String::new(), 0)); // Stored without a fingerprint.
+        }
+        let (head, head_len) = head_of(path, known.head_len)?;
+        if known.head != head || known.head_len != head_len {
+            bail!("{key} changed since lake ingest read it (its first bytes differ); move it away or give it a new name")
+        }
+        let within = known.consumed == 0 || known.boundary.is_some_and(|(lines, bytes)| lines == known.consumed && bytes <= head_len);
+        if head_len < HEAD_BYTES && stamp.len > head_len && within {
+            (known.head, known.head_len) = head_of(path, HEAD_BYTES)?;
+        }
+        Ok((known.head.clone(), known.head_len))
+    }
+
+    /// Passes over the `skip` records earlier flushes committed, from `boundary` on (seeking
+    /// past the lines before it) when known; returns how many that was, or `None` when the
+    /// complete part of a file being written does not reach that far yet (a last record
+    /// without a newline, read when the file had settled). A file shorter than the boundary, or
+    /// with no line ending there any more, was truncated or replaced: an error.
+    fn skip(&self, key: &str, records: &mut Records, skip: u64, boundary: Option<(u64, u64)>, stamp: Stamp) -> Result<Option<u64>> {
         let mut consumed = 0;
         if let Records::Lines { reader, offset, .. } = records
-            && let Some(&(lines, bytes)) = self.line_offsets.get(key)
-            && lines <= skip
-            && bytes <= stamp.len
+            && let Some((lines, bytes)) = boundary.filter(|&(lines, bytes)| lines <= skip && bytes > 0)
         {
-            reader.seek(SeekFrom::Start(bytes)).with_context(|| format!("cannot read {key}"))?;
+            if bytes > stamp.len {
+                bail!(
+                    "{key} is {} bytes, shorter than the {bytes} bytes already loaded from it: it was truncated or replaced \
+                     (rotated?); nothing more is read from it: move it away or give it a new name",
+                    stamp.len
+                );
+            }
+            let mut last = [0u8; 1];
+            reader.seek(SeekFrom::Start(bytes - 1)).and_then(|_| reader.read_exact(&mut last)).with_context(|| format!("cannot read {key}"))?;
+            if last[0] != b'\n' {
+                bail!("{key} changed since lake ingest read it (byte {bytes} no longer ends a line): it was replaced; move it away or give it a new name");
+            }
             *offset = bytes;
             consumed = lines;
         }
