@@ -21,9 +21,7 @@ with ids as (
 
 {% if is_incremental() %}
 changed as (
-    select entity_id from {{ source('semantic', 'entity_changes') }}
-    union
-    select previous_entity_id from {{ source('semantic', 'entity_changes') }} where previous_entity_id is not null
+    {{ entities_regrouped() }}
     union
     select ids.entity_id from {{ ref('stg_shopify_orders') }} as o
     join ids on ids.source = 'shopify' and ids.source_id = cast(o.customer_id as varchar)

@@ -18,9 +18,7 @@ with index as (
 
 {% if is_incremental() %}
 changed as (
-    select entity_id from {{ source('semantic', 'entity_changes') }}
-    union
-    select previous_entity_id from {{ source('semantic', 'entity_changes') }} where previous_entity_id is not null
+    {{ entities_regrouped() }}
     union
     select entity_id from {{ ref('entity_index') }}
     union

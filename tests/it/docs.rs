@@ -55,25 +55,14 @@ fn column_row<'a>(page: &'a str, column: &str) -> &'a str {
 
 /// The README's "Docs" commands (`cargo run --release -- ARGS`), as `lake` arguments.
 fn readme_docs_commands() -> Vec<Vec<String>> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme.split("\n### Docs\n").nth(1).expect("a Docs section in the README");
-    let section = section.split("\n## ").next().unwrap().split("\n### ").next().unwrap();
-    let mut in_sh = false;
     let mut commands = Vec::new();
-    for l in section.lines() {
-        match l.trim() {
-            "```sh" => in_sh = true,
-            "```" => in_sh = false,
-            l if in_sh && !l.is_empty() && !l.starts_with('#') => {
-                let words = shell_words(l);
-                let words: Vec<&str> = words.iter().map(String::as_str).collect();
-                let ["cargo", "run", "--release", "--", args @ ..] = words.as_slice() else {
-                    panic!("a README docs command this test does not know how to run: {words:?}");
-                };
-                commands.push(args.iter().map(|a| a.to_string()).collect());
-            }
-            _ => {}
-        }
+    for l in crate::support::readme::sh_lines("Docs") {
+        let words = shell_words(&l);
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let ["cargo", "run", "--release", "--", args @ ..] = words.as_slice() else {
+            panic!("a README docs command this test does not know how to run: {words:?}");
+        };
+        commands.push(args.iter().map(|a| a.to_string()).collect());
     }
     commands
 }

@@ -331,20 +331,7 @@ fn a_model_reading_an_unloaded_source_says_what_to_load() {
 
 /// The README's "Column lineage" commands, run on a small build of the demo.
 fn readme_lineage_commands() -> Vec<Vec<String>> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme.split("\n### Column lineage\n").nth(1).expect("a Column lineage section");
-    let section = section.split("\n## ").next().unwrap().split("\n### ").next().unwrap();
-    let mut in_sh = false;
-    let mut commands = Vec::new();
-    for l in section.lines() {
-        match l.trim() {
-            "```sh" => in_sh = true,
-            "```" => in_sh = false,
-            l if in_sh && !l.is_empty() => commands.push(shell_words(l)),
-            _ => {}
-        }
-    }
-    commands
+    crate::support::readme::sh_lines("Column lineage").iter().map(|l| shell_words(l)).collect()
 }
 
 #[test]

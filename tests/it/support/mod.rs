@@ -4,6 +4,7 @@
 
 pub mod postgres;
 pub mod readers;
+pub mod readme;
 pub mod rest_proxy;
 pub mod rustberg;
 pub mod s3;
