@@ -8,6 +8,7 @@ use super::{CliResult, ExecArgs, ExitCodeExt, GlobalArgs, SelectArgs};
 use crate::engine::rust_model::Registry;
 use crate::run::report::Reporter;
 use crate::run::results::{NodeResult, Status, write_manifest, write_run_results};
+use crate::run::openlineage::Emitter;
 use crate::run::{self, IndirectSelection, RunContext, RunOptions, seeds};
 
 pub(super) async fn seed(g: &GlobalArgs, names: &[String], full_refresh: bool) -> CliResult {
@@ -16,11 +17,40 @@ pub(super) async fn seed(g: &GlobalArgs, names: &[String], full_refresh: bool) -
     let started = chrono::Utc::now();
     let clock = Instant::now();
     let run_id = uuid::Uuid::now_v7().to_string();
-    let mut reporter = Reporter::new(g.log_format);
-    let results = load_seeds(&project, &lakehouse, &mut reporter, names, &run_id, full_refresh).await?;
+    let emitter = openlineage(&project, &graph, &lakehouse, "seed", &run_id);
+    let mut reporter = Reporter::new(g.log_format).with_lineage(emitter.as_ref().map(Emitter::hook));
+    let results = load_seeds(&project, &lakehouse, &mut reporter, names, &run_id, full_refresh).await;
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => return flushed(emitter, Err(e)).await,
+    };
     let elapsed = clock.elapsed().as_secs_f64();
     reporter.summary(&results, elapsed);
-    finish(&project, &graph, &run_id, "seed", started, elapsed, &results, &Default::default())
+    flushed(emitter, finish(&project, &graph, &run_id, "seed", started, elapsed, &results, &Default::default())).await
+}
+
+/// The command's OpenLineage emitter, when `[openlineage]` is configured.
+fn openlineage(
+    project: &crate::project::Project,
+    graph: &crate::graph::Graph,
+    lakehouse: &crate::lakehouse::catalog::Lakehouse,
+    command: &str,
+    run_id: &str,
+) -> Option<Emitter> {
+    let config = project.config.openlineage.as_ref()?;
+    Some(Emitter::start(config, lakehouse.clone(), Some((project.clone(), graph.clone())), Some((command, run_id))))
+}
+
+/// `result`, once the emitter sent what is queued (a bounded wait; never changes the result).
+async fn flushed(emitter: Option<Emitter>, result: CliResult) -> CliResult {
+    if let Some(emitter) = emitter {
+        let code = match &result {
+            Ok(code) => *code,
+            Err(e) => e.code,
+        };
+        emitter.finish(code).await;
+    }
+    result
 }
 
 async fn load_seeds(
@@ -71,16 +101,20 @@ pub(super) async fn run(
     let lakehouse = connect(&project).await?;
     let started = chrono::Utc::now();
     let clock = Instant::now();
-    let mut reporter = Reporter::new(g.log_format);
     let mut results = Vec::new();
     let run_id = uuid::Uuid::now_v7().to_string();
+    let emitter = openlineage(&project, &graph, &lakehouse, if build { "build" } else { "run" }, &run_id);
+    let mut reporter = Reporter::new(g.log_format).with_lineage(emitter.as_ref().map(Emitter::hook));
     if build {
-        results.extend(load_seeds(&project, &lakehouse, &mut reporter, &[], &run_id, exec.full_refresh).await?);
+        match load_seeds(&project, &lakehouse, &mut reporter, &[], &run_id, exec.full_refresh).await {
+            Ok(r) => results.extend(r),
+            Err(e) => return flushed(emitter, Err(e)).await,
+        }
         // The catalog or storage failed: every model would fail the same way.
         if crate::run::results::exit_code(&results) == super::EXIT_ENVIRONMENT {
             let elapsed = clock.elapsed().as_secs_f64();
             reporter.summary(&results, elapsed);
-            return finish(&project, &graph, &run_id, "build", started, elapsed, &results, &Default::default());
+            return flushed(emitter, finish(&project, &graph, &run_id, "build", started, elapsed, &results, &Default::default())).await;
         }
     }
     let options = RunOptions {
@@ -102,7 +136,9 @@ pub(super) async fn run(
     reporter.begin(if build { "build" } else { "run" }, runnable + tests);
     ctx.reporter = reporter;
     ctx.run_id = run_id.clone();
-    ctx.pin_inputs(&selected).await.environment()?;
+    if let Err(e) = ctx.pin_inputs(&selected).await.environment() {
+        return flushed(emitter, Err(e)).await;
+    }
     let mut selected = selected;
     if build {
         // Source tests first: a failing one blocks the models that read the source.
@@ -130,7 +166,8 @@ pub(super) async fn run(
     let read = ctx.pins.snapshot_ids();
     let mut ctx = Arc::try_unwrap(ctx).map_err(|_| anyhow::anyhow!("run still in use")).environment()?;
     ctx.reporter.summary(&results, elapsed);
-    finish(&project, &graph, &run_id, if build { "build" } else { "run" }, started, elapsed, &results, &read)
+    let result = finish(&project, &graph, &run_id, if build { "build" } else { "run" }, started, elapsed, &results, &read);
+    flushed(emitter, result).await
 }
 
 pub(super) async fn test(g: &GlobalArgs, select: &SelectArgs, registry: Registry, indirect_selection: IndirectSelection) -> CliResult {

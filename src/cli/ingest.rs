@@ -9,7 +9,7 @@ use anyhow::{Context, anyhow};
 
 use super::{CliResult, EXIT_FAILED, EXIT_OK, ExitCodeExt, GlobalArgs};
 use crate::ingest::config::{BatchConfig, SourceConfig};
-use crate::ingest::{RunOptions, SourceReport, committed_positions, run_source};
+use crate::ingest::{Flush, RunOptions, SourceReport, committed_positions, run_source};
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
 use crate::project::config::ProjectConfig;
 use crate::run::report::LogFormat;
@@ -82,19 +82,22 @@ pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
         metrics.clone().serve(addr).await.usage()?;
     }
     let format = g.log_format;
+    let emitter = config
+        .openlineage
+        .as_ref()
+        .map(|c| crate::run::openlineage::Emitter::start(c, lakehouse.clone(), None, None));
+    let hook = emitter.as_ref().map(|e| e.hook());
+    let root = config.root.clone();
     let options = RunOptions {
         once: args.once,
         stop,
-        on_flush: Arc::new(move |report: &SourceReport, rows, dead| match format {
-            LogFormat::Json => println!(
-                "{}",
-                serde_json::json!({"event": "ingest_flush", "source": report.source, "table": report.table,
-                    "rows": rows, "dead_letters": dead, "total_rows": report.rows, "total_dead_letters": report.dead_letters})
-            ),
-            LogFormat::Text => eprintln!(
-                "ingest {}: +{rows} rows, {dead} dead letters → {} ({} rows, {} dead letters so far)",
-                report.source, report.table, report.rows, report.dead_letters
-            ),
+        on_flush: Arc::new(move |flush: Flush<'_>| {
+            if let Some(hook) = &hook {
+                hook.flush(lineage_flush(&root, &flush));
+            }
+            if let Flush::Committed { report, rows, dead, .. } = flush {
+                log_flush(format, report, rows, dead);
+            }
         }),
         metrics,
         storage: config.catalog.props().clone(),
@@ -104,7 +107,8 @@ pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
         async move { (name, source, run_source(lakehouse, root, name, source, write, options).await) }
     });
     let mut code = EXIT_OK;
-    for (name, source, result) in futures::future::join_all(runs).await {
+    let finished = futures::future::join_all(runs).await;
+    for (name, source, result) in finished {
         match result {
             Ok(reports) => {
                 for report in reports {
@@ -125,7 +129,44 @@ pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
             }
         }
     }
+    if let Some(emitter) = emitter {
+        emitter.finish(code).await;
+    }
     Ok(code)
+}
+
+/// One line per committed flush.
+fn log_flush(format: LogFormat, report: &SourceReport, rows: u64, dead: u64) {
+    match format {
+        LogFormat::Json => println!(
+            "{}",
+            serde_json::json!({"event": "ingest_flush", "source": report.source, "table": report.table,
+                "rows": rows, "dead_letters": dead, "total_rows": report.rows, "total_dead_letters": report.dead_letters})
+        ),
+        LogFormat::Text => eprintln!(
+            "ingest {}: +{rows} rows, {dead} dead letters → {} ({} rows, {} dead letters so far)",
+            report.source, report.table, report.rows, report.dead_letters
+        ),
+    }
+}
+
+/// An ingest flush as the OpenLineage emitter takes it: a relative file source made absolute.
+fn lineage_flush(root: &std::path::Path, flush: &Flush<'_>) -> crate::run::openlineage::Flush {
+    use crate::run::openlineage::FlushState;
+    let (id, report, from, state) = match flush {
+        Flush::Started { id, report, from } => (id, report, from, FlushState::Started),
+        Flush::Committed { id, report, from, rows, dead, snapshot_id } => {
+            (id, report, from, FlushState::Committed { rows: *rows, dead_letters: *dead, snapshot_id: *snapshot_id })
+        }
+        Flush::Failed { id, report, from, error } => (id, report, from, FlushState::Failed { message: error.clone() }),
+    };
+    let from = if from.contains("://") || *from == "-" {
+        from.to_string()
+    } else {
+        let path = from.strip_prefix("file:").unwrap_or(from);
+        root.join(path).display().to_string()
+    };
+    crate::run::openlineage::Flush { source: report.source.clone(), from, table: report.table.clone(), id: id.to_string(), state }
 }
 
 /// Prints what a source did for one table; true when its dead letters are above `threshold`.

@@ -74,6 +74,17 @@ impl SourceReport {
     }
 }
 
+/// One flush of a source into a table, as [`RunOptions::on_flush`] sees it. `id` is the flush
+/// id (a UUIDv7), stored in the snapshots it commits as [`FLUSH_ID`] (`<id>:rows`).
+pub enum Flush<'a> {
+    /// Records are read; the flush is about to commit them.
+    Started { id: &'a str, report: &'a SourceReport, from: &'a str },
+    /// Committed: `rows` rows and `dead` dead letters; the table's snapshot after it.
+    Committed { id: &'a str, report: &'a SourceReport, from: &'a str, rows: u64, dead: u64, snapshot_id: Option<i64> },
+    /// Nothing of it committed (the source stops, or the flush is redone).
+    Failed { id: &'a str, report: &'a SourceReport, from: &'a str, error: String },
+}
+
 /// How a run behaves.
 #[derive(Clone)]
 pub struct RunOptions {
@@ -81,8 +92,8 @@ pub struct RunOptions {
     pub once: bool,
     /// Set on SIGINT/SIGTERM: flush what is read, commit, return.
     pub stop: Arc<AtomicBool>,
-    /// Called after every committed flush (for logs).
-    pub on_flush: Arc<dyn Fn(&SourceReport, u64, u64) + Send + Sync>,
+    /// Called as every flush starts, commits or fails (for logs and lineage events).
+    pub on_flush: Arc<dyn Fn(Flush<'_>) + Send + Sync>,
     /// Prometheus counters, when served.
     pub metrics: Arc<metrics::Metrics>,
     /// Storage settings for object-storage sources (`s3.endpoint`, ...).
@@ -274,12 +285,18 @@ async fn run_lane(
                 // Counted once committed: a flush that is redone reads its records again.
                 let read = (batch.len() + undecodable.len()) as u64;
                 let flush_started = Instant::now();
+                let flush_id = uuid::Uuid::now_v7().to_string();
+                (options.on_flush)(Flush::Started { id: &flush_id, report: &report, from: &config.from });
                 let flushed = flush(
                     lakehouse, name, config, source.kind(), &ident, &errors, &mut base, &mut errors_base, &mut layout,
                     batch, undecodable, &committed, source.positions(), &mut errors_stored, &partition_by, write,
-                    source.replayable(),
+                    source.replayable(), &flush_id,
                 )
                 .await;
+                if let Err(e) = &flushed {
+                    let error = e.to_string();
+                    (options.on_flush)(Flush::Failed { id: &flush_id, report: &report, from: &config.from, error });
+                }
                 match flushed {
                     Ok((rows, dead)) => {
                         report.records += read;
@@ -292,7 +309,8 @@ async fn run_lane(
                         counters.commit_micros.fetch_add(flush_started.elapsed().as_micros() as u64, Ordering::Relaxed);
                         counters.dead_letters.fetch_add(dead, Ordering::Relaxed);
                         counters.buffered.store(0, Ordering::Relaxed);
-                        (options.on_flush)(&report, rows, dead);
+                        let snapshot_id = base.as_ref().and_then(|t| t.metadata().current_snapshot_id());
+                        (options.on_flush)(Flush::Committed { id: &flush_id, report: &report, from: &config.from, rows, dead, snapshot_id });
                         committed = source.positions().clone();
                         source.committed(&committed).await.with_context(|| format!("ingest source `{name}`"))?;
                     }
@@ -361,6 +379,7 @@ async fn flush(
     partition_by: &[(String, String)],
     write: &WriteOptions,
     replayable: bool,
+    flush_id: &str,
 ) -> Result<(u64, u64), materialize::Error> {
     let loaded_at = chrono::Utc::now().timestamp_micros();
     if layout.is_none() {
@@ -396,7 +415,6 @@ async fn flush(
     } else {
         (Positions::new(), Positions::new())
     };
-    let flush_id = uuid::Uuid::now_v7().to_string();
     let properties = summary::stamp(None, Some(&producer(name)));
 
     // Dead letters first, minus those an earlier (interrupted) flush already stored.

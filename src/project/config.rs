@@ -46,6 +46,9 @@ struct RawConfig {
     /// `[ingest.<source>]`: sources of `lake ingest`.
     #[serde(default)]
     ingest: BTreeMap<String, super::ingest::SourceConfig>,
+    /// `[openlineage]`: where run events are sent.
+    #[serde(default)]
+    openlineage: Option<super::openlineage::RawOpenLineage>,
     /// Applied before deserializing (see [`ProjectConfig::parse`]); listed so the key is known.
     #[serde(default, rename = "targets")]
     _targets: BTreeMap<String, toml::Value>,
@@ -111,6 +114,8 @@ pub struct ProjectConfig {
     pub vars: serde_json::Map<String, serde_json::Value>,
     /// Sources of `lake ingest`, by name.
     pub ingest: BTreeMap<String, super::ingest::SourceConfig>,
+    /// `[openlineage]`, when events are to be sent.
+    pub openlineage: Option<super::openlineage::OpenLineageConfig>,
     /// The chosen target, if any.
     pub target: Option<String>,
 }
@@ -157,9 +162,9 @@ impl ProjectConfig {
                 bail!("{CONFIG_FILE}: targets.{target} must be a table");
             };
             for key in chosen.keys() {
-                if !["catalog", "storage", "write", "run", "vars"].contains(&key.as_str()) {
+                if !["catalog", "storage", "write", "run", "vars", "openlineage"].contains(&key.as_str()) {
                     bail!(
-                        "{CONFIG_FILE}: unknown key 'targets.{target}.{key}' (a target may set catalog, storage, write, run, vars)"
+                        "{CONFIG_FILE}: unknown key 'targets.{target}.{key}' (a target may set catalog, storage, write, run, vars, openlineage)"
                     );
                 }
             }
@@ -258,6 +263,7 @@ impl ProjectConfig {
                 _ => bail!("--vars must be a mapping, e.g. '{{\"currency\": \"EUR\"}}'"),
             }
         }
+        let openlineage = raw.openlineage.map(|o| o.validate(&root, &raw.name)).transpose()?;
         let path_of = |p: Option<String>, default: &str| root.join(p.unwrap_or_else(|| default.into()));
         Ok(ProjectConfig {
             name: raw.name,
@@ -271,6 +277,7 @@ impl ProjectConfig {
             write,
             threads,
             ingest: raw.ingest,
+            openlineage,
             vars,
             target,
         })

@@ -7,6 +7,7 @@ pub mod config;
 pub mod ingest;
 pub mod macros;
 pub mod model;
+pub mod openlineage;
 pub mod properties;
 pub mod secrets;
 pub mod templates;

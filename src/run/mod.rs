@@ -11,6 +11,7 @@ pub mod freshness;
 pub mod lineage;
 pub mod maintain;
 mod model;
+pub mod openlineage;
 pub mod report;
 pub mod results;
 mod schedule;

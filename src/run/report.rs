@@ -25,6 +25,8 @@ pub struct Reporter {
     total: AtomicUsize,
     done: AtomicUsize,
     out: Mutex<()>,
+    /// OpenLineage: node starts and results are handed on as events.
+    lineage: Option<super::openlineage::Hook>,
 }
 
 impl Reporter {
@@ -35,7 +37,14 @@ impl Reporter {
             total: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
             out: Mutex::new(()),
+            lineage: None,
         }
+    }
+
+    /// Also hand every node's start and result to `hook` (OpenLineage events).
+    pub fn with_lineage(mut self, hook: Option<super::openlineage::Hook>) -> Self {
+        self.lineage = hook;
+        self
     }
 
     pub fn format(&self) -> LogFormat {
@@ -68,6 +77,9 @@ impl Reporter {
     }
 
     pub fn started(&self, kind: &str, name: &str) {
+        if let Some(hook) = &self.lineage {
+            hook.node_started(kind, name);
+        }
         match self.format {
             LogFormat::Json => self.json(json!({"event": "node_start", "kind": kind, "name": name})),
             LogFormat::Text => {
@@ -79,6 +91,9 @@ impl Reporter {
     }
 
     pub fn finished(&self, result: &NodeResult) {
+        if let Some(hook) = &self.lineage {
+            hook.node_finished(result);
+        }
         let n = self.done.fetch_add(1, Ordering::SeqCst) + 1;
         let total = self.total.load(Ordering::SeqCst);
         match self.format {

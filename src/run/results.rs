@@ -169,6 +169,26 @@ pub fn exit_code(results: &[NodeResult]) -> i32 {
     }
 }
 
+/// The run id of one node of an invocation: a UUIDv7 with the invocation's time and bits
+/// derived from the invocation id and the node's `unique_id` (the same inputs give the same id).
+/// OpenLineage events carry it (see [`crate::run::openlineage`]); `run_results.json` records it
+/// per node as `run_id`.
+pub fn node_run_id(invocation_id: &str, unique_id: &str) -> String {
+    use sha2::Digest;
+    let millis = uuid::Uuid::parse_str(invocation_id)
+        .ok()
+        .and_then(|u| u.get_timestamp())
+        .map(|t| {
+            let (secs, nanos) = t.to_unix();
+            secs * 1000 + u64::from(nanos) / 1_000_000
+        })
+        .unwrap_or(0);
+    let digest = sha2::Sha256::digest(format!("{invocation_id}/{unique_id}").as_bytes());
+    let mut bits = [0u8; 10];
+    bits.copy_from_slice(&digest[..10]);
+    uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid().to_string()
+}
+
 /// Write `target/run_results.json`.
 pub fn write_run_results(
     dir: &Path,
@@ -189,9 +209,18 @@ pub fn write_run_results(
         },
         "elapsed_time": elapsed,
         "source_snapshots": read_snapshots,
-        "results": results,
+        "results": results.iter().map(|r| with_run_id(r, run_id)).collect::<Vec<_>>(),
     });
     write_json(&dir.join("run_results.json"), &doc)
+}
+
+/// A result as `run_results.json` writes it: with its node's run id.
+fn with_run_id(result: &NodeResult, invocation_id: &str) -> serde_json::Value {
+    let mut v = serde_json::to_value(result).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("run_id".into(), node_run_id(invocation_id, &result.unique_id).into());
+    }
+    v
 }
 
 /// Write `target/manifest.json`: nodes, dependencies, configs and file paths.
