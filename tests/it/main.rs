@@ -21,6 +21,7 @@ mod ingest;
 mod kafka;
 mod layering;
 mod lineage;
+mod openlineage;
 mod maintenance;
 mod merge;
 mod merge_on_read;
