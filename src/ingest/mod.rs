@@ -299,16 +299,7 @@ async fn run_lane(
                 }
                 match flushed {
                     Ok((rows, dead)) => {
-                        report.records += read;
-                        report.rows += rows;
-                        report.dead_letters += dead;
-                        report.flushes += 1;
-                        counters.records.fetch_add(read, Ordering::Relaxed);
-                        counters.bytes.fetch_add(bytes, Ordering::Relaxed);
-                        counters.commits.fetch_add(1, Ordering::Relaxed);
-                        counters.commit_micros.fetch_add(flush_started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                        counters.dead_letters.fetch_add(dead, Ordering::Relaxed);
-                        counters.buffered.store(0, Ordering::Relaxed);
+                        count_flush(&mut report, &counters, (read, bytes, rows, dead), flush_started);
                         let snapshot_id = base.as_ref().and_then(|t| t.metadata().current_snapshot_id());
                         (options.on_flush)(Flush::Committed { id: &flush_id, report: &report, from: &config.from, rows, dead, snapshot_id });
                         committed = source.positions().clone();
@@ -329,6 +320,20 @@ async fn run_lane(
             }
         }
     }
+}
+
+/// Counts a committed flush of `read` records (`bytes`), `rows` rows and `dead` dead letters.
+fn count_flush(report: &mut SourceReport, counters: &metrics::SourceMetrics, (read, bytes, rows, dead): (u64, u64, u64, u64), started: Instant) {
+    report.records += read;
+    report.rows += rows;
+    report.dead_letters += dead;
+    report.flushes += 1;
+    counters.records.fetch_add(read, Ordering::Relaxed);
+    counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+    counters.commits.fetch_add(1, Ordering::Relaxed);
+    counters.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    counters.dead_letters.fetch_add(dead, Ordering::Relaxed);
+    counters.buffered.store(0, Ordering::Relaxed);
 }
 
 /// The rebase hook of a flush's commit to a table whose stored positions were `seen` when the

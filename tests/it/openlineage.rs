@@ -240,7 +240,8 @@ fn an_unreachable_endpoint_only_warns() {
     let out = p.lake(&["build"]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
-    let warnings: Vec<&str> = out.all().lines().filter(|l| l.contains("OpenLineage")).collect();
+    let all = out.all();
+    let warnings: Vec<&str> = all.lines().filter(|l| l.contains("OpenLineage")).collect();
     assert_eq!(warnings.len(), 1, "{}", out.all());
     assert!(warnings[0].contains("WARN") && warnings[0].contains(&format!("127.0.0.1:{port}")), "{}", warnings[0]);
     assert!(!out.all().contains("ol-secret-key-77a1"), "{}", out.all());
@@ -253,7 +254,8 @@ fn an_endpoint_answering_an_error_only_warns() {
     let p = small_project(&format!("[openlineage]\ntransport = \"http\"\nurl = \"{}/custom/lineage\"\n", collector.url()));
     let out = p.lake(&["build"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    let warnings: Vec<&str> = out.all().lines().filter(|l| l.contains("OpenLineage")).collect();
+    let all = out.all();
+    let warnings: Vec<&str> = all.lines().filter(|l| l.contains("OpenLineage")).collect();
     assert_eq!(warnings.len(), 1, "{}", out.all());
     assert!(warnings[0].contains("503"), "{}", warnings[0]);
     // The url has a path: events go there, and sending stopped after the first answer.
@@ -280,6 +282,17 @@ fn the_file_transport_appends_one_event_per_line() {
     assert_eq!(lineage["field"], "amount");
     assert_eq!(lineage["transformations"][0]["subtype"], "TRANSFORMATION");
     assert!(lineage["name"].as_str().unwrap().ends_with("/raw/orders"), "{lineage}");
+}
+
+#[test]
+fn the_console_transport_prints_events_to_stderr() {
+    let p = small_project("[openlineage]\ntransport = \"console\"\n");
+    let out = p.lake(&["build"]);
+    out.assert_ok();
+    let events: Vec<Value> = out.stderr.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_valid(&events);
+    assert_eq!(types(&events_of(&events, "doubled")), ["START", "COMPLETE"]);
+    assert!(!out.stdout.contains("eventType"), "stdout stays the run's: {}", out.stdout);
 }
 
 #[test]
