@@ -167,10 +167,16 @@ fn demo_events_reach_an_http_endpoint_and_follow_the_spec() {
     let results = p.run_results();
     let invocation = results["metadata"]["invocation_id"].as_str().unwrap();
     assert_eq!(types(&events_of(&events, "lake.build")), ["START", "FAIL"]);
+    // Tests of a node's own table, run after it completed: an OTHER event of its run.
+    let tested = events_of(&events, "stg_shopify_orders");
+    assert_eq!(types(&tested), ["START", "COMPLETE", "OTHER"]);
+    assert_eq!(tested[2]["run"]["runId"], tested[1]["run"]["runId"]);
+    let own = tested[2]["outputs"][0]["facets"]["dataQualityAssertions"]["assertions"].as_array().unwrap();
+    assert!(own.iter().any(|a| a["name"] == "not_null_stg_shopify_orders_order_id" && a["success"] == true), "{own:?}");
     let models = ["stg_shopify_orders", "stg_shopify_customers", "order_summary", "customer_metrics", "entity_index", "customer_360"];
     for model in models.iter().copied().chain(["seed.regions"]) {
         let runs = events_of(&events, model);
-        assert_eq!(types(&runs), ["START", "COMPLETE"], "{model}");
+        assert_eq!(types(&runs)[..2], ["START", "COMPLETE"], "{model}");
         let unique_id = if model.starts_with("seed.") { model.to_string() } else { format!("model.{model}") };
         let run_id = recorded_run_id(&results, &unique_id);
         assert!(runs.iter().all(|e| e["run"]["runId"] == run_id.as_str()), "{model}: {runs:?}");

@@ -7,7 +7,8 @@
 //! written: a custom facet, schema in `schemas/openlineage/LakeIcebergDatasetFacet.json`), on
 //! outputs `outputStatistics` (rows written, bytes and data files added) and `columnLineage`
 //! (from [`project_lineage`](crate::run::lineage::project_lineage)), on inputs
-//! `dataQualityAssertions` (the data tests on that table this command ran so far).
+//! `dataQualityAssertions` (the data tests on that table this command ran so far; a table
+//! tested after the node that wrote it completed gets them in an OTHER event of that run).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,11 +88,11 @@ impl Datasets {
         Datasets { lakehouse, assertions: BTreeMap::new(), lineage: None, stale: true }
     }
 
-    /// A data test's result, as an assertion on the table it tested.
-    pub(super) fn record_test(&mut self, result: &NodeResult, models: Option<(&Project, &Graph)>) {
-        let (Some(table), Some((project, graph))) = (&result.relation, models) else { return };
+    /// A data test's result, as an assertion on the table it tested; returns that table.
+    pub(super) fn record_test(&mut self, result: &NodeResult, models: Option<(&Project, &Graph)>) -> Option<String> {
+        let (Some(table), Some((project, graph))) = (&result.relation, models) else { return None };
         if !matches!(result.status, Status::Pass | Status::Fail | Status::Warn | Status::Error) {
-            return;
+            return None;
         }
         let test = graph
             .models()
@@ -111,17 +112,32 @@ impl Datasets {
             assertion["expected"] = "0 failing rows".into();
         }
         self.assertions.entry(table.clone()).or_default().push(assertion);
+        Some(table.clone())
+    }
+
+    /// A table tested after it was written: the dataset with its `dataQualityAssertions`.
+    pub(super) async fn tested(&mut self, table: &str) -> Vec<Value> {
+        let (mut dataset, _) = self.dataset(table, None).await;
+        if let Some(f) = self.assertions_facet(table) {
+            dataset["facets"]["dataQualityAssertions"] = f;
+        }
+        vec![dataset]
+    }
+
+    fn assertions_facet(&self, table: &str) -> Option<Value> {
+        let assertions = self.assertions.get(table)?;
+        let mut f = facet("https://openlineage.io/spec/facets/1-1-0/DataQualityAssertionsDatasetFacet.json#/$defs/DataQualityAssertionsDatasetFacet");
+        f.insert("assertions".into(), assertions.clone().into());
+        Some(f.into())
     }
 
     /// Input datasets; `snapshots` are the snapshot ids the node read.
-    pub(super) async fn inputs(&mut self, tables: &[String], snapshots: Option<&BTreeMap<String, Option<i64>>>, _complete: bool) -> Vec<Value> {
+    pub(super) async fn inputs(&mut self, tables: &[String], snapshots: Option<&BTreeMap<String, Option<i64>>>) -> Vec<Value> {
         let mut out = Vec::new();
         for name in tables {
             let snapshot = snapshots.and_then(|s| s.get(name).copied().flatten());
             let (mut dataset, _) = self.dataset(name, snapshot).await;
-            if let Some(assertions) = self.assertions.get(name) {
-                let mut f = facet("https://openlineage.io/spec/facets/1-1-0/DataQualityAssertionsDatasetFacet.json#/$defs/DataQualityAssertionsDatasetFacet");
-                f.insert("assertions".into(), assertions.clone().into());
+            if let Some(f) = self.assertions_facet(name) {
                 dataset["inputFacets"] = json!({"dataQualityAssertions": f});
             }
             out.push(dataset);

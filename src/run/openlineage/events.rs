@@ -31,11 +31,23 @@ pub(super) struct Builder {
     datasets: Datasets,
     /// Nodes started, by unique id: their inputs and outputs as the START event named them.
     started: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    /// Tables written by a node that completed: (kind, name) of that node.
+    written_by: BTreeMap<String, (String, String)>,
+    /// Those of them tested after the node completed.
+    tested_after: std::collections::BTreeSet<String>,
 }
 
 impl Builder {
     pub(super) fn new(namespace: String, lakehouse: Lakehouse, models: Option<(Project, Graph)>, parent: Option<Parent>) -> Builder {
-        Builder { namespace, datasets: Datasets::new(lakehouse), models, parent, started: BTreeMap::new() }
+        Builder {
+            namespace,
+            datasets: Datasets::new(lakehouse),
+            models,
+            parent,
+            started: BTreeMap::new(),
+            written_by: BTreeMap::new(),
+            tested_after: Default::default(),
+        }
     }
 
     /// The command's run: START when it begins, COMPLETE or FAIL (with its exit code) at the end.
@@ -52,7 +64,7 @@ impl Builder {
     pub(super) async fn node_started(&mut self, kind: &str, name: &str, at: DateTime<Utc>) -> Option<Value> {
         let (inputs, outputs) = self.node_tables(kind, name)?;
         let unique_id = format!("{kind}.{name}");
-        let inputs_json = self.datasets.inputs(&inputs, None, false).await;
+        let inputs_json = self.datasets.inputs(&inputs, None).await;
         let outputs_json = self.datasets.outputs(&outputs, None).await;
         self.started.insert(unique_id.clone(), (inputs, outputs));
         Some(self.node_event("START", kind, name, at, serde_json::Map::new(), inputs_json, outputs_json))
@@ -60,7 +72,11 @@ impl Builder {
 
     pub(super) async fn node_finished(&mut self, result: &NodeResult, at: DateTime<Utc>) -> Option<Value> {
         if result.kind == "test" {
-            self.datasets.record_test(result, self.models.as_ref().map(|(p, g)| (p, g)));
+            if let Some(table) = self.datasets.record_test(result, self.models.as_ref().map(|(p, g)| (p, g))) {
+                if self.written_by.contains_key(&table) {
+                    self.tested_after.insert(table);
+                }
+            }
             return None;
         }
         // Nodes skipped without starting (an upstream failed) have no run.
@@ -75,13 +91,31 @@ impl Builder {
             _ => "COMPLETE",
         };
         let complete = event_type == "COMPLETE";
-        let inputs_json = self.datasets.inputs(&inputs, Some(&result.input_snapshots), complete).await;
+        if complete {
+            for table in &outputs {
+                self.written_by.insert(table.clone(), (result.kind.to_string(), result.name.clone()));
+            }
+        }
+        let inputs_json = self.datasets.inputs(&inputs, Some(&result.input_snapshots)).await;
         let lineage = match (&self.models, complete && result.kind == "model") {
             (Some((project, graph)), true) => Some((project, graph)),
             _ => None,
         };
         let outputs_json = self.datasets.outputs(&outputs, complete.then_some((result, lineage))).await;
         Some(self.node_event(event_type, result.kind, &result.name, at, run_facets, inputs_json, outputs_json))
+    }
+
+    /// At the end of the command: for each node whose table was tested after it completed (a
+    /// model's own tests under `lake build`), an OTHER event of its run (the spec's way to add
+    /// metadata to a finished run) with the test results on its output.
+    pub(super) async fn test_results(&mut self, at: DateTime<Utc>) -> Vec<Value> {
+        let mut out = Vec::new();
+        for table in std::mem::take(&mut self.tested_after) {
+            let Some((kind, name)) = self.written_by.get(&table).cloned() else { continue };
+            let outputs = self.datasets.tested(&table).await;
+            out.push(self.node_event("OTHER", &kind, &name, at, serde_json::Map::new(), Vec::new(), outputs));
+        }
+        out
     }
 
     /// An ingest flush: its source (a file, object prefix or topic) in, its table out.

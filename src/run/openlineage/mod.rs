@@ -148,6 +148,9 @@ async fn run(mut builder: events::Builder, mut sink: transport::Sink, mut rx: mp
             Msg::NodeFinished { result, at } => builder.node_finished(&result, at).await,
             Msg::Flush { flush, at } => builder.flush(&flush, at).await,
             Msg::Close { exit_code, done } => {
+                for event in builder.test_results(Utc::now()).await {
+                    sink.send(&event).await;
+                }
                 if let Some(event) = builder.parent_event(if exit_code == 0 { "COMPLETE" } else { "FAIL" }, Utc::now(), exit_code) {
                     sink.send(&event).await;
                 }
