@@ -98,13 +98,11 @@ fn assert_valid(events: &[Value]) {
     );
 }
 
-/// The README's `[openlineage]` snippet (the toml block of its OpenLineage section).
+/// The README's `[openlineage]` snippet.
 fn readme_config() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme.split("\n### OpenLineage\n").nth(1).expect("an OpenLineage section");
-    let block = section.split("```toml\n").nth(1).expect("a toml block").split("```").next().unwrap();
+    let block = crate::support::readme::toml_block("OpenLineage");
     assert!(block.starts_with("[openlineage]"), "{block}");
-    block.to_string()
+    block
 }
 
 fn events_of<'a>(events: &'a [Value], job: &str) -> Vec<&'a Value> {
