@@ -1,5 +1,6 @@
 //! OpenLineage run events (spec 2-0-2): with `[openlineage]` in `lake.toml`, every model run,
-//! seed load and ingest flush is sent as a START event, then COMPLETE or FAIL.
+//! seed load and ingest flush is sent as a START event, then COMPLETE or FAIL; a node whose
+//! table was tested after it completed gets an OTHER event with the results at the end.
 //!
 //! The invariant: lineage never fails or slows what it describes. The run hands each node's
 //! start and [`NodeResult`] to an [`Emitter`] through a channel (the [`Hook`] a
