@@ -170,7 +170,16 @@ async fn sql_output(ctx: &RunContext, model: &Model, plan: &Plan) -> Result<Prod
     let literal = compile::watermark_literal(model, plan.previous.as_ref(), plan.is_incremental);
     let compiled = compile::compile(&ctx.graph, model, &ctx.project.template_vars(), plan.is_incremental, literal)?;
     let (session, reads) = ctx.session_for(&compiled.reads, &plan.appended, &compiled.whole).await?;
-    let fingerprint = up_to_date::fingerprint(model, &compiled.sql);
+    // A `watermark: snapshot` model's SQL differs between its first (full) run and the
+    // incremental ones after it; the fingerprint is always that of the incremental form, so
+    // the run after a full build is up to date when nothing changed.
+    let fingerprint = match (&model.config.watermark, plan.is_incremental) {
+        (Some(WatermarkSpec::Snapshot), false) if model.config.materialized == Materialized::Incremental => {
+            let incremental = compile::compile(&ctx.graph, model, &ctx.project.template_vars(), true, None)?;
+            up_to_date::fingerprint(model, &incremental.sql)
+        }
+        _ => up_to_date::fingerprint(model, &compiled.sql),
+    };
     if let Some(skip) = skip_if_up_to_date(ctx, model, plan, &reads, &fingerprint) {
         return Ok(skip);
     }
