@@ -155,18 +155,6 @@ pub fn compile_standalone(
     })
 }
 
-fn render_sql(
-    graph: &Graph,
-    model: &Model,
-    raw_sql: &str,
-    vars: &TemplateVars,
-    this: String,
-    is_incremental: bool,
-    watermark: Option<String>,
-) -> Result<String> {
-    Ok(render(graph, model, raw_sql, vars, this, is_incremental, watermark)?.sql)
-}
-
 fn render(
     graph: &Graph,
     model: &Model,
@@ -229,7 +217,7 @@ fn visit_dependency(
                 let ModelBody::Sql { raw_sql } = &m.body else {
                     return Err(anyhow!("ephemeral model {} must be SQL", m.name));
                 };
-                let sql = render_sql(graph, m, raw_sql, vars, "NULL".into(), false, None)?;
+                let sql = render(graph, m, raw_sql, vars, "NULL".into(), false, None)?.sql;
                 ctes.push((ephemeral_name(&m.name), sql));
             }
         }

@@ -384,6 +384,16 @@ fn ten_chunks_resolve_to_the_same_clusters_as_once_and_keep_ids() {
 }
 
 /// `source:source_id -> entity_id` of a project's entity index.
+/// An incremental `resolve_entities` model over `input`'s generator columns (gen_customers.py).
+pub(crate) fn incremental_entity_index(input: &str) -> String {
+    format!(
+        "models:\n  - name: entity_index\n    config:\n      materialized: incremental\n      incremental_strategy: merge\n      \
+         unique_key: [source, source_id]\n      watermark: snapshot\n      function: resolve_entities\n      inputs: [{input}]\n      \
+         params:\n        sources:\n          {input}: {{id: record_id, email: email, phone: phone, first_name: first_name, \
+         last_name: last_name, dob: dob, postcode: postcode, address: address}}\n"
+    )
+}
+
 fn index_ids(p: &TestProject, table: &str) -> HashMap<String, String> {
     p.sql_rows(&format!("select source || ':' || source_id, entity_id from {table}"))
         .into_iter()
@@ -408,19 +418,7 @@ fn resolve_entities_model_keeps_ids_across_incremental_runs_and_full_refresh() {
     p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: customers\n");
     p.write(
         "models/semantic/entity_index.yml",
-        r#"models:
-  - name: entity_index
-    config:
-      materialized: incremental
-      incremental_strategy: merge
-      unique_key: [source, source_id]
-      watermark: snapshot
-      function: resolve_entities
-      inputs: [raw.customers]
-      params:
-        sources:
-          raw.customers: {id: record_id, email: email, phone: phone, first_name: first_name, last_name: last_name, dob: dob, postcode: postcode, address: address}
-"#,
+        &incremental_entity_index("raw.customers"),
     );
     let chunks: Vec<&[&str]> = rows.chunks(rows.len().div_ceil(3)).collect();
     let mut before: HashMap<String, String> = HashMap::new();

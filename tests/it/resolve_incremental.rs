@@ -63,19 +63,7 @@ fn incremental_runs_with_changed_records_leave_the_index_a_full_build_leaves() {
     );
     p.write(
         "models/semantic/entity_index.yml",
-        r#"models:
-  - name: entity_index
-    config:
-      materialized: incremental
-      incremental_strategy: merge
-      unique_key: [source, source_id]
-      watermark: snapshot
-      function: resolve_entities
-      inputs: [stg_customers]
-      params:
-        sources:
-          stg_customers: {id: record_id, email: email, phone: phone, first_name: first_name, last_name: last_name, dob: dob, postcode: postcode, address: address}
-"#,
+        &crate::resolve::incremental_entity_index("stg_customers"),
     );
     for k in 0..3 {
         std::fs::copy(
