@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Merge benchmark: does a merge's cost follow the changed data or the table size?
+# Merge benchmark: does a merge's cost follow the changed data or the table size, in
+# copy-on-write and in merge-on-read?
 #
-#   bash bench/merge.sh [ROWS...]        (default: 1000000 4000000 16000000)
+#   bash bench/merge.sh [ROWS...]        (default: 1000000 10000000 50000000)
+#   MODES="merge-on-read" bash bench/merge.sh ...   (default: copy-on-write merge-on-read)
 #   LAKE_BIN=path/to/lake bash bench/merge.sh ...   (use that binary instead of building)
 #
-# For each table size it builds a fresh project whose `orders` table (incremental merge on
-# `id`) holds ROWS rows in ~1 MiB files, then merges two batches: one that updates 1% of the
-# keys and one that updates a fixed 10,000 keys (each a contiguous id range, as late updates
-# to recent orders usually are). It reports each merge's wall time (the whole `lake run`) and
-# the files it rewrote. Uses the release binary.
+# For each table size and merge mode it builds a fresh project whose `orders` table
+# (incremental merge on `id`) holds ROWS rows in ~1 MiB files, then merges two batches: one
+# that updates 1% of the keys and one that updates a fixed 10,000 keys (each a contiguous id
+# range, as late updates to recent orders usually are). It reports each merge's wall time (the
+# whole `lake run`), the bytes it wrote (data and delete files, from the snapshot summary), the
+# data files it rewrote and the delete files it added, and checks the merged rows and the row
+# count. Uses the release binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${LAKE_BIN:-}" ]; then
@@ -17,16 +21,20 @@ if [ -z "${LAKE_BIN:-}" ]; then
 fi
 LAKE="$LAKE_BIN"
 SIZES=("$@")
-[ ${#SIZES[@]} -eq 0 ] && SIZES=(1000000 4000000 16000000)
+[ ${#SIZES[@]} -eq 0 ] && SIZES=(1000000 10000000 50000000)
+read -r -a MODES <<< "${MODES:-copy-on-write merge-on-read}"
 
-printf '%-10s %-12s %-10s %-10s %-10s %-10s\n' rows changed build_s merge_s files total_files
+echo "| rows | mode | changed keys | build_s | merge_s | MB written | files rewritten | delete files | total files |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
 for rows in "${SIZES[@]}"; do
+for mode in "${MODES[@]}"; do
   dir=$(mktemp -d)
   mkdir -p "$dir/seeds" "$dir/models/staging"
   cat > "$dir/lake.toml" <<TOML
 name = "bench"
 [write]
 target_file_size_mb = 1
+merge_mode = "$mode"
 TOML
   cat > "$dir/seeds/seeds.yml" <<YML
 seeds:
@@ -69,20 +77,26 @@ PY
     m0=$(date +%s.%N)
     (cd "$dir" && "$LAKE" run >/dev/null)
     m1=$(date +%s.%N)
-    read -r rewritten total < <(python3 - "$dir" <<'PY'
+    read -r rewritten deletes < <(python3 - "$dir" <<'PY'
 import json, sys
 r = [x for x in json.load(open(sys.argv[1] + "/target/run_results.json"))["results"] if x["name"] == "orders"][0]
-print(r["files_rewritten"], r["files_added"])
+print(r["files_rewritten"], r["delete_files_added"])
 PY
 )
-    files_now=$(cd "$dir" && "$LAKE" show staging.orders --log-format json | python3 -c 'import json,sys; d=json.load(sys.stdin); c=d["current_snapshot_id"]; print([s for s in d["snapshots"] if s["snapshot_id"]==c][0]["summary"]["total-data-files"])')
+    read -r files_now written < <(cd "$dir" && "$LAKE" show staging.orders --log-format json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+s = [s for s in d["snapshots"] if s["snapshot_id"] == d["current_snapshot_id"]][0]["summary"]
+print(s["total-data-files"], round(int(s.get("added-files-size", 0)) / 1e6, 1))')
     check=$(cd "$dir" && "$LAKE" sql "select count(*) from staging.orders where status = 'refunded$seq'" --format csv | tail -1)
     [ "$check" = "$changed" ] || { echo "merge result wrong: $check rows updated, expected $changed" >&2; exit 1; }
     total_rows=$(cd "$dir" && "$LAKE" sql "select count(*) from staging.orders" --format csv | tail -1)
     [ "$total_rows" = "$rows" ] || { echo "merge changed the row count: $total_rows, expected $rows" >&2; exit 1; }
-    printf '%-10s %-12s %-10s %-10s %-10s %-10s\n' "$rows" "$changed" "$build_s" "$(python3 -c "print(round($m1 - $m0, 2))")" "$rewritten" "$files_now"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$rows" "$mode" "$changed" "$build_s" \
+      "$(python3 -c "print(round($m1 - $m0, 2))")" "$written" "$rewritten" "$deletes" "$files_now"
     first_id=$((first_id + changed * 3))
     seq=$((seq + 1))
   done
   rm -rf "$dir"
+done
 done

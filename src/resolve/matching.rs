@@ -55,11 +55,22 @@ pub struct Matches {
     pub model: Option<Model>,
 }
 
+/// A record's normalized values by role: a [`Norm`], or a row of a stored index read in place.
+pub trait Roles {
+    fn role(&self, role: Role) -> Option<&str>;
+}
+
+impl Roles for Norm {
+    fn role(&self, role: Role) -> Option<&str> {
+        self[role.index()].as_deref()
+    }
+}
+
 /// The value of `field` that records are blocked on: the normalized value, for
 /// [`Field::Name`] the two names sorted, or the derived key ([`Field::EmailLocal`],
 /// [`Field::Prefix`], [`Field::Soundex`], [`Field::NamePrefix`]).
-pub fn block_value(norm: &Norm, field: Field) -> Option<Cow<'_, str>> {
-    let role = |r: Role| norm[r.index()].as_deref();
+pub fn block_value<R: Roles + ?Sized>(norm: &R, field: Field) -> Option<Cow<'_, str>> {
+    let role = |r: Role| norm.role(r);
     match field {
         Field::Role(r) => role(r).map(Cow::Borrowed),
         Field::Name => sorted_names(norm).map(|(x, y)| Cow::Owned(format!("{x} {y}"))),
@@ -79,9 +90,9 @@ pub fn block_value(norm: &Norm, field: Field) -> Option<Cow<'_, str>> {
 }
 
 /// First and last name in alphabetical order, so that swapped names block together.
-fn sorted_names(norm: &Norm) -> Option<(&str, &str)> {
-    let first = norm[Role::FirstName.index()].as_deref()?;
-    let last = norm[Role::LastName.index()].as_deref()?;
+fn sorted_names<R: Roles + ?Sized>(norm: &R) -> Option<(&str, &str)> {
+    let first = norm.role(Role::FirstName)?;
+    let last = norm.role(Role::LastName)?;
     Some(if first <= last { (first, last) } else { (last, first) })
 }
 
@@ -96,7 +107,7 @@ pub fn block_key(norm: &Norm, fields: &[Field]) -> Option<String> {
 }
 
 /// The blocking key of a record under `fields`, hashed.
-pub(super) fn hashed_key(norm: &Norm, fields: &[Field]) -> Option<u64> {
+pub(super) fn hashed_key<R: Roles + ?Sized>(norm: &R, fields: &[Field]) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
     for field in fields {
         block_value(norm, *field)?.hash(&mut hasher);

@@ -29,7 +29,8 @@
 //! merge`, `unique_key: [source, source_id]`, `watermark: snapshot`), only the records new or
 //! changed since the last run, and the other records of the clusters a changed record was in,
 //! are compared, against the whole index by blocking key; the model returns the rows whose
-//! entity, match or values changed. With rule scoring this gives what a full build gives,
+//! entity, match or values changed. With rule scoring such a run reads into records only the
+//! part of the index those comparisons need (`neighbourhood`), so its cost follows the change. With rule scoring this gives what a full build gives,
 //! except when a block grows past `max_block_size` (a full build then drops the pairs it held;
 //! an incremental run keeps the clusters they made). Probabilistic scoring trains on what each
 //! run sees, so its incremental runs only approximate a full build.
@@ -43,9 +44,11 @@ use polars::prelude::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::config::{ResolveConfig, Role};
+use super::config::{ResolveConfig, Role, Scoring};
 use super::{Entry, Mode, Norm, Prior, Resolution, Resolver};
 use crate::engine::rust_model::{RustModelContext, SideOutputMode};
+
+mod neighbourhood;
 
 /// Where one input's fields are: its source name, id column, and a column per role.
 #[derive(Debug, Clone, Deserialize)]
@@ -118,20 +121,69 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
     present.dedup();
     let resolver = Resolver::new(config, &present).with_context(|| format!("model `{model}` (resolve_entities)"))?;
 
-    // The index as it stands, keyed by (source, source_id).
-    let previous = match &ctx.this {
-        Some(frame) => read_index(frame.clone()).with_context(|| format!("model `{model}`: cannot read its own table"))?,
-        None => Vec::new(),
+    let incoming = read_incoming(&ctx, &sources, &resolver)?;
+    let index = match &ctx.this {
+        Some(frame) => Some(frame.clone().collect().with_context(|| format!("model `{model}`: cannot read its own table"))?),
+        None => None,
     };
-    let mut previous_at: HashMap<(String, String), usize> = HashMap::with_capacity(previous.len());
-    for (i, row) in previous.iter().enumerate() {
-        previous_at.insert((row.entry.source.clone(), row.entry.source_id.clone()), i);
-    }
+    let now = chrono::Utc::now().timestamp_micros();
+    let incremental = ctx.is_incremental && index.is_some();
+    let (resolution, raws, from) = match &index {
+        Some(index) if incremental => {
+            // Rule scoring needs only the part of the index the change touches; probabilistic
+            // scoring trains on what it is given, so it is given the whole index.
+            let (previous, arrivals) = match resolver.config().scoring() {
+                Scoring::Rules => neighbourhood::around(index, &resolver, incoming),
+                _ => read_index(index).map(|previous| {
+                    let arrivals = with_priors(&previous, incoming);
+                    (previous, arrivals)
+                }),
+            }
+            .with_context(|| format!("model `{model}`: cannot read its own table"))?;
+            let (entries, raws, compare_from) = incremental_entries(previous, arrivals);
+            (resolver.resolve(entries, Mode::Incremental { compare_from }, now), raws, compare_from)
+        }
+        _ => {
+            let previous = match &index {
+                Some(index) => read_index(index).with_context(|| format!("model `{model}`: cannot read its own table"))?,
+                None => Vec::new(),
+            };
+            let (entries, raws): (Vec<Entry>, Vec<Raw>) = with_priors(&previous, incoming).into_iter().unzip();
+            (resolver.resolve(entries, Mode::Full, now), raws, 0)
+        }
+    };
 
-    // Incoming records.
+    // A full build returns the whole index; an incremental run the rows that changed.
+    let keep: Vec<usize> = (0..resolution.entries.len())
+        .filter(|&i| !incremental || i >= from || resolution.assigned[i].changed)
+        .collect();
+
+    ctx.emit(&stats_table, SideOutputMode::Append, stats_frame(&resolution, incremental, now)?.lazy());
+    // With nothing new, the merges and the blocking index stay as they are (no snapshot).
+    if !keep.is_empty() || !incremental {
+        ctx.emit(&merges_table, SideOutputMode::Append, merges_frame(&resolution, now)?.lazy());
+        ctx.emit(&changes_table, SideOutputMode::Append, changes_frame(&resolution, &keep, now)?.lazy());
+        // One row per record and rule: a full build replaces the table, an incremental run
+        // merges the rows of the records it resolved again.
+        let mode = match incremental {
+            true => SideOutputMode::Merge(vec!["rule".into(), "source".into(), "source_id".into()]),
+            false => SideOutputMode::Replace,
+        };
+        ctx.emit(&blocking_table, mode, blocking_frame(&resolver, &resolution, from)?.lazy());
+    }
+    Ok(index_frame(&resolution, &raws, &keep, now)?.lazy())
+}
+
+/// The records of every input, normalized (no priors yet).
+fn read_incoming(
+    ctx: &RustModelContext,
+    sources: &BTreeMap<String, SourceMapping>,
+    resolver: &Resolver,
+) -> Result<Vec<(Entry, Raw)>> {
+    let model = &ctx.model;
     let mut incoming: Vec<(Entry, Raw)> = Vec::new();
     let mut seen: HashMap<(String, String), String> = HashMap::new();
-    for (input, mapping) in &sources {
+    for (input, mapping) in sources {
         let frame = ctx.input(input)?;
         let df = frame.collect().with_context(|| format!("model `{model}`: cannot read input `{input}`"))?;
         let source = mapping.source.clone().unwrap_or_else(|| input.clone());
@@ -158,43 +210,22 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
                     raw[role.index()] = Some(v.clone());
                 }
             }
-            let mut entry = Entry::new(&source, id, norm);
-            if let Some(&p) = previous_at.get(&(source.clone(), id.clone())) {
-                entry.prior = previous[p].entry.prior.clone();
-            }
-            incoming.push((entry, raw));
+            incoming.push((Entry::new(&source, id, norm), raw));
         }
     }
+    Ok(incoming)
+}
 
-    let now = chrono::Utc::now().timestamp_micros();
-    let incremental = ctx.is_incremental && ctx.this.is_some();
-    let (resolution, raws, from) = if incremental {
-        let (entries, raws, compare_from) = incremental_entries(previous, incoming);
-        (resolver.resolve(entries, Mode::Incremental { compare_from }, now), raws, compare_from)
-    } else {
-        let (entries, raws): (Vec<Entry>, Vec<Raw>) = incoming.into_iter().unzip();
-        (resolver.resolve(entries, Mode::Full, now), raws, 0)
-    };
-
-    // A full build returns the whole index; an incremental run the rows that changed.
-    let keep: Vec<usize> = (0..resolution.entries.len())
-        .filter(|&i| !incremental || i >= from || resolution.assigned[i].changed)
-        .collect();
-
-    ctx.emit(&stats_table, SideOutputMode::Append, stats_frame(&resolution, incremental, now)?.lazy());
-    // With nothing new, the merges and the blocking index stay as they are (no snapshot).
-    if !keep.is_empty() || !incremental {
-        ctx.emit(&merges_table, SideOutputMode::Append, merges_frame(&resolution, now)?.lazy());
-        ctx.emit(&changes_table, SideOutputMode::Append, changes_frame(&resolution, &keep, now)?.lazy());
-        // One row per record and rule: a full build replaces the table, an incremental run
-        // merges the rows of the records it resolved again.
-        let mode = match incremental {
-            true => SideOutputMode::Merge(vec!["rule".into(), "source".into(), "source_id".into()]),
-            false => SideOutputMode::Replace,
-        };
-        ctx.emit(&blocking_table, mode, blocking_frame(&resolver, &resolution, from)?.lazy());
+/// `incoming` with each record's prior: its entity in `previous`, if it is there.
+fn with_priors(previous: &[IndexRow], mut incoming: Vec<(Entry, Raw)>) -> Vec<(Entry, Raw)> {
+    let at: HashMap<(&str, &str), &IndexRow> =
+        previous.iter().map(|r| ((r.entry.source.as_str(), r.entry.source_id.as_str()), r)).collect();
+    for (entry, _) in &mut incoming {
+        if let Some(row) = at.get(&(entry.source.as_str(), entry.source_id.as_str())) {
+            entry.prior = row.entry.prior.clone();
+        }
     }
-    Ok(index_frame(&resolution, &raws, &keep, now)?.lazy())
+    incoming
 }
 
 /// The entries of an incremental run, and where the re-resolved ones start.
@@ -278,19 +309,18 @@ fn float_column(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
     Ok(series.f64()?.iter().collect())
 }
 
-fn read_index(frame: LazyFrame) -> Result<Vec<IndexRow>> {
-    let df = frame.collect()?;
-    let ids = string_column(&df, "entity_id")?;
-    let sources = string_column(&df, "source")?;
-    let source_ids = string_column(&df, "source_id")?;
-    let first_seen = int_column(&df, "first_seen")?;
-    let rules = string_column(&df, "match_rule")?;
-    let confidence = float_column(&df, "confidence")?;
+fn read_index(df: &DataFrame) -> Result<Vec<IndexRow>> {
+    let ids = string_column(df, "entity_id")?;
+    let sources = string_column(df, "source")?;
+    let source_ids = string_column(df, "source_id")?;
+    let first_seen = int_column(df, "first_seen")?;
+    let rules = string_column(df, "match_rule")?;
+    let confidence = float_column(df, "confidence")?;
     let mut raw_columns = Vec::new();
     let mut norm_columns = Vec::new();
     for role in Role::ALL {
-        raw_columns.push(string_column(&df, &format!("{}_raw", role.name()))?);
-        norm_columns.push(string_column(&df, role.name())?);
+        raw_columns.push(string_column(df, &format!("{}_raw", role.name()))?);
+        norm_columns.push(string_column(df, role.name())?);
     }
     let mut rows = Vec::with_capacity(df.height());
     for i in 0..df.height() {
