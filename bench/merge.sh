@@ -87,7 +87,7 @@ PY
 import json, sys
 d = json.load(sys.stdin)
 s = [s for s in d["snapshots"] if s["snapshot_id"] == d["current_snapshot_id"]][0]["summary"]
-print(s["total-data-files"], round(int(s.get("added-files-size", 0)) / 1e6, 1))')
+print(s["total-data-files"], "%.2f" % (int(s.get("added-files-size", 0)) / 1e6))')
     check=$(cd "$dir" && "$LAKE" sql "select count(*) from staging.orders where status = 'refunded$seq'" --format csv | tail -1)
     [ "$check" = "$changed" ] || { echo "merge result wrong: $check rows updated, expected $changed" >&2; exit 1; }
     total_rows=$(cd "$dir" && "$LAKE" sql "select count(*) from staging.orders" --format csv | tail -1)
