@@ -41,6 +41,7 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use polars::prelude::{
     Column, DataFrame, DataType, IntoLazy, LazyFrame, NamedFrom, Series, TimeUnit, TimeZone,
 };
+use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -192,7 +193,26 @@ fn read_incoming(
         for (role, column) in mapping.columns() {
             columns.push((role, string_column(&df, column).with_context(|| format!("model `{model}`: input `{input}`"))?));
         }
-        for (row, id) in ids.iter().enumerate() {
+        // Each distinct value is normalized once per chunk of rows, on every core.
+        let values: Vec<(Norm, Raw)> = (0..ids.len())
+            .into_par_iter()
+            .with_min_len(4096)
+            .map_init(
+                || resolver.cached(),
+                |cache, row| {
+                    let mut raw: Raw = Default::default();
+                    let mut given: Vec<(Role, &str)> = Vec::with_capacity(columns.len());
+                    for (role, values) in &columns {
+                        if let Some(v) = &values[row] {
+                            given.push((*role, v));
+                            raw[role.index()] = Some(v.clone());
+                        }
+                    }
+                    (cache.normalize(&given), raw)
+                },
+            )
+            .collect();
+        for (row, (id, (norm, raw))) in ids.iter().zip(values).enumerate() {
             let Some(id) = id else {
                 bail!("model `{model}`: input `{input}` has a null `{}` in row {}", mapping.id, row + 1);
             };
@@ -201,14 +221,6 @@ fn read_incoming(
                     "model `{model}`: source `{source}` has the id `{id}` twice (inputs `{other}` and `{input}`); \
                      give each record once (e.g. deduplicate in staging)"
                 );
-            }
-            let mut raw: Raw = Default::default();
-            let mut norm: Norm = Default::default();
-            for (role, values) in &columns {
-                if let Some(v) = &values[row] {
-                    norm[role.index()] = resolver.normalize_value(*role, v).map(String::into_boxed_str);
-                    raw[role.index()] = Some(v.clone());
-                }
             }
             incoming.push((Entry::new(&source, id, norm), raw));
         }
@@ -446,8 +458,13 @@ fn blocking_frame(resolver: &Resolver, resolution: &Resolution, from: usize) -> 
     let mut key = Vec::new();
     let mut source = Vec::new();
     let mut source_id = Vec::new();
-    for e in &resolution.entries[from..] {
-        for (r, k) in resolver.block_key_per_rule(&e.norm) {
+    let per_entry: Vec<Vec<(&str, Option<String>)>> = resolution.entries[from..]
+        .par_iter()
+        .with_min_len(4096)
+        .map(|e| resolver.block_key_per_rule(&e.norm).collect())
+        .collect();
+    for (e, keys) in resolution.entries[from..].iter().zip(per_entry) {
+        for (r, k) in keys {
             rule.push(r);
             key.push(k);
             source.push(e.source.as_str());
