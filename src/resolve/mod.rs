@@ -182,6 +182,12 @@ impl Resolver {
     /// Resolves `entries`; `now` (microseconds since the epoch) is the `first_seen` of
     /// records seen for the first time.
     pub fn resolve(&self, entries: Vec<Entry>, mode: Mode, now: i64) -> Resolution {
+        self.resolve_beside(entries, mode, now, &HashSet::new())
+    }
+
+    /// [`Resolver::resolve`] of part of an index: `other_ids` are the entity ids of the
+    /// records not given, which a new entity must not take.
+    pub fn resolve_beside(&self, entries: Vec<Entry>, mode: Mode, now: i64, other_ids: &HashSet<&str>) -> Resolution {
         let started = Instant::now();
         let compare_from = match mode {
             Mode::Full => 0,
@@ -205,7 +211,7 @@ impl Resolver {
             sets.union(m.a, m.b);
         }
         let groups = sets.groups();
-        let (assigned, merges) = self.assign_ids(&entries, &groups, &found.matches, compare_from, now);
+        let (assigned, merges) = self.assign_ids(&entries, &groups, &found.matches, compare_from, now, other_ids);
 
         let mut stats = Stats {
             records_in: entries.len() as u64,
@@ -248,6 +254,7 @@ impl Resolver {
         matches: &[Match],
         kept_from: usize,
         now: i64,
+        other_ids: &HashSet<&str>,
     ) -> (Vec<Assigned>, Vec<Merge>) {
         let first_seen = |i: u32| entries[i as usize].prior.as_ref().map_or(now, |p| p.first_seen);
         // Age of each prior id: the earliest first_seen of a record carrying it.
@@ -295,7 +302,7 @@ impl Resolver {
                     let mut salt = 0;
                     loop {
                         let id = new_entity_id(&e.source, &e.source_id, salt);
-                        if !taken.contains(&id) && !age.contains_key(id.as_str()) {
+                        if !taken.contains(&id) && !age.contains_key(id.as_str()) && !other_ids.contains(id.as_str()) {
                             break id;
                         }
                         salt += 1;

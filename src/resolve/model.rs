@@ -133,16 +133,17 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
         Some(index) if incremental => {
             // Rule scoring needs only the part of the index the change touches; probabilistic
             // scoring trains on what it is given, so it is given the whole index.
-            let (previous, arrivals) = match resolver.config().scoring() {
+            let part = match resolver.config().scoring() {
                 Scoring::Rules => neighbourhood::around(index, &resolver, incoming),
-                _ => read_index(index).map(|previous| {
-                    let arrivals = with_priors(&previous, incoming);
-                    (previous, arrivals)
+                _ => read_index(index).map(|rows| {
+                    let arrivals = with_priors(&rows, incoming);
+                    neighbourhood::Neighbourhood { rows, arrivals, ids: Default::default() }
                 }),
             }
             .with_context(|| format!("model `{model}`: cannot read its own table"))?;
-            let (entries, raws, compare_from) = incremental_entries(previous, arrivals);
-            (resolver.resolve(entries, Mode::Incremental { compare_from }, now), raws, compare_from)
+            let (entries, raws, compare_from) = incremental_entries(part.rows, part.arrivals);
+            let mode = Mode::Incremental { compare_from };
+            (resolver.resolve_beside(entries, mode, now, &part.ids), raws, compare_from)
         }
         _ => {
             let previous = match &index {

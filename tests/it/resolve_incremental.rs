@@ -101,3 +101,55 @@ fn incremental_runs_with_changed_records_leave_the_index_a_full_build_leaves() {
     let differ: Vec<_> = incremental.iter().zip(&full).filter(|(a, b)| a != b).take(5).collect();
     assert!(differ.is_empty(), "the incremental index differs from a full build: {differ:#?}");
 }
+
+/// A record that leaves the cluster still holding the id made from it, and later needs a new
+/// id, must not take that id while the cluster keeps it, even when the incremental run reads
+/// none of the cluster's records (they share no blocking key with the change).
+#[test]
+fn a_new_entity_never_takes_the_id_of_a_cluster_the_run_did_not_read() {
+    let p = TestProject::new();
+    let header = "record_id,first_name,last_name,email,phone,dob,postcode,address,version";
+    let runs = [
+        vec!["d1,,,b@x.org,,,,,1", "d2,,,b@x.org,,,,,1"],
+        vec!["x1,,,a@x.org,,,,,1", "y1,,,a@x.org,,,,,1"],
+        // x1 joins d1/d2 (their id is older); y1 keeps the id made from x1.
+        vec!["x1,,,b@x.org,,,,,2"],
+        // x1 leaves again and needs a new id: not y1's.
+        vec!["x1,,,c@x.org,,,,,3"],
+    ];
+    let types = "record_id: varchar, first_name: varchar, last_name: varchar, email: varchar, phone: varchar, \
+                 dob: varchar, postcode: varchar, address: varchar, version: int";
+    p.write(
+        "seeds/seeds.yml",
+        &format!("seeds:\n  - name: customers\n    config:\n      files: \"customers_*.csv\"\n      column_types: {{{types}}}\n"),
+    );
+    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: customers\n");
+    p.write(
+        "models/staging/stg_customers.sql",
+        "{{ config(materialized='incremental', incremental_strategy='merge', unique_key='record_id', watermark='snapshot') }}\n\
+         select * exclude (rn) from (select *, row_number() over (partition by record_id order by version desc) as rn \
+         from {{ source('raw', 'customers') }}) where rn = 1\n",
+    );
+    p.write("models/semantic/entity_index.yml", &crate::resolve::incremental_entity_index("stg_customers"));
+    let entity = |p: &TestProject, id: &str| {
+        p.sql_rows(&format!("select entity_id from semantic.entity_index where source_id = '{id}'"))[0][0].clone()
+    };
+    for (k, rows) in runs.iter().enumerate() {
+        p.write(&format!("seeds/customers_{k}.csv"), &format!("{header}\n{}\n", rows.join("\n")));
+        p.lake(&["seed"]).assert_ok();
+        p.lake(&["run"]).assert_ok();
+        if k == 2 {
+            assert_eq!(entity(&p, "x1"), entity(&p, "d1"), "x1 joined d1");
+            assert_ne!(entity(&p, "x1"), entity(&p, "y1"));
+        }
+    }
+    let stats = p.sql_rows("select records_in from semantic.entity_resolution_stats order by run_at");
+    assert_eq!(stats.len(), 4);
+    assert!(stats[3][0].parse::<usize>().unwrap() < 5, "the last run read only x1's cluster: {stats:?}");
+    assert_eq!(entity(&p, "d1"), entity(&p, "d2"));
+    assert_ne!(entity(&p, "x1"), entity(&p, "d1"), "x1 left d1's entity");
+    assert_ne!(entity(&p, "x1"), entity(&p, "y1"), "x1 took the id of y1's entity");
+    let incremental = index(&p);
+    p.lake(&["run", "--full-refresh"]).assert_ok();
+    assert_eq!(incremental, index(&p), "the incremental index differs from a full build");
+}

@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use polars::prelude::{DataFrame, IdxCa, IdxSize, StringChunked};
 use rayon::prelude::*;
 
@@ -79,15 +79,25 @@ fn rows_at(index: &DataFrame, positions: &[usize]) -> Result<Vec<IndexRow>> {
     read_index(&index.take(&IdxCa::from_vec("at".into(), positions))?)
 }
 
-/// What an incremental run resolves: the changed arrivals (given their priors) and the part of
-/// `index` they need, as rows ready for `incremental_entries`. Arrivals equal to their indexed
-/// row are dropped.
-pub(super) fn around(
-    index: &DataFrame,
-    resolver: &Resolver,
-    incoming: Vec<(Entry, Raw)>,
-) -> Result<(Vec<IndexRow>, Vec<(Entry, Raw)>)> {
+/// What an incremental run resolves.
+pub(super) struct Neighbourhood<'a> {
+    /// The part of the index the change needs, as rows ready for `incremental_entries`.
+    pub rows: Vec<IndexRow>,
+    /// The changed arrivals, with their priors (arrivals equal to their indexed row are dropped).
+    pub arrivals: Vec<(Entry, Raw)>,
+    /// Every entity id of the index: a new entity must take none of them, read or not.
+    pub ids: HashSet<&'a str>,
+}
+
+/// The [`Neighbourhood`] of `incoming` in `index`.
+pub(super) fn around<'a>(index: &'a DataFrame, resolver: &Resolver, incoming: Vec<(Entry, Raw)>) -> Result<Neighbourhood<'a>> {
     let columns = Columns::of(index)?;
+    for (name, column) in [("entity_id", columns.entity_id), ("source", columns.source), ("source_id", columns.source_id)] {
+        if column.null_count() > 0 {
+            let row = column.iter().position(|v| v.is_none()).unwrap_or(0);
+            bail!("row {} of the entity index has no `{name}`", row + 1);
+        }
+    }
 
     // The indexed rows of the arrivals.
     let wanted: HashSet<(&str, &str)> =
@@ -126,7 +136,7 @@ pub(super) fn around(
     let mut keys: Vec<HashSet<u64>> = vec![HashSet::new(); rules.len()];
     let mut add_keys = |roles: &dyn Roles| {
         for (r, rule) in rules.iter().enumerate() {
-            if let Some(k) = hashed_key(roles, &rule.block_on) {
+            if let Some(k) = key(roles, &rule.block_on) {
                 keys[r].insert(k);
             }
         }
@@ -144,7 +154,7 @@ pub(super) fn around(
         .filter(|&at| {
             let row = Row { columns: &columns, at };
             rules.iter().zip(&keys).any(|(rule, keys)| {
-                !keys.is_empty() && hashed_key(&row, &rule.block_on).is_some_and(|k| keys.contains(&k))
+                !keys.is_empty() && key(&row, &rule.block_on).is_some_and(|k| keys.contains(&k))
             })
         })
         .collect();
@@ -153,5 +163,11 @@ pub(super) fn around(
     needed.extend(moved);
     needed.sort_unstable();
     needed.dedup();
-    Ok((rows_at(index, &needed)?, arrivals))
+    let ids = columns.entity_id.iter().flatten().collect();
+    Ok(Neighbourhood { rows: rows_at(index, &needed)?, arrivals, ids })
+}
+
+/// A blocking key as blocking hashes it (a hash of 0 is 1 there).
+fn key(roles: &(impl Roles + ?Sized), fields: &[crate::resolve::config::Field]) -> Option<u64> {
+    hashed_key(roles, fields).map(|k| k.max(1))
 }
