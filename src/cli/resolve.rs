@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::{CliResult, EXIT_OK, ExitCodeExt, GlobalArgs};
 use crate::resolve::config::{ResolveConfig, Role};
 use crate::resolve::io::{CsvWriter, for_each_row};
-use crate::resolve::{Entry, Mode, Resolver};
+use crate::resolve::{Entry, Mode, Raw, Resolver};
 use crate::run::report::LogFormat;
 
 /// What `lake resolve` was asked to do.
@@ -53,9 +53,9 @@ pub(super) fn resolve(g: &GlobalArgs, args: &ResolveArgs) -> CliResult {
         .to_string();
     let mut wanted: Vec<&str> = vec![args.id.as_str()];
     wanted.extend(mapping.iter().map(|(_, c)| c.as_str()));
-    let mut entries: Vec<Entry> = Vec::new();
+    let mut record_ids: Vec<String> = Vec::new();
+    let mut raws: Vec<Raw> = Vec::new();
     let mut ids = std::collections::HashSet::new();
-    let mut normalizing = resolver.cached();
     let rows = for_each_row(&args.input, &wanted, |values| {
         let Some(id) = values[0] else {
             bail!("the id column `{}` is empty", args.id);
@@ -63,17 +63,20 @@ pub(super) fn resolve(g: &GlobalArgs, args: &ResolveArgs) -> CliResult {
         if !ids.insert(id.to_string()) {
             bail!("the id `{id}` appears twice in `{}`", args.id);
         }
-        let raw: Vec<(Role, &str)> = mapping
-            .iter()
-            .zip(&values[1..])
-            .filter_map(|((role, _), v)| v.map(|v| (*role, v)))
-            .collect();
-        entries.push(Entry::new(&source, id, normalizing.normalize(&raw)));
+        let mut raw: Raw = Default::default();
+        for ((role, _), v) in mapping.iter().zip(&values[1..]) {
+            raw[role.index()] = v.map(str::to_string);
+        }
+        record_ids.push(id.to_string());
+        raws.push(raw);
         Ok(())
     })
     .usage()?;
     drop(ids);
-    drop(normalizing);
+    let norms = resolver.normalize_all(&raws);
+    drop(raws);
+    let entries: Vec<Entry> = record_ids.iter().zip(norms).map(|(id, norm)| Entry::new(&source, id, norm)).collect();
+    drop(record_ids);
     let read_s = started.elapsed().as_secs_f64();
     if progress {
         eprintln!("read and normalized {rows} records in {read_s:.1}s; matching…");

@@ -35,6 +35,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use anyhow::Result;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use cluster::{UnionFind, new_entity_id};
@@ -44,6 +45,9 @@ use normalize::Normalizer;
 
 /// Normalized values of one record, indexed by [`Role::index`].
 pub type Norm = [Option<Box<str>>; 7];
+
+/// Raw values of one record, indexed by [`Role::index`].
+pub type Raw = [Option<String>; 7];
 
 /// What an earlier run said about a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,10 +167,16 @@ impl Resolver {
         norm
     }
 
-    /// A normalizer that remembers each distinct raw value it has seen (emails and phones
-    /// repeat), for reading many records.
-    pub fn cached(&self) -> CachedNormalizer<'_> {
-        CachedNormalizer { resolver: self, seen: Default::default() }
+    /// Normalizes many records on every core: each distinct raw value of a role once per
+    /// chunk of records (emails and phones repeat).
+    pub fn normalize_all(&self, raws: &[Raw]) -> Vec<Norm> {
+        raws.par_iter()
+            .with_min_len(4096)
+            .map_init(
+                || CachedNormalizer { resolver: self, seen: Default::default() },
+                |cache, raw| cache.normalize(raw),
+            )
+            .collect()
     }
 
     /// Normalizes one value for `role`.
@@ -379,22 +389,23 @@ impl Resolver {
 }
 
 /// [`Resolver::normalize`] that normalizes each distinct raw value of a role once.
-pub struct CachedNormalizer<'a> {
+struct CachedNormalizer<'a> {
     resolver: &'a Resolver,
     seen: [HashMap<Box<str>, Option<Box<str>>>; 7],
 }
 
 impl CachedNormalizer<'_> {
     /// Normalizes one record's raw values.
-    pub fn normalize(&mut self, raw: &[(Role, &str)]) -> Norm {
+    fn normalize(&mut self, raw: &Raw) -> Norm {
         let mut norm: Norm = Default::default();
-        for (role, value) in raw {
+        for role in Role::ALL {
+            let Some(value) = raw[role.index()].as_deref() else { continue };
             let seen = &mut self.seen[role.index()];
-            norm[role.index()] = match seen.get(*value) {
+            norm[role.index()] = match seen.get(value) {
                 Some(v) => v.clone(),
                 None => {
-                    let v = self.resolver.normalize_value(*role, value).map(String::into_boxed_str);
-                    seen.insert(Box::from(*value), v.clone());
+                    let v = self.resolver.normalize_value(role, value).map(String::into_boxed_str);
+                    seen.insert(Box::from(value), v.clone());
                     v
                 }
             };

@@ -46,7 +46,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::config::{ResolveConfig, Role, Scoring};
-use super::{Entry, Mode, Norm, Prior, Resolution, Resolver};
+use super::{Entry, Mode, Norm, Prior, Raw, Resolution, Resolver};
 use crate::engine::rust_model::{RustModelContext, SideOutputMode};
 
 mod neighbourhood;
@@ -85,8 +85,6 @@ impl SourceMapping {
     }
 }
 
-/// Raw values of one record, by role.
-type Raw = [Option<String>; 7];
 
 /// The built-in `resolve_entities`; see the module documentation.
 pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
@@ -194,26 +192,17 @@ fn read_incoming(
         for (role, column) in mapping.columns() {
             columns.push((role, string_column(&df, column).with_context(|| format!("model `{model}`: input `{input}`"))?));
         }
-        // Each distinct value is normalized once per chunk of rows, on every core.
-        let values: Vec<(Norm, Raw)> = (0..ids.len())
-            .into_par_iter()
-            .with_min_len(4096)
-            .map_init(
-                || resolver.cached(),
-                |cache, row| {
-                    let mut raw: Raw = Default::default();
-                    let mut given: Vec<(Role, &str)> = Vec::with_capacity(columns.len());
-                    for (role, values) in &columns {
-                        if let Some(v) = &values[row] {
-                            given.push((*role, v));
-                            raw[role.index()] = Some(v.clone());
-                        }
-                    }
-                    (cache.normalize(&given), raw)
-                },
-            )
+        let raws: Vec<Raw> = (0..ids.len())
+            .map(|row| {
+                let mut raw: Raw = Default::default();
+                for (role, values) in &columns {
+                    raw[role.index()] = values[row].clone();
+                }
+                raw
+            })
             .collect();
-        for (row, (id, (norm, raw))) in ids.iter().zip(values).enumerate() {
+        let norms = resolver.normalize_all(&raws);
+        for (row, ((id, norm), raw)) in ids.iter().zip(norms).zip(raws).enumerate() {
             let Some(id) = id else {
                 bail!("model `{model}`: input `{input}` has a null `{}` in row {}", mapping.id, row + 1);
             };
