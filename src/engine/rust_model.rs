@@ -276,6 +276,7 @@ impl fmt::Debug for Registry {
 pub fn run_rust_model(f: &RustModelFn, call: RustModelCall) -> Result<RustModelOutput> {
     let RustModelCall { model, inputs, params, this, is_incremental } = call;
     let model = model.as_str();
+    let started = std::time::Instant::now();
     let mut frames = BTreeMap::new();
     for (name, schema, batches) in inputs {
         let df = record_batches_to_dataframe(&schema, &batches)
@@ -301,10 +302,14 @@ pub fn run_rust_model(f: &RustModelFn, call: RustModelCall) -> Result<RustModelO
         is_incremental,
         side_outputs: side_outputs.clone(),
     };
+    tracing::debug!(model, "loaded its inputs into Polars in {:.2?}", started.elapsed());
+    let started = std::time::Instant::now();
     let output = f(context).with_context(|| format!("Rust model `{model}` failed"))?;
     let df = output
         .collect()
         .with_context(|| format!("Rust model `{model}`: its Polars query failed"))?;
+    tracing::debug!(model, "ran its function in {:.2?}", started.elapsed());
+    let started = std::time::Instant::now();
     let (schema, batches) = dataframe_to_record_batches(df)
         .with_context(|| format!("Rust model `{model}`: cannot convert its output to Arrow"))?;
     let pending = std::mem::take(&mut *side_outputs.lock().expect("side outputs lock"));
@@ -318,5 +323,6 @@ pub fn run_rust_model(f: &RustModelFn, call: RustModelCall) -> Result<RustModelO
         })?;
         side.push(SideOutputBatches { table, mode, schema, batches });
     }
+    tracing::debug!(model, "converted its outputs to Arrow in {:.2?}", started.elapsed());
     Ok(RustModelOutput { schema, batches, side_outputs: side })
 }

@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use polars::prelude::{
-    Column, DataFrame, DataType, IntoLazy, LazyFrame, NamedFrom, Series, TimeUnit, TimeZone,
+    Column, DataFrame, DataType, IntoLazy, LazyFrame, NamedFrom, Series, StringChunked, TimeUnit, TimeZone,
 };
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -120,7 +120,10 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
     present.dedup();
     let resolver = Resolver::new(config, &present).with_context(|| format!("model `{model}` (resolve_entities)"))?;
 
+    let started = std::time::Instant::now();
     let incoming = read_incoming(&ctx, &sources, &resolver)?;
+    tracing::debug!(model, "read and normalized {} records in {:.2?}", incoming.len(), started.elapsed());
+    let started = std::time::Instant::now();
     let index = match &ctx.this {
         Some(frame) => Some(frame.clone().collect().with_context(|| format!("model `{model}`: cannot read its own table"))?),
         None => None,
@@ -133,9 +136,9 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
             // scoring trains on what it is given, so it is given the whole index.
             let part = match resolver.config().scoring() {
                 Scoring::Rules => neighbourhood::around(index, &resolver, incoming),
-                _ => read_index(index).map(|rows| {
-                    let arrivals = with_priors(&rows, incoming);
-                    neighbourhood::Neighbourhood { rows, arrivals, ids: Default::default() }
+                _ => read_index(index).and_then(|rows| {
+                    let arrivals = with_priors(index, incoming)?;
+                    Ok(neighbourhood::Neighbourhood { rows, arrivals, ids: Default::default() })
                 }),
             }
             .with_context(|| format!("model `{model}`: cannot read its own table"))?;
@@ -144,15 +147,19 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
             (resolver.resolve_beside(entries, mode, now, &part.ids), raws, compare_from)
         }
         _ => {
-            let previous = match &index {
-                Some(index) => read_index(index).with_context(|| format!("model `{model}`: cannot read its own table"))?,
-                None => Vec::new(),
+            let incoming = match &index {
+                Some(index) => {
+                    with_priors(index, incoming).with_context(|| format!("model `{model}`: cannot read its own table"))?
+                }
+                None => incoming,
             };
-            let (entries, raws): (Vec<Entry>, Vec<Raw>) = with_priors(&previous, incoming).into_iter().unzip();
+            let (entries, raws): (Vec<Entry>, Vec<Raw>) = incoming.into_iter().unzip();
             (resolver.resolve(entries, Mode::Full, now), raws, 0)
         }
     };
 
+    tracing::debug!(model, "resolved {} records in {:.2?} ({} ms matching and clustering)", resolution.entries.len(), started.elapsed(), resolution.stats.duration_ms);
+    let started = std::time::Instant::now();
     // A full build returns the whole index; an incremental run the rows that changed.
     let keep: Vec<usize> = (0..resolution.entries.len())
         .filter(|&i| !incremental || i >= from || resolution.assigned[i].changed)
@@ -171,7 +178,9 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
         };
         ctx.emit(&blocking_table, mode, blocking_frame(&resolver, &resolution, from)?.lazy());
     }
-    Ok(index_frame(&resolution, &raws, &keep, now)?.lazy())
+    let rows = index_frame(&resolution, &raws, &keep, now)?;
+    tracing::debug!(model, "built its output frames in {:.2?}", started.elapsed());
+    Ok(rows.lazy())
 }
 
 /// The records of every input, normalized (no priors yet).
@@ -218,16 +227,35 @@ fn read_incoming(
     Ok(incoming)
 }
 
-/// `incoming` with each record's prior: its entity in `previous`, if it is there.
-fn with_priors(previous: &[IndexRow], mut incoming: Vec<(Entry, Raw)>) -> Vec<(Entry, Raw)> {
-    let at: HashMap<(&str, &str), &IndexRow> =
-        previous.iter().map(|r| ((r.entry.source.as_str(), r.entry.source_id.as_str()), r)).collect();
-    for (entry, _) in &mut incoming {
-        if let Some(row) = at.get(&(entry.source.as_str(), entry.source_id.as_str())) {
-            entry.prior = row.entry.prior.clone();
-        }
+/// `incoming` with each record's prior: its entity in the stored `index`, if it is there. Reads
+/// only the index's key and entity columns, in place.
+fn with_priors(index: &DataFrame, mut incoming: Vec<(Entry, Raw)>) -> Result<Vec<(Entry, Raw)>> {
+    let text = |name: &str| -> Result<&StringChunked> {
+        index.column(name).with_context(|| format!("the entity index has no column `{name}`"))?.str().with_context(|| format!("the entity index's column `{name}` is not text"))
+    };
+    let (sources, source_ids, ids, rules) = (text("source")?, text("source_id")?, text("entity_id")?, text("match_rule")?);
+    let first_seen = int_column(index, "first_seen")?;
+    let confidence = float_column(index, "confidence")?;
+    let mut at: HashMap<(&str, &str), usize> = HashMap::with_capacity(index.height());
+    for (i, (source, source_id)) in sources.iter().zip(source_ids.iter()).enumerate() {
+        let (Some(source), Some(source_id)) = (source, source_id) else {
+            bail!("row {} of the entity index lacks its source or source_id", i + 1);
+        };
+        at.insert((source, source_id), i);
     }
-    incoming
+    for (entry, _) in &mut incoming {
+        let Some(&i) = at.get(&(entry.source.as_str(), entry.source_id.as_str())) else { continue };
+        let Some(entity_id) = ids.get(i) else {
+            bail!("row {} of the entity index lacks its entity_id", i + 1);
+        };
+        entry.prior = Some(Prior {
+            entity_id: entity_id.to_string(),
+            first_seen: first_seen[i].unwrap_or(0),
+            match_rule: rules.get(i).map(str::to_string),
+            confidence: confidence[i],
+        });
+    }
+    Ok(incoming)
 }
 
 /// The entries of an incremental run, and where the re-resolved ones start.

@@ -55,8 +55,13 @@ async fn materialize_model(ctx: &RunContext, model: &Model, result: &mut NodeRes
     };
     result.input_snapshots = output.reads.clone();
     let Output { schema, batches, reads, side_outputs, fingerprint } = output;
+    let started = std::time::Instant::now();
     commit(ctx, model, plan, schema, batches, &reads, &fingerprint, result).await?;
-    write_side_outputs(ctx, model, side_outputs).await
+    tracing::debug!(model = %model.name, "wrote and committed its table in {:.2?}", started.elapsed());
+    let started = std::time::Instant::now();
+    write_side_outputs(ctx, model, side_outputs).await?;
+    tracing::debug!(model = %model.name, "wrote its side outputs in {:.2?}", started.elapsed());
+    Ok(())
 }
 
 /// A model's output, or that its table is up to date (with the snapshots it would have read).
@@ -232,6 +237,7 @@ async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &st
     if let Some(skip) = skip_if_up_to_date(ctx, model, plan, &own, &fingerprint) {
         return Ok(skip);
     }
+    let started = std::time::Instant::now();
     let mut inputs = Vec::new();
     for dep in &model.depends_on {
         let (ns, t) = ctx
@@ -256,6 +262,7 @@ async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &st
     } else {
         None
     };
+    tracing::debug!(model = %model.name, "read its inputs (and its own table) in {:.2?}", started.elapsed());
     let call = RustModelCall {
         model: model.name.clone(),
         inputs,
