@@ -19,7 +19,7 @@ use chrono::NaiveDate;
 
 use super::config::Role;
 use super::normalize::email_local_key;
-use super::{Norm, nicknames};
+use super::{Norm, jaro, nicknames};
 
 /// A comparison of the probabilistic scoring: which role, and its levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,13 +92,13 @@ impl Kind {
                 if nicknames::equivalent(a, b) {
                     return 1;
                 }
-                bands(strsim::jaro_winkler(a, b), &[0.92, 0.85, 0.70], 2)
+                bands(jaro::jaro_winkler(a, b), &[0.92, 0.85, 0.70], 2)
             }
-            Kind::LastName => bands(strsim::jaro_winkler(a, b), &[0.92, 0.85, 0.70], 1),
+            Kind::LastName => bands(jaro::jaro_winkler(a, b), &[0.92, 0.85, 0.70], 1),
             Kind::Email => email_level(a, b),
             Kind::Phone | Kind::Postcode => 1 + u8::from(strsim::osa_distance(a, b) > 1),
             Kind::Dob => dob_level(a, b),
-            Kind::Address => bands(strsim::jaro_winkler(a, b), &[0.90, 0.75], 1),
+            Kind::Address => bands(jaro::jaro_winkler(a, b), &[0.90, 0.75], 1),
         }
     }
 }
@@ -145,7 +145,7 @@ pub fn swapped(a: &Norm, b: &Norm) -> bool {
     if fa == fb || la == lb {
         return false;
     }
-    let jw = strsim::jaro_winkler;
+    let jw = jaro::jaro_winkler;
     jw(fa, lb) + jw(la, fb) > jw(fa, fb) + jw(la, lb) + 0.1
 }
 

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::blocking::{self, Pair};
 use super::probabilistic::{self, Model};
-use super::{Norm, normalize};
+use super::{Norm, jaro, normalize};
 use super::config::{Comparison, Field, Method, ResolveConfig, Role, Scoring, WeightedComparison};
 
 /// Two records found to be the same person.
@@ -126,8 +126,8 @@ pub(super) fn same_block(a: &Norm, b: &Norm, fields: &[Field]) -> bool {
 fn similarity(method: Method, a: &str, b: &str) -> f64 {
     match method {
         Method::Exact => f64::from(u8::from(a == b)),
-        Method::JaroWinkler => strsim::jaro_winkler(a, b),
-        Method::Jaro => strsim::jaro(a, b),
+        Method::JaroWinkler => jaro::jaro_winkler(a, b),
+        Method::Jaro => jaro::jaro(a, b),
         Method::Levenshtein => strsim::normalized_levenshtein(a, b),
     }
 }
@@ -304,7 +304,10 @@ pub fn find_matches<T: HasNorm + Sync>(records: &[T], compare_from: usize, confi
         return probabilistic::find_matches(records, compare_from, config, *threshold);
     }
     let rules = &config.rules;
+    let started = std::time::Instant::now();
     let found = blocking::candidates(records, compare_from, config);
+    tracing::debug!("blocking: {} candidate pairs in {:.2?}", found.pairs.len(), started.elapsed());
+    let started = std::time::Instant::now();
     let mut out = Matches {
         blocks: found.blocks,
         skipped: found.skipped,
@@ -345,6 +348,7 @@ pub fn find_matches<T: HasNorm + Sync>(records: &[T], compare_from: usize, confi
             compare(na, nb, p.rule as usize).map(|(rule, score)| Match { a: p.a, b: p.b, rule, score })
         })
         .collect();
+    tracing::debug!("comparing: {} matches in {:.2?}", matches.len(), started.elapsed());
     out.comparisons = found.pairs.len() as u64;
     out.matches = matches;
     out
