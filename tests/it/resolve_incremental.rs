@@ -41,6 +41,24 @@ with open(f"{out}/customers_3.csv", "w", newline="") as f:
     w.writerow(dict(chunks[1][0], version=3, email="one.change@example.org"))
 "#;
 
+/// A project whose `customers_*.csv` seeds (columns `types`, with a `version`) are staged as
+/// the latest version of each record, merged by id, and resolved by an incremental
+/// `semantic.entity_index`.
+fn staged_entity_index(p: &TestProject, types: &str) {
+    p.write(
+        "seeds/seeds.yml",
+        &format!("seeds:\n  - name: customers\n    config:\n      files: \"customers_*.csv\"\n      column_types: {{{types}}}\n"),
+    );
+    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: customers\n");
+    p.write(
+        "models/staging/stg_customers.sql",
+        "{{ config(materialized='incremental', incremental_strategy='merge', unique_key='record_id', watermark='snapshot') }}\n\
+         select * exclude (rn) from (select *, row_number() over (partition by record_id order by version desc) as rn \
+         from {{ source('raw', 'customers') }}) where rn = 1\n",
+    );
+    p.write("models/semantic/entity_index.yml", &crate::resolve::incremental_entity_index("stg_customers"));
+}
+
 fn index(p: &TestProject) -> Vec<Vec<String>> {
     p.sql_rows("select * exclude (updated_at) from semantic.entity_index order by source, source_id")
 }
@@ -54,22 +72,7 @@ fn incremental_runs_with_changed_records_leave_the_index_a_full_build_leaves() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let types = "record_id: varchar, source: varchar, true_id: varchar, first_name: varchar, last_name: varchar, \
                  email: varchar, phone: varchar, dob: varchar, postcode: varchar, address: varchar, version: int";
-    p.write(
-        "seeds/seeds.yml",
-        &format!("seeds:\n  - name: customers\n    config:\n      files: \"customers_*.csv\"\n      column_types: {{{types}}}\n"),
-    );
-    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: customers\n");
-    // Staging: the latest version of each record, merged by id.
-    p.write(
-        "models/staging/stg_customers.sql",
-        "{{ config(materialized='incremental', incremental_strategy='merge', unique_key='record_id', watermark='snapshot') }}\n\
-         select * exclude (rn) from (select *, row_number() over (partition by record_id order by version desc) as rn \
-         from {{ source('raw', 'customers') }}) where rn = 1\n",
-    );
-    p.write(
-        "models/semantic/entity_index.yml",
-        &crate::resolve::incremental_entity_index("stg_customers"),
-    );
+    staged_entity_index(&p, types);
     for k in 0..4 {
         std::fs::copy(
             p.path().join(format!("incoming/customers_{k}.csv")),
@@ -119,18 +122,7 @@ fn a_new_entity_never_takes_the_id_of_a_cluster_the_run_did_not_read() {
     ];
     let types = "record_id: varchar, first_name: varchar, last_name: varchar, email: varchar, phone: varchar, \
                  dob: varchar, postcode: varchar, address: varchar, version: int";
-    p.write(
-        "seeds/seeds.yml",
-        &format!("seeds:\n  - name: customers\n    config:\n      files: \"customers_*.csv\"\n      column_types: {{{types}}}\n"),
-    );
-    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: customers\n");
-    p.write(
-        "models/staging/stg_customers.sql",
-        "{{ config(materialized='incremental', incremental_strategy='merge', unique_key='record_id', watermark='snapshot') }}\n\
-         select * exclude (rn) from (select *, row_number() over (partition by record_id order by version desc) as rn \
-         from {{ source('raw', 'customers') }}) where rn = 1\n",
-    );
-    p.write("models/semantic/entity_index.yml", &crate::resolve::incremental_entity_index("stg_customers"));
+    staged_entity_index(&p, types);
     let entity = |p: &TestProject, id: &str| {
         p.sql_rows(&format!("select entity_id from semantic.entity_index where source_id = '{id}'"))[0][0].clone()
     };
