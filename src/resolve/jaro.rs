@@ -3,7 +3,8 @@
 //! For ASCII strings of up to 64 bytes (normalized names, almost always) they are computed on
 //! the bytes with bit sets on the stack; anything else goes to `strsim`. Both give the same
 //! number, bit for bit: the same matching window, the same greedy matching order and the same
-//! formula as `strsim` 0.11 (`tests::same_as_strsim` checks it on random strings). `strsim`
+//! formula as `strsim` 0.11 (`resolve_kernels::jaro_and_jaro_winkler_are_strsims_bit_for_bit` checks it
+//! on random strings). `strsim`
 //! decodes the strings again for each character of the first and allocates its flags on every
 //! call, which made name comparison the largest part of matching.
 
@@ -75,35 +76,4 @@ fn jaro_bytes(a: &[u8], b: &[u8]) -> f64 {
     transpositions /= 2;
     ((matches as f64 / a_len as f64) + (matches as f64 / b_len as f64) + ((matches - transpositions) as f64 / matches as f64))
         / 3.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn same_as_strsim() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
-        // Small alphabets make many matches and transpositions; lengths up to 64 and past it.
-        fn word(next: &mut impl FnMut(u64) -> u64, alphabet: &[u8], max: u64) -> String {
-            let len = next(max + 1) as usize;
-            (0..len).map(|_| alphabet[next(alphabet.len() as u64) as usize] as char).collect()
-        }
-        for _ in 0..50_000 {
-            let alphabet: &[u8] = if next(2) == 0 { b"abc" } else { b"abcdefghijklmnopqrstuvwxyz '-" };
-            let max = if next(10) == 0 { 70 } else { 12 };
-            let (a, b) = (word(&mut next, alphabet, max), word(&mut next, alphabet, max));
-            assert_eq!(jaro(&a, &b).to_bits(), strsim::jaro(&a, &b).to_bits(), "jaro {a:?} {b:?}");
-            assert_eq!(jaro_winkler(&a, &b).to_bits(), strsim::jaro_winkler(&a, &b).to_bits(), "jw {a:?} {b:?}");
-        }
-        for (a, b) in [("", ""), ("", "a"), ("martha", "marhta"), ("dwayne", "duane"), ("josé", "jose")] {
-            assert_eq!(jaro_winkler(a, b).to_bits(), strsim::jaro_winkler(a, b).to_bits(), "{a:?} {b:?}");
-        }
-    }
 }

@@ -25,7 +25,7 @@ pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod io;
-mod jaro;
+pub mod jaro;
 pub mod matching;
 pub mod model;
 pub mod nicknames;

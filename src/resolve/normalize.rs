@@ -159,7 +159,7 @@ pub fn email(value: &str) -> Option<String> {
 pub fn phone(value: &str, region: &str) -> Option<String> {
     let value = value.trim();
     let Some(national) = nanp::national_digits(value, region) else {
-        return phone_slow(value, region);
+        return phone_parsed(value, region);
     };
     let digits: String = value.chars().filter(char::is_ascii_digit).collect();
     let valid = |e164: &str| phonenumber::parse(None, e164).is_ok_and(|n| n.is_valid());
@@ -173,8 +173,9 @@ pub fn phone(value: &str, region: &str) -> Option<String> {
     Some(e164)
 }
 
-/// [`phone`] by `phonenumber`, for any number.
-fn phone_slow(value: &str, region: &str) -> Option<String> {
+/// [`phone`] with every number parsed by `phonenumber` (no fast path): what the fast path
+/// is checked against.
+pub fn phone_parsed(value: &str, region: &str) -> Option<String> {
     let value = value.trim();
     let digits: String = value.chars().filter(char::is_ascii_digit).collect();
     if digits.len() < 6 || is_fake_number(&digits) {

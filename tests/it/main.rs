@@ -32,6 +32,7 @@ mod property;
 mod resolve;
 mod resolve_fs;
 mod resolve_incremental;
+mod resolve_kernels;
 mod rest;
 mod runs;
 mod s3_warehouse;

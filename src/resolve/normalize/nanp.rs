@@ -9,7 +9,8 @@
 //! for a few prefixes, the next two digits; every NANP pattern of libphonenumber's metadata
 //! ends in free digits after at most six). That verdict is asked of `phonenumber` once per
 //! six-digit prefix and kept in a lock-free table, so the numbers themselves are never parsed.
-//! `tests::the_fast_path_agrees_with_phonenumber` checks the claim on numbers of many prefixes.
+//! `resolve_kernels::the_nanp_fast_path_agrees_with_phonenumber` checks the claim on numbers of many
+//! prefixes.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -71,48 +72,4 @@ pub(super) fn e164(national: &[u8; 10]) -> String {
     out.push_str("+1");
     out.extend(national.iter().map(|&d| d as char));
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::{phone, phone_slow};
-
-    /// Numbers over many prefixes, in several spellings, several per prefix (so most are
-    /// answered from a verdict another number's parse left): the fast path gives what
-    /// `phonenumber` gives for each.
-    #[test]
-    fn the_fast_path_agrees_with_phonenumber() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let mut checked = 0;
-        // Real area codes (some with exchange-level exceptions in the metadata) and random ones.
-        let areas = [212, 305, 415, 472, 503, 505, 512, 274, 720, 809, 868, 876, 983, 800, 416, 604];
-        for k in 0..3000 {
-            let prefix = match k % 2 {
-                0 => areas[(next() % areas.len() as u64) as usize] * 1000 + next() % 1000,
-                _ => next() % 1_000_000,
-            };
-            for _ in 0..4 {
-                let digits = format!("{prefix:06}{:04}", next() % 10_000);
-                let spelled = match next() % 5 {
-                    0 => digits.clone(),
-                    1 => format!("+1{digits}"),
-                    2 => format!("({}) {}-{}", &digits[..3], &digits[3..6], &digits[6..]),
-                    3 => format!("+1 {}.{}.{}", &digits[..3], &digits[3..6], &digits[6..]),
-                    _ => format!("1-{}-{}-{}", &digits[..3], &digits[3..6], &digits[6..]),
-                };
-                assert_eq!(phone(&spelled, "US"), phone_slow(&spelled, "US"), "{spelled}");
-                checked += 1;
-            }
-        }
-        assert_eq!(checked, 12_000);
-        // Other regions and other countries take the slow path.
-        assert_eq!(phone("2127360100", "GB"), phone_slow("2127360100", "GB"));
-        assert_eq!(phone("+44 20 7946 0958", "US"), phone_slow("+44 20 7946 0958", "US"));
-    }
 }

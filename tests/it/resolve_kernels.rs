@@ -1,0 +1,70 @@
+//! The fast paths of entity resolution give exactly what the libraries they stand in for give:
+//! phone normalization of North American numbers (`phonenumber`) and Jaro / Jaro-Winkler
+//! (`strsim`).
+
+use lake::resolve::jaro::{jaro, jaro_winkler};
+use lake::resolve::normalize::{phone, phone_parsed};
+
+/// A seeded xorshift: `next(n)` is in `0..n`.
+fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed;
+    move |n| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    }
+}
+
+/// Numbers over many prefixes, in several spellings, several per prefix (so most are answered
+/// from a verdict another number's parse left): the fast path gives what `phonenumber` gives.
+#[test]
+fn the_nanp_fast_path_agrees_with_phonenumber() {
+    let mut next = rng(0x9E37_79B9_7F4A_7C15);
+    // Real area codes (some with exchange-level exceptions in the metadata) and random ones.
+    let areas = [212, 305, 415, 472, 503, 505, 512, 274, 720, 809, 868, 876, 983, 800, 416, 604];
+    let mut checked = 0;
+    for k in 0..3000 {
+        let prefix = match k % 2 {
+            0 => areas[next(areas.len() as u64) as usize] * 1000 + next(1000),
+            _ => next(1_000_000),
+        };
+        for _ in 0..4 {
+            let digits = format!("{prefix:06}{:04}", next(10_000));
+            let spelled = match next(5) {
+                0 => digits.clone(),
+                1 => format!("+1{digits}"),
+                2 => format!("({}) {}-{}", &digits[..3], &digits[3..6], &digits[6..]),
+                3 => format!("+1 {}.{}.{}", &digits[..3], &digits[3..6], &digits[6..]),
+                _ => format!("1-{}-{}-{}", &digits[..3], &digits[3..6], &digits[6..]),
+            };
+            assert_eq!(phone(&spelled, "US"), phone_parsed(&spelled, "US"), "{spelled}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12_000);
+    // Other regions and other countries take the slow path.
+    assert_eq!(phone("2127360100", "GB"), phone_parsed("2127360100", "GB"));
+    assert_eq!(phone("+44 20 7946 0958", "US"), phone_parsed("+44 20 7946 0958", "US"));
+    assert_eq!(phone("(212) 736-0100", "US").as_deref(), Some("+12127360100"));
+}
+
+#[test]
+fn jaro_and_jaro_winkler_are_strsims_bit_for_bit() {
+    let mut next = rng(0x2545_F491_4F6C_DD1D);
+    fn word(next: &mut impl FnMut(u64) -> u64, alphabet: &[u8], max: u64) -> String {
+        let len = next(max + 1) as usize;
+        (0..len).map(|_| alphabet[next(alphabet.len() as u64) as usize] as char).collect()
+    }
+    // Small alphabets make many matches and transpositions; lengths up to 64 and past it.
+    for _ in 0..50_000 {
+        let alphabet: &[u8] = if next(2) == 0 { b"abc" } else { b"abcdefghijklmnopqrstuvwxyz '-" };
+        let max = if next(10) == 0 { 70 } else { 12 };
+        let (a, b) = (word(&mut next, alphabet, max), word(&mut next, alphabet, max));
+        assert_eq!(jaro(&a, &b).to_bits(), strsim::jaro(&a, &b).to_bits(), "jaro {a:?} {b:?}");
+        assert_eq!(jaro_winkler(&a, &b).to_bits(), strsim::jaro_winkler(&a, &b).to_bits(), "jw {a:?} {b:?}");
+    }
+    for (a, b) in [("", ""), ("", "a"), ("martha", "marhta"), ("dwayne", "duane"), ("josé", "jose")] {
+        assert_eq!(jaro_winkler(a, b).to_bits(), strsim::jaro_winkler(a, b).to_bits(), "{a:?} {b:?}");
+    }
+}
