@@ -30,8 +30,8 @@
 //! changed since the last run, and the other records of the clusters a changed record was in,
 //! are compared, against the whole index by blocking key; the model returns the rows whose
 //! entity, match or values changed. With rule scoring such a run reads into records only the
-//! part of the index those comparisons need (`neighbourhood`), so its cost follows the change. With rule scoring this gives what a full build gives,
-//! except when a block grows past `max_block_size` (a full build then drops the pairs it held;
+//! part of the index those comparisons need (`neighbourhood`), so its cost follows the change,
+//! and it gives what a full build gives, except when a block grows past `max_block_size` (a full build then drops the pairs it held;
 //! an incremental run keeps the clusters they made). Probabilistic scoring trains on what each
 //! run sees, so its incremental runs only approximate a full build.
 
@@ -84,7 +84,6 @@ impl SourceMapping {
             .collect()
     }
 }
-
 
 /// The built-in `resolve_entities`; see the module documentation.
 pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
@@ -237,9 +236,7 @@ fn read_incoming(
 /// `incoming` with each record's prior: its entity in the stored `index`, if it is there. Reads
 /// only the index's key and entity columns, in place.
 fn with_priors(index: &DataFrame, mut incoming: Vec<(Entry, Raw)>) -> Result<Vec<(Entry, Raw)>> {
-    let text = |name: &str| -> Result<&StringChunked> {
-        index.column(name).with_context(|| format!("the entity index has no column `{name}`"))?.str().with_context(|| format!("the entity index's column `{name}` is not text"))
-    };
+    let text = |name| index_text(index, name);
     let (sources, source_ids, ids, rules) = (text("source")?, text("source_id")?, text("entity_id")?, text("match_rule")?);
     let first_seen = int_column(index, "first_seen")?;
     let confidence = float_column(index, "confidence")?;
@@ -281,7 +278,7 @@ fn incremental_entries(previous: Vec<IndexRow>, incoming: Vec<(Entry, Raw)>) -> 
     let mut affected: HashSet<String> = HashSet::new();
     for (entry, raw) in incoming {
         match at.get(&(entry.source.as_str(), entry.source_id.as_str())) {
-            Some(row) if row.entry.norm == entry.norm && row.raw == raw => continue,
+            Some(row) if unchanged(row, &entry, &raw) => continue,
             Some(row) => {
                 if let Some(p) = &row.entry.prior {
                     affected.insert(p.entity_id.clone());
@@ -317,6 +314,20 @@ fn incremental_entries(previous: Vec<IndexRow>, incoming: Vec<(Entry, Raw)>) -> 
         raws.push(raw);
     }
     (entries, raws, compare_from)
+}
+
+/// A text column of the stored index, read in place.
+fn index_text<'a>(index: &'a DataFrame, name: &str) -> Result<&'a StringChunked> {
+    index
+        .column(name)
+        .with_context(|| format!("the entity index has no column `{name}`"))?
+        .str()
+        .with_context(|| format!("the entity index's column `{name}` is not text"))
+}
+
+/// Whether an arriving record is the same as its row in the index (then it is no change).
+fn unchanged(row: &IndexRow, entry: &Entry, raw: &Raw) -> bool {
+    row.entry.norm == entry.norm && &row.raw == raw
 }
 
 /// One row of the existing index.

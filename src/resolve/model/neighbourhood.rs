@@ -13,11 +13,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use polars::prelude::{DataFrame, IdxCa, IdxSize, StringChunked};
 use rayon::prelude::*;
 
-use super::{IndexRow, Raw, read_index};
+use super::{IndexRow, Raw, index_text, read_index, unchanged};
 use crate::resolve::config::Role;
 use crate::resolve::matching::{Roles, hashed_key};
 use crate::resolve::{Entry, Resolver};
@@ -44,13 +44,7 @@ impl Roles for Row<'_> {
 
 impl<'a> Columns<'a> {
     fn of(index: &'a DataFrame) -> Result<Self> {
-        let column = |name: &str| -> Result<&'a StringChunked> {
-            index
-                .column(name)
-                .with_context(|| format!("the entity index has no column `{name}`"))?
-                .str()
-                .with_context(|| format!("the entity index's column `{name}` is not text"))
-        };
+        let column = |name: &str| index_text(index, name);
         let mut norms = Vec::with_capacity(Role::ALL.len());
         for role in Role::ALL {
             norms.push(column(role.name())?);
@@ -119,7 +113,7 @@ pub(super) fn around<'a>(index: &'a DataFrame, resolver: &Resolver, incoming: Ve
     let mut affected: HashSet<&str> = HashSet::new();
     for (mut entry, raw) in incoming {
         if let Some(row) = own_at.get(&(entry.source.as_str(), entry.source_id.as_str())) {
-            if row.entry.norm == entry.norm && row.raw == raw {
+            if unchanged(row, &entry, &raw) {
                 continue;
             }
             entry.prior = row.entry.prior.clone();
