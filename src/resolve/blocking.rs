@@ -6,7 +6,7 @@
 //! the set of every rule whose (compared) block it is in. A block larger than
 //! `max_block_size` is skipped and reported, and does not count as shared.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use rayon::prelude::*;
 
@@ -53,19 +53,9 @@ pub fn candidates<T: HasNorm + Sync>(records: &[T], compare_from: usize, config:
     let mut out = Candidates::default();
     let mut oversized: Vec<HashSet<u64>> = vec![HashSet::new(); width];
     let mut work: Vec<(u16, Vec<u32>)> = Vec::new();
-    for (r, rule) in rules.iter().enumerate() {
-        let mut blocks: HashMap<u64, Vec<u32>> = HashMap::new();
-        for i in 0..records.len() {
-            let key = keys[i * width + r];
-            if key != NO_KEY {
-                blocks.entry(key).or_default().push(i as u32);
-            }
-        }
-        let mut kept: Vec<(u64, Vec<u32>)> = blocks
-            .into_iter()
-            .filter(|(_, m)| m.len() >= 2 && (*m.last().unwrap() as usize) >= compare_from)
-            .collect();
-        kept.sort_unstable_by_key(|(_, m)| m[0]);
+    let per_rule: Vec<Vec<(u64, Vec<u32>)>> =
+        (0..width).map(|r| blocks_of(&keys, width, r, records.len(), compare_from)).collect();
+    for ((r, rule), kept) in rules.iter().enumerate().zip(per_rule) {
         for (key, members) in kept {
             out.blocks += 1;
             if members.len() > config.max_block_size {
@@ -118,4 +108,20 @@ pub fn candidates<T: HasNorm + Sync>(records: &[T], compare_from: usize, config:
     }
     out.pairs = pairs;
     out
+}
+
+/// The blocks of rule `r` that hold two records or more, one of them at `compare_from` or
+/// later: each block's key and members (ascending), ordered by first member. Found by sorting
+/// (key, record) on every core.
+fn blocks_of(keys: &[u64], width: usize, r: usize, n: usize, compare_from: usize) -> Vec<(u64, Vec<u32>)> {
+    let mut keyed: Vec<(u64, u32)> =
+        (0..n).filter_map(|i| Some((keys[i * width + r], i as u32)).filter(|(k, _)| *k != NO_KEY)).collect();
+    keyed.par_sort_unstable();
+    let mut kept: Vec<(u64, Vec<u32>)> = keyed
+        .chunk_by(|x, y| x.0 == y.0)
+        .filter(|block| block.len() >= 2 && block[block.len() - 1].1 as usize >= compare_from)
+        .map(|block| (block[0].0, block.iter().map(|(_, i)| *i).collect()))
+        .collect();
+    kept.par_sort_unstable_by_key(|(_, m)| m[0]);
+    kept
 }

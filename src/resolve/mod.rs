@@ -33,6 +33,7 @@ pub mod normalize;
 pub mod probabilistic;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -44,8 +45,9 @@ use config::{ResolveConfig, Role};
 use matching::{Match, SkippedBlock, find_matches};
 use normalize::Normalizer;
 
-/// Normalized values of one record, indexed by [`Role::index`].
-pub type Norm = [Option<Box<str>>; 7];
+/// Normalized values of one record, indexed by [`Role::index`]. Shared, not copied: records
+/// repeat values (a household's phone, a provider's re-sent email), and normalizing caches them.
+pub type Norm = [Option<Arc<str>>; 7];
 
 /// Raw values of one record, indexed by [`Role::index`].
 pub type Raw = [Option<String>; 7];
@@ -163,7 +165,7 @@ impl Resolver {
     pub fn normalize(&self, raw: &[(Role, &str)]) -> Norm {
         let mut norm: Norm = Default::default();
         for (role, value) in raw {
-            norm[role.index()] = self.normalize_value(*role, value).map(String::into_boxed_str);
+            norm[role.index()] = self.normalize_value(*role, value).map(Arc::from);
         }
         norm
     }
@@ -290,8 +292,8 @@ impl Resolver {
                 })
                 .expect("groups are not empty")
         };
-        let mut order: Vec<(usize, u32)> = groups.iter().enumerate().map(|(i, g)| (i, anchor(g))).collect();
-        order.sort_by(|(_, x), (_, y)| {
+        let mut order: Vec<(usize, u32)> = groups.par_iter().enumerate().map(|(i, g)| (i, anchor(g))).collect();
+        order.par_sort_by(|(_, x), (_, y)| {
             let (ex, ey) = (&entries[*x as usize], &entries[*y as usize]);
             first_seen(*x)
                 .cmp(&first_seen(*y))
@@ -329,23 +331,20 @@ impl Resolver {
         let merges = recorded_merges(entries, groups, &taken, &group_id);
 
         let best = self.strongest(entries, matches, kept_from);
-        let mut assigned: Vec<Assigned> = vec![
-            Assigned {
-                entity_id: String::new(),
-                first_seen: 0,
-                match_rule: None,
-                confidence: None,
-                changed: false,
-            };
-            entries.len()
-        ];
+        let mut group_of = vec![0u32; entries.len()];
         for (g, members) in groups.iter().enumerate() {
             for &i in members {
-                let e = &entries[i as usize];
-                let (match_rule, confidence) = match best.get(&i) {
+                group_of[i as usize] = g as u32;
+            }
+        }
+        let assigned: Vec<Assigned> = (0..entries.len())
+            .into_par_iter()
+            .map(|i| {
+                let (e, g) = (&entries[i], group_of[i] as usize);
+                let (match_rule, confidence) = match &best[i] {
                     Some((r, s)) => (Some(self.rule_name(*r).to_string()), Some(*s)),
                     // A kept record whose prior rule is no longer configured.
-                    None if (i as usize) < kept_from && members.len() > 1 => match &e.prior {
+                    None if i < kept_from && groups[g].len() > 1 => match &e.prior {
                         Some(p) => (p.match_rule.clone(), p.confidence),
                         None => (None, None),
                     },
@@ -357,34 +356,27 @@ impl Resolver {
                         p.entity_id != group_id[g] || p.match_rule != match_rule || p.confidence != confidence
                     }
                 };
-                assigned[i as usize] = Assigned {
-                    entity_id: group_id[g].clone(),
-                    first_seen: first_seen(i),
-                    match_rule,
-                    confidence,
-                    changed,
-                };
-            }
-        }
+                Assigned { entity_id: group_id[g].clone(), first_seen: first_seen(i as u32), match_rule, confidence, changed }
+            })
+            .collect();
         (assigned, merges)
     }
 
     /// The strongest match (rule, score) of each record. A record of a kept cluster (before
     /// `kept_from`, incremental runs only) keeps the matches it had: its strongest is the
     /// stronger of its prior one and this run's.
-    fn strongest(&self, entries: &[Entry], matches: &[Match], kept_from: usize) -> HashMap<u32, (u16, f64)> {
+    fn strongest(&self, entries: &[Entry], matches: &[Match], kept_from: usize) -> Vec<Option<(u16, f64)>> {
         let rule_index = |name: &str| self.config.rules.iter().position(|r| r.name == name).map(|r| r as u16);
         let prior_best = |i: usize| -> Option<(u16, f64)> {
             let p = entries[i].prior.as_ref()?;
             Some((rule_index(p.match_rule.as_deref()?)?, p.confidence?))
         };
-        let mut best = strongest_matches(matches);
-        for i in 0..kept_from {
-            if let Some((rule, score)) = prior_best(i) {
-                let slot = best.entry(i as u32).or_insert((rule, score));
-                if stronger((rule, score), *slot) {
-                    *slot = (rule, score);
-                }
+        let mut best = strongest_matches(matches, entries.len());
+        for (i, slot) in best.iter_mut().enumerate().take(kept_from) {
+            if let Some(prior) = prior_best(i)
+                && slot.is_none_or(|now| stronger(prior, now))
+            {
+                *slot = Some(prior);
             }
         }
         best
@@ -394,7 +386,7 @@ impl Resolver {
 /// [`Resolver::normalize`] that normalizes each distinct raw value of a role once.
 struct CachedNormalizer<'a> {
     resolver: &'a Resolver,
-    seen: [HashMap<Box<str>, Option<Box<str>>>; 7],
+    seen: [HashMap<Box<str>, Option<Arc<str>>>; 7],
 }
 
 impl CachedNormalizer<'_> {
@@ -407,7 +399,7 @@ impl CachedNormalizer<'_> {
             norm[role.index()] = match seen.get(value) {
                 Some(v) => v.clone(),
                 None => {
-                    let v = self.resolver.normalize_value(role, value).map(String::into_boxed_str);
+                    let v = self.resolver.normalize_value(role, value).map(Arc::from);
                     seen.insert(Box::from(value), v.clone());
                     v
                 }
@@ -440,14 +432,14 @@ fn stronger(a: (u16, f64), b: (u16, f64)) -> bool {
     a.1 > b.1 || (a.1 == b.1 && a.0 < b.0)
 }
 
-/// The strongest match (rule, score) of each record in this run.
-fn strongest_matches(matches: &[Match]) -> HashMap<u32, (u16, f64)> {
-    let mut best: HashMap<u32, (u16, f64)> = HashMap::new();
+/// The strongest match (rule, score) of each of `n` records in this run.
+fn strongest_matches(matches: &[Match], n: usize) -> Vec<Option<(u16, f64)>> {
+    let mut best: Vec<Option<(u16, f64)>> = vec![None; n];
     for m in matches {
         for x in [m.a, m.b] {
-            let slot = best.entry(x).or_insert((m.rule, m.score));
-            if stronger((m.rule, m.score), *slot) {
-                *slot = (m.rule, m.score);
+            let slot = &mut best[x as usize];
+            if slot.is_none_or(|now| stronger((m.rule, m.score), now)) {
+                *slot = Some((m.rule, m.score));
             }
         }
     }

@@ -36,6 +36,7 @@
 //! run sees, so its incremental runs only approximate a full build.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use polars::prelude::{
@@ -196,40 +197,56 @@ fn read_incoming(
     resolver: &Resolver,
 ) -> Result<Vec<(Entry, Raw)>> {
     let model = &ctx.model;
+    let inputs: Vec<&String> = sources.keys().collect();
     let mut incoming: Vec<(Entry, Raw)> = Vec::new();
-    let mut seen: HashMap<(String, String), String> = HashMap::new();
-    for (input, mapping) in sources {
+    // The input each record came from, for the error on an id given twice.
+    let mut origin: Vec<usize> = Vec::new();
+    for (n, (input, mapping)) in sources.iter().enumerate() {
         let frame = ctx.input(input)?;
         let df = frame.collect().with_context(|| format!("model `{model}`: cannot read input `{input}`"))?;
         let source = mapping.source.clone().unwrap_or_else(|| input.clone());
-        let ids = string_column(&df, &mapping.id).with_context(|| format!("model `{model}`: input `{input}`"))?;
-        let mut columns = Vec::new();
-        for (role, column) in mapping.columns() {
-            columns.push((role, string_column(&df, column).with_context(|| format!("model `{model}`: input `{input}`"))?));
-        }
+        let in_input = || format!("model `{model}`: input `{input}`");
+        let ids = string_column(&df, &mapping.id).with_context(in_input)?;
+        let mapped = mapping.columns();
+        let values = mapped
+            .par_iter()
+            .map(|(_, column)| string_column(&df, column).with_context(in_input))
+            .collect::<Result<Vec<_>>>()?;
+        // Moved, not copied, from the columns into the records.
+        let mut columns: Vec<_> = mapped.iter().map(|(role, _)| role.index()).zip(values.into_iter().map(Vec::into_iter)).collect();
         let raws: Vec<Raw> = (0..ids.len())
-            .map(|row| {
+            .map(|_| {
                 let mut raw: Raw = Default::default();
-                for (role, values) in &columns {
-                    raw[role.index()] = values[row].clone();
+                for (role, values) in &mut columns {
+                    raw[*role] = values.next().flatten();
                 }
                 raw
             })
             .collect();
         let norms = resolver.normalize_all(&raws);
-        for (row, ((id, norm), raw)) in ids.iter().zip(norms).zip(raws).enumerate() {
+        incoming.reserve(ids.len());
+        for (row, ((id, norm), raw)) in ids.into_iter().zip(norms).zip(raws).enumerate() {
             let Some(id) = id else {
                 bail!("model `{model}`: input `{input}` has a null `{}` in row {}", mapping.id, row + 1);
             };
-            if let Some(other) = seen.insert((source.clone(), id.clone()), input.clone()) {
-                bail!(
-                    "model `{model}`: source `{source}` has the id `{id}` twice (inputs `{other}` and `{input}`); \
-                     give each record once (e.g. deduplicate in staging)"
-                );
-            }
-            incoming.push((Entry::new(&source, id, norm), raw));
+            incoming.push((Entry { source: source.clone(), source_id: id, norm, prior: None }, raw));
+            origin.push(n);
         }
     }
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::with_capacity(incoming.len());
+    for (i, (entry, _)) in incoming.iter().enumerate() {
+        if let Some(first) = seen.insert((&entry.source, &entry.source_id), i) {
+            bail!(
+                "model `{model}`: source `{}` has the id `{}` twice (inputs `{}` and `{}`); \
+                 give each record once (e.g. deduplicate in staging)",
+                entry.source,
+                entry.source_id,
+                inputs[origin[first]],
+                inputs[origin[i]]
+            );
+        }
+    }
+    drop(seen);
     Ok(incoming)
 }
 
@@ -378,7 +395,7 @@ fn read_index(df: &DataFrame) -> Result<Vec<IndexRow>> {
         let mut norm: Norm = Default::default();
         let mut raw: Raw = Default::default();
         for r in 0..7 {
-            norm[r] = norm_columns[r][i].clone().map(String::into_boxed_str);
+            norm[r] = norm_columns[r][i].as_deref().map(Arc::from);
             raw[r] = raw_columns[r][i].clone();
         }
         let mut entry = Entry::new(source, source_id, norm);
@@ -406,17 +423,21 @@ fn strings(name: &str, values: Vec<Option<&str>>) -> Column {
 fn index_frame(resolution: &Resolution, raws: &[Raw], keep: &[usize], now: i64) -> Result<DataFrame> {
     let entries = &resolution.entries;
     let assigned = &resolution.assigned;
-    let mut columns = vec![
-        strings("entity_id", keep.iter().map(|&i| Some(assigned[i].entity_id.as_str())).collect()),
-        strings("source", keep.iter().map(|&i| Some(entries[i].source.as_str())).collect()),
-        strings("source_id", keep.iter().map(|&i| Some(entries[i].source_id.as_str())).collect()),
+    type Text<'a> = Box<dyn Fn(usize) -> Option<&'a str> + Sync + 'a>;
+    let mut texts: Vec<(String, Text)> = vec![
+        ("entity_id".into(), Box::new(|i| Some(assigned[i].entity_id.as_str()))),
+        ("source".into(), Box::new(|i| Some(entries[i].source.as_str()))),
+        ("source_id".into(), Box::new(|i| Some(entries[i].source_id.as_str()))),
     ];
     for role in Role::ALL {
         let r = role.index();
-        columns.push(strings(&format!("{}_raw", role.name()), keep.iter().map(|&i| raws[i][r].as_deref()).collect()));
-        columns.push(strings(role.name(), keep.iter().map(|&i| entries[i].norm[r].as_deref()).collect()));
+        texts.push((format!("{}_raw", role.name()), Box::new(move |i| raws[i][r].as_deref())));
+        texts.push((role.name().to_string(), Box::new(move |i| entries[i].norm[r].as_deref())));
     }
-    columns.push(strings("match_rule", keep.iter().map(|&i| assigned[i].match_rule.as_deref()).collect()));
+    texts.push(("match_rule".into(), Box::new(|i| assigned[i].match_rule.as_deref())));
+    // The text columns are built on every core, one column per task.
+    let mut columns: Vec<Column> =
+        texts.par_iter().map(|(name, text)| strings(name, keep.iter().map(|&i| text(i)).collect())).collect();
     columns.push(Series::new("confidence".into(), keep.iter().map(|&i| assigned[i].confidence).collect::<Vec<_>>()).into());
     columns.push(utc_micros("first_seen", keep.iter().map(|&i| assigned[i].first_seen).collect())?);
     columns.push(utc_micros("updated_at", vec![now; keep.len()])?);
@@ -490,29 +511,24 @@ fn merges_frame(resolution: &Resolution, now: i64) -> Result<DataFrame> {
 /// The blocking keys of the entries from `from` on: one row per entry and rule, the key null
 /// when the entry has none under the rule.
 fn blocking_frame(resolver: &Resolver, resolution: &Resolution, from: usize) -> Result<DataFrame> {
-    let mut rule = Vec::new();
-    let mut key = Vec::new();
-    let mut source = Vec::new();
-    let mut source_id = Vec::new();
-    let per_entry: Vec<Vec<(&str, Option<String>)>> = resolution.entries[from..]
+    let entries = &resolution.entries[from..];
+    let per_entry: Vec<Vec<(&str, Option<String>)>> = entries
         .par_iter()
         .with_min_len(4096)
         .map(|e| resolver.block_key_per_rule(&e.norm).collect())
         .collect();
-    for (e, keys) in resolution.entries[from..].iter().zip(per_entry) {
-        for (r, k) in keys {
-            rule.push(r);
-            key.push(k);
-            source.push(e.source.as_str());
-            source_id.push(e.source_id.as_str());
-        }
-    }
-    let height = rule.len();
-    let columns = vec![
-        strings("rule", rule.into_iter().map(Some).collect()),
-        strings("block_key", key.iter().map(|k| k.as_deref()).collect()),
-        strings("source", source.into_iter().map(Some).collect()),
-        strings("source_id", source_id.into_iter().map(Some).collect()),
-    ];
+    // Row j is rule j % rules of entry j / rules.
+    let rules = resolver.config().rules.len();
+    let height = entries.len() * rules;
+    let column = |name: &str| -> Column {
+        let values: Vec<Option<&str>> = match name {
+            "rule" => per_entry.iter().flat_map(|keys| keys.iter().map(|(r, _)| Some(*r))).collect(),
+            "block_key" => per_entry.iter().flat_map(|keys| keys.iter().map(|(_, k)| k.as_deref())).collect(),
+            "source" => entries.iter().flat_map(|e| std::iter::repeat_n(Some(e.source.as_str()), rules)).collect(),
+            _ => entries.iter().flat_map(|e| std::iter::repeat_n(Some(e.source_id.as_str()), rules)).collect(),
+        };
+        strings(name, values)
+    };
+    let columns: Vec<Column> = ["rule", "block_key", "source", "source_id"].par_iter().map(|name| column(name)).collect();
     Ok(DataFrame::new(height, columns)?)
 }
