@@ -38,73 +38,99 @@ pub struct Candidates {
 
 const NO_KEY: u64 = 0;
 
-/// The candidate pairs among `records`, except pairs of two records both below
-/// `compare_from` (compared with each other in an earlier run).
-pub fn candidates<T: HasNorm + Sync>(records: &[T], compare_from: usize, config: &ResolveConfig) -> Candidates {
-    let rules = &config.rules;
-    let width = rules.len();
-    // keys[i * width + r]: record i's key under rule r (NO_KEY when it has none).
-    let keys: Vec<u64> = records
-        .par_iter()
-        .flat_map_iter(|rec| {
-            rules.iter().map(move |rule| hashed_key(rec.norm(), &rule.block_on).map_or(NO_KEY, |k| k.max(1)))
-        })
-        .collect();
-    let mut out = Candidates::default();
-    let mut oversized: Vec<HashSet<u64>> = vec![HashSet::new(); width];
-    let mut work: Vec<(u16, Vec<u32>)> = Vec::new();
-    let per_rule: Vec<Vec<(u64, Vec<u32>)>> =
-        (0..width).map(|r| blocks_of(&keys, width, r, records.len(), compare_from)).collect();
-    for ((r, rule), kept) in rules.iter().enumerate().zip(per_rule) {
-        for (key, members) in kept {
-            out.blocks += 1;
-            if members.len() > config.max_block_size {
-                oversized[r].insert(key);
-                out.skipped.push(SkippedBlock {
-                    rule: rule.name.clone(),
-                    key: block_key(records[members[0] as usize].norm(), &rule.block_on).unwrap_or_default(),
-                    size: members.len(),
-                });
-            } else {
-                work.push((r as u16, members));
+/// The blocks to compare, and which rules' blocks each record is in.
+pub struct Plan {
+    /// keys[i * width + r]: record i's key under rule r, hashed (NO_KEY when it has none).
+    keys: Vec<u64>,
+    width: usize,
+    compare_from: usize,
+    /// Keys of the blocks skipped as too large, per rule.
+    oversized: Vec<HashSet<u64>>,
+    /// The blocks to compare: the rule and the members (ascending), ordered by rule, then by
+    /// first member.
+    pub work: Vec<(u16, Vec<u32>)>,
+    /// Blocks with at least two records.
+    pub blocks: u64,
+    pub skipped: Vec<SkippedBlock>,
+}
+
+impl Plan {
+    /// The blocks of `records` that hold a record at `compare_from` or later.
+    pub fn new<T: HasNorm + Sync>(records: &[T], compare_from: usize, config: &ResolveConfig) -> Self {
+        let rules = &config.rules;
+        let width = rules.len();
+        let keys: Vec<u64> = records
+            .par_iter()
+            .flat_map_iter(|rec| {
+                rules.iter().map(move |rule| hashed_key(rec.norm(), &rule.block_on).map_or(NO_KEY, |k| k.max(1)))
+            })
+            .collect();
+        let mut plan =
+            Plan { keys, width, compare_from, oversized: vec![HashSet::new(); width], work: Vec::new(), blocks: 0, skipped: Vec::new() };
+        let per_rule: Vec<Vec<(u64, Vec<u32>)>> =
+            (0..width).map(|r| blocks_of(&plan.keys, width, r, records.len(), compare_from)).collect();
+        for ((r, rule), kept) in rules.iter().enumerate().zip(per_rule) {
+            for (key, members) in kept {
+                plan.blocks += 1;
+                if members.len() > config.max_block_size {
+                    plan.oversized[r].insert(key);
+                    plan.skipped.push(SkippedBlock {
+                        rule: rule.name.clone(),
+                        key: block_key(records[members[0] as usize].norm(), &rule.block_on).unwrap_or_default(),
+                        size: members.len(),
+                    });
+                } else {
+                    plan.work.push((r as u16, members));
+                }
             }
         }
+        plan.skipped.sort_by(|x, y| y.size.cmp(&x.size).then_with(|| x.key.cmp(&y.key)));
+        plan
     }
-    out.skipped.sort_by(|x, y| y.size.cmp(&x.size).then_with(|| x.key.cmp(&y.key)));
 
-    // Rule k holds the pair when both have the same key and the block was compared.
-    let shared = |a: usize, b: usize, k: usize| {
-        let key = keys[a * width + k];
-        key != NO_KEY && key == keys[b * width + k] && !oversized[k].contains(&key)
-    };
-    let mut pairs: Vec<Pair> = work
-        .par_iter()
-        .flat_map_iter(|(rule, members)| {
-            let r = *rule as usize;
-            let mut found = Vec::new();
-            for (j, &b) in members.iter().enumerate() {
-                if (b as usize) < compare_from {
-                    continue;
+    /// Whether records `a` and `b` have the same hashed key under rule `r` (equal hashes of
+    /// unequal keys are possible, if unlikely: confirm on the values).
+    pub fn same_key(&self, a: u32, b: u32, r: usize) -> bool {
+        let key = self.keys[a as usize * self.width + r];
+        key != NO_KEY && key == self.keys[b as usize * self.width + r]
+    }
+
+    /// Rule `k` holds the pair when both have the same key and the block was compared.
+    fn shared(&self, a: u32, b: u32, k: usize) -> bool {
+        self.same_key(a, b, k) && !self.oversized[k].contains(&self.keys[a as usize * self.width + k])
+    }
+
+    /// The candidate pairs of one block of [`Plan::work`]: its pairs with a record at
+    /// `compare_from` or later that no earlier rule's compared block holds.
+    pub fn pairs_in<'a>(&'a self, block: &'a (u16, Vec<u32>)) -> impl Iterator<Item = Pair> + 'a {
+        let (rule, members) = (block.0, &block.1);
+        let r = rule as usize;
+        members.iter().enumerate().filter(|(_, b)| **b as usize >= self.compare_from).flat_map(move |(j, &b)| {
+            members[..j].iter().filter_map(move |&a| {
+                if (0..r).any(|k| self.shared(a, b, k)) {
+                    return None;
                 }
-                for &a in &members[..j] {
-                    if (0..r).any(|k| shared(a as usize, b as usize, k)) {
-                        continue;
+                let mut mask = 0u32;
+                for k in r..self.width.min(32) {
+                    if k == r || self.shared(a, b, k) {
+                        mask |= 1 << k;
                     }
-                    let mut mask = 0u32;
-                    for k in r..width.min(32) {
-                        if k == r || shared(a as usize, b as usize, k) {
-                            mask |= 1 << k;
-                        }
-                    }
-                    found.push(Pair { a, b, rule: *rule, rules: mask });
                 }
-            }
-            found
+                Some(Pair { a, b, rule, rules: mask })
+            })
         })
-        .collect();
+    }
+}
+
+/// The candidate pairs among `records`, except pairs of two records both below
+/// `compare_from` (compared with each other in an earlier run), ordered by record.
+pub fn candidates<T: HasNorm + Sync>(records: &[T], compare_from: usize, config: &ResolveConfig) -> Candidates {
+    let plan = Plan::new(records, compare_from, config);
+    let mut pairs: Vec<Pair> = plan.work.par_iter().flat_map_iter(|block| plan.pairs_in(block)).collect();
     pairs.par_sort_unstable_by_key(|p| (p.a, p.b));
+    let mut out = Candidates { blocks: plan.blocks, skipped: plan.skipped, ..Candidates::default() };
     for p in &pairs {
-        *out.pairs_per_rule.entry(rules[p.rule as usize].name.clone()).or_default() += 1;
+        *out.pairs_per_rule.entry(config.rules[p.rule as usize].name.clone()).or_default() += 1;
     }
     out.pairs = pairs;
     out

@@ -300,14 +300,12 @@ impl HasNorm for Norm {
 /// two records both below `compare_from` (records already compared with each other in an
 /// earlier run).
 pub fn find_matches<T: HasNorm + Sync>(records: &[T], compare_from: usize, config: &ResolveConfig) -> Matches {
-    if let Scoring::Probabilistic { threshold } = config.scoring() {
-        return probabilistic::find_matches(records, compare_from, config, *threshold);
-    }
-    let rules = &config.rules;
-    let started = std::time::Instant::now();
+    let (prior, threshold, comparisons, estimate) = match config.scoring() {
+        Scoring::Probabilistic { threshold } => return probabilistic::find_matches(records, compare_from, config, *threshold),
+        Scoring::Rules => return rule_matches(records, compare_from, config),
+        Scoring::FellegiSunter { prior, threshold, comparisons, estimate } => (*prior, *threshold, comparisons, *estimate),
+    };
     let found = blocking::candidates(records, compare_from, config);
-    tracing::debug!("blocking: {} candidate pairs in {:.2?}", found.pairs.len(), started.elapsed());
-    let started = std::time::Instant::now();
     let mut out = Matches {
         blocks: found.blocks,
         skipped: found.skipped,
@@ -315,41 +313,75 @@ pub fn find_matches<T: HasNorm + Sync>(records: &[T], compare_from: usize, confi
         ..Matches::default()
     };
     // Fellegi-Sunter parameters, estimated from the candidate pairs when asked.
-    let estimated = match config.scoring() {
-        Scoring::FellegiSunter { prior, threshold, comparisons, estimate: true } => {
+    let (prior, comparisons) = match estimate {
+        true => {
             let patterns = candidate_patterns(records, &found.pairs, comparisons);
-            let (prior, comparisons) = estimate_parameters(&patterns, *prior, comparisons);
-            out.estimated = Some(Scoring::FellegiSunter { prior, threshold: *threshold, comparisons, estimate: true });
-            out.estimated.clone()
+            let (prior, comparisons) = estimate_parameters(&patterns, prior, comparisons);
+            out.estimated = Some(Scoring::FellegiSunter { prior, threshold, comparisons: comparisons.clone(), estimate: true });
+            (prior, Cow::Owned(comparisons))
         }
-        _ => None,
+        false => (prior, Cow::Borrowed(comparisons)),
     };
-    let scoring = estimated.as_ref().unwrap_or(config.scoring());
-    let compare = |a: &Norm, b: &Norm, found_by: usize| -> Option<(u16, f64)> {
-        match scoring {
-            Scoring::Rules => rules.iter().enumerate().find_map(|(r, rule)| {
-                if r != found_by && !same_block(a, b, &rule.block_on) {
-                    return None;
-                }
-                rule_score(a, b, &rule.compare).map(|s| (r as u16, s))
-            }),
-            Scoring::FellegiSunter { prior, threshold, comparisons, .. } => {
-                let p = match_probability(a, b, *prior, comparisons);
-                (p >= *threshold).then_some((found_by as u16, p))
-            }
-            Scoring::Probabilistic { .. } => None,
-        }
-    };
-    let matches: Vec<Match> = found
+    out.matches = found
         .pairs
         .par_iter()
         .filter_map(|p| {
             let (na, nb) = (records[p.a as usize].norm(), records[p.b as usize].norm());
-            compare(na, nb, p.rule as usize).map(|(rule, score)| Match { a: p.a, b: p.b, rule, score })
+            let score = match_probability(na, nb, prior, &comparisons);
+            (score >= threshold).then_some(Match { a: p.a, b: p.b, rule: p.rule, score })
         })
         .collect();
-    tracing::debug!("comparing: {} matches in {:.2?}", matches.len(), started.elapsed());
     out.comparisons = found.pairs.len() as u64;
-    out.matches = matches;
     out
+}
+
+/// [`find_matches`] with rule scoring: a pair matches by the first rule whose block holds it
+/// and whose comparisons it passes. Each block's pairs are compared as they are found, so its
+/// records stay in cache and the pairs are never stored.
+fn rule_matches<T: HasNorm + Sync>(records: &[T], compare_from: usize, config: &ResolveConfig) -> Matches {
+    let rules = &config.rules;
+    let started = std::time::Instant::now();
+    let plan = blocking::Plan::new(records, compare_from, config);
+    tracing::debug!("blocking: {} blocks to compare in {:.2?}", plan.work.len(), started.elapsed());
+    let started = std::time::Instant::now();
+    let compare = |found: &mut Vec<Match>, counts: &mut Vec<u64>, block| {
+        for p in plan.pairs_in(block) {
+            counts[p.rule as usize] += 1;
+            let (na, nb) = (records[p.a as usize].norm(), records[p.b as usize].norm());
+            let hit = rules.iter().enumerate().find_map(|(r, rule)| {
+                // The hashed keys rule most pairs out before their values are read.
+                if r != p.rule as usize && !(plan.same_key(p.a, p.b, r) && same_block(na, nb, &rule.block_on)) {
+                    return None;
+                }
+                rule_score(na, nb, &rule.compare).map(|s| (r as u16, s))
+            });
+            if let Some((rule, score)) = hit {
+                found.push(Match { a: p.a, b: p.b, rule, score });
+            }
+        }
+    };
+    let none = || (Vec::new(), vec![0u64; rules.len()]);
+    let (mut matches, counts) = plan
+        .work
+        .par_iter()
+        .fold(none, |(mut found, mut counts), block| {
+            compare(&mut found, &mut counts, block);
+            (found, counts)
+        })
+        .reduce(none, |(mut found, mut counts), (more, more_counts)| {
+            found.extend(more);
+            counts.iter_mut().zip(more_counts).for_each(|(c, m)| *c += m);
+            (found, counts)
+        });
+    matches.par_sort_unstable_by_key(|m| (m.a, m.b));
+    tracing::debug!("comparing: {} matches in {:.2?}", matches.len(), started.elapsed());
+    let pairs_per_rule = rules.iter().zip(&counts).filter(|(_, n)| **n > 0).map(|(r, n)| (r.name.clone(), *n)).collect();
+    Matches {
+        matches,
+        comparisons: counts.iter().sum(),
+        blocks: plan.blocks,
+        skipped: plan.skipped,
+        pairs_per_rule,
+        ..Matches::default()
+    }
 }
