@@ -9,13 +9,14 @@
 //! (an `append` when no existing row matched).
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use anyhow::{Result, anyhow, bail};
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{sort_to_indices, take, take_record_batch};
 use arrow::datatypes::Schema as ArrowSchema;
 use arrow::row::{RowConverter, Rows, SortField};
+use rayon::slice::ParallelSliceMut;
 use arrow::util::display::array_value_to_string;
 use iceberg::TableIdent;
 use iceberg::spec::TableMetadata;
@@ -91,8 +92,10 @@ fn render_key(keys: &[ArrayRef], row: usize) -> String {
 
 /// Reject NULL keys; reject duplicate keys, or with `dedupe_by` keep per key the row with the
 /// greatest `dedupe_by` value (NULL lowest; ties broken by the whole row, so the choice does
-/// not depend on the order the rows arrived in).
-pub(super) fn check_and_dedupe(
+/// not depend on the order the rows arrived in). The rows come back in `unique_key` order:
+/// written so, each data file holds a narrow key range, and a later merge of a few keys finds
+/// few files whose bounds can hold them (and rewrites only those).
+pub(super) fn unique_and_sorted(
     ident: &TableIdent,
     rows: RecordBatch,
     unique_key: &[String],
@@ -110,49 +113,43 @@ pub(super) fn check_and_dedupe(
             );
         }
     }
+    // Row-encoded keys compare as the keys do: one sort (on every core) orders the rows and
+    // puts the rows of a key side by side, in arrival order.
     let encoded = key_converter(&keys)?.convert_columns(&keys)?;
+    let key = |i: u32| encoded.row(i as usize);
+    let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+    order.par_sort_unstable_by(|&a, &b| key(a).cmp(&key(b)).then(a.cmp(&b)));
 
-    // Per key: first row, number of rows, chosen row.
-    let mut groups: HashMap<&[u8], (usize, usize, usize)> =
-        HashMap::with_capacity(encoded.num_rows());
     let better = dedupe_order(&rows, dedupe_by)?;
-    let mut duplicated = false;
-    for (i, row) in encoded.iter().enumerate() {
-        match groups.get_mut(row.data()) {
+    let mut kept: Vec<u32> = Vec::with_capacity(order.len());
+    // The duplicated key that arrived first: its first row and its number of rows.
+    let mut duplicated: Option<(u32, usize)> = None;
+    for group in order.chunk_by(|&a, &b| key(a) == key(b)) {
+        let chosen = match &better {
+            _ if group.len() == 1 => group[0],
             None => {
-                groups.insert(row.data(), (i, 1, i));
-            }
-            Some((_, count, chosen)) => {
-                duplicated = true;
-                *count += 1;
-                if let Some(better) = &better
-                    && better(i, *chosen) == Ordering::Greater
-                {
-                    *chosen = i;
+                if duplicated.is_none_or(|(first, _)| group[0] < first) {
+                    duplicated = Some((group[0], group.len()));
                 }
+                continue;
             }
-        }
+            Some(better) => group
+                .iter()
+                .copied()
+                .reduce(|chosen, i| if better(i as usize, chosen as usize) == Ordering::Greater { i } else { chosen })
+                .expect("groups are not empty"),
+        };
+        kept.push(chosen);
     }
-    if !duplicated {
-        return Ok(rows);
-    }
-    if better.is_none() {
-        let (first, count) = groups
-            .values()
-            .filter(|(_, count, _)| *count > 1)
-            .map(|(first, count, _)| (*first, *count))
-            .min()
-            .expect("a duplicated key");
+    if let Some((first, count)) = duplicated {
         bail!(
             "merge into {ident}: key ({key_list})=({}) appears {count} times in the incoming rows; set dedupe_by to keep one",
-            render_key(&keys, first)
+            render_key(&keys, first as usize)
         );
     }
-    let mut kept: Vec<u32> = groups
-        .values()
-        .map(|(_, _, chosen)| *chosen as u32)
-        .collect();
-    kept.sort_unstable();
+    if kept.iter().enumerate().all(|(at, &i)| at == i as usize) {
+        return Ok(rows);
+    }
     Ok(take_record_batch(&rows, &UInt32Array::from(kept))?)
 }
 
@@ -335,16 +332,7 @@ pub(super) async fn unique_rows<'a>(
     let output_schema = collected.first().map(|b| b.schema()).unwrap_or_else(|| schema.clone());
     check_columns(ident, &output_schema, unique_key, dedupe_by)?;
     let rows = arrow::compute::concat_batches(&output_schema, &collected).context("cannot collect the model's output")?;
-    let rows = sorted_by_key(&check_and_dedupe(ident, rows, unique_key, dedupe_by)?, unique_key)?;
+    let rows = unique_and_sorted(ident, rows, unique_key, dedupe_by)?;
     Ok(futures::stream::iter([Ok(rows)]).boxed())
 }
 
-/// The rows in `unique_key` order: written so, each data file holds a narrow key range, and a
-/// later merge of a few keys finds few files whose bounds can hold them (and rewrites only those).
-pub(super) fn sorted_by_key(rows: &RecordBatch, unique_key: &[String]) -> Result<RecordBatch> {
-    let keys = key_columns(rows, unique_key)?;
-    let columns: Vec<arrow::compute::SortColumn> =
-        keys.into_iter().map(|values| arrow::compute::SortColumn { values, options: None }).collect();
-    let order = arrow::compute::lexsort_to_indices(&columns, None)?;
-    Ok(take_record_batch(rows, &order)?)
-}

@@ -67,8 +67,7 @@ async fn plan_change(
 ) -> Result<(arrow::array::RecordBatch, Planned)> {
     let plan = match &request.strategy {
         Strategy::Merge { unique_key, dedupe_by, mode } => {
-            let rows = merge::check_and_dedupe(&request.ident, rows, unique_key, dedupe_by.as_deref())?;
-            let rows = merge::sorted_by_key(&rows, unique_key)?;
+            let rows = merge::unique_and_sorted(&request.ident, rows, unique_key, dedupe_by.as_deref())?;
             // Every incoming key replaces its row; only the rows not marked deleted are written.
             let (keys, rows) = match &request.delete_when {
                 Some(column) => (tombstones::without(&rows, column)?, tombstones::kept(&rows, column)?),

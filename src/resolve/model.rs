@@ -35,7 +35,10 @@
 //! an incremental run keeps the clusters they made). Probabilistic scoring trains on what each
 //! run sees, so its incremental runs only approximate a full build.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// foldhash, as in `resolve` (see there).
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};

@@ -11,7 +11,9 @@
 //! a compared record is loaded whole, so blocking (and `max_block_size`) sees exactly what a
 //! run over the whole index sees.
 
-use std::collections::{HashMap, HashSet};
+
+// foldhash, as in `resolve` (see there).
+use foldhash::{HashMap, HashSet, HashSetExt};
 
 use anyhow::{Result, bail};
 use polars::prelude::{DataFrame, IdxCa, IdxSize, StringChunked};
