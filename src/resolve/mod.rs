@@ -32,6 +32,7 @@ pub mod nicknames;
 pub mod normalize;
 pub mod probabilistic;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 // foldhash, not SipHash: these maps hold a key per record (ids, values), from data the user
@@ -305,31 +306,35 @@ impl Resolver {
                 .then_with(|| ex.source_id.cmp(&ey.source_id))
         });
 
-        let mut taken: HashSet<String> = HashSet::new();
-        let mut group_id: Vec<String> = vec![String::new(); groups.len()];
+        // Prior ids kept by a group, and ids minted for groups without one (never a prior id).
+        let mut taken: HashSet<&str> = HashSet::with_capacity(groups.len());
+        let mut minted: HashSet<String> = HashSet::new();
+        let mut group_id: Vec<Cow<'_, str>> = vec![Cow::Borrowed(""); groups.len()];
+        let mut candidates: Vec<&str> = Vec::new();
         for (g, anchor) in &order {
-            let mut candidates: Vec<&str> = groups[*g]
-                .iter()
-                .filter_map(|&i| entries[i as usize].prior.as_ref().map(|p| p.entity_id.as_str()))
-                .collect();
+            candidates.clear();
+            candidates.extend(groups[*g].iter().filter_map(|&i| entries[i as usize].prior.as_ref().map(|p| p.entity_id.as_str())));
             candidates.sort_by(|x, y| age[x].cmp(&age[y]).then_with(|| x.cmp(y)));
             candidates.dedup();
-            let id = match candidates.into_iter().find(|c| !taken.contains(*c)) {
-                Some(id) => id.to_string(),
+            group_id[*g] = match candidates.iter().find(|c| !taken.contains(*c)) {
+                Some(id) => {
+                    taken.insert(id);
+                    Cow::Borrowed(*id)
+                }
                 None => {
                     let e = &entries[*anchor as usize];
                     let mut salt = 0;
-                    loop {
+                    let id = loop {
                         let id = new_entity_id(&e.source, &e.source_id, salt);
-                        if !taken.contains(&id) && !age.contains_key(id.as_str()) && !other_ids.contains(id.as_str()) {
+                        if !minted.contains(&id) && !age.contains_key(id.as_str()) && !other_ids.contains(id.as_str()) {
                             break id;
                         }
                         salt += 1;
-                    }
+                    };
+                    minted.insert(id.clone());
+                    Cow::Owned(id)
                 }
             };
-            taken.insert(id.clone());
-            group_id[*g] = id;
         }
 
         let merges = recorded_merges(entries, groups, &taken, &group_id);
@@ -360,7 +365,7 @@ impl Resolver {
                         p.entity_id != group_id[g] || p.match_rule != match_rule || p.confidence != confidence
                     }
                 };
-                Assigned { entity_id: group_id[g].clone(), first_seen: first_seen(i as u32), match_rule, confidence, changed }
+                Assigned { entity_id: group_id[g].to_string(), first_seen: first_seen(i as u32), match_rule, confidence, changed }
             })
             .collect();
         (assigned, merges)
@@ -414,16 +419,16 @@ impl CachedNormalizer<'_> {
 }
 
 /// Ids no group kept were merged into the id of a group holding their records.
-fn recorded_merges(entries: &[Entry], groups: &[Vec<u32>], taken: &HashSet<String>, group_id: &[String]) -> Vec<Merge> {
+fn recorded_merges(entries: &[Entry], groups: &[Vec<u32>], taken: &HashSet<&str>, group_id: &[Cow<'_, str>]) -> Vec<Merge> {
     let mut merges = Vec::new();
     let mut recorded: HashSet<&str> = HashSet::new();
     for (g, members) in groups.iter().enumerate() {
         for &i in members {
             if let Some(p) = &entries[i as usize].prior
-                && !taken.contains(&p.entity_id)
+                && !taken.contains(p.entity_id.as_str())
                 && recorded.insert(p.entity_id.as_str())
             {
-                merges.push(Merge { merged_id: p.entity_id.clone(), into_id: group_id[g].clone() });
+                merges.push(Merge { merged_id: p.entity_id.clone(), into_id: group_id[g].to_string() });
             }
         }
     }

@@ -171,9 +171,12 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
     tracing::debug!(model, "resolved {} records in {:.2?} ({} ms matching and clustering)", resolution.entries.len(), started.elapsed(), resolution.stats.duration_ms);
     let started = std::time::Instant::now();
     // A full build returns the whole index; an incremental run the rows that changed.
-    let keep: Vec<usize> = (0..resolution.entries.len())
+    let mut keep: Vec<usize> = (0..resolution.entries.len())
         .filter(|&i| !incremental || i >= from || resolution.assigned[i].changed)
         .collect();
+    // In the order of the index's key (source, source_id): a merge into it has nothing to sort.
+    let key = |i: usize| (resolution.entries[i].source.as_str(), resolution.entries[i].source_id.as_str());
+    keep.par_sort_unstable_by(|&x, &y| key(x).cmp(&key(y)));
 
     ctx.emit(&stats_table, SideOutputMode::Append, stats_frame(&resolution, incremental, now)?.lazy());
     // With nothing new, the merges and the blocking index stay as they are (no snapshot).
