@@ -138,7 +138,8 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
     };
     let now = chrono::Utc::now().timestamp_micros();
     let incremental = ctx.is_incremental && index.is_some();
-    let (resolution, raws, from) = match &index {
+    // Entries from `arrivals_from` on are the changed records (an incremental run).
+    let (resolution, raws, arrivals_from) = match &index {
         Some(index) if incremental => {
             // Rule scoring needs only the part of the index the change touches; probabilistic
             // scoring trains on what it is given, so it is given the whole index.
@@ -150,9 +151,9 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
                 }),
             }
             .with_context(|| format!("model `{model}`: cannot read its own table"))?;
-            let (entries, raws, compare_from) = incremental_entries(part.rows, part.arrivals);
+            let (entries, raws, compare_from, arrivals_from) = incremental_entries(part.rows, part.arrivals);
             let mode = Mode::Incremental { compare_from };
-            (resolver.resolve_beside(entries, mode, now, &part.ids), raws, compare_from)
+            (resolver.resolve_beside(entries, mode, now, &part.ids), raws, arrivals_from)
         }
         _ => {
             let priors = std::time::Instant::now();
@@ -170,9 +171,10 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
 
     tracing::debug!(model, "resolved {} records in {:.2?} ({} ms matching and clustering)", resolution.entries.len(), started.elapsed(), resolution.stats.duration_ms);
     let started = std::time::Instant::now();
-    // A full build returns the whole index; an incremental run the rows that changed.
+    // A full build returns the whole index; an incremental run the rows that changed: the
+    // changed records, and the others whose entity or match did.
     let mut keep: Vec<usize> = (0..resolution.entries.len())
-        .filter(|&i| !incremental || i >= from || resolution.assigned[i].changed)
+        .filter(|&i| !incremental || i >= arrivals_from || resolution.assigned[i].changed)
         .collect();
     // In the order of the index's key (source, source_id): a merge into it has nothing to sort.
     let key = |i: usize| (resolution.entries[i].source.as_str(), resolution.entries[i].source_id.as_str());
@@ -184,12 +186,12 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
         ctx.emit(&merges_table, SideOutputMode::Append, merges_frame(&resolution, now)?.lazy());
         ctx.emit(&changes_table, SideOutputMode::Append, changes_frame(&resolution, &keep, now)?.lazy());
         // One row per record and rule: a full build replaces the table, an incremental run
-        // merges the rows of the records it resolved again.
+        // merges the rows of the changed records (the others' keys are as they were).
         let mode = match incremental {
             true => SideOutputMode::Merge(vec!["rule".into(), "source".into(), "source_id".into()]),
             false => SideOutputMode::Replace,
         };
-        ctx.emit(&blocking_table, mode, blocking_frame(&resolver, &resolution, from)?.lazy());
+        ctx.emit(&blocking_table, mode, blocking_frame(&resolver, &resolution, arrivals_from)?.lazy());
     }
     let rows = index_frame(&resolution, &raws, &keep, now)?;
     tracing::debug!(model, "built its output frames in {:.2?}", started.elapsed());
@@ -285,7 +287,8 @@ fn with_priors(index: &DataFrame, mut incoming: Vec<(Entry, Raw)>) -> Result<Vec
     Ok(incoming)
 }
 
-/// The entries of an incremental run, and where the re-resolved ones start.
+/// The entries of an incremental run, where the re-resolved ones start, and where the changed
+/// records among them start.
 ///
 /// An arrival that equals its indexed row is no change and is dropped. The clusters that hold
 /// a changed arrival are resolved again from their records (a changed record may leave its
@@ -293,11 +296,10 @@ fn with_priors(index: &DataFrame, mut incoming: Vec<(Entry, Raw)>) -> Result<Vec
 /// cluster stays as it is, before it. Given an index that is the full clustering of the data
 /// before, the result is the full clustering of the data now (rules scoring; see the module
 /// docs for the exceptions).
-fn incremental_entries(previous: Vec<IndexRow>, incoming: Vec<(Entry, Raw)>) -> (Vec<Entry>, Vec<Raw>, usize) {
+fn incremental_entries(previous: Vec<IndexRow>, incoming: Vec<(Entry, Raw)>) -> (Vec<Entry>, Vec<Raw>, usize, usize) {
     let at: HashMap<(&str, &str), &IndexRow> =
         previous.iter().map(|r| ((r.entry.source.as_str(), r.entry.source_id.as_str()), r)).collect();
     let mut arrivals: Vec<(Entry, Raw)> = Vec::new();
-    let mut arrived: HashSet<(String, String)> = HashSet::new();
     let mut affected: HashSet<String> = HashSet::new();
     for (entry, raw) in incoming {
         match at.get(&(entry.source.as_str(), entry.source_id.as_str())) {
@@ -309,15 +311,15 @@ fn incremental_entries(previous: Vec<IndexRow>, incoming: Vec<(Entry, Raw)>) -> 
             }
             None => {}
         }
-        arrived.insert((entry.source.clone(), entry.source_id.clone()));
         arrivals.push((entry, raw));
     }
     drop(at);
+    let arrived: HashSet<(&str, &str)> = arrivals.iter().map(|(e, _)| (e.source.as_str(), e.source_id.as_str())).collect();
     let in_affected = |row: &IndexRow| row.entry.prior.as_ref().is_some_and(|p| affected.contains(&p.entity_id));
     let (mut entries, mut raws) = (Vec::with_capacity(previous.len() + arrivals.len()), Vec::new());
     let mut moved = Vec::new();
     for row in previous {
-        if arrived.contains(&(row.entry.source.clone(), row.entry.source_id.clone())) {
+        if arrived.contains(&(row.entry.source.as_str(), row.entry.source_id.as_str())) {
             continue;
         }
         if in_affected(&row) {
@@ -327,16 +329,18 @@ fn incremental_entries(previous: Vec<IndexRow>, incoming: Vec<(Entry, Raw)>) -> 
             raws.push(row.raw);
         }
     }
+    drop(arrived);
     let compare_from = entries.len();
     for row in moved {
         entries.push(row.entry);
         raws.push(row.raw);
     }
+    let arrivals_from = entries.len();
     for (entry, raw) in arrivals {
         entries.push(entry);
         raws.push(raw);
     }
-    (entries, raws, compare_from)
+    (entries, raws, compare_from, arrivals_from)
 }
 
 /// A text column of the stored index, read in place.
@@ -381,39 +385,39 @@ fn float_column(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
 }
 
 fn read_index(df: &DataFrame) -> Result<Vec<IndexRow>> {
-    let ids = string_column(df, "entity_id")?;
-    let sources = string_column(df, "source")?;
-    let source_ids = string_column(df, "source_id")?;
     let first_seen = int_column(df, "first_seen")?;
-    let rules = string_column(df, "match_rule")?;
     let confidence = float_column(df, "confidence")?;
-    let mut raw_columns = Vec::new();
-    let mut norm_columns = Vec::new();
+    // Every text column, converted on every core: the key and entity columns, then each role's
+    // raw and normalized values.
+    let mut names = vec!["entity_id".to_string(), "source".into(), "source_id".into(), "match_rule".into()];
     for role in Role::ALL {
-        raw_columns.push(string_column(df, &format!("{}_raw", role.name()))?);
-        norm_columns.push(string_column(df, role.name())?);
+        names.push(format!("{}_raw", role.name()));
+        names.push(role.name().to_string());
     }
-    let mut rows = Vec::with_capacity(df.height());
-    for i in 0..df.height() {
-        let (Some(source), Some(source_id), Some(entity_id)) = (&sources[i], &source_ids[i], &ids[i]) else {
-            bail!("row {} of the entity index lacks its source, source_id or entity_id", i + 1);
-        };
-        let mut norm: Norm = Default::default();
-        let mut raw: Raw = Default::default();
-        for r in 0..7 {
-            norm[r] = norm_columns[r][i].as_deref().map(Arc::from);
-            raw[r] = raw_columns[r][i].clone();
-        }
-        let mut entry = Entry::new(source, source_id, norm);
-        entry.prior = Some(Prior {
-            entity_id: entity_id.clone(),
-            first_seen: first_seen[i].unwrap_or(0),
-            match_rule: rules[i].clone(),
-            confidence: confidence[i],
-        });
-        rows.push(IndexRow { entry, raw });
-    }
-    Ok(rows)
+    let texts = names.par_iter().map(|name| index_text(df, name)).collect::<Result<Vec<_>>>()?;
+    let (ids, sources, source_ids, rules) = (texts[0], texts[1], texts[2], texts[3]);
+    (0..df.height())
+        .into_par_iter()
+        .map(|i| {
+            let (Some(source), Some(source_id), Some(entity_id)) = (sources.get(i), source_ids.get(i), ids.get(i)) else {
+                bail!("row {} of the entity index lacks its source, source_id or entity_id", i + 1);
+            };
+            let mut norm: Norm = Default::default();
+            let mut raw: Raw = Default::default();
+            for r in 0..Role::ALL.len() {
+                raw[r] = texts[4 + 2 * r].get(i).map(str::to_string);
+                norm[r] = texts[5 + 2 * r].get(i).map(Arc::from);
+            }
+            let mut entry = Entry::new(source, source_id, norm);
+            entry.prior = Some(Prior {
+                entity_id: entity_id.to_string(),
+                first_seen: first_seen[i].unwrap_or(0),
+                match_rule: rules.get(i).map(str::to_string),
+                confidence: confidence[i],
+            });
+            Ok(IndexRow { entry, raw })
+        })
+        .collect()
 }
 
 fn utc_micros(name: &str, values: Vec<i64>) -> Result<Column> {

@@ -56,16 +56,10 @@ impl<'a> Columns<'a> {
 
     /// Positions of the rows whose entity is one of `ids`.
     fn in_entities(&self, ids: &HashSet<&str>) -> Vec<usize> {
-        let mut out = Vec::new();
         if ids.is_empty() {
-            return out;
+            return Vec::new();
         }
-        for (at, id) in self.entity_id.iter().enumerate() {
-            if id.is_some_and(|id| ids.contains(id)) {
-                out.push(at);
-            }
-        }
-        out
+        (0..self.entity_id.len()).into_par_iter().filter(|&at| self.entity_id.get(at).is_some_and(|id| ids.contains(id))).collect()
     }
 }
 
@@ -98,14 +92,13 @@ pub(super) fn around<'a>(index: &'a DataFrame, resolver: &Resolver, incoming: Ve
     // The indexed rows of the arrivals.
     let wanted: HashSet<(&str, &str)> =
         incoming.iter().map(|(e, _)| (e.source.as_str(), e.source_id.as_str())).collect();
-    let mut own = Vec::new();
-    for (at, (source, source_id)) in columns.source.iter().zip(columns.source_id.iter()).enumerate() {
-        if let (Some(s), Some(i)) = (source, source_id)
-            && wanted.contains(&(s, i))
-        {
-            own.push(at);
-        }
-    }
+    let own: Vec<usize> = (0..index.height())
+        .into_par_iter()
+        .filter(|&at| match (columns.source.get(at), columns.source_id.get(at)) {
+            (Some(s), Some(i)) => wanted.contains(&(s, i)),
+            _ => false,
+        })
+        .collect();
     let own_rows = rows_at(index, &own)?;
     let own_at: HashMap<(&str, &str), &IndexRow> =
         own_rows.iter().map(|r| ((r.entry.source.as_str(), r.entry.source_id.as_str()), r)).collect();
