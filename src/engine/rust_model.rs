@@ -274,25 +274,30 @@ impl fmt::Debug for Registry {
 ///
 /// This blocks and uses the CPU: async callers run it in `tokio::task::spawn_blocking`.
 pub fn run_rust_model(f: &RustModelFn, call: RustModelCall) -> Result<RustModelOutput> {
-    let RustModelCall { model, inputs, params, this, is_incremental } = call;
+    let RustModelCall { model, inputs, params, this: this_batches, is_incremental } = call;
     let model = model.as_str();
     let started = std::time::Instant::now();
-    let mut frames = BTreeMap::new();
-    for (name, schema, batches) in inputs {
-        let df = record_batches_to_dataframe(&schema, &batches)
-            .with_context(|| format!("model `{model}`: cannot load input `{name}` into Polars"))?;
-        if frames.insert(name.clone(), df.lazy()).is_some() {
-            bail!("model `{model}`: the input `{name}` is given twice");
-        }
-    }
-    let this = match this {
-        Some((schema, batches)) => Some(
-            record_batches_to_dataframe(&schema, &batches)
-                .with_context(|| format!("model `{model}`: cannot load its own table into Polars"))?
-                .lazy(),
-        ),
-        None => None,
+    // The inputs and the model's own table are loaded side by side.
+    let load_this = || match &this_batches {
+        Some((schema, batches)) => record_batches_to_dataframe(schema, batches)
+            .with_context(|| format!("model `{model}`: cannot load its own table into Polars"))
+            .map(|df| Some(df.lazy())),
+        None => Ok(None),
     };
+    let load_inputs = || -> Result<BTreeMap<String, LazyFrame>> {
+        let mut frames = BTreeMap::new();
+        for (name, schema, batches) in &inputs {
+            let df = record_batches_to_dataframe(schema, batches)
+                .with_context(|| format!("model `{model}`: cannot load input `{name}` into Polars"))?;
+            if frames.insert(name.clone(), df.lazy()).is_some() {
+                bail!("model `{model}`: the input `{name}` is given twice");
+            }
+        }
+        Ok(frames)
+    };
+    let (frames, this) = rayon::join(load_inputs, load_this);
+    let (frames, this) = (frames?, this?);
+    drop((inputs, this_batches));
     let side_outputs = Arc::new(Mutex::new(Vec::new()));
     let context = RustModelContext {
         inputs: frames,

@@ -238,29 +238,42 @@ async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &st
         return Ok(skip);
     }
     let started = std::time::Instant::now();
-    let mut inputs = Vec::new();
+    // Every input and the model's own table are read at once, each on its own task.
+    let read = |table: String| {
+        let session = session.clone();
+        tokio::spawn(async move {
+            let df = session.table(table.as_str()).await?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            anyhow::Ok((schema, df.collect().await?))
+        })
+    };
+    let mut reading = Vec::new();
     for dep in &model.depends_on {
         let (ns, t) = ctx
             .resolve_table(dep)
             .ok_or_else(|| anyhow!("input {dep:?} of a Rust model must be a table"))?;
-        let df = session.table(compile::quoted(&ns, &t).as_str()).await?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
         let input_name = match dep {
             Dependency::Model { name, .. } => name.clone(),
             Dependency::Source { source, table, .. } => format!("{source}.{table}"),
         };
+        reading.push((input_name, read(compile::quoted(&ns, &t))));
+    }
+    let reading_this = reads_this.then(|| {
+        let (ns, t) = plan.name.split_once('.').expect("table names are qualified");
+        read(compile::quoted(ns, t))
+    });
+    let mut inputs = Vec::new();
+    for (input_name, task) in reading {
+        let (schema, batches) = task.await.context("reading an input panicked")??;
         inputs.push((input_name, schema, batches));
     }
-    let this = if reads_this {
-        let (ns, t) = plan.name.split_once('.').expect("table names are qualified");
-        let df = session.table(compile::quoted(ns, t).as_str()).await?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
+    let this = match reading_this {
         // The model's own table is not an input: it does not go into the watermark.
-        reads.remove(&plan.name);
-        Some((schema, df.collect().await?))
-    } else {
-        None
+        Some(task) => {
+            reads.remove(&plan.name);
+            Some(task.await.context("reading its own table panicked")??)
+        }
+        None => None,
     };
     tracing::debug!(model = %model.name, "read its inputs (and its own table) in {:.2?}", started.elapsed());
     let call = RustModelCall {
