@@ -243,22 +243,3 @@ impl<'de> Visitor<'de> for Walk<'_> {
         Ok(None)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_reach_nested_keys_and_indices_and_miss_quietly() {
-        let doc = r#"{"a": {"b": [10, {"c": "x\"y"}], "n": null}, "s": "12.50", "t": true}"#;
-        let step = |s: &str| s.parse::<usize>().map(Step::Index).unwrap_or(Step::Key(s.to_string()));
-        let get = |p: &[&str]| lookup(doc, &p.iter().map(|s| step(s)).collect::<Vec<_>>());
-        assert_eq!(get(&["a", "b", "1", "c"]), Some(Value::String("x\"y".into())));
-        assert_eq!(get(&["a", "b", "0"]), Some(Value::from(10)));
-        assert_eq!(get(&["a", "n"]), Some(Value::Null));
-        assert_eq!(get(&["a", "zz"]), None);
-        assert_eq!(get(&["s", "x"]), None);
-        assert_eq!(get(&["t"]), Some(Value::Bool(true)));
-        assert_eq!(lookup("{broken", &[Step::Key("a".into())]), None);
-    }
-}

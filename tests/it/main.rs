@@ -18,6 +18,7 @@ mod graph;
 mod hardening;
 mod incremental;
 mod ingest;
+mod json_functions;
 mod kafka;
 mod layering;
 mod lineage;
