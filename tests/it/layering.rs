@@ -190,3 +190,15 @@ fn strip_strings_and_comments(line: &str) -> String {
     }
     out
 }
+
+/// The library is built without its unit tests (`test = false`): a `#[cfg(test)]` in `src/`
+/// would never run. Tests go in this binary.
+#[test]
+fn no_unit_tests_in_src() {
+    let found: Vec<String> = sources()
+        .into_iter()
+        .filter(|(_, lines)| lines.iter().any(|l| l.trim() == "#[cfg(test)]"))
+        .map(|(path, _)| path)
+        .collect();
+    assert!(found.is_empty(), "#[cfg(test)] in {found:?}: move the tests to tests/it");
+}

@@ -90,3 +90,37 @@ fn a_bad_route_is_a_usage_error_naming_it() {
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.stderr.contains("only webhook sources"), "{}", out.stderr);
 }
+
+#[test]
+fn the_most_specific_glob_picks_the_table() {
+    use lake::ingest::webhook::Routes;
+    let routes: std::collections::BTreeMap<String, String> = [
+        ("shopify:orders/*", "raw.shopify_orders"),
+        ("shopify:*", "raw.shopify_other"),
+        ("stripe:charge.*", "raw.stripe_charges"),
+        ("stripe:charge.dispute.*", "raw.disputes"),
+        ("stripe:a*b*c", "raw.abc"),
+        ("stripe:ab", "raw.ab"),
+        ("*:ping", "raw.pings"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let r = Routes::parse("raw.webhooks", &routes, &|p| p == "shopify" || p == "stripe").unwrap();
+    let table = |p: &str, t: Option<&str>| r.tables()[r.lane(p, t)].clone();
+    assert_eq!(table("shopify", Some("orders/create")), "raw.shopify_orders");
+    assert_eq!(table("shopify", Some("customers/update")), "raw.shopify_other");
+    assert_eq!(table("shopify", Some("")), "raw.shopify_other");
+    assert_eq!(table("stripe", Some("charge.dispute.created")), "raw.disputes");
+    assert_eq!(table("stripe", Some("charge.refunded")), "raw.stripe_charges");
+    assert_eq!(table("stripe", Some("customer.created")), "raw.webhooks");
+    assert_eq!(table("stripe", None), "raw.webhooks");
+    assert_eq!(table("stripe", Some("ping")), "raw.pings");
+    assert_eq!(table("stripe", Some("axxbyyc")), "raw.abc");
+    assert_eq!(table("stripe", Some("axxc")), "raw.webhooks");
+    assert_eq!(table("stripe", Some("ab")), "raw.ab");
+    assert_eq!(table("stripe", Some("abc")), "raw.abc");
+    // A route for a provider the server does not serve, or without a colon, is refused.
+    assert!(Routes::parse("raw.w", &[("hubspot:*".to_string(), "raw.h".to_string())].into(), &|_| false).is_err());
+    assert!(Routes::parse("raw.w", &[("nocolon".to_string(), "raw.h".to_string())].into(), &|_| true).is_err());
+}
