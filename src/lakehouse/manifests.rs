@@ -6,6 +6,11 @@
 //! appended since a snapshot (exact incremental reads). Commits that *rewrite* manifests load
 //! them through [`load`] too.
 //!
+//! Decoded manifests are kept in a small per-process cache by path: a manifest file is never
+//! rewritten in place (every commit writes new paths), so a merge that plans on a snapshot's
+//! manifests and then checks them again at commit decodes each one once. Manifests are
+//! fetched and decoded on their own tasks, side by side.
+//!
 //! ```ignore
 //! let snapshot = table.metadata().current_snapshot();
 //! for live in manifests::live_data_files(&table, snapshot).await? {
@@ -13,9 +18,11 @@
 //! }
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use anyhow::{Context, Result};
+use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use iceberg::spec::{
     DataContentType, DataFile, Manifest, ManifestContentType, ManifestEntry, ManifestFile,
     SnapshotRef,
@@ -48,12 +55,39 @@ pub async fn current_manifest_files(table: &Table) -> Result<Vec<ManifestFile>> 
     }
 }
 
-/// Load one manifest of `table`.
-pub async fn load(table: &Table, manifest: &ManifestFile) -> Result<Manifest> {
-    manifest
-        .load_manifest(table.file_io())
-        .await
-        .with_context(|| format!("cannot read manifest {} of {}", manifest.manifest_path, table.identifier()))
+/// Load one manifest of `table` (from the cache when this process decoded it already).
+pub async fn load(table: &Table, manifest: &ManifestFile) -> Result<Arc<Manifest>> {
+    let key = CacheKey::of(manifest);
+    if let Some(hit) = CACHE.lock().expect("manifest cache").get(&key) {
+        return Ok(hit);
+    }
+    let loaded = Arc::new(
+        manifest
+            .load_manifest(table.file_io())
+            .await
+            .with_context(|| format!("cannot read manifest {} of {}", manifest.manifest_path, table.identifier()))?,
+    );
+    CACHE.lock().expect("manifest cache").put(key, loaded.clone());
+    Ok(loaded)
+}
+
+/// `manifests` loaded in order, each fetched and decoded on its own task (decoding is
+/// CPU-bound: a 1,000-entry manifest takes tens of milliseconds), a few at a time.
+fn loading<'a>(table: &Table, manifests: &'a [ManifestFile]) -> impl Stream<Item = Result<Arc<Manifest>>> + 'a {
+    let window = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+    let table = table.clone();
+    stream::iter(manifests)
+        .map(move |m| {
+            let (table, m) = (table.clone(), m.clone());
+            tokio::spawn(async move { load(&table, &m).await })
+        })
+        .buffered(window)
+        .map(|joined| joined.context("a manifest read task failed")?)
+}
+
+/// Load `manifests` (see [`loading`]), in the order given.
+pub async fn load_all(table: &Table, manifests: &[ManifestFile]) -> Result<Vec<Arc<Manifest>>> {
+    loading(table, manifests).try_collect().await
 }
 
 /// Call `visit` with every entry (any status) of `manifests`, in order, with its manifest.
@@ -62,13 +96,70 @@ pub async fn for_each_entry(
     manifests: &[ManifestFile],
     mut visit: impl FnMut(&ManifestFile, &ManifestEntry),
 ) -> Result<()> {
+    let mut loaded = std::pin::pin!(loading(table, manifests));
     for manifest_file in manifests {
-        let manifest = load(table, manifest_file).await?;
+        let manifest = loaded.next().await.expect("one manifest per file")?;
         for entry in manifest.entries() {
             visit(manifest_file, entry);
         }
     }
     Ok(())
+}
+
+/// What identifies a decoded manifest: its path, with its length and adding snapshot as a
+/// guard against a path written twice (a failed commit's file rewritten by a later one).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    path: String,
+    length: i64,
+    added_snapshot_id: i64,
+    sequence_number: i64,
+}
+
+impl CacheKey {
+    fn of(m: &ManifestFile) -> Self {
+        CacheKey {
+            path: m.manifest_path.clone(),
+            length: m.manifest_length,
+            added_snapshot_id: m.added_snapshot_id,
+            // Inherited by ADDED entries on load: part of what a decoded manifest holds.
+            sequence_number: m.sequence_number,
+        }
+    }
+}
+
+/// At most this many manifest entries stay decoded (oldest manifests leave first).
+const CACHE_ENTRIES: usize = 200_000;
+
+static CACHE: LazyLock<Mutex<ManifestCache>> = LazyLock::new(|| Mutex::new(ManifestCache::default()));
+
+#[derive(Default)]
+struct ManifestCache {
+    by_key: HashMap<CacheKey, Arc<Manifest>>,
+    order: VecDeque<CacheKey>,
+    entries: usize,
+}
+
+impl ManifestCache {
+    fn get(&self, key: &CacheKey) -> Option<Arc<Manifest>> {
+        self.by_key.get(key).cloned()
+    }
+
+    fn put(&mut self, key: CacheKey, manifest: Arc<Manifest>) {
+        let n = manifest.entries().len();
+        if n > CACHE_ENTRIES || self.by_key.contains_key(&key) {
+            return;
+        }
+        while self.entries + n > CACHE_ENTRIES {
+            let Some(old) = self.order.pop_front() else { break };
+            if let Some(m) = self.by_key.remove(&old) {
+                self.entries -= m.entries().len();
+            }
+        }
+        self.entries += n;
+        self.order.push_back(key.clone());
+        self.by_key.insert(key, manifest);
+    }
 }
 
 /// A live (added or existing) file of a snapshot, with the manifest it is listed in.

@@ -18,6 +18,7 @@ use arrow::array::{ArrayRef, RecordBatch};
 use futures::{StreamExt, TryStreamExt};
 use iceberg::Runtime;
 use iceberg::arrow::ArrowReaderBuilder;
+use iceberg::scan::FileScanTaskStream;
 use iceberg::spec::{DataFile, Struct, TableMetadata};
 use iceberg::table::Table;
 
@@ -49,11 +50,20 @@ pub(super) async fn plan(
     options: &WriteOptions,
 ) -> Result<Delta> {
     let keys = merge::key_columns(incoming, unique_key)?;
+    // The scan that attaches existing deletes to data files decodes the manifests again (in
+    // iceberg's own cache): started first, it plans beside the candidate search. An empty
+    // table (no snapshot yet) has nothing to replace.
+    let tasks = match table.metadata().current_snapshot_id() {
+        Some(snapshot) => {
+            let names: Vec<&str> = unique_key.iter().map(String::as_str).collect();
+            Some(table.scan().snapshot_id(snapshot).select(names).build()?.plan_files().await?)
+        }
+        None => None,
+    };
     let candidates = merge::candidate_files(table, &keys, unique_key).await?;
-    let positions = if candidates.is_empty() {
-        BTreeMap::new()
-    } else {
-        replaced_positions(table, &candidates, &keys, unique_key).await?
+    let positions = match tasks {
+        Some(tasks) if !candidates.is_empty() => replaced_positions(table, tasks, &candidates, &keys, unique_key).await?,
+        _ => BTreeMap::new(),
     };
     let mut written: Vec<DataFile> = Vec::new();
     let result: Result<Delta> = async {
@@ -89,6 +99,7 @@ type Grouped = BTreeMap<(i32, String), (Struct, Positions)>;
 /// The live positions in `candidates` whose key is among the incoming `keys`.
 async fn replaced_positions(
     table: &Table,
+    mut tasks: FileScanTaskStream,
     candidates: &[LiveFile],
     keys: &[ArrayRef],
     unique_key: &[String],
@@ -96,10 +107,7 @@ async fn replaced_positions(
     let converter = merge::key_converter(keys)?;
     let encoded = converter.convert_columns(keys)?;
     let incoming: HashSet<&[u8]> = encoded.iter().map(|r| r.data()).collect();
-    let snapshot = table.metadata().current_snapshot_id().context("the table has no snapshot")?;
     let wanted: HashSet<&str> = candidates.iter().map(|l| l.file.file_path()).collect();
-    let names: Vec<&str> = unique_key.iter().map(String::as_str).collect();
-    let mut tasks = table.scan().snapshot_id(snapshot).select(names).build()?.plan_files().await?;
     let mut deleted = DeletedPositions::default();
     let mut found: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     while let Some(task) = tasks.try_next().await? {

@@ -425,8 +425,8 @@ impl Attempt<'_> {
     /// when every entry is DELETED: it records what this snapshot removed).
     pub async fn rewrite_touched(&mut self, listed: Vec<ManifestFile>, targets: &Targets<'_>) -> Result<Rewritten, Error> {
         let mut out = Rewritten::default();
-        for (i, manifest_file) in listed.into_iter().enumerate() {
-            let manifest = manifests::load(self.base, &manifest_file).await?;
+        let loaded = manifests::load_all(self.base, &listed).await?;
+        for (i, (manifest_file, manifest)) in listed.into_iter().zip(loaded).enumerate() {
             let touched = manifest.entries().iter().any(|e| e.is_alive() && targets.hit(e.file_path()));
             if !touched {
                 out.manifests.push(manifest_file);
