@@ -170,6 +170,8 @@ pub struct LiveFile {
     pub spec_id: i32,
     /// Whether the manifest lists data or delete files.
     pub content: ManifestContentType,
+    /// The entry's data sequence number (inherited from its manifest when it was added).
+    pub sequence_number: Option<i64>,
 }
 
 impl LiveFile {
@@ -188,6 +190,7 @@ pub async fn live_files(table: &Table, manifests: &[ManifestFile]) -> Result<Vec
                 file: e.data_file().clone(),
                 spec_id: m.partition_spec_id,
                 content: m.content,
+                sequence_number: e.sequence_number(),
             });
         }
     })

@@ -1,8 +1,11 @@
 //! Reading chosen data files of a table snapshot as Arrow ([`FileReader`], the one reader of
-//! data files that `lake` itself rewrites: compaction, merge, range replacement), and finding the files appended
-//! between two snapshots (exact incremental reads).
+//! data files that `lake` itself rewrites: compaction, merge, range replacement), planned by
+//! [`scan_tasks`] from lake's manifest reads (with [`DeleteIndex`], the one rule of which delete
+//! files apply to a data file), and finding the files appended between two snapshots (exact
+//! incremental reads).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use arrow::array::RecordBatch;
@@ -10,11 +13,13 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use iceberg::Runtime;
 use iceberg::arrow::ArrowReaderBuilder;
-use iceberg::scan::FileScanTask;
-use iceberg::spec::{DataContentType, ManifestStatus, Operation, SnapshotRef};
+use iceberg::scan::{FileScanTask, FileScanTaskDeleteFile};
+use iceberg::spec::{
+    DEFAULT_SCHEMA_NAME_MAPPING, DataContentType, ManifestStatus, NameMapping, Operation, SnapshotRef, Struct, TableMetadata,
+};
 use iceberg::table::Table;
 
-use super::manifests;
+use super::manifests::{self, LiveFile};
 use super::summary::{UPSERT_KEY, ancestry};
 
 /// Reads chosen data files of one table snapshot as Arrow (deletes applied), in that
@@ -30,17 +35,11 @@ impl FileReader {
     /// Plan the reads of `paths` (as recorded in the manifests) at `snapshot_id`, or at the
     /// current snapshot when `None` (no files without a snapshot).
     pub async fn new(table: &Table, snapshot_id: Option<i64>, paths: &HashSet<String>) -> Result<Self> {
-        let mut tasks = Vec::new();
         let snapshot_id = snapshot_id.or_else(|| table.metadata().current_snapshot_id());
-        if let (Some(snapshot), false) = (snapshot_id, paths.is_empty()) {
-            let scan = table.scan().snapshot_id(snapshot).build()?;
-            let mut stream = scan.plan_files().await?;
-            while let Some(task) = stream.try_next().await? {
-                if paths.contains(&task.data_file_path) {
-                    tasks.push(task);
-                }
-            }
-        }
+        let tasks = match (snapshot_id, paths.is_empty()) {
+            (Some(snapshot), false) => scan_tasks(table, snapshot, Some(paths), None).await?,
+            _ => Vec::new(),
+        };
         Ok(FileReader {
             table: table.clone(),
             tasks,
@@ -79,6 +78,120 @@ impl FileReader {
             .stream()
             .map_err(move |e| anyhow!("cannot read data files of {ident}: {e}"))
             .boxed())
+    }
+}
+
+/// Scan tasks for the live data files of `snapshot_id` (those at `paths` when given), planned
+/// from the manifests (decoded once per process, side by side, see [`manifests`]). Each task
+/// reads `columns` (every column when `None`) in the snapshot's schema and carries the delete
+/// files that apply to its file, by the spec's rules (see [`DeleteIndex`]).
+pub async fn scan_tasks(
+    table: &Table,
+    snapshot_id: i64,
+    paths: Option<&HashSet<String>>,
+    columns: Option<&[String]>,
+) -> Result<Vec<FileScanTask>> {
+    let metadata = table.metadata();
+    let ident = table.identifier();
+    let snapshot = metadata
+        .snapshot_by_id(snapshot_id)
+        .with_context(|| format!("table {ident} has no snapshot {snapshot_id}"))?;
+    let schema = snapshot.schema(metadata)?;
+    let field_ids: Vec<i32> = match columns {
+        Some(names) => names
+            .iter()
+            .map(|n| schema.field_id_by_name(n).with_context(|| format!("table {ident} has no column {n}")))
+            .collect::<Result<_>>()?,
+        None => schema.as_struct().fields().iter().map(|f| f.id).collect(),
+    };
+    let name_mapping = match metadata.properties().get(DEFAULT_SCHEMA_NAME_MAPPING) {
+        Some(raw) => Some(Arc::new(
+            serde_json::from_str::<NameMapping>(raw)
+                .with_context(|| format!("table {ident}: property {DEFAULT_SCHEMA_NAME_MAPPING} is not a name mapping"))?,
+        )),
+        None => None,
+    };
+    let listed = manifests::manifest_files(table, snapshot).await?;
+    let (data, deletes): (Vec<LiveFile>, Vec<LiveFile>) =
+        manifests::live_files(table, &listed).await?.into_iter().partition(LiveFile::is_data);
+    let index = DeleteIndex::new(metadata, deletes);
+    Ok(data
+        .into_iter()
+        .filter(|f| paths.is_none_or(|p| p.contains(f.file.file_path())))
+        .map(|f| {
+            FileScanTask::builder()
+                .with_file_size_in_bytes(f.file.file_size_in_bytes())
+                .with_start(0)
+                .with_length(f.file.file_size_in_bytes())
+                .with_record_count(Some(f.file.record_count()))
+                .with_data_file_path(f.file.file_path().to_string())
+                .with_data_file_format(f.file.file_format())
+                .with_schema(schema.clone())
+                .with_project_field_ids(field_ids.clone())
+                .with_deletes(index.applying_to(&f))
+                .with_partition(Some(f.file.partition().clone()))
+                .with_name_mapping(name_mapping.clone())
+                .with_case_sensitive(true)
+                .build()
+        })
+        .collect())
+}
+
+/// Which live delete files apply to a data file (Iceberg spec, "Scan Planning"): a position
+/// delete file when it was written at or after the data file (data sequence numbers), in the
+/// same partition of the same spec, and names that file when it references one; an equality
+/// delete file when it was written after the data file, in the same partition of the same spec
+/// or in an unpartitioned spec (a global delete).
+struct DeleteIndex {
+    by_partition: HashMap<(i32, Struct), Vec<LiveFile>>,
+    global: Vec<LiveFile>,
+}
+
+impl DeleteIndex {
+    fn new(metadata: &TableMetadata, deletes: Vec<LiveFile>) -> Self {
+        let mut index = DeleteIndex { by_partition: HashMap::new(), global: Vec::new() };
+        for d in deletes {
+            let unpartitioned = metadata.partition_spec_by_id(d.spec_id).is_none_or(|s| s.is_unpartitioned());
+            if unpartitioned && d.file.content_type() == DataContentType::EqualityDeletes {
+                index.global.push(d);
+            } else {
+                index.by_partition.entry((d.spec_id, d.file.partition().clone())).or_default().push(d);
+            }
+        }
+        index
+    }
+
+    /// The delete files that apply to `data` (a live data file).
+    fn applying_to(&self, data: &LiveFile) -> Vec<FileScanTaskDeleteFile> {
+        let same_partition = self.by_partition.get(&(data.spec_id, data.file.partition().clone()));
+        self.global
+            .iter()
+            .chain(same_partition.into_iter().flatten())
+            .filter(|d| applies(d, data))
+            .map(|d| {
+                FileScanTaskDeleteFile::builder()
+                    .with_file_path(d.file.file_path().to_string())
+                    .with_file_size_in_bytes(d.file.file_size_in_bytes())
+                    .with_file_type(d.file.content_type())
+                    .with_partition_spec_id(d.spec_id)
+                    .with_equality_ids(d.file.equality_ids())
+                    .build()
+            })
+            .collect()
+    }
+}
+
+/// Whether delete file `d` (already known to share `data`'s partition, or to be global) applies.
+fn applies(d: &LiveFile, data: &LiveFile) -> bool {
+    let (Some(delete_seq), Some(data_seq)) = (d.sequence_number, data.sequence_number) else {
+        return true;
+    };
+    match d.file.content_type() {
+        DataContentType::PositionDeletes => {
+            delete_seq >= data_seq && d.file.referenced_data_file().is_none_or(|p| p == data.file.file_path())
+        }
+        DataContentType::EqualityDeletes => delete_seq > data_seq,
+        DataContentType::Data => false,
     }
 }
 

@@ -15,10 +15,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{Context, Result, bail};
 use arrow::array::{ArrayRef, RecordBatch};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use iceberg::Runtime;
 use iceberg::arrow::ArrowReaderBuilder;
-use iceberg::scan::FileScanTaskStream;
 use iceberg::spec::{DataFile, Struct, TableMetadata};
 use iceberg::table::Table;
 
@@ -26,6 +25,7 @@ use super::merge;
 use crate::lakehouse::commit;
 use crate::lakehouse::deletes::{self, DeletedPositions, Positions};
 use crate::lakehouse::manifests::LiveFile;
+use crate::lakehouse::reader;
 use crate::lakehouse::writer::{DataWriter, WriteOptions};
 
 /// What a merge-on-read plan wrote.
@@ -50,19 +50,11 @@ pub(super) async fn plan(
     options: &WriteOptions,
 ) -> Result<Delta> {
     let keys = merge::key_columns(incoming, unique_key)?;
-    // The scan that attaches existing deletes to data files decodes the manifests again (in
-    // iceberg's own cache): started first, it plans beside the candidate search. An empty
-    // table (no snapshot yet) has nothing to replace.
-    let tasks = match table.metadata().current_snapshot_id() {
-        Some(snapshot) => {
-            let names: Vec<&str> = unique_key.iter().map(String::as_str).collect();
-            Some(table.scan().snapshot_id(snapshot).select(names).build()?.plan_files().await?)
-        }
-        None => None,
-    };
     let candidates = merge::candidate_files(table, &keys, unique_key).await?;
-    let positions = match tasks {
-        Some(tasks) if !candidates.is_empty() => replaced_positions(table, tasks, &candidates, &keys, unique_key).await?,
+    let positions = match table.metadata().current_snapshot_id() {
+        Some(snapshot) if !candidates.is_empty() => {
+            replaced_positions(table, snapshot, &candidates, &keys, unique_key).await?
+        }
         _ => BTreeMap::new(),
     };
     let mut written: Vec<DataFile> = Vec::new();
@@ -99,7 +91,7 @@ type Grouped = BTreeMap<(i32, String), (Struct, Positions)>;
 /// The live positions in `candidates` whose key is among the incoming `keys`.
 async fn replaced_positions(
     table: &Table,
-    mut tasks: FileScanTaskStream,
+    snapshot: i64,
     candidates: &[LiveFile],
     keys: &[ArrayRef],
     unique_key: &[String],
@@ -107,13 +99,11 @@ async fn replaced_positions(
     let converter = merge::key_converter(keys)?;
     let encoded = converter.convert_columns(keys)?;
     let incoming: HashSet<&[u8]> = encoded.iter().map(|r| r.data()).collect();
-    let wanted: HashSet<&str> = candidates.iter().map(|l| l.file.file_path()).collect();
+    let wanted: HashSet<String> = candidates.iter().map(|l| l.file.file_path().to_string()).collect();
+    let tasks = reader::scan_tasks(table, snapshot, Some(&wanted), Some(unique_key)).await?;
     let mut deleted = DeletedPositions::default();
     let mut found: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    while let Some(task) = tasks.try_next().await? {
-        if !wanted.contains(task.data_file_path.as_str()) {
-            continue;
-        }
+    for task in tasks {
         let path = task.data_file_path.clone();
         let already = deleted.of(table, &path, &task.deletes).await?.clone();
         let expected = task.record_count;

@@ -21,8 +21,8 @@ pub(super) struct FileChange<'a> {
     pub changes: &'a MetadataChanges,
     pub properties: HashMap<String, String>,
     pub rebase: Option<&'a RebaseFn>,
-    /// The manifest of the added files, written once before the first attempt.
-    pub added_manifest: Option<ManifestFile>,
+    /// The manifests of the added files, written once before the first attempt.
+    pub added_manifests: Vec<ManifestFile>,
     /// The manifests of the added delete files (one per partition spec), likewise.
     pub delete_manifests: Vec<ManifestFile>,
     /// The schema the files were written against (as of the first base).
@@ -98,7 +98,7 @@ impl Action for FileChange<'_> {
                 base.identifier()
             )));
         }
-        let ours = self.added_manifest.iter().chain(&self.delete_manifests).cloned();
+        let ours = self.added_manifests.iter().chain(&self.delete_manifests).cloned();
         for (i, mut m) in ours.enumerate() {
             m.added_snapshot_id = attempt.snapshot_id;
             m.sequence_number = attempt.sequence_number;

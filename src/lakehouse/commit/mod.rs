@@ -20,6 +20,8 @@
 //! - [`commit_rollback`]: a snapshot that reads as an earlier one did.
 //! - [`commit_snapshot_removal`]: metadata-only expiry of snapshots.
 //!
+//! Every manifest `lake` writes lists at most [`MANIFEST_ENTRIES`] files.
+//!
 //! Schema and partition-spec changes ride in the same metadata update as the snapshot.
 //! On a lost race the producer reloads the table, lets the action re-check that its change
 //! still applies ([`Error::Stale`], [`Error::ProducerConflict`] if not), rebuilds on the new
@@ -41,7 +43,7 @@ use iceberg::table::Table;
 
 pub use actions::ExpiryPlanner;
 pub use error::{BoxError, Error};
-pub use producer::{RETRY, RetryPolicy};
+pub use producer::{MANIFEST_ENTRIES, RETRY, RetryPolicy};
 
 use super::catalog::Lakehouse;
 
@@ -178,13 +180,13 @@ pub async fn commit(
     let commit_id = uuid::Uuid::now_v7();
     let target = changes.target_metadata(&base)?;
     let added = change.added();
-    // The manifest of added files does not depend on the base snapshot: written once, reused on retry.
+    // The manifests of added files do not depend on the base snapshot: written once, reused on
+    // retry, each of at most [`producer::MANIFEST_ENTRIES`] files.
     let mut written: Vec<String> = Vec::new();
-    let added_manifest = if added.is_empty() {
-        None
-    } else {
-        let location = base.metadata().location().trim_end_matches('/');
-        let path = format!("{location}/metadata/{commit_id}-m0.avro");
+    let mut added_manifests = Vec::new();
+    let location = base.metadata().location().trim_end_matches('/');
+    for (i, chunk) in added.chunks(producer::MANIFEST_ENTRIES).enumerate() {
+        let path = format!("{location}/metadata/{commit_id}-m{i}.avro");
         let result = async {
             let mut writer = ManifestWriterBuilder::new(
                 base.file_io().new_output(&path)?,
@@ -193,7 +195,7 @@ pub async fn commit(
                 target.default_partition_spec().as_ref().clone(),
             )
             .build_v2_data();
-            for file in added {
+            for file in chunk {
                 // -1: the sequence number is inherited from the manifest list at commit.
                 writer.add_file(file.clone(), -1)?;
             }
@@ -202,7 +204,7 @@ pub async fn commit(
         .await;
         written.push(path);
         match result {
-            Ok(manifest) => Some(manifest),
+            Ok(manifest) => added_manifests.push(manifest),
             Err(e) => {
                 let mut paths = written;
                 paths.extend(added.iter().map(|f| f.file_path().to_string()));
@@ -210,7 +212,7 @@ pub async fn commit(
                 return Err(e.into());
             }
         }
-    };
+    }
     let delete_manifests = match &change {
         Change::RowDelta { deletes, .. } if !deletes.is_empty() => {
             match delete_manifests(&base, commit_id, deletes, &mut written).await {
@@ -231,7 +233,7 @@ pub async fn commit(
         changes,
         properties,
         rebase,
-        added_manifest,
+        added_manifests,
         target,
     };
     let produced = producer::produce(lakehouse, base, &action, commit_id, written).await?;

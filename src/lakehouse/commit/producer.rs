@@ -442,7 +442,7 @@ impl Attempt<'_> {
     }
 
     /// Merging rewrite: every data manifest's live entries go into one manifest per partition
-    /// spec (split past [`MERGED_MANIFEST_ENTRIES`]), the targets DELETED, the rest EXISTING,
+    /// spec (split past [`MANIFEST_ENTRIES`]), the targets DELETED, the rest EXISTING,
     /// `added` ADDED in the default spec's; delete manifests are kept as they are.
     pub async fn rewrite_merged(
         &mut self,
@@ -471,22 +471,26 @@ impl Attempt<'_> {
                 };
                 out.carry(writer, &manifest_file, entry, targets)?;
                 *entries += 1;
-                if *entries >= MERGED_MANIFEST_ENTRIES {
+                if *entries >= MANIFEST_ENTRIES {
                     let (writer, _) = open.remove(&spec_id).expect("open writer");
                     out.manifests.push(writer.write_manifest_file().await?);
                 }
             }
         }
-        if !added.is_empty() {
-            let default_spec = self.base.metadata().default_partition_spec_id();
-            let (writer, _) = match open.entry(default_spec) {
+        let default_spec = self.base.metadata().default_partition_spec_id();
+        for file in added {
+            let (writer, entries) = match open.entry(default_spec) {
                 Entry::Occupied(o) => o.into_mut(),
                 Entry::Vacant(v) => {
-                    v.insert((self.manifest_writer(&format!("c{}", count + 1), default_spec, ManifestContentType::Data)?, 0))
+                    count += 1;
+                    v.insert((self.manifest_writer(&format!("c{count}"), default_spec, ManifestContentType::Data)?, 0))
                 }
             };
-            for file in added {
-                writer.add_file(file.clone(), -1)?;
+            writer.add_file(file.clone(), -1)?;
+            *entries += 1;
+            if *entries >= MANIFEST_ENTRIES {
+                let (writer, _) = open.remove(&default_spec).expect("open writer");
+                out.manifests.push(writer.write_manifest_file().await?);
             }
         }
         for (_, (writer, _)) in open {
@@ -497,8 +501,11 @@ impl Attempt<'_> {
     }
 }
 
-/// At most this many entries per merged manifest written by a compaction.
-const MERGED_MANIFEST_ENTRIES: usize = 100_000;
+/// At most this many entries in a manifest that `lake` writes (the added files of a commit, a
+/// compaction's merged manifests). A manifest is decoded on one core (tens of microseconds an
+/// entry), so a table's manifests of bounded size are planned on every core side by side: a
+/// merge into a table of thousands of files waits for the slowest manifest, not for all.
+pub const MANIFEST_ENTRIES: usize = 250;
 
 /// Which live files a rewrite removes.
 pub(super) enum Targets<'a> {

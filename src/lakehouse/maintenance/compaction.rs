@@ -15,9 +15,9 @@ use serde::Serialize;
 use super::keys::carried_keys;
 use super::{MAINTENANCE, MaintenancePolicy};
 use crate::lakehouse::catalog::Lakehouse;
-use crate::lakehouse::commit;
+use crate::lakehouse::commit::{self, MANIFEST_ENTRIES};
 use crate::lakehouse::manifests;
-use crate::lakehouse::reader::read_files;
+use crate::lakehouse::reader::{self, read_files};
 use crate::lakehouse::summary;
 use crate::lakehouse::writer::{DataWriter, WriteOptions};
 
@@ -104,8 +104,10 @@ pub async fn plan_compaction(table: &Table, policy: &MaintenancePolicy) -> Resul
     // (spec id, partition text) -> (partition, [(path, bytes, records, has deletes)])
     type Groups = BTreeMap<(i32, String), (Struct, Vec<(String, u64, u64, bool)>)>;
     let mut groups: Groups = BTreeMap::new();
+    let mut per_spec: BTreeMap<i32, usize> = BTreeMap::new();
     for live in live.into_iter().filter(|l| l.is_data()) {
         plan.data_files += 1;
+        *per_spec.entry(live.spec_id).or_default() += 1;
         let file = live.file;
         let deleted = with_deletes.contains(file.file_path());
         if file.file_size_in_bytes() < small || deleted {
@@ -131,20 +133,17 @@ pub async fn plan_compaction(table: &Table, policy: &MaintenancePolicy) -> Resul
             files: files.into_iter().map(|f| f.0).collect(),
         });
     }
-    plan.merge_manifests = !plan.groups.is_empty() || plan.data_manifests > policy.max_manifests;
+    // Merged manifests hold at most MANIFEST_ENTRIES files each: merging a table that already
+    // has no more manifests than that would only write the same manifests again.
+    let merged: usize = per_spec.values().map(|n| n.div_ceil(MANIFEST_ENTRIES)).sum();
+    plan.merge_manifests = !plan.groups.is_empty() || plan.data_manifests > policy.max_manifests.max(merged);
     Ok(plan)
 }
 
-/// The data files of `snapshot_id` that at least one delete file applies to (as a scan sees it).
+/// The data files of `snapshot_id` that at least one delete file applies to.
 async fn files_with_deletes(table: &Table, snapshot_id: i64) -> Result<HashSet<String>> {
-    let mut out = HashSet::new();
-    let mut tasks = table.scan().snapshot_id(snapshot_id).build()?.plan_files().await?;
-    while let Some(task) = tasks.try_next().await? {
-        if !task.deletes.is_empty() {
-            out.insert(task.data_file_path);
-        }
-    }
-    Ok(out)
+    let tasks = reader::scan_tasks(table, snapshot_id, None, Some(&[][..])).await?;
+    Ok(tasks.into_iter().filter(|t| !t.deletes.is_empty()).map(|t| t.data_file_path).collect())
 }
 
 fn partition_text(partition: &Struct) -> String {
