@@ -9,8 +9,9 @@
 # For each table size and merge mode it builds a fresh project whose `orders` table
 # (incremental merge on `id`) holds ROWS rows in ~1 MiB files, then merges two batches: one
 # that updates 1% of the keys and one that updates a fixed 10,000 keys (each a contiguous id
-# range, as late updates to recent orders usually are). It reports each merge's wall time (the
-# whole `lake run`), the bytes it wrote (data and delete files, from the snapshot summary), the
+# range, as late updates to recent orders usually are), each three times over fresh key ranges.
+# It reports the merges' median wall time with min–max (the whole `lake run`), the bytes the last
+# one wrote (data and delete files, from the snapshot summary), the
 # data files it rewrote and the delete files it added, and checks the merged rows and the row
 # count. Uses the release binary.
 set -euo pipefail
@@ -24,7 +25,7 @@ SIZES=("$@")
 [ ${#SIZES[@]} -eq 0 ] && SIZES=(1000000 10000000 50000000)
 read -r -a MODES <<< "${MODES:-copy-on-write merge-on-read}"
 
-echo "| rows | mode | changed keys | build_s | merge_s | MB written | files rewritten | delete files | total files |"
+echo "| rows | mode | changed keys | build_s | merge_s, median (min–max) | MB written | files rewritten | delete files | total files |"
 echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
 for rows in "${SIZES[@]}"; do
 for mode in "${MODES[@]}"; do
@@ -65,6 +66,8 @@ PY
   seq=2
   first_id=0
   for changed in $((rows / 100)) 10000; do
+  times=()
+  for rep in 1 2 3; do
     python3 - "$dir/seeds/orders_$seq.csv" "$first_id" "$changed" "$seq" <<'PY'
 import sys
 path, first, changed, seq = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -92,10 +95,13 @@ print(s["total-data-files"], "%.2f" % (int(s.get("added-files-size", 0)) / 1e6))
     [ "$check" = "$changed" ] || { echo "merge result wrong: $check rows updated, expected $changed" >&2; exit 1; }
     total_rows=$(cd "$dir" && "$LAKE" sql "select count(*) from staging.orders" --format csv | tail -1)
     [ "$total_rows" = "$rows" ] || { echo "merge changed the row count: $total_rows, expected $rows" >&2; exit 1; }
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$rows" "$mode" "$changed" "$build_s" \
-      "$(python3 -c "print(round($m1 - $m0, 2))")" "$written" "$rewritten" "$deletes" "$files_now"
+    times+=("$(python3 -c "print(round($m1 - $m0, 3))")")
     first_id=$((first_id + changed * 3))
     seq=$((seq + 1))
+  done
+  merge_s=$(python3 -c 'import statistics, sys; t = sorted(map(float, sys.argv[1:])); print(f"{statistics.median(t):.2f} ({t[0]:.2f}–{t[-1]:.2f})")' "${times[@]}")
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$rows" "$mode" "$changed" "$build_s" \
+    "$merge_s" "$written" "$rewritten" "$deletes" "$files_now"
   done
   rm -rf "$dir"
 done
