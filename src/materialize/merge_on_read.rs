@@ -5,7 +5,8 @@
 //! ([`merge::candidate_files`]); of those, only the key columns are read, in file order, with
 //! no delete applied, so the n-th row read is at position n. A row whose key is incoming and
 //! whose position no existing delete file already deletes is deleted: one position delete file
-//! per partition of the touched data files, sorted by path and position as the spec asks.
+//! per touched data file, naming it (`referenced_data_file`, Iceberg's file granularity), sorted
+//! by position as the spec asks.
 //! A row deleted earlier never comes back and is never deleted twice. The data files and the
 //! delete files are committed together as one `overwrite` snapshot ([`Change::RowDelta`]).
 //!
@@ -26,7 +27,7 @@ use crate::lakehouse::commit;
 use crate::lakehouse::deletes::{self, DeletedPositions, Positions};
 use crate::lakehouse::manifests::LiveFile;
 use crate::lakehouse::reader;
-use crate::lakehouse::writer::{DataWriter, WriteOptions};
+use crate::lakehouse::writer::{Codec, DataWriter, WriteOptions};
 
 /// What a merge-on-read plan wrote.
 pub(super) struct Delta {
@@ -59,13 +60,35 @@ pub(super) async fn plan(
     };
     let mut written: Vec<DataFile> = Vec::new();
     let result: Result<Delta> = async {
+        // One delete file per data file (Iceberg's `write.delete.granularity=file`): a reader
+        // of a data file loads only the deletes that name it, so a later merge or scan pays
+        // for the deletes of the files it touches, not for every earlier merge in the table.
         let mut deletes = Vec::new();
         let mut referenced = Vec::new();
-        for ((spec_id, _), (partition, by_file)) in &positions {
-            let file = deletes::write_position_deletes(table, *spec_id, partition, by_file, options.codec).await?;
-            written.push(file.clone());
-            deletes.push((*spec_id, file));
-            referenced.extend(by_file.keys().cloned());
+        let mut singles = Vec::new();
+        for ((spec_id, _), (partition, by_file)) in positions {
+            for (path, hits) in by_file {
+                singles.push((spec_id, partition.clone(), Positions::from([(path, hits)])));
+            }
+        }
+        let codec = options.codec;
+        let mut writes = futures::stream::iter(
+            singles.into_iter().map(|(spec_id, partition, single)| write_deletes(table, spec_id, partition, single, codec)),
+        )
+        .buffer_unordered(DELETE_WRITES);
+        let mut failed = None;
+        while let Some((spec_id, single, file)) = writes.next().await {
+            match file {
+                Ok(file) => {
+                    written.push(file.clone());
+                    deletes.push((spec_id, file));
+                    referenced.extend(single.into_keys());
+                }
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         let mut writer = DataWriter::for_metadata(table.file_io().clone(), target, options)?;
         let outcome = writer.write(rows).await;
@@ -84,6 +107,21 @@ pub(super) async fn plan(
     }
     result
 }
+
+/// Write one position delete file; returns what it deletes beside the outcome.
+async fn write_deletes(
+    table: &Table,
+    spec_id: i32,
+    partition: Struct,
+    single: Positions,
+    codec: Codec,
+) -> (i32, Positions, Result<DataFile>) {
+    let file = deletes::write_position_deletes(table, spec_id, &partition, &single, codec).await;
+    (spec_id, single, file)
+}
+
+/// Delete files written at once (object stores take each as one request).
+const DELETE_WRITES: usize = 8;
 
 /// Per (spec id, partition text): the partition and the positions to delete per data file.
 type Grouped = BTreeMap<(i32, String), (Struct, Positions)>;

@@ -61,12 +61,14 @@ py = sorted([[str(r[c]) for c in cols] for r in table.scan().to_arrow().to_pylis
 con = rs.duckdb_connection({})
 location = table.metadata_location.removeprefix("file://")
 duck = [[str(v) for v in r] for r in con.execute(f"select id, name, amount, batch from iceberg_scan('{location}') order by id").fetchall()]
-ids = []
+ids, targets = [], []
 for f in table.inspect.files().to_pylist():
     if f["content"] == 1:
-        schema = pq.read_schema(f["file_path"].removeprefix("file://"))
+        path = f["file_path"].removeprefix("file://")
+        schema = pq.read_schema(path)
         ids.append([(fl.name, fl.metadata[b"PARQUET:field_id"].decode()) for fl in schema])
-json.dump({"pyiceberg": py, "duckdb": duck, "delete_field_ids": ids}, sys.stdout)
+        targets.append(len(set(pq.read_table(path).column("file_path").to_pylist())))
+json.dump({"pyiceberg": py, "duckdb": duck, "delete_field_ids": ids, "data_files_per_delete_file": targets}, sys.stdout)
 "#;
     let scripts = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts");
     let out = Command::new("python3").arg("-c").arg(code).arg(scripts).arg(p.path()).output().expect("python3");
@@ -112,10 +114,12 @@ fn merge_on_read_writes_position_deletes_that_every_reader_applies() {
 
     // 2 again: its live row is now in batch 2's file, and the deleted one in the first file
     // must not be deleted (or counted) again; 4 still in the first file.
+    // The two rows are in two data files: one delete file for each, naming it.
     merge_batch(&p, 3, &[(2, 22), (4, 41)], &mut expected);
     let s = p.current_snapshot("staging.items");
     assert_eq!(summary_num(&s, "added-position-deletes"), 2);
-    assert_eq!(summary_num(&s, "total-delete-files"), 2);
+    assert_eq!(summary_num(&s, "added-delete-files"), 2);
+    assert_eq!(summary_num(&s, "total-delete-files"), 3);
     assert_eq!(summary_num(&s, "total-position-deletes"), 4);
     merge_batch(&p, 4, &[(3, 32), (2, 23), (8, 80)], &mut expected);
     let s = p.current_snapshot("staging.items");
@@ -124,7 +128,8 @@ fn merge_on_read_writes_position_deletes_that_every_reader_applies() {
     assert_eq!(summary_num(&s, "total-data-files"), 4);
     let readers = assert_all_read(&p, &expected, "after merge 4");
     let ids = readers["delete_field_ids"].as_array().unwrap();
-    assert_eq!(ids.len(), 3, "three live position delete files");
+    assert_eq!(ids.len(), 5, "five live position delete files: one per data file per merge");
+    assert_eq!(readers["data_files_per_delete_file"], serde_json::json!([1, 1, 1, 1, 1]), "each names one data file");
     for file in ids {
         assert_eq!(file, &serde_json::json!([["file_path", "2147483546"], ["pos", "2147483545"]]));
     }
@@ -133,7 +138,7 @@ fn merge_on_read_writes_position_deletes_that_every_reader_applies() {
     p.lake(&["maintain"]).assert_ok();
     let s = p.current_snapshot("staging.items");
     assert_eq!(s["operation"], "replace");
-    assert_eq!(summary_num(&s, "removed-delete-files"), 3);
+    assert_eq!(summary_num(&s, "removed-delete-files"), 5);
     assert_eq!(summary_num(&s, "total-delete-files"), 0);
     assert_eq!(summary_num(&s, "total-position-deletes"), 0);
     assert_eq!(summary_num(&s, "total-records"), expected.len() as u64);
