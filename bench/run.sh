@@ -6,10 +6,13 @@
 #   bash bench/run.sh [--quick] [SECTION...]       (sections: ingest resolve; default: all)
 #   LAKE_BIN=path/to/lake bash bench/run.sh ...    (use that binary instead of building)
 #   INGEST_EVENTS=200000 INGEST_KINDS="shopify stripe" bash bench/run.sh ingest
+#   RESOLVE_RECORDS="50000 200000" bash bench/run.sh resolve
 #
-# --quick: smaller data and 2 repetitions instead of 3 (finishes in under 10 minutes on the
-# 2-core VM once the venv exists). The peers are installed from PyPI, pinned, into a venv at
-# $HOME/.cache/lake-bench-venv (created on the first run, reused after; versions printed).
+# Sizes: 1,000,000 events per payload kind, resolve at 100,000 and 1,000,000 records, 3
+# repetitions; --quick: 50,000 events, 20,000 records, 2 repetitions (a few minutes on the
+# 2-core VM; INGEST_EVENTS and RESOLVE_RECORDS override either). The peers are installed
+# from PyPI, pinned, into a venv at $HOME/.cache/lake-bench-venv (created on the first run,
+# reused after; versions printed).
 #
 # Sections:
 #   ingest   NDJSON files of realistic webhook payloads (bench/payloads.py: Shopify orders,
@@ -46,8 +49,8 @@ done
 [ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(ingest resolve)
 if [ "$QUICK" = 1 ]; then
   REPS=2
-  INGEST_EVENTS=${INGEST_EVENTS:-20000}
-  RESOLVE_RECORDS=${RESOLVE_RECORDS:-10000}
+  INGEST_EVENTS=${INGEST_EVENTS:-50000}
+  RESOLVE_RECORDS=${RESOLVE_RECORDS:-20000}
 else
   REPS=3
   INGEST_EVENTS=${INGEST_EVENTS:-1000000}
@@ -119,6 +122,14 @@ PY
   read -r WALL RSS_KIB < <(tail -1 "$WORK/$name.time")
 }
 
+# lake_count SQL: the number a `select count(...)` prints in lake's CSV output, or "n/a" when the
+# query fails (e.g. no dead-letter table: then the counts will not match and the run fails).
+lake_count() {
+  local out
+  out=$("$LAKE" sql "$1" --format csv 2>/dev/null | tail -1) || true
+  [[ "$out" =~ ^[0-9]+$ ]] && echo "$out" || echo "n/a"
+}
+
 parquet_bytes() { find "$1" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
 
 # Waits until FILE is older than lake's settle_seconds (2 s), so that `--once` does not wait
@@ -137,9 +148,9 @@ ingest_run_lake() { # kind rep data
   cd "$dir"
   measure "lake-$kind-$rep" "$LAKE" ingest --from "$data" --table "raw.$kind" --once
   local rows dead lines
-  rows=$("$LAKE" sql "select count(*) from raw.$kind" --format csv | tail -1)
-  dead=$("$LAKE" sql "select count(*) from raw.${kind}__errors" --format csv 2>/dev/null | tail -1 || echo 0)
-  lines=$("$LAKE" sql "select count(distinct _line) from raw.$kind" --format csv | tail -1)
+  rows=$(lake_count "select count(*) from raw.$kind")
+  dead=$(lake_count "select count(*) from raw.${kind}__errors")
+  lines=$(lake_count "select count(distinct _line) from raw.$kind")
   cd "$ROOT"
   [ "$lines" = "$rows" ] || fail "$kind rep $rep: lake stored $rows rows from $lines distinct lines (duplicates)"
   printf '%s\tlake\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n' "$kind" "$rep" "$WALL" "$RSS_KIB" "$rows" "$dead" \
@@ -183,9 +194,14 @@ from collections import defaultdict
 runs = defaultdict(list)
 for line in open(sys.argv[1]):
     kind, tool, rep, wall, rss, rows, dead, size, lines, nbytes, own = line.rstrip("\n").split("\t")
-    runs[kind, tool].append(dict(wall=float(wall), rss=int(rss), rows=int(rows), dead=int(dead), size=int(size),
+    number = lambda text: int(text) if text.isdigit() else text  # "n/a": lake's count query failed
+    runs[kind, tool].append(dict(wall=float(wall), rss=int(rss), rows=number(rows), dead=number(dead), size=int(size),
                                  lines=int(lines), nbytes=int(nbytes), own=float(own) if own else None))
-failures = []
+import os
+# Failures the runs found already (lake storing a line twice), then the count comparisons.
+failures = open(sys.argv[2]).read().splitlines() if os.path.exists(sys.argv[2]) else []
+seen = len(failures)
+count = lambda v: f"{v:,}" if isinstance(v, int) else v
 NAMES = {"lake": "lake", "sink": "Python sink", "bulk": "PyIceberg bulk"}
 print("## Ingest: NDJSON files of webhook payloads")
 print()
@@ -226,12 +242,12 @@ for kind in kinds:
         print(f"| {kind} | {NAMES[tool]} | {first['lines']:,} | {first['nbytes'] / 1e6:,.1f} | {med:.2f} | "
               f"{min(walls):.2f}-{max(walls):.2f} | {'' if own is None else f'{own:.2f}'} | {eps:,.0f} | "
               f"{first['nbytes'] / 1e6 / med:,.1f} | {max(r['rss'] for r in rs) / 1024:,.0f} | "
-              f"{statistics.median(r['size'] for r in rs) / first['lines']:,.1f} | {first['rows']:,} | {first['dead']:,} | "
+              f"{statistics.median(r['size'] for r in rs) / first['lines']:,.1f} | {count(first['rows'])} | {count(first['dead'])} | "
               f"{ratio_wall} | {ratio_eps} |")
 print()
 if failures:
     with open(sys.argv[2], "a") as f:
-        for line in failures:
+        for line in failures[seen:]:
             f.write(line + "\n")
     print("**Counts differ** (the comparison is void):")
     for line in failures:
