@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""The Python peers `lake ingest` is measured against (bench/run.sh), on an NDJSON file of
+webhook payloads (bench/payloads.py), each writing Iceberg tables with PyIceberg 0.12 into a
+SqlCatalog on SQLite with a local warehouse:
+
+  sink   What a team writes by hand: reads the file line by line, `json.loads` each line,
+         routes the lines that fail (not JSON, not an object, a value of the wrong type) to a
+         dead-letter table `<table>__errors` (error_type, error_message, raw_payload, line,
+         ...), and appends the good rows to `<table>` in batches of 10,000 (the dead letters
+         of a batch first, then its rows, like `lake`). Rows get the columns `lake ingest`
+         gives them: the top-level fields, typed from the first batch the way `lake` infers
+         them (integers, doubles, booleans, ISO-8601 timestamps, text; nested objects and
+         arrays as compact JSON text; later or reserved fields in `_extra` as a JSON object),
+         then `_extra`, `_source`, `_record_id`, `_path`, `_line`, `_event_type`,
+         `_received_at`, `_loaded_at`. Unlike `lake` it keeps no read positions, so a rerun
+         or a crash mid-file loads lines twice.
+  bulk   PyIceberg's best case: one `pyarrow.json.read_json` of the whole file (types
+         inferred, nested objects as structs, arrays as lists) and one `table.append`. It
+         cannot skip a malformed line (one fails the whole read), so it reads a copy with
+         those lines removed beforehand (`clean`, not timed), and stores no dead letters. Two
+         type fix-ups Parquet/Iceberg need are part of the timed work: null-typed fields
+         (always null in the file) become strings, and fields that are always `{}` (e.g.
+         Stripe's `fraud_details`, `radar_options`) are dropped (Parquet cannot write a struct
+         without fields). It validates nothing and adds no metadata columns.
+  clean  Writes IN's lines that `json.loads` parses as objects to OUT; prints how many it
+         removed (the bulk case's input).
+
+    python3 bench/ingest_sink.py sink FILE --warehouse DIR [--table raw.events] [--batch 10000]
+    python3 bench/ingest_sink.py bulk CLEAN_FILE --warehouse DIR [--table raw.events]
+    python3 bench/ingest_sink.py clean IN OUT
+
+`sink` and `bulk` print one JSON line: {"peer", "seconds" (from opening the catalog to the
+last commit, imports excluded), "rows" and "dead_letters" (counted by reading the tables back
+after the timing), "data_bytes" (Parquet files under the warehouse)}. DIR must not exist yet.
+"""
+
+import argparse
+import datetime
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+# The columns `lake` fills itself (src/ingest/records.rs): a payload field of that name goes
+# to `_extra`.
+METADATA_COLUMNS = {"_source", "_record_id", "_path", "_line", "_topic", "_kafka_partition", "_offset", "_key",
+                    "_webhook_id", "_provider", "_event_type", "_received_at", "_loaded_at", "_extra"}
+TS = pa.timestamp("us", tz="UTC")
+ARROW = {"bigint": pa.int64(), "double": pa.float64(), "boolean": pa.bool_(), "varchar": pa.string(), "timestamptz": TS}
+I64 = (-(2 ** 63), 2 ** 63 - 1)
+# ISO-8601 date-times `lake` reads as timestamps (RFC 3339, or a space for the T, with or without
+# a zone; without one it is UTC).
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})?")
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def compact(value):
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def parse_timestamp(s):
+    """Microseconds since the epoch, or None when `s` is not an ISO-8601 date-time."""
+    s = s.strip()
+    if not TIMESTAMP.fullmatch(s):
+        return None
+    try:
+        t = datetime.datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.timezone.utc)
+    return (t - EPOCH) // datetime.timedelta(microseconds=1)
+
+
+def infer(value):
+    """The column type a first value suggests, as `lake` infers it (None for null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "bigint" if I64[0] <= value <= I64[1] else "double"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str) and len(value) >= 16 and parse_timestamp(value) is not None:
+        return "timestamptz"
+    return "varchar"
+
+
+def widen(a, b):
+    if a == b:
+        return a
+    if {a, b} == {"bigint", "double"}:
+        return "double"
+    return "varchar"
+
+
+class WrongType(Exception):
+    pass
+
+
+def convert(value, ty):
+    """A payload value as a cell of a column of type `ty`, as `lake` converts it."""
+    if value is None:
+        return None
+    if ty == "varchar":
+        return value if isinstance(value, str) else compact(value)
+    if ty == "bigint":
+        if isinstance(value, int) and not isinstance(value, bool) and I64[0] <= value <= I64[1]:
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+    elif ty == "double":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+    elif ty == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif ty == "timestamptz":
+        if isinstance(value, str):
+            micros = parse_timestamp(value)
+            if micros is not None:
+                return micros
+    text = compact(value)
+    raise WrongType(f"expected {ty}, got {text[:60] + '…' if len(text) > 60 else text}")
+
+
+def now_micros():
+    return time.time_ns() // 1000
+
+
+def open_catalog(warehouse):
+    from pyiceberg.catalog.sql import SqlCatalog
+    warehouse = Path(warehouse).resolve()
+    (warehouse / "warehouse").mkdir(parents=True)
+    catalog = SqlCatalog("bench", uri=f"sqlite:///{warehouse}/catalog.db", warehouse=f"file://{warehouse}/warehouse")
+    return catalog
+
+
+def create_table(catalog, name, schema):
+    namespace = name.split(".")[0]
+    if (namespace,) not in catalog.list_namespaces():
+        catalog.create_namespace(namespace)
+    return catalog.create_table(name, schema=schema)
+
+
+class Sink:
+    """Line-by-line sink: parse, route dead letters, append batches of good rows."""
+
+    def __init__(self, catalog, table, path):
+        self.catalog, self.name, self.path = catalog, table, str(path)
+        self.source = table.split(".")[-1]
+        self.columns = None  # [(name, type)], from the first batch
+        self.rows_table = self.errors_table = None
+
+    def infer_columns(self, records):
+        types = {}
+        for value, _, _ in records:
+            for key, v in value.items():
+                if key in METADATA_COLUMNS:
+                    continue
+                t = infer(v)
+                if key not in types:
+                    types[key] = t
+                elif types[key] is None or t is None:
+                    types[key] = types[key] or t
+                else:
+                    types[key] = widen(types[key], t)
+        self.columns = [(k, t or "varchar") for k, t in types.items()]
+        fields = [pa.field(k, ARROW[t]) for k, t in self.columns]
+        fields += [pa.field("_extra", pa.string()), pa.field("_source", pa.string()), pa.field("_record_id", pa.string()),
+                   pa.field("_path", pa.string()), pa.field("_line", pa.int64()), pa.field("_event_type", pa.string()),
+                   pa.field("_received_at", TS), pa.field("_loaded_at", TS)]
+        self.schema = pa.schema(fields)
+
+    def flush(self, records, dead):
+        """Appends the dead letters, then the rows, of one batch."""
+        loaded_at = now_micros()
+        if records and self.columns is None:
+            self.infer_columns(records)
+        cells = [[] for _ in self.columns or []]
+        extra, lines, received = [], [], []
+        names = {name for name, _ in self.columns or []}
+        for value, line, received_at in records:
+            row = []
+            for name, ty in self.columns:
+                try:
+                    row.append(convert(value.get(name), ty))
+                except WrongType as e:
+                    dead.append(("type", f"field `{name}`: {e}", compact(value), line, received_at))
+                    row = None
+                    break
+            if row is None:
+                continue
+            for column, cell in zip(cells, row):
+                column.append(cell)
+            rest = {k: v for k, v in value.items() if k not in names}
+            extra.append(compact(rest) if rest else None)
+            lines.append(line)
+            received.append(received_at)
+        if dead:
+            dead.sort(key=lambda d: d[3])
+            n = len(dead)
+            batch = pa.table({
+                "error_type": pa.array([d[0] for d in dead], pa.string()),
+                "error_message": pa.array([d[1] for d in dead], pa.string()),
+                "raw_payload": pa.array([d[2] for d in dead], pa.string()),
+                "_source": pa.array([self.source] * n, pa.string()),
+                "_record_id": pa.array([f"{self.path}:{d[3]}" for d in dead], pa.string()),
+                "_path": pa.array([self.path] * n, pa.string()),
+                "_line": pa.array([d[3] for d in dead], pa.int64()),
+                "_received_at": pa.array([d[4] for d in dead], TS),
+                "_loaded_at": pa.array([loaded_at] * n, TS),
+            })
+            if self.errors_table is None:
+                self.errors_table = create_table(self.catalog, self.name + "__errors", batch.schema)
+            self.errors_table.append(batch)
+        if lines:
+            n = len(lines)
+            arrays = [pa.array(column, ARROW[ty]) for column, (_, ty) in zip(cells, self.columns)]
+            arrays += [pa.array(extra, pa.string()), pa.array([self.source] * n, pa.string()),
+                       pa.array([f"{self.path}:{line}" for line in lines], pa.string()),
+                       pa.array([self.path] * n, pa.string()), pa.array(lines, pa.int64()),
+                       pa.array([None] * n, pa.string()), pa.array(received, TS), pa.array([loaded_at] * n, TS)]
+            batch = pa.Table.from_arrays(arrays, schema=self.schema)
+            if self.rows_table is None:
+                self.rows_table = create_table(self.catalog, self.name, self.schema)
+            self.rows_table.append(batch)
+
+    def run(self, batch_rows):
+        records, dead = [], []
+        with open(self.path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                received_at = now_micros()
+                raw = raw.rstrip(b"\r\n")
+                if not raw.strip():
+                    continue
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    dead.append(("parse", f"invalid UTF-8: {e}", raw.decode("utf-8", "replace"), number, received_at))
+                    continue
+                try:
+                    value = json.loads(text)
+                except ValueError as e:
+                    dead.append(("parse", f"invalid JSON: {e}", text, number, received_at))
+                    continue
+                if not isinstance(value, dict):
+                    dead.append(("parse", f"expected a JSON object, got {type(value).__name__}", text, number, received_at))
+                    continue
+                records.append((value, number, received_at))
+                if len(records) >= batch_rows:
+                    self.flush(records, dead)
+                    records, dead = [], []
+        if records or dead:
+            self.flush(records, dead)
+
+
+def fix_type(t):
+    """A type Parquet and Iceberg can store: null → string, struct fields without children dropped."""
+    if pa.types.is_null(t):
+        return pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, fix_type(f.type)) for f in t if not _empty_struct(f.type)])
+    if pa.types.is_list(t):
+        return pa.list_(fix_type(t.value_type))
+    return t
+
+
+def _empty_struct(t):
+    return pa.types.is_struct(t) and t.num_fields == 0
+
+
+def bulk(catalog, table, path):
+    import pyarrow.json as pj
+    data = pj.read_json(path)
+    schema = pa.schema([pa.field(f.name, fix_type(f.type)) for f in data.schema if not _empty_struct(f.type)])
+    data = data.select(schema.names).cast(schema)
+    create_table(catalog, table, schema).append(data)
+
+
+def count(catalog, name):
+    """Rows of a table, read back (0 when it does not exist)."""
+    from pyiceberg.exceptions import NoSuchTableError
+    try:
+        t = catalog.load_table(name)
+    except NoSuchTableError:
+        return 0
+    first = t.schema().fields[0].name
+    return len(t.scan(selected_fields=(first,)).to_arrow())
+
+
+def clean(src, out):
+    removed = lines = 0
+    with open(src, "rb") as f, open(out, "wb") as o:
+        for raw in f:
+            lines += 1
+            try:
+                ok = isinstance(json.loads(raw), dict)
+            except ValueError:
+                ok = False
+            if ok:
+                o.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            else:
+                removed += 1
+    print(json.dumps({"lines": lines, "removed": removed}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("peer", choices=["sink", "bulk", "clean"])
+    parser.add_argument("file")
+    parser.add_argument("out", nargs="?", help="clean: where to write the parsable lines")
+    parser.add_argument("--warehouse", help="sink/bulk: a new directory for the catalog and the warehouse")
+    parser.add_argument("--table", default="raw.events")
+    parser.add_argument("--batch", type=int, default=10000, help="sink: good rows per append")
+    args = parser.parse_args()
+    if args.peer == "clean":
+        if not args.out:
+            parser.error("clean needs IN and OUT")
+        return clean(args.file, args.out)
+    if not args.warehouse:
+        parser.error(f"{args.peer} needs --warehouse")
+    start = time.perf_counter()
+    catalog = open_catalog(args.warehouse)
+    if args.peer == "sink":
+        Sink(catalog, args.table, args.file).run(args.batch)
+    else:
+        bulk(catalog, args.table, args.file)
+    seconds = time.perf_counter() - start
+    data_bytes = sum(p.stat().st_size for p in Path(args.warehouse, "warehouse").rglob("*.parquet"))
+    print(json.dumps({"peer": args.peer, "seconds": round(seconds, 3), "rows": count(catalog, args.table),
+                      "dead_letters": count(catalog, args.table + "__errors"), "data_bytes": data_bytes}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
