@@ -2,17 +2,18 @@
 //! writer) and reading the positions they delete.
 //!
 //! A position delete file is Parquet with two required columns, `file_path` (string, field id
-//! 2147483546) and `pos` (long, field id 2147483545), sorted by path then position; it is listed
-//! in a delete manifest with content `position deletes` and the partition (and spec) of the
-//! data files it points into, so readers attach it to exactly those files. Every reader lake
+//! 2147483546) and `pos` (long, field id 2147483545), sorted by position; `lake` writes one per
+//! data file it deletes from, listed in a delete manifest with content `position deletes`, the
+//! partition (and spec) of that file and its path as `referenced_data_file`, so readers attach it
+//! to exactly that file. Every reader lake
 //! supports applies them: iceberg-rust's scans (lake's own reads, `lake sql`), PyIceberg, DuckDB
 //! and Spark.
 //!
 //! ```ignore
-//! let file = deletes::write_position_deletes(&table, spec_id, &partition, positions, Codec::Zstd).await?;
+//! let file = deletes::write_position_deletes(&table, &live_file, &[3, 17], Codec::Zstd).await?;
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
@@ -20,11 +21,12 @@ use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::metadata_columns::{RESERVED_FIELD_ID_DELETE_FILE_PATH, RESERVED_FIELD_ID_DELETE_FILE_POS};
 use iceberg::scan::FileScanTaskDeleteFile;
-use iceberg::spec::{DataContentType, DataFile, NestedField, PrimitiveType, Schema, Struct, Type};
+use iceberg::spec::{DataContentType, DataFile, NestedField, PrimitiveType, Schema, Type};
 use iceberg::table::Table;
 use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::manifests::LiveFile;
 use super::writer::Codec;
 
 /// The schema of a position delete file.
@@ -45,31 +47,23 @@ fn schema() -> Result<Schema> {
         .build()?)
 }
 
-/// Positions to delete, per data file path (kept sorted: the file is written in spec order).
-pub type Positions = BTreeMap<String, Vec<i64>>;
-
-/// Write one position delete file for `positions` (all in data files of `partition` under
-/// partition spec `spec_id`) under `<table>/data/`; returns it ready for a delete manifest.
+/// Write the position delete file for `positions` of the one live data file `data` under
+/// `<table>/data/`, in that file's partition and spec and naming it as its
+/// `referenced_data_file` (Iceberg's file granularity: a reader of another data file never loads
+/// it); returns it ready for a delete manifest.
 pub async fn write_position_deletes(
     table: &Table,
-    spec_id: i32,
-    partition: &Struct,
-    positions: &Positions,
+    data: &LiveFile,
+    positions: &[i64],
     codec: Codec,
 ) -> Result<DataFile> {
     let schema = Arc::new(schema()?);
     let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
-    let mut paths = Vec::new();
-    let mut pos = Vec::new();
-    for (path, list) in positions {
-        let mut list = list.clone();
-        list.sort_unstable();
-        list.dedup();
-        for p in list {
-            paths.push(path.as_str());
-            pos.push(p);
-        }
-    }
+    let path = data.file.file_path();
+    let mut pos = positions.to_vec();
+    pos.sort_unstable();
+    pos.dedup();
+    let paths = vec![path; pos.len()];
     let rows = pos.len();
     let batch = RecordBatch::try_new(
         arrow_schema,
@@ -87,11 +81,9 @@ pub async fn write_position_deletes(
     let mut builder = built.pop().ok_or_else(|| anyhow!("the position delete writer produced no file"))?;
     builder
         .content(DataContentType::PositionDeletes)
-        .partition(partition.clone())
-        .partition_spec_id(spec_id);
-    if positions.len() == 1 {
-        builder.referenced_data_file(positions.keys().next().cloned());
-    }
+        .partition(data.file.partition().clone())
+        .partition_spec_id(data.spec_id)
+        .referenced_data_file(Some(path.to_string()));
     let file = builder.build().map_err(|e| anyhow!("cannot describe position delete file {location}: {e}"))?;
     if file.record_count() != rows as u64 {
         return Err(anyhow!("position delete file {location} holds {} rows, expected {rows}", file.record_count()));

@@ -19,15 +19,15 @@ use arrow::array::{ArrayRef, RecordBatch};
 use futures::StreamExt;
 use iceberg::Runtime;
 use iceberg::arrow::ArrowReaderBuilder;
-use iceberg::spec::{DataFile, Struct, TableMetadata};
+use iceberg::spec::{DataFile, TableMetadata};
 use iceberg::table::Table;
 
 use super::merge;
 use crate::lakehouse::commit;
-use crate::lakehouse::deletes::{self, DeletedPositions, Positions};
+use crate::lakehouse::deletes::{self, DeletedPositions};
 use crate::lakehouse::manifests::LiveFile;
 use crate::lakehouse::reader;
-use crate::lakehouse::writer::{Codec, DataWriter, WriteOptions};
+use crate::lakehouse::writer::{DataWriter, WriteOptions};
 
 /// What a merge-on-read plan wrote.
 pub(super) struct Delta {
@@ -56,7 +56,7 @@ pub(super) async fn plan(
         Some(snapshot) if !candidates.is_empty() => {
             replaced_positions(table, snapshot, &candidates, &keys, unique_key).await?
         }
-        _ => BTreeMap::new(),
+        _ => Vec::new(),
     };
     let mut written: Vec<DataFile> = Vec::new();
     let result: Result<Delta> = async {
@@ -65,24 +65,19 @@ pub(super) async fn plan(
         // for the deletes of the files it touches, not for every earlier merge in the table.
         let mut deletes = Vec::new();
         let mut referenced = Vec::new();
-        let mut singles = Vec::new();
-        for ((spec_id, _), (partition, by_file)) in positions {
-            for (path, hits) in by_file {
-                singles.push((spec_id, partition.clone(), Positions::from([(path, hits)])));
-            }
-        }
-        let codec = options.codec;
-        let mut writes = futures::stream::iter(
-            singles.into_iter().map(|(spec_id, partition, single)| write_deletes(table, spec_id, partition, single, codec)),
-        )
-        .buffer_unordered(DELETE_WRITES);
+        // Collected first: a stream holding the mapping closure would not be `Send`.
+        let files: Vec<_> = positions
+            .iter()
+            .map(|(live, hits)| deletes::write_position_deletes(table, live, hits, options.codec))
+            .collect();
+        let mut writes = futures::stream::iter(files).buffered(DELETE_WRITES);
         let mut failed = None;
-        while let Some((spec_id, single, file)) = writes.next().await {
-            match file {
+        for (live, _) in &positions {
+            match writes.next().await.expect("one outcome per file") {
                 Ok(file) => {
                     written.push(file.clone());
-                    deletes.push((spec_id, file));
-                    referenced.extend(single.into_keys());
+                    deletes.push((live.spec_id, file));
+                    referenced.push(live.file.file_path().to_string());
                 }
                 Err(e) => failed = failed.or(Some(e)),
             }
@@ -108,32 +103,18 @@ pub(super) async fn plan(
     result
 }
 
-/// Write one position delete file; returns what it deletes beside the outcome.
-async fn write_deletes(
-    table: &Table,
-    spec_id: i32,
-    partition: Struct,
-    single: Positions,
-    codec: Codec,
-) -> (i32, Positions, Result<DataFile>) {
-    let file = deletes::write_position_deletes(table, spec_id, &partition, &single, codec).await;
-    (spec_id, single, file)
-}
-
 /// Delete files written at once (object stores take each as one request).
 const DELETE_WRITES: usize = 8;
 
-/// Per (spec id, partition text): the partition and the positions to delete per data file.
-type Grouped = BTreeMap<(i32, String), (Struct, Positions)>;
-
-/// The live positions in `candidates` whose key is among the incoming `keys`.
-async fn replaced_positions(
+/// The live positions in `candidates` whose key is among the incoming `keys`, per candidate
+/// that has any.
+async fn replaced_positions<'a>(
     table: &Table,
     snapshot: i64,
-    candidates: &[LiveFile],
+    candidates: &'a [LiveFile],
     keys: &[ArrayRef],
     unique_key: &[String],
-) -> Result<Grouped> {
+) -> Result<Vec<(&'a LiveFile, Vec<i64>)>> {
     let converter = merge::key_converter(keys)?;
     let encoded = converter.convert_columns(keys)?;
     let incoming: HashSet<&[u8]> = encoded.iter().map(|r| r.data()).collect();
@@ -180,16 +161,8 @@ async fn replaced_positions(
             found.insert(path, hits);
         }
     }
-    let mut grouped: Grouped = BTreeMap::new();
-    for live in candidates {
-        if let Some(hits) = found.remove(live.file.file_path()) {
-            let partition = live.file.partition();
-            grouped
-                .entry((live.spec_id, format!("{partition:?}")))
-                .or_insert_with(|| (partition.clone(), Positions::new()))
-                .1
-                .insert(live.file.file_path().to_string(), hits);
-        }
-    }
-    Ok(grouped)
+    Ok(candidates
+        .iter()
+        .filter_map(|live| found.remove(live.file.file_path()).map(|hits| (live, hits)))
+        .collect())
 }
