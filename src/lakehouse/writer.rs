@@ -115,6 +115,7 @@ type Builder = DataFileWriterBuilder<
     DefaultLocationGenerator,
     DefaultFileNameGenerator,
 >;
+type Rolling = RollingFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 enum Inner {
     Unpartitioned(UnpartitionedWriter<Builder>),
@@ -124,9 +125,23 @@ enum Inner {
     },
 }
 
+/// A batch of at least twice this many rows, into an unpartitioned table, is written by
+/// several writers at once (one per core, up to [`MAX_LANES`]), each a contiguous slice of at
+/// least this many rows into files of its own: the files keep the rows' order (a sorted output
+/// stays in files of disjoint key ranges) and none is small. Streams of small batches (SQL
+/// models) go through one writer.
+const MIN_LANE_ROWS: usize = 262_144;
+const MAX_LANES: usize = 4;
+
 /// Writes batches to new data files under `<table location>/data`.
 pub struct DataWriter {
     inner: Inner,
+    /// What makes a new `inner` (file names stay unique: the clones share one counter).
+    builder: Rolling,
+    schema: SchemaRef,
+    spec: PartitionSpecRef,
+    /// Files finished before the current `inner` (by [`Self::write`]'s parallel slices).
+    done: Vec<DataFile>,
     arrow_schema: ArrowSchemaRef,
     rows: u64,
 }
@@ -170,22 +185,14 @@ impl DataWriter {
             locations,
             names,
         );
-        let builder = DataFileWriterBuilder::new(rolling);
-        let inner = if spec.is_unpartitioned() {
-            Inner::Unpartitioned(UnpartitionedWriter::new(builder))
-        } else {
-            Inner::Partitioned {
-                splitter: RecordBatchPartitionSplitter::try_new_with_computed_values(
-                    schema.clone(),
-                    spec,
-                )
-                .map_err(|e| anyhow!("cannot partition by the table's spec: {e}"))?,
-                writer: FanoutWriter::new(builder),
-            }
-        };
+        let inner = new_inner(&rolling, &schema, &spec)?;
         Ok(DataWriter {
             inner,
+            builder: rolling,
             arrow_schema: writer_arrow_schema(&schema)?,
+            schema,
+            spec,
+            done: Vec::new(),
             rows: 0,
         })
     }
@@ -202,14 +209,79 @@ impl DataWriter {
         }
         let batch = conform_batch(batch, &self.arrow_schema)?;
         self.rows += batch.num_rows() as u64;
-        // Files roll between writes: a large batch goes in slices (zero-copy), so a file ends
-        // near the target size instead of holding the whole batch.
+        let lanes = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_LANES)
+            .min(batch.num_rows() / MIN_LANE_ROWS);
+        if lanes < 2 || !self.spec.is_unpartitioned() {
+            return self.inner.write(&batch).await;
+        }
+        // The open files end here (their rows come before the batch's); each slice goes into
+        // files of its own, on its own task, and the files are listed in row order.
+        let fresh = new_inner(&self.builder, &self.schema, &self.spec)?;
+        self.done.extend(std::mem::replace(&mut self.inner, fresh).close().await?);
+        let per_lane = batch.num_rows().div_ceil(lanes);
+        let mut tasks = Vec::with_capacity(lanes);
+        for lane in 0..lanes {
+            let start = lane * per_lane;
+            let slice = batch.slice(start, per_lane.min(batch.num_rows() - start));
+            let mut inner = new_inner(&self.builder, &self.schema, &self.spec)?;
+            tasks.push(tokio::spawn(async move {
+                let written = inner.write(&slice).await;
+                // Closed either way: on failure the files go back to be discarded.
+                let files = inner.close().await;
+                (written, files)
+            }));
+        }
+        let mut failure = None;
+        for task in futures::future::join_all(tasks).await {
+            let (written, files) = task.map_err(|e| anyhow!("a data file writer panicked: {e}"))?;
+            match files {
+                Ok(files) => self.done.extend(files),
+                Err(e) => failure = failure.or(Some(e)),
+            }
+            if let Err(e) = written {
+                failure = failure.or(Some(e));
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Finish every open file and return them, ready to commit.
+    pub async fn close(self) -> Result<Vec<DataFile>> {
+        let mut files = self.done;
+        files.extend(self.inner.close().await?);
+        Ok(files)
+    }
+}
+
+fn new_inner(rolling: &Rolling, schema: &SchemaRef, spec: &PartitionSpecRef) -> Result<Inner> {
+    let builder: Builder = DataFileWriterBuilder::new(rolling.clone());
+    Ok(if spec.is_unpartitioned() {
+        Inner::Unpartitioned(UnpartitionedWriter::new(builder))
+    } else {
+        Inner::Partitioned {
+            splitter: RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec.clone())
+                .map_err(|e| anyhow!("cannot partition by the table's spec: {e}"))?,
+            writer: FanoutWriter::new(builder),
+        }
+    })
+}
+
+impl Inner {
+    /// Files roll between writes: a large batch goes in slices (zero-copy), so a file ends
+    /// near the target size instead of holding the whole batch.
+    async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut offset = 0;
         while offset < batch.num_rows() {
             let len = ROLL_CHECK_ROWS.min(batch.num_rows() - offset);
             let slice = batch.slice(offset, len);
             offset += len;
-            match &mut self.inner {
+            match self {
                 Inner::Unpartitioned(w) => w.write(slice).await?,
                 Inner::Partitioned { splitter, writer } => {
                     for (key, part) in splitter.split(&slice)? {
@@ -221,13 +293,8 @@ impl DataWriter {
         Ok(())
     }
 
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
-    /// Finish every open file and return them, ready to commit.
-    pub async fn close(self) -> Result<Vec<DataFile>> {
-        Ok(match self.inner {
+    async fn close(self) -> Result<Vec<DataFile>> {
+        Ok(match self {
             Inner::Unpartitioned(w) => w.close().await?,
             Inner::Partitioned { writer, .. } => writer.close().await?,
         })

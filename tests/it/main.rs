@@ -41,3 +41,4 @@ mod shop_seeds;
 mod support;
 mod webhooks;
 mod whole_refs;
+mod writer;
