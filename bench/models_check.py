@@ -63,17 +63,21 @@ def duck(path=None):
 
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
-    if mode == "lake":
-        lake, project = args
-        out = subprocess.run([lake, "sql", query(), "--format", "csv"], cwd=project, check=True,
-                             capture_output=True, text=True).stdout
-        import csv, io
-        rows = list(csv.reader(io.StringIO(out)))[1:]
-        print(json.dumps({r[0]: [norm(v) for v in r[1:]] for r in rows}, sort_keys=True))
-    elif mode == "dbt":
-        con = duck(args[0])
-        rows = con.execute(query()).fetchall()
-        print(json.dumps({r[0]: [norm(v) for v in r[1:]] for r in rows}, sort_keys=True))
+    if mode in ("lake", "dbt"):
+        # A failed query prints {"error": ...}: it matches no fingerprint, so the run fails.
+        try:
+            if mode == "lake":
+                lake, project = args
+                out = subprocess.run([lake, "sql", query(), "--format", "csv"], cwd=project, check=True,
+                                     capture_output=True, text=True)
+                import csv, io
+                rows = list(csv.reader(io.StringIO(out.stdout)))[1:]
+            else:
+                rows = duck(args[0]).execute(query()).fetchall()
+            print(json.dumps({r[0]: [norm(v) for v in r[1:]] for r in rows}, sort_keys=True))
+        except (subprocess.CalledProcessError, Exception) as e:
+            detail = getattr(e, "stderr", None) or str(e)
+            print(json.dumps({"error": detail.strip().splitlines()[-1] if detail.strip() else repr(e)}))
     elif mode == "export":
         lake, project, folder = args[0], args[1], os.path.abspath(args[2])
         for model in MODELS:
