@@ -1,7 +1,8 @@
 """Writes a project of N SQL models to DIR: python3 bench/gen_models.py DIR N [--dbt] (see compile.sh).
 
 With --dbt, the same project for dbt-duckdb (bench/run.sh compile): the same models, macros,
-refs, sources and materializations, with dbt_project.yml and profiles.yml (a DuckDB file in
+refs, sources and materializations (table unless the model says otherwise, as in lake), with
+dbt_project.yml and profiles.yml (a DuckDB file in
 DIR) instead of lake.toml. The only difference in the SQL is the incremental filter: lake's
 `watermark='seq'` config and `{{ watermark }}` become dbt's usual
 `where seq > (select max(seq) from {{ this }})`.
@@ -18,7 +19,9 @@ if dbt:
     with open(f"{root}/dbt_project.yml", "w") as f:
         f.write("name: gen\nversion: '1.0'\nconfig-version: 2\nprofile: gen\n"
                 "model-paths: [models]\nmacro-paths: [macros]\n"
-                "flags:\n  send_anonymous_usage_stats: false\n  use_colors: false\n")
+                "flags:\n  send_anonymous_usage_stats: false\n  use_colors: false\n"
+                # lake's default materialization (dbt's is view)
+                "models:\n  gen:\n    +materialized: table\n")
     with open(f"{root}/profiles.yml", "w") as f:
         f.write("gen:\n  target: bench\n  outputs:\n    bench:\n      type: duckdb\n      path: gen.duckdb\n      threads: 2\n")
 else:
