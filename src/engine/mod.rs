@@ -5,4 +5,5 @@ pub mod json;
 pub mod lineage;
 pub mod polars_bridge;
 pub mod rust_model;
+mod scan;
 pub mod session;

@@ -26,8 +26,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use iceberg::table::Table;
-use iceberg_datafusion::IcebergStaticTableProvider;
 
+use super::scan::SnapshotTable;
 use crate::lakehouse::catalog::Lakehouse;
 
 /// A table and the snapshot to read (`None`: the table has no snapshot yet, so it is empty).
@@ -171,13 +171,7 @@ pub async fn table_schema(table: &Table) -> Result<arrow::datatypes::SchemaRef> 
 }
 
 async fn provider(pinned: &PinnedTable) -> Result<Arc<dyn TableProvider>> {
-    let provider = match pinned.snapshot_id {
-        Some(id) => {
-            IcebergStaticTableProvider::try_new_from_table_snapshot(pinned.table.clone(), id).await?
-        }
-        None => IcebergStaticTableProvider::try_new_from_table(pinned.table.clone()).await?,
-    };
-    Ok(Arc::new(provider))
+    Ok(Arc::new(SnapshotTable::new(pinned.table.clone(), pinned.snapshot_id)?))
 }
 
 /// `snapshot('ns.table', <snapshot id>)`: time travel in `lake sql`.

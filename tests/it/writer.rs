@@ -1,5 +1,6 @@
 //! The data file writer, in process against a real catalog: a large batch is written by one
-//! writer per core into files of its own, and the files keep the rows' order.
+//! writer per core into files of its own, and the files keep the rows' order; a query reads
+//! them on every core.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,6 +72,9 @@ fn a_large_batch_is_written_by_one_writer_per_core_in_row_order() {
         last = hi;
     }
     assert_eq!(last, big + 19);
+    // A query reads the files in one partition per core, about equal in bytes.
+    let plan = p.sql_rows("explain select id from staging.items").concat().join("\n");
+    assert!(plan.contains(&format!("files={expected} partitions={}", cores.min(expected))), "{plan}");
     assert_eq!(
         p.sql_rows("select count(*), count(distinct id), sum(id), min(name), max(name) from staging.items"),
         vec![vec![
