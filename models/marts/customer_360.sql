@@ -52,19 +52,37 @@ records as (
     {% if is_incremental() %}where i.entity_id in (select entity_id from changed){% endif %}
 ),
 
+-- The latest email, phone and name of each person, on every record of theirs (one sort per
+-- person for the three, a window); their ids in each source, sorted.
+latest as (
+    select
+        entity_id,
+        source,
+        source_id,
+        updated_at,
+        first_value(email) ignore nulls over newest_first                         as email,
+        first_value(phone) ignore nulls over newest_first                         as phone,
+        -- (|| is null when either name is: the latest record with both names)
+        first_value(first_name || ' ' || last_name) ignore nulls over newest_first as name
+    from records
+    window newest_first as (
+        partition by entity_id order by updated_at desc, source_id
+        rows between unbounded preceding and unbounded following
+    )
+),
+
 people as (
     select
         entity_id,
-        string_agg(case when source = 'shopify' then source_id end, ',' order by source_id) as shopify_customer_ids,
-        string_agg(case when source = 'stripe' then source_id end, ',' order by source_id)  as stripe_customer_ids,
-        string_agg(case when source = 'hubspot' then source_id end, ',' order by source_id) as hubspot_contact_ids,
+        {% for s, column in [('shopify', 'shopify_customer_ids'), ('stripe', 'stripe_customer_ids'), ('hubspot', 'hubspot_contact_ids')] %}
+        nullif(array_to_string(array_sort(array_agg(case when source = '{{ s }}' then source_id end)), ','), '') as {{ column }},
+        {% endfor %}
         count(distinct source)                                                            as sources,
-        lower(first_value(email ignore nulls order by updated_at desc, source_id))                          as email,
-        first_value(phone ignore nulls order by updated_at desc, source_id)                                 as phone,
-        -- (|| is null when either name is: the latest record with both names)
-        initcap(first_value(first_name || ' ' || last_name ignore nulls order by updated_at desc, source_id)) as name,
+        lower(max(email))                                                                 as email,
+        max(phone)                                                                        as phone,
+        initcap(max(name))                                                                as name,
         max(updated_at)                                                                   as last_profile_update
-    from records
+    from latest
     group by entity_id
 ),
 

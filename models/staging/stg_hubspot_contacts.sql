@@ -31,18 +31,38 @@ with changes as (
     from {{ source('raw', 'hubspot_contacts') }}
 ),
 
+-- Each property's latest value, on every row of its contact: the changes are sorted once per
+-- contact for all of them (a window), where an ordered aggregate per property would keep and
+-- compare each contact's values one by one.
+latest as (
+    select
+        contact_id,
+        occurred_at,
+        _received_at,
+        {% for p, c in props %}
+        first_value({{ c }}) ignore nulls over newest_first as {{ c }},
+        case when {{ c }} is not null then occurred_at end as {{ c }}_set_at,
+        {% endfor %}
+        first_value(_record_id) over newest_first as _raw_id
+    from changes
+    window newest_first as (
+        partition by contact_id order by occurred_at desc, _received_at desc
+        rows between unbounded preceding and unbounded following
+    )
+),
+
 incoming as (
     select
         contact_id,
         {% for p, c in props %}
-        first_value({{ c }} order by occurred_at desc, _received_at desc) filter (where {{ c }} is not null) as {{ c }},
-        max(occurred_at) filter (where {{ c }} is not null) as {{ c }}_updated_at,
+        max({{ c }})                            as {{ c }},
+        max({{ c }}_set_at)                     as {{ c }}_updated_at,
         {% endfor %}
         min(occurred_at)                        as created_at,
         max(occurred_at)                        as updated_at,
-        first_value(_record_id order by occurred_at desc, _received_at desc) as _raw_id,
+        max(_raw_id)                            as _raw_id,
         max(_received_at)                       as _received_at
-    from changes
+    from latest
     group by contact_id
 )
 
