@@ -107,7 +107,8 @@ impl ScalarUDFImpl for JsonGet {
         let texts = args.args[0].clone().into_array(args.number_rows)?;
         let texts = arrow::compute::cast(&texts, &DataType::Utf8)?;
         let texts = texts.as_any().downcast_ref::<arrow::array::StringArray>().expect("cast to Utf8");
-        let values = texts.iter().map(|t| t.and_then(|t| lookup(t, &path)));
+        let counting = self.get == Get::Length;
+        let values = texts.iter().map(|t| t.and_then(|t| lookup(t, &path, counting)));
         let out: ArrayRef = match self.get {
             Get::Str => {
                 let mut b = StringBuilder::with_capacity(texts.len(), texts.len() * 8);
@@ -152,11 +153,7 @@ impl ScalarUDFImpl for JsonGet {
             Get::Length => {
                 let mut b = Int64Builder::with_capacity(texts.len());
                 for v in values {
-                    b.append_option(v.and_then(|v| match v {
-                        Value::Array(a) => Some(a.len() as i64),
-                        Value::Object(o) => Some(o.len() as i64),
-                        _ => None,
-                    }));
+                    b.append_option(v.and_then(|v| v.as_i64()));
                 }
                 Arc::new(b.finish())
             }
@@ -165,23 +162,75 @@ impl ScalarUDFImpl for JsonGet {
     }
 }
 
-/// The value at `path` in the JSON text, built alone (`None`: not JSON, or no such path).
-fn lookup(text: &str, path: &[Step]) -> Option<Value> {
+/// The value at `path` in the JSON text, built alone (`None`: not JSON, or no such path); with
+/// `counting`, the number of elements (array) or entries (object) there instead, as a number,
+/// none of them built.
+fn lookup(text: &str, path: &[Step], counting: bool) -> Option<Value> {
     let mut de = serde_json::Deserializer::from_str(text);
-    Walk(path).deserialize(&mut de).ok().flatten()
+    let found = Walk(path, counting).deserialize(&mut de).ok().flatten();
+    // Text after the value (other than whitespace) is not JSON either.
+    de.end().ok().and(found)
 }
 
-/// Follows the remaining path through whatever value comes next, skipping the rest.
-struct Walk<'p>(&'p [Step]);
+/// Follows the remaining path through whatever value comes next, skipping the rest; at its
+/// end, builds the value, or counts it (`true`).
+struct Walk<'p>(&'p [Step], bool);
 
 impl<'de> DeserializeSeed<'de> for Walk<'_> {
     type Value = Option<Value>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
-        match self.0.first() {
-            None => serde::Deserialize::deserialize(d).map(Some),
-            Some(_) => d.deserialize_any(self),
+        match (self.0.first(), self.1) {
+            (None, false) => serde::Deserialize::deserialize(d).map(Some),
+            (None, true) => d.deserialize_any(Count),
+            (Some(_), _) => d.deserialize_any(self),
         }
+    }
+}
+
+/// The length of an array or object, skipping (not building) its members; `None` for a scalar.
+struct Count;
+
+impl<'de> Visitor<'de> for Count {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut n = 0i64;
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
+            n += 1;
+        }
+        Ok(Some(Value::from(n)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut n = 0i64;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            n += 1;
+        }
+        Ok(Some(Value::from(n)))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
     }
 }
 
@@ -196,7 +245,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
         let mut found = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match &self.0[0] {
-                Step::Key(k) if found.is_none() && key == k.as_str() => found = map.next_value_seed(Walk(&self.0[1..]))?,
+                Step::Key(k) if found.is_none() && key == k.as_str() => found = map.next_value_seed(Walk(&self.0[1..], self.1))?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -211,7 +260,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
         loop {
             let hit = matches!(&self.0[0], Step::Index(n) if *n == i);
             if hit {
-                match seq.next_element_seed(Walk(&self.0[1..]))? {
+                match seq.next_element_seed(Walk(&self.0[1..], self.1))? {
                     Some(v) => found = v,
                     None => break,
                 }

@@ -34,3 +34,14 @@ fn paths_reach_nested_keys_and_indices_and_miss_quietly() {
     ));
     assert_eq!(row, ["x\"y", "10", "NULL", "NULL", "NULL", "true", "NULL", "2", "12.50"]);
 }
+
+#[test]
+fn json_length_counts_arrays_and_objects_at_the_path_and_nothing_else() {
+    let doc = r#"'{"items": [{"a": [1, 2]}, "x", null, [3]], "o": {"k": 1, "l": {"m": 2}}, "s": "abc", "e": []}'"#;
+    let row = one_row(&format!(
+        "select json_length({doc}, 'items'), json_length({doc}, 'o'), json_length({doc}, 's'), \
+         json_length({doc}, 'e'), json_length({doc}, 'items', 0, 'a'), json_length({doc}), \
+         json_length({doc}, 'zz'), json_length('[1, 2', 0), json_length('[1, [2, 3]] trailing')"
+    ));
+    assert_eq!(row, ["4", "2", "NULL", "0", "2", "4", "NULL", "NULL", "NULL"]);
+}
