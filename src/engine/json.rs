@@ -173,7 +173,7 @@ fn lookup(text: &str, path: &[Step], counting: bool) -> Option<Value> {
 }
 
 /// Follows the remaining path through whatever value comes next, skipping the rest; at its
-/// end, builds the value, or counts it (`true`).
+/// end, builds the value, or counts its members (`true`: arrays and objects; none built).
 struct Walk<'p>(&'p [Step], bool);
 
 impl<'de> DeserializeSeed<'de> for Walk<'_> {
@@ -182,55 +182,9 @@ impl<'de> DeserializeSeed<'de> for Walk<'_> {
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
         match (self.0.first(), self.1) {
             (None, false) => serde::Deserialize::deserialize(d).map(Some),
-            (None, true) => d.deserialize_any(Count),
-            (Some(_), _) => d.deserialize_any(self),
+            // Counting, or on along the path: the visitor below.
+            _ => d.deserialize_any(self),
         }
-    }
-}
-
-/// The length of an array or object, skipping (not building) its members; `None` for a scalar.
-struct Count;
-
-impl<'de> Visitor<'de> for Count {
-    type Value = Option<Value>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
-        let mut n = 0i64;
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
-            n += 1;
-        }
-        Ok(Some(Value::from(n)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
-        let mut n = 0i64;
-        while seq.next_element::<IgnoredAny>()?.is_some() {
-            n += 1;
-        }
-        Ok(Some(Value::from(n)))
-    }
-
-    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
-        Ok(None)
     }
 }
 
@@ -242,6 +196,13 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        if self.0.is_empty() {
+            let mut n = 0i64;
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
+                n += 1;
+            }
+            return Ok(Some(Value::from(n)));
+        }
         let mut found = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match &self.0[0] {
@@ -255,6 +216,13 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+        if self.0.is_empty() {
+            let mut n = 0i64;
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                n += 1;
+            }
+            return Ok(Some(Value::from(n)));
+        }
         let mut found = None;
         let mut i = 0;
         loop {
@@ -272,7 +240,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
         Ok(found)
     }
 
-    // Scalars where the path goes on: nothing there.
+    // Scalars where the path goes on, or to count: nothing there.
     fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
         Ok(None)
     }
