@@ -209,11 +209,15 @@ impl DataWriter {
         }
         let batch = conform_batch(batch, &self.arrow_schema)?;
         self.rows += batch.num_rows() as u64;
+        // The common case (a stream of small batches) asks nothing of the system.
+        if batch.num_rows() < 2 * MIN_LANE_ROWS || !self.spec.is_unpartitioned() {
+            return self.inner.write(&batch).await;
+        }
         let lanes = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(MAX_LANES)
             .min(batch.num_rows() / MIN_LANE_ROWS);
-        if lanes < 2 || !self.spec.is_unpartitioned() {
+        if lanes < 2 {
             return self.inner.write(&batch).await;
         }
         // The open files end here (their rows come before the batch's); each slice goes into
