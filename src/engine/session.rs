@@ -20,13 +20,16 @@ use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use iceberg::table::Table;
 
+use super::first_per_group::FirstPerGroup;
 use super::scan::SnapshotTable;
 use crate::lakehouse::catalog::Lakehouse;
 
@@ -75,7 +78,16 @@ pub fn new_session() -> SessionContext {
         .with_information_schema(true)
         .with_default_catalog_and_schema("lake", "public")
         .with_create_default_catalog_and_schema(true);
-    let ctx = SessionContext::new_with_config(config);
+    // The first-row-per-group rewrite goes before DataFusion's own rules: they then plan the
+    // distribution it needs and no sort for the window it replaced.
+    let mut rules = PhysicalOptimizer::new().rules;
+    rules.insert(0, Arc::new(FirstPerGroup));
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_physical_optimizer_rules(rules)
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     for f in super::json::functions() {
         ctx.register_udf(f);
     }

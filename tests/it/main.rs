@@ -14,6 +14,7 @@ mod demo_stream;
 mod docs;
 mod doctor;
 mod faults;
+mod first_per_group;
 mod graph;
 mod hardening;
 mod incremental;

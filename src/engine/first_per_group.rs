@@ -1,0 +1,476 @@
+//! The first row per group without a sort: `row_number() over (partition by k order by o) = 1`.
+//!
+//! Keeping the latest event of each key is the most common staging query there is (dbt's
+//! dedup, our staging models): a `row_number()` window, filtered to 1. DataFusion runs it as
+//! written: it sorts every input row, every column with it (whole JSON payloads), by key and
+//! order, numbers the rows, and drops all but one per key. [`FirstPerGroup`] is a physical
+//! optimizer rule that finds that shape — a filter keeping `row_number = 1` (`<= 1`, `< 2`,
+//! alone or in a conjunction), through projections that only pass columns on, over a window
+//! that computes that one `row_number` — and puts [`FirstPerGroupExec`] in the window's place:
+//! one pass that remembers, per key, where the row that sorts first is (its order columns
+//! encoded as byte-comparable rows), and gathers only those rows at the end, in input order.
+//! The rows out are the window's rows numbered 1 (ties in the order are broken by input order,
+//! where the window broke them arbitrarily); the `row_number` column is 1 in each.
+//!
+//! It runs before DataFusion's own physical rules, so the distribution it needs (rows hashed by
+//! key, as the window needed) is planned for it, and the sort the window needed is never added.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use arrow::compute::interleave_record_batch;
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::{HashMap, ScalarValue};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column, Literal, TryCastExpr};
+use datafusion::physical_expr::utils::split_conjunction;
+use datafusion::physical_expr::window::StandardWindowExpr;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::metrics::{BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec, WindowExpr, WindowUDFExpr};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, PlanProperties,
+};
+use futures::{StreamExt, TryStreamExt};
+
+/// The physical optimizer rule: see the module documentation.
+#[derive(Debug, Default)]
+pub struct FirstPerGroup;
+
+impl PhysicalOptimizerRule for FirstPerGroup {
+    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_down(|node| {
+            Ok(match rewrite_filter(&node)? {
+                Some(new) => Transformed::yes(new),
+                None => Transformed::no(node),
+            })
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "first_per_group"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// `node` with the window under it replaced, when it is a filter that keeps only rows numbered 1.
+fn rewrite_filter(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let Some(filter) = node.as_any().downcast_ref::<FilterExec>() else {
+        return Ok(None);
+    };
+    for column in split_conjunction(filter.predicate()).into_iter().filter_map(|c| first_only(c.as_ref())) {
+        if let Some(input) = replace_window(filter.input(), column)? {
+            return Ok(Some(Arc::clone(node).with_new_children(vec![input])?));
+        }
+    }
+    Ok(None)
+}
+
+/// The column a predicate keeps at 1 and below: `c = 1`, `1 = c`, `c <= 1`, `1 >= c`, `c < 2`,
+/// `2 > c`, with `c` a column, possibly cast to another integer type.
+fn first_only(predicate: &dyn PhysicalExpr) -> Option<usize> {
+    let binary = predicate.as_any().downcast_ref::<BinaryExpr>()?;
+    let (left, right) = (binary.left().as_ref(), binary.right().as_ref());
+    let (column, op, bound) = match (integer_column(left), integer_literal(right)) {
+        (Some(c), Some(v)) => (c, *binary.op(), v),
+        _ => {
+            let flipped = binary.op().swap()?;
+            (integer_column(right)?, flipped, integer_literal(left)?)
+        }
+    };
+    match (op, bound) {
+        (Operator::Eq, 1) | (Operator::LtEq, 1) | (Operator::Lt, 2) => Some(column),
+        _ => None,
+    }
+}
+
+fn integer_column(expr: &dyn PhysicalExpr) -> Option<usize> {
+    let any = expr.as_any();
+    if let Some(column) = any.downcast_ref::<Column>() {
+        return Some(column.index());
+    }
+    let (inner, to) = if let Some(cast) = any.downcast_ref::<CastExpr>() {
+        (cast.expr(), cast.cast_type())
+    } else {
+        let cast = any.downcast_ref::<TryCastExpr>()?;
+        (cast.expr(), cast.cast_type())
+    };
+    if !to.is_integer() {
+        return None;
+    }
+    integer_column(inner.as_ref())
+}
+
+fn integer_literal(expr: &dyn PhysicalExpr) -> Option<i64> {
+    let literal = expr.as_any().downcast_ref::<Literal>()?;
+    if !literal.value().data_type().is_integer() {
+        return None;
+    }
+    match literal.value().cast_to(&DataType::Int64).ok()? {
+        ScalarValue::Int64(Some(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// `plan` with the `row_number` window that computes column `column` replaced by
+/// [`FirstPerGroupExec`], following projections that pass that column on unchanged.
+fn replace_window(plan: &Arc<dyn ExecutionPlan>, column: usize) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let any = plan.as_any();
+    if let Some(projection) = any.downcast_ref::<ProjectionExec>() {
+        let Some(passed) = projection.expr()[column].expr.as_any().downcast_ref::<Column>() else {
+            return Ok(None);
+        };
+        return match replace_window(projection.input(), passed.index())? {
+            Some(input) => Ok(Some(Arc::clone(plan).with_new_children(vec![input])?)),
+            None => Ok(None),
+        };
+    }
+    let (windows, input) = if let Some(window) = any.downcast_ref::<BoundedWindowAggExec>() {
+        (window.window_expr(), window.input())
+    } else if let Some(window) = any.downcast_ref::<WindowAggExec>() {
+        (window.window_expr(), window.input())
+    } else {
+        return Ok(None);
+    };
+    let [window] = windows else { return Ok(None) };
+    let schema = plan.schema();
+    let numbered = column == input.schema().fields().len()
+        && schema.field(column).data_type() == &DataType::UInt64
+        && !window.partition_by().is_empty()
+        && is_row_number(window.as_ref());
+    if !numbered {
+        return Ok(None);
+    }
+    let exec = FirstPerGroupExec::try_new(
+        Arc::clone(input),
+        window.partition_by().to_vec(),
+        window.order_by().to_vec(),
+        schema,
+    )?;
+    Ok(Some(Arc::new(exec)))
+}
+
+fn is_row_number(window: &dyn WindowExpr) -> bool {
+    window
+        .as_any()
+        .downcast_ref::<StandardWindowExpr>()
+        .and_then(|w| w.get_standard_func_expr().as_any().downcast_ref::<WindowUDFExpr>())
+        .is_some_and(|f| f.fun().name() == "row_number")
+}
+
+/// Keeps, of each group of rows with equal `partition_by` values, the row that sorts first by
+/// `order_by`, with a last column of 1s (the `row_number` it replaces). Needs its input hashed
+/// by the group key, as the window did.
+#[derive(Debug)]
+pub struct FirstPerGroupExec {
+    input: Arc<dyn ExecutionPlan>,
+    partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    order_by: Vec<PhysicalSortExpr>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl FirstPerGroupExec {
+    /// `schema`: the input's columns, then the `row_number` column (UInt64).
+    pub fn try_new(
+        input: Arc<dyn ExecutionPlan>,
+        partition_by: Vec<Arc<dyn PhysicalExpr>>,
+        order_by: Vec<PhysicalSortExpr>,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let width = input.schema().fields().len();
+        if schema.fields().len() != width + 1 || schema.field(width).data_type() != &DataType::UInt64 {
+            return Err(DataFusionError::Internal(format!(
+                "FirstPerGroupExec: the output must be the input's {width} columns and a UInt64 row number, not {schema:?}"
+            )));
+        }
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            input.properties().output_partitioning().clone(),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        Ok(Self {
+            input,
+            partition_by,
+            order_by,
+            schema,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+}
+
+impl DisplayAs for FirstPerGroupExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let keys: Vec<String> = self.partition_by.iter().map(|e| e.to_string()).collect();
+        let order: Vec<String> = self.order_by.iter().map(|e| e.to_string()).collect();
+        write!(f, "FirstPerGroupExec: partition_by=[{}], order_by=[{}]", keys.join(", "), order.join(", "))
+    }
+}
+
+impl ExecutionPlan for FirstPerGroupExec {
+    fn name(&self) -> &str {
+        "FirstPerGroupExec"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::HashPartitioned(self.partition_by.clone())]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = <[_; 1]>::try_from(children)
+            .map_err(|_| DataFusionError::Internal("FirstPerGroupExec has one input".into()))?;
+        Ok(Arc::new(Self::try_new(
+            input,
+            self.partition_by.clone(),
+            self.order_by.clone(),
+            Arc::clone(&self.schema),
+        )?))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let mut input = self.input.execute(partition, Arc::clone(&context))?;
+        let reservation =
+            MemoryConsumer::new(format!("FirstPerGroupExec[{partition}]")).register(context.memory_pool());
+        let compactions = MetricBuilder::new(&self.metrics).counter("compactions", partition);
+        let mut groups = Groups::try_new(self, reservation, compactions)?;
+        let batch_size = context.session_config().batch_size();
+        let schema = Arc::clone(&self.schema);
+        let metrics = BaselineMetrics::new(&self.metrics, partition);
+        let gathered = futures::stream::once(async move {
+            while let Some(batch) = input.next().await {
+                let batch = batch?;
+                let _timer = metrics.elapsed_compute().timer();
+                groups.push(batch)?;
+            }
+            Ok::<_, DataFusionError>(groups.gather(schema, batch_size, metrics))
+        })
+        .map_ok(futures::stream::iter)
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), gathered)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+/// Where the first row of a group is so far.
+struct Winner {
+    /// The row's order columns, byte-comparable: less sorts first.
+    order: Box<[u8]>,
+    batch: u32,
+    row: u32,
+}
+
+/// One partition's state: the input batches that still hold a group's first row, and the
+/// winners by encoded group key.
+struct Groups {
+    partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    order_by: Vec<PhysicalSortExpr>,
+    keys: RowConverter,
+    orders: RowConverter,
+    winners: HashMap<Box<[u8]>, Winner>,
+    /// By batch number; `None` once no winner is in it.
+    batches: Vec<Option<RecordBatch>>,
+    /// Winners per batch.
+    live: Vec<usize>,
+    /// Rows in the batches held.
+    held_rows: usize,
+    reservation: MemoryReservation,
+    compactions: Count,
+}
+
+impl Groups {
+    fn try_new(exec: &FirstPerGroupExec, reservation: MemoryReservation, compactions: Count) -> Result<Self> {
+        let input = exec.input.schema();
+        let fields = |exprs: &mut dyn Iterator<Item = (&Arc<dyn PhysicalExpr>, arrow::compute::SortOptions)>| {
+            exprs
+                .map(|(e, options)| Ok(SortField::new_with_options(e.data_type(&input)?, options)))
+                .collect::<Result<Vec<_>>>()
+        };
+        let keys = fields(&mut exec.partition_by.iter().map(|e| (e, Default::default())))?;
+        let orders = fields(&mut exec.order_by.iter().map(|s| (&s.expr, s.options)))?;
+        Ok(Self {
+            partition_by: exec.partition_by.clone(),
+            order_by: exec.order_by.clone(),
+            keys: RowConverter::new(keys)?,
+            orders: RowConverter::new(orders)?,
+            winners: HashMap::default(),
+            batches: Vec::new(),
+            live: Vec::new(),
+            held_rows: 0,
+            reservation,
+            compactions,
+        })
+    }
+
+    fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let keys = self.keys.convert_columns(&evaluate(&self.partition_by, &batch)?)?;
+        let order_exprs: Vec<Arc<dyn PhysicalExpr>> = self.order_by.iter().map(|s| Arc::clone(&s.expr)).collect();
+        let orders: Option<Rows> = if order_exprs.is_empty() {
+            None
+        } else {
+            Some(self.orders.convert_columns(&evaluate(&order_exprs, &batch)?)?)
+        };
+        let this = u32::try_from(self.batches.len())
+            .map_err(|_| DataFusionError::Execution("FirstPerGroupExec: more than 2^32 input batches".into()))?;
+        self.reservation.try_grow(batch.get_array_memory_size())?;
+        self.held_rows += n;
+        self.batches.push(Some(batch));
+        self.live.push(0);
+        let mut released = Vec::new();
+        for row in 0..n {
+            let key = keys.row(row);
+            let order: &[u8] = orders.as_ref().map_or(&[], |o| o.row(row).data());
+            match self.winners.get_mut(key.data()) {
+                Some(winner) if order < &*winner.order => {
+                    if winner.order.len() == order.len() {
+                        winner.order.copy_from_slice(order);
+                    } else {
+                        winner.order = order.into();
+                    }
+                    self.live[winner.batch as usize] -= 1;
+                    released.push(winner.batch);
+                    (winner.batch, winner.row) = (this, row as u32);
+                    self.live[this as usize] += 1;
+                }
+                Some(_) => {}
+                None => {
+                    let winner = Winner { order: order.into(), batch: this, row: row as u32 };
+                    self.winners.insert(key.data().into(), winner);
+                    self.live[this as usize] += 1;
+                }
+            }
+        }
+        released.push(this);
+        for b in released {
+            if self.live[b as usize] == 0
+                && let Some(gone) = self.batches[b as usize].take()
+            {
+                self.held_rows -= gone.num_rows();
+                self.reservation.shrink(gone.get_array_memory_size());
+            }
+        }
+        if self.held_rows > 2 * self.winners.len() + COMPACT_SLACK {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Copies the winning rows into new batches and lets the old ones go: the batches held
+    /// then hold at most twice the rows kept (plus [`COMPACT_SLACK`]), whatever the input size.
+    fn compact(&mut self) -> Result<()> {
+        let mut winners: Vec<&mut Winner> = self.winners.values_mut().collect();
+        winners.sort_unstable_by_key(|w| (w.batch, w.row));
+        let (position, refs) = held(&self.batches);
+        let (mut batches, mut live) = (Vec::new(), Vec::new());
+        for chunk in winners.chunks_mut(COMPACT_BATCH) {
+            let indices: Vec<(usize, usize)> =
+                chunk.iter().map(|w| (position[w.batch as usize], w.row as usize)).collect();
+            let this = batches.len() as u32;
+            for (row, w) in chunk.iter_mut().enumerate() {
+                (w.batch, w.row) = (this, row as u32);
+            }
+            batches.push(Some(interleave_record_batch(&refs, &indices)?));
+            live.push(chunk.len());
+        }
+        let size = |bs: &[Option<RecordBatch>]| bs.iter().flatten().map(|b| b.get_array_memory_size()).sum::<usize>();
+        self.reservation.try_grow(size(&batches))?;
+        self.reservation.shrink(size(&self.batches));
+        self.held_rows = self.winners.len();
+        (self.batches, self.live) = (batches, live);
+        self.compactions.add(1);
+        Ok(())
+    }
+
+    /// The winning rows in input order, `batch_size` rows a batch, each with the row number 1.
+    fn gather(
+        self,
+        schema: SchemaRef,
+        batch_size: usize,
+        metrics: BaselineMetrics,
+    ) -> impl Iterator<Item = Result<RecordBatch>> + Send {
+        let mut picks: Vec<(u32, u32)> = self.winners.into_values().map(|w| (w.batch, w.row)).collect();
+        picks.sort_unstable();
+        let (position, refs) = held(&self.batches);
+        let held: Vec<RecordBatch> = refs.into_iter().cloned().collect();
+        let reservation = self.reservation;
+        let chunks: Vec<Vec<(usize, usize)>> = picks
+            .chunks(batch_size.max(1))
+            .map(|c| c.iter().map(|&(b, r)| (position[b as usize], r as usize)).collect())
+            .collect();
+        chunks.into_iter().map(move |indices| {
+            let _held = &reservation;
+            let _timer = metrics.elapsed_compute().timer();
+            let refs: Vec<&RecordBatch> = held.iter().collect();
+            let rows = interleave_record_batch(&refs, &indices)?;
+            let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
+            columns.push(Arc::new(UInt64Array::from_value(1, indices.len())));
+            let out = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+            metrics.record_output(out.num_rows());
+            Ok(out)
+        })
+    }
+}
+
+/// Rows held beyond twice the rows kept before the batches are compacted.
+const COMPACT_SLACK: usize = 1 << 17;
+/// Rows per batch of compacted winners.
+const COMPACT_BATCH: usize = 1 << 16;
+
+/// The batches still held, and each batch number's position among them.
+fn held(batches: &[Option<RecordBatch>]) -> (Vec<usize>, Vec<&RecordBatch>) {
+    let mut position = vec![usize::MAX; batches.len()];
+    let mut held = Vec::new();
+    for (b, batch) in batches.iter().enumerate() {
+        if let Some(batch) = batch {
+            position[b] = held.len();
+            held.push(batch);
+        }
+    }
+    (position, held)
+}
+
+fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    exprs.iter().map(|e| e.evaluate(batch)?.into_array(batch.num_rows())).collect()
+}
