@@ -23,6 +23,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::optimizer::Optimizer;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -82,9 +83,13 @@ pub fn new_session() -> SessionContext {
     // distribution it needs and no sort for the window it replaced.
     let mut rules = PhysicalOptimizer::new().rules;
     rules.insert(0, Arc::new(FirstPerGroup));
+    // JSON calls are merged before DataFusion's rules push projections down and merge them.
+    let mut logical = Optimizer::new().rules;
+    logical.insert(0, Arc::new(super::json::MergeJsonPaths));
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
+        .with_optimizer_rules(logical)
         .with_physical_optimizer_rules(rules)
         .build();
     let ctx = SessionContext::new_with_state(state);
