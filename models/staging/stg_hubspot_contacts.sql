@@ -31,39 +31,75 @@ with changes as (
     from {{ source('raw', 'hubspot_contacts') }}
 ),
 
--- Each property's latest value, on every row of its contact: the changes are sorted once per
--- contact for all of them (a window), where an ordered aggregate per property would keep and
--- compare each contact's values one by one.
-latest as (
+-- Each property's value from the latest event that set it: the changes unpivoted to one row per
+-- property set, the newest kept per contact and property (a `row_number() = 1` dedup: one hash
+-- pass, no sort), then pivoted back. A window or an ordered aggregate per property would work
+-- contact by contact, and there are hundreds of thousands.
+property_sets as (
+    select contact_id, occurred_at, _received_at, unnest(make_array(
+        {% for p, c in props %}
+        named_struct('property', '{{ c }}', 'value', {{ c }}){{ "," if not loop.last }}
+        {% endfor %}
+    )) as p
+    from changes
+),
+
+latest_sets as (
+    select contact_id, property, value, occurred_at
+    from (
+        select
+            contact_id,
+            p['property'] as property,
+            p['value']    as value,
+            occurred_at,
+            row_number() over (partition by contact_id, p['property'] order by occurred_at desc, _received_at desc) as rank
+        from property_sets
+        where p['value'] is not null
+    )
+    where rank = 1
+),
+
+properties as (
     select
         contact_id,
-        occurred_at,
-        _received_at,
         {% for p, c in props %}
-        first_value({{ c }}) ignore nulls over newest_first as {{ c }},
-        case when {{ c }} is not null then occurred_at end as {{ c }}_set_at,
+        max(case when property = '{{ c }}' then value end)       as {{ c }},
+        max(case when property = '{{ c }}' then occurred_at end) as {{ c }}_updated_at{{ "," if not loop.last }}
         {% endfor %}
-        first_value(_record_id) over newest_first as _raw_id
-    from changes
-    window newest_first as (
-        partition by contact_id order by occurred_at desc, _received_at desc
-        rows between unbounded preceding and unbounded following
+    from latest_sets
+    group by contact_id
+),
+
+-- The raw row of each contact's newest event.
+newest as (
+    select contact_id, _record_id as _raw_id
+    from (
+        select contact_id, _record_id, row_number() over (partition by contact_id order by occurred_at desc, _received_at desc) as rank
+        from changes
     )
+    where rank = 1
+),
+
+spans as (
+    select contact_id, min(occurred_at) as created_at, max(occurred_at) as updated_at, max(_received_at) as _received_at
+    from changes
+    group by contact_id
 ),
 
 incoming as (
     select
-        contact_id,
+        c.contact_id,
         {% for p, c in props %}
-        max({{ c }})                            as {{ c }},
-        max({{ c }}_set_at)                     as {{ c }}_updated_at,
+        p.{{ c }},
+        p.{{ c }}_updated_at,
         {% endfor %}
-        min(occurred_at)                        as created_at,
-        max(occurred_at)                        as updated_at,
-        max(_raw_id)                            as _raw_id,
-        max(_received_at)                       as _received_at
-    from latest
-    group by contact_id
+        c.created_at,
+        c.updated_at,
+        n._raw_id,
+        c._received_at
+    from spans as c
+    join newest as n on n.contact_id is not distinct from c.contact_id
+    left join properties as p on p.contact_id is not distinct from c.contact_id
 )
 
 {% if is_incremental() %}
