@@ -52,8 +52,12 @@ records as (
     {% if is_incremental() %}where i.entity_id in (select entity_id from changed){% endif %}
 ),
 
--- The latest email, phone and name of each person, on every record of theirs (one sort per
--- person for the three, a window); their ids in each source, sorted.
+-- The latest email, phone and name of each person (one sort per person for the three, a
+-- window); their ids in each source, sorted. The window's frame ends at the current row: on a
+-- person's records, newest first, each value is null until the newest record that has one and
+-- that value after it, so max() below takes it as a frame over the whole person would, and
+-- DataFusion evaluates this frame as it streams (a frame over the whole partition is evaluated
+-- person by person, holding every column: this model peaked at 7.5 GiB at 1M orders, now 0.7).
 latest as (
     select
         entity_id,
@@ -67,7 +71,7 @@ latest as (
     from records
     window newest_first as (
         partition by entity_id order by updated_at desc, source_id
-        rows between unbounded preceding and unbounded following
+        rows between unbounded preceding and current row
     )
 ),
 
