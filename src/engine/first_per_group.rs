@@ -302,7 +302,8 @@ struct Winner {
 /// winners by encoded group key.
 struct Groups {
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
-    order_by: Vec<PhysicalSortExpr>,
+    /// The order expressions (their directions are in `orders`).
+    order_by: Vec<Arc<dyn PhysicalExpr>>,
     keys: RowConverter,
     orders: RowConverter,
     winners: HashMap<Box<[u8]>, Winner>,
@@ -328,7 +329,7 @@ impl Groups {
         let orders = fields(&mut exec.order_by.iter().map(|s| (&s.expr, s.options)))?;
         Ok(Self {
             partition_by: exec.partition_by.clone(),
-            order_by: exec.order_by.clone(),
+            order_by: exec.order_by.iter().map(|s| Arc::clone(&s.expr)).collect(),
             keys: RowConverter::new(keys)?,
             orders: RowConverter::new(orders)?,
             winners: HashMap::default(),
@@ -346,11 +347,10 @@ impl Groups {
             return Ok(());
         }
         let keys = self.keys.convert_columns(&evaluate(&self.partition_by, &batch)?)?;
-        let order_exprs: Vec<Arc<dyn PhysicalExpr>> = self.order_by.iter().map(|s| Arc::clone(&s.expr)).collect();
-        let orders: Option<Rows> = if order_exprs.is_empty() {
+        let orders: Option<Rows> = if self.order_by.is_empty() {
             None
         } else {
-            Some(self.orders.convert_columns(&evaluate(&order_exprs, &batch)?)?)
+            Some(self.orders.convert_columns(&evaluate(&self.order_by, &batch)?)?)
         };
         let this = u32::try_from(self.batches.len())
             .map_err(|_| DataFusionError::Execution("FirstPerGroupExec: more than 2^32 input batches".into()))?;

@@ -178,6 +178,8 @@ struct JsonGetMany {
     paths: Paths,
     /// Per call: its function and its path's slot in `paths`.
     columns: Vec<(Get, usize)>,
+    /// The struct's fields, `f<i>` for call `i`.
+    fields: Fields,
     signature: Signature,
 }
 
@@ -199,7 +201,10 @@ impl JsonGetMany {
         let mut hasher = std::hash::DefaultHasher::new();
         calls.hash(&mut hasher);
         let name = format!("json_get_many_{:08x}", hasher.finish() as u32);
-        Self { calls, name, paths, columns, signature: Signature::any(1, Volatility::Immutable) }
+        let fields = (calls.iter().enumerate())
+            .map(|(i, (get, _))| Field::new(format!("f{i}"), get.data_type(), true))
+            .collect();
+        Self { calls, name, paths, columns, fields, signature: Signature::any(1, Volatility::Immutable) }
     }
 }
 
@@ -231,16 +236,12 @@ impl ScalarUDFImpl for JsonGetMany {
     }
 
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        let fields: Fields = (self.calls.iter().enumerate())
-            .map(|(i, (get, _))| Field::new(format!("f{i}"), get.data_type(), true))
-            .collect();
-        Ok(DataType::Struct(fields))
+        Ok(DataType::Struct(self.fields.clone()))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let DataType::Struct(fields) = self.return_type(&[])? else { unreachable!("a struct") };
         let columns: Vec<ArrayRef> = find_all(&args.args[0], args.number_rows, &self.paths, &self.columns)?;
-        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(fields, columns, None)?)))
+        Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(self.fields.clone(), columns, None)?)))
     }
 }
 

@@ -30,20 +30,24 @@ enum Node {
     /// A path ends here: build the value into `slot`, or (`counting`) count its members.
     Leaf { slot: usize, counting: bool },
     /// Paths go on through these keys and indices.
-    Branch { keys: Vec<(String, Node)>, indices: Vec<(usize, Node)> },
+    Branch(Vec<(Step, Node)>),
 }
 
 impl Paths {
     /// The trie of `paths` (steps, and whether to count there); path `i` ends at slot `i`.
     /// `Err` names the first path that is a prefix of another or repeats one.
     pub(super) fn new<'a>(paths: impl IntoIterator<Item = (&'a [Step], bool)>) -> Result<Self, usize> {
-        let mut root = None;
+        let mut root = Node::Branch(Vec::new());
         let mut slots = 0;
         for (slot, (steps, counting)) in paths.into_iter().enumerate() {
-            insert(&mut root, steps, Node::Leaf { slot, counting }).map_err(|()| slot)?;
+            let leaf = Node::Leaf { slot, counting };
+            match &root {
+                // The whole text: the only path there can be.
+                Node::Branch(children) if children.is_empty() && steps.is_empty() => root = leaf,
+                _ => insert(&mut root, steps, leaf).map_err(|()| slot)?,
+            }
             slots += 1;
         }
-        let root = root.unwrap_or(Node::Branch { keys: Vec::new(), indices: Vec::new() });
         Ok(Self { root, slots })
     }
 
@@ -63,31 +67,19 @@ impl Paths {
     }
 }
 
-fn insert(at: &mut Option<Node>, steps: &[Step], leaf: Node) -> Result<(), ()> {
-    let Some((step, rest)) = steps.split_first() else {
-        // A path ends where another passes or ends.
-        return if at.is_none() {
-            *at = Some(leaf);
-            Ok(())
-        } else {
-            Err(())
-        };
-    };
-    let node = at.get_or_insert_with(|| Node::Branch { keys: Vec::new(), indices: Vec::new() });
-    let Node::Branch { keys, indices } = node else {
+/// `Err` when the path ends where another passes or ends, or passes where another ends.
+fn insert(node: &mut Node, steps: &[Step], leaf: Node) -> Result<(), ()> {
+    let (Node::Branch(children), Some((step, rest))) = (node, steps.split_first()) else {
         return Err(());
     };
-    let mut child = match step {
-        Step::Key(k) => keys.iter().position(|(key, _)| key == k).map(|i| keys.remove(i).1),
-        Step::Index(n) => indices.iter().position(|(i, _)| i == n).map(|i| indices.remove(i).1),
-    };
-    insert(&mut child, rest, leaf)?;
-    let child = child.expect("inserted");
-    match step {
-        Step::Key(k) => keys.push((k.clone(), child)),
-        Step::Index(n) => indices.push((*n, child)),
+    match children.iter_mut().find(|(s, _)| s == step) {
+        Some((_, child)) => insert(child, rest, leaf),
+        None => {
+            let chain = rest.iter().rev().fold(leaf, |node, s| Node::Branch(vec![(s.clone(), node)]));
+            children.push((step.clone(), chain));
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// Follows the trie through whatever value comes next.
@@ -119,7 +111,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let keys = match self.node {
+        let children = match self.node {
             Node::Leaf { slot, .. } => {
                 let mut n = 0i64;
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
@@ -128,15 +120,17 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
                 self.out[*slot] = Some(Value::from(n));
                 return Ok(());
             }
-            Node::Branch { keys, .. } => keys,
+            Node::Branch(children) => children,
         };
-        let mut seen = vec![false; keys.len()];
+        // Which children were walked: a key repeated in the object is skipped.
+        let mut seen = Seen::new(children.len());
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let hit = keys.iter().enumerate().position(|(i, (k, _))| !seen[i] && *k == key);
+            let hit = (children.iter().enumerate())
+                .position(|(i, (s, _))| matches!(s, Step::Key(k) if *k == key) && !seen.get(i));
             match hit {
                 Some(i) => {
-                    seen[i] = true;
-                    map.next_value_seed(Walk { node: &keys[i].1, out: &mut *self.out })?;
+                    seen.set(i);
+                    map.next_value_seed(Walk { node: &children[i].1, out: &mut *self.out })?;
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -147,7 +141,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let indices = match self.node {
+        let children = match self.node {
             Node::Leaf { slot, .. } => {
                 let mut n = 0i64;
                 while seq.next_element::<IgnoredAny>()?.is_some() {
@@ -156,11 +150,11 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
                 self.out[*slot] = Some(Value::from(n));
                 return Ok(());
             }
-            Node::Branch { indices, .. } => indices,
+            Node::Branch(children) => children,
         };
         let mut i = 0;
         loop {
-            let more = match indices.iter().find(|(n, _)| *n == i) {
+            let more = match children.iter().find(|(s, _)| *s == Step::Index(i)) {
                 Some((_, node)) => seq.next_element_seed(Walk { node, out: &mut *self.out })?.is_some(),
                 None => seq.next_element::<IgnoredAny>()?.is_some(),
             };
@@ -189,5 +183,32 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
     }
     fn visit_unit<E>(self) -> Result<(), E> {
         Ok(())
+    }
+}
+
+/// A set of child positions: a bit mask, or a vector past 64 children (no allocation for the
+/// objects of a usual path).
+enum Seen {
+    Bits(u64),
+    Many(Vec<bool>),
+}
+
+impl Seen {
+    fn new(n: usize) -> Self {
+        if n <= 64 { Seen::Bits(0) } else { Seen::Many(vec![false; n]) }
+    }
+
+    fn get(&self, i: usize) -> bool {
+        match self {
+            Seen::Bits(b) => b & (1 << i) != 0,
+            Seen::Many(v) => v[i],
+        }
+    }
+
+    fn set(&mut self, i: usize) {
+        match self {
+            Seen::Bits(b) => *b |= 1 << i,
+            Seen::Many(v) => v[i] = true,
+        }
     }
 }
