@@ -90,6 +90,15 @@ fn all_partitions(consumer: &StreamConsumer, brokers: &str, topics: &[String]) -
     Ok(out)
 }
 
+/// Bytes as text: copied as they are when they are UTF-8 (the usual case), else with the bad
+/// sequences replaced.
+fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 /// Reads messages from Kafka.
 pub struct KafkaSource {
     consumer: StreamConsumer,
@@ -187,25 +196,26 @@ impl Source for KafkaSource {
 
     async fn next_record(&mut self) -> Result<Option<RawRecord>> {
         loop {
-            let message = match tokio::time::timeout(self.poll, self.consumer.recv()).await {
-                Err(_) => return Ok(None),
-                Ok(Err(e)) => return Err(anyhow!("Kafka ({}): {e}", self.topics.join(","))),
-                Ok(Ok(m)) => m.detach(),
+            // The message is borrowed from librdkafka's buffer: its payload is copied once.
+            let (topic, partition, offset, key, payload, received_at) = {
+                let message = match tokio::time::timeout(self.poll, self.consumer.recv()).await {
+                    Err(_) => return Ok(None),
+                    Ok(Err(e)) => return Err(anyhow!("Kafka ({}): {e}", self.topics.join(","))),
+                    Ok(Ok(m)) => m,
+                };
+                let received_at = message
+                    .timestamp()
+                    .to_millis()
+                    .map(|ms| ms * 1000)
+                    .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
+                let payload = message.payload().map(text).unwrap_or_default();
+                (message.topic().to_string(), message.partition(), message.offset(), message.key().map(text), payload, received_at)
             };
-            let (topic, partition, offset) = (message.topic().to_string(), message.partition(), message.offset());
             if !self.accept(&topic, partition, offset)? {
                 continue;
             }
-            let stream = format!("{topic}/{partition}");
-            let payload = message.payload().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-            let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned());
-            let received_at = message
-                .timestamp()
-                .to_millis()
-                .map(|ms| ms * 1000)
-                .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
             let at = Coordinates::Kafka { topic, partition, offset, key };
-            self.positions.insert(stream, Position::at(at.consumed()));
+            self.positions.insert(at.stream(), Position::at(at.consumed()));
             return Ok(Some(RawRecord { payload, at, received_at, event_type: None }));
         }
     }

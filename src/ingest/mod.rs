@@ -11,7 +11,8 @@
 //! since the flush began (another process consumed it): the flush is then redone from the
 //! stored positions, never re-applied. So several processes can share a source (Kafka
 //! partitions split by the consumer group). When a commit's outcome is unknown, the table is
-//! reloaded and the flush id looked up before anything is retried.
+//! reloaded and the flush id looked up before anything is retried. Each source's lane reads and
+//! converts the next batch while the last one commits ([`lane`]).
 //!
 //! Sources ([`source::Source`]): [`files`] (paths, globs, stdin), [`kafka`] and [`webhook`]
 //! (signed HTTP requests through a local write-ahead log), [`objects`] (`s3://`).
@@ -20,6 +21,7 @@ pub use crate::project::ingest as config;
 pub mod decode;
 pub mod files;
 pub mod kafka;
+mod lane;
 pub mod metrics;
 pub mod objects;
 pub mod records;
@@ -29,8 +31,8 @@ pub mod webhook;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use iceberg::TableIdent;
@@ -38,14 +40,12 @@ use iceberg::table::Table;
 
 use config::SourceConfig;
 use files::{FileFormat, FileReader, FileSpec};
-use records::{Coordinates, DeadLetter, Layout, RawRecord, convert_records, dead_letter_batch};
+use records::Coordinates;
 use source::{Positions, Source};
 
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
-use crate::lakehouse::commit::{self, RebaseFn};
 use crate::lakehouse::summary;
 use crate::lakehouse::writer::WriteOptions;
-use crate::materialize::{self, SchemaChangePolicy, Strategy};
 
 /// Summary key prefix of a source's read positions.
 pub const POSITIONS_PREFIX: &str = "lake.ingest.positions.";
@@ -182,14 +182,14 @@ pub async fn run_source(
         let runs = tables
             .iter()
             .zip(lanes)
-            .map(|(table, source)| run_lane(lakehouse, name, config, table, Box::new(source), write, options));
+            .map(|(table, source)| lane::run_lane(lakehouse, name, config, table, Box::new(source), write, options));
         return futures::future::try_join_all(runs).await;
     }
     if !config.routes.is_empty() {
         return Err(anyhow!("ingest source `{name}`: routes are for webhook sources (from = \"http://host:port\")"));
     }
     let source = open_source(name, config, root, options).await.with_context(|| format!("ingest source `{name}`"))?;
-    Ok(vec![run_lane(lakehouse, name, config, &config.table, source, write, options).await?])
+    Ok(vec![lane::run_lane(lakehouse, name, config, &config.table, source, write, options).await?])
 }
 
 /// A source's `partition_by` entries as (column, transform).
@@ -203,292 +203,4 @@ fn partition_fields(name: &str, config: &SourceConfig) -> Result<Vec<(String, St
                 .ok_or_else(|| anyhow!("ingest source `{name}`: bad partition_by entry `{p}`"))
         })
         .collect()
-}
-
-/// Runs `source` into `table` until it is drained (`once`) or stopped.
-async fn run_lane(
-    lakehouse: &Lakehouse,
-    name: &str,
-    config: &SourceConfig,
-    table: &str,
-    mut source: Box<dyn Source>,
-    write: &WriteOptions,
-    options: &RunOptions,
-) -> Result<SourceReport> {
-    let ident = table_ident(table).with_context(|| format!("ingest source `{name}`: bad table"))?;
-    let errors = errors_ident(&ident)?;
-    let partition_by = partition_fields(name, config)?;
-    let mut report = SourceReport { source: name.to_string(), table: table.to_string(), ..Default::default() };
-    config.batch.validate(("batch.rows", "batch.bytes_mb", "batch.seconds")).map_err(|e| anyhow!("ingest source `{name}`: {e}"))?;
-    let max_rows = config.batch.rows;
-    let max_bytes = config.batch.bytes_mb * 1024 * 1024;
-    let max_wait = Duration::from_secs_f64(config.batch.seconds.max(0.01));
-    let counters = options.metrics.source(name);
-
-    // Once stopping, a source that drains on stop (a webhook log) is looked at once more and
-    // read to its end, so that what was acknowledged before the stop is committed now.
-    let mut looked_again = false;
-    'restart: loop {
-        let mut base = lakehouse.load_table(&ident).await?;
-        let mut errors_base = lakehouse.load_table(&errors).await?;
-        // The positions stored in the table as this process last saw them: a flush's streams
-        // must still be there when it commits (the source's own positions may have moved
-        // without a commit: a file opened empty, blank lines, a partial first line).
-        let mut committed = if source.replayable() { committed_positions(base.as_ref(), name)? } else { Positions::new() };
-        let mut errors_stored = committed_positions(errors_base.as_ref(), name)?;
-        source.reset(committed.clone()).await.with_context(|| format!("ingest source `{name}`"))?;
-        let mut layout: Option<Layout> = None;
-        loop {
-            // Collect a batch.
-            let started = Instant::now();
-            let mut batch: Vec<RawRecord> = Vec::new();
-            // Records the source could not decode: dead letters of this batch.
-            let mut undecodable: Vec<DeadLetter> = Vec::new();
-            let mut bytes = 0u64;
-            let mut drained = false;
-            while batch.len() + undecodable.len() < max_rows && bytes < max_bytes {
-                let next = source.next_record().await.with_context(|| format!("ingest source `{name}`"))?;
-                for dead in source.take_dead_letters() {
-                    bytes += dead.record.payload.len() as u64;
-                    undecodable.push(dead);
-                }
-                match next {
-                    Some(record) => {
-                        bytes += record.payload.len() as u64;
-                        batch.push(record);
-                        counters.buffered.store(batch.len() as u64, Ordering::Relaxed);
-                    }
-                    None => {
-                        let stopping = options.stop.load(Ordering::Relaxed) || source.finished();
-                        if stopping && source.drains_on_stop() && !looked_again {
-                            looked_again = true;
-                            source.rescan();
-                            continue;
-                        }
-                        if (options.once && source.caught_up().await?) || stopping {
-                            drained = true;
-                            break;
-                        }
-                        if started.elapsed() >= max_wait {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100).min(max_wait)).await;
-                        source.rescan();
-                    }
-                }
-                if started.elapsed() >= max_wait && !(batch.is_empty() && undecodable.is_empty()) {
-                    break;
-                }
-            }
-            *counters.lag.lock().expect("metrics lock") = source.lag();
-            if !batch.is_empty() || !undecodable.is_empty() {
-                // Counted once committed: a flush that is redone reads its records again.
-                let read = (batch.len() + undecodable.len()) as u64;
-                let flush_started = Instant::now();
-                let flush_id = uuid::Uuid::now_v7().to_string();
-                (options.on_flush)(Flush::Started { id: &flush_id, report: &report, from: &config.from });
-                let flushed = flush(
-                    lakehouse, name, config, source.kind(), &ident, &errors, &mut base, &mut errors_base, &mut layout,
-                    batch, undecodable, &committed, source.positions(), &mut errors_stored, &partition_by, write,
-                    source.replayable(), &flush_id,
-                )
-                .await;
-                if let Err(e) = &flushed {
-                    let error = e.to_string();
-                    (options.on_flush)(Flush::Failed { id: &flush_id, report: &report, from: &config.from, error });
-                }
-                match flushed {
-                    Ok((rows, dead)) => {
-                        count_flush(&mut report, &counters, (read, bytes, rows, dead), flush_started);
-                        let snapshot_id = base.as_ref().and_then(|t| t.metadata().current_snapshot_id());
-                        (options.on_flush)(Flush::Committed { id: &flush_id, report: &report, from: &config.from, rows, dead, snapshot_id });
-                        committed = source.positions().clone();
-                        source.committed(&committed).await.with_context(|| format!("ingest source `{name}`"))?;
-                    }
-                    Err(e) if e.commit().is_some_and(commit::Error::is_producer_conflict) => {
-                        // Another process consumed a stream of this flush: redo from what is stored.
-                        report.redone += 1;
-                        tracing::info!("ingest {name}: {e:#}; redoing the flush from the stored positions");
-                        continue 'restart;
-                    }
-                    Err(e) => return Err(anyhow::Error::from(e).context(format!("ingest source `{name}`"))),
-                }
-            }
-            // Drained under --once, stopping, or the input ended: everything read is committed.
-            if drained || (options.stop.load(Ordering::Relaxed) && !source.drains_on_stop()) {
-                return Ok(report);
-            }
-        }
-    }
-}
-
-/// Counts a committed flush of `read` records (`bytes`), `rows` rows and `dead` dead letters.
-fn count_flush(report: &mut SourceReport, counters: &metrics::SourceMetrics, (read, bytes, rows, dead): (u64, u64, u64, u64), started: Instant) {
-    report.records += read;
-    report.rows += rows;
-    report.dead_letters += dead;
-    report.flushes += 1;
-    counters.records.fetch_add(read, Ordering::Relaxed);
-    counters.bytes.fetch_add(bytes, Ordering::Relaxed);
-    counters.commits.fetch_add(1, Ordering::Relaxed);
-    counters.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    counters.dead_letters.fetch_add(dead, Ordering::Relaxed);
-    counters.buffered.store(0, Ordering::Relaxed);
-}
-
-/// The rebase hook of a flush's commit to a table whose stored positions were `seen` when the
-/// flush began: refuses when a stream this flush read moved since, and otherwise stores the
-/// base's positions with this flush's streams moved to `done`.
-fn positions_rebase(name: &str, kind: records::SourceKind, seen: &Positions, done: &Positions, flush_id: String) -> RebaseFn {
-    let (name, seen, done) = (name.to_string(), seen.clone(), done.clone());
-    Arc::new(move |base: &Table| -> Result<HashMap<String, String>, commit::Error> {
-        let mut stored = committed_positions(Some(base), &name)?;
-        for stream in done.keys() {
-            if stored.get(stream) != seen.get(stream) {
-                return Err(commit::Error::ProducerConflict(format!(
-                    "{stream} of ingest source `{name}` was consumed by another process meanwhile; nothing was committed"
-                )));
-            }
-        }
-        advance(&mut stored, &done);
-        let mut properties = HashMap::new();
-        properties.insert(format!("{POSITIONS_PREFIX}{name}"), serde_json::to_string(&stored).map_err(anyhow::Error::from)?);
-        if kind == records::SourceKind::Kafka {
-            let offsets: std::collections::BTreeMap<&String, u64> = stored.iter().map(|(k, v)| (k, v.consumed)).collect();
-            properties.insert(format!("{OFFSETS_PREFIX}{name}"), serde_json::to_string(&offsets).map_err(anyhow::Error::from)?);
-        }
-        properties.insert(FLUSH_ID.to_string(), flush_id.clone());
-        Ok(properties)
-    })
-}
-
-/// Converts and commits one batch: dead letters (`undecodable` ones and those of the
-/// conversion), then rows; returns (rows, dead letters). `start` and `end` are the source's
-/// positions before and after the batch.
-#[allow(clippy::too_many_arguments)]
-async fn flush(
-    lakehouse: &Lakehouse,
-    name: &str,
-    config: &SourceConfig,
-    kind: records::SourceKind,
-    ident: &TableIdent,
-    errors: &TableIdent,
-    base: &mut Option<Table>,
-    errors_base: &mut Option<Table>,
-    layout: &mut Option<Layout>,
-    batch: Vec<RawRecord>,
-    undecodable: Vec<DeadLetter>,
-    start: &Positions,
-    end: &Positions,
-    errors_stored: &mut Positions,
-    partition_by: &[(String, String)],
-    write: &WriteOptions,
-    replayable: bool,
-    flush_id: &str,
-) -> Result<(u64, u64), materialize::Error> {
-    let loaded_at = chrono::Utc::now().timestamp_micros();
-    if layout.is_none() {
-        let schema = match base {
-            Some(t) => Some(iceberg::arrow::schema_to_arrow_schema(t.metadata().current_schema()).map_err(anyhow::Error::from)?),
-            None => None,
-        };
-        // Only a table that neither exists nor has declared columns is inferred from the batch.
-        let sample: Vec<serde_json::Value> = if schema.is_none() && config.columns.is_empty() {
-            batch.iter().filter_map(|r| serde_json::from_str(&r.payload).ok()).collect()
-        } else {
-            Vec::new()
-        };
-        *layout = Some(Layout::new(
-            &config.columns,
-            &config.map,
-            &config.required,
-            config.evolve,
-            config.event_type.as_deref(),
-            kind,
-            schema.as_ref(),
-            &sample,
-        )?);
-    }
-    let layout = layout.as_mut().expect("set above");
-    let mut converted = convert_records(layout, name, batch, loaded_at)?;
-    converted.dead.extend(undecodable);
-    // The streams this flush read, where they were, and where they are now.
-    let (seen, done): (Positions, Positions) = if replayable {
-        let done: Positions = end.iter().filter(|(k, v)| start.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
-        let seen = done.keys().filter_map(|k| start.get(k).map(|v| (k.clone(), v.clone()))).collect();
-        (seen, done)
-    } else {
-        (Positions::new(), Positions::new())
-    };
-    let properties = summary::stamp(None, Some(&producer(name)));
-
-    // Dead letters first, minus those an earlier (interrupted) flush already stored.
-    let dead: Vec<_> = converted.dead.into_iter().filter(|d| !covered(errors_stored, &d.record.at)).collect();
-    let dead_count = dead.len() as u64;
-    if !dead.is_empty() {
-        let rows = dead_letter_batch(name, kind, &dead, loaded_at)?;
-        // The errors table may be ahead of the rows (an interrupted flush): compare with what it held.
-        let errors_seen: Positions = done.keys().filter_map(|k| errors_stored.get(k).map(|v| (k.clone(), v.clone()))).collect();
-        let id = format!("{flush_id}:errors");
-        let rebase = positions_rebase(name, kind, &errors_seen, &done, id.clone());
-        commit_batch(lakehouse, errors, errors_base, rows, properties.clone(), rebase, &id, &[], write).await?;
-        advance(errors_stored, &done);
-    }
-    let rows = converted.batch.num_rows() as u64;
-    if rows > 0 || !done.is_empty() {
-        let id = format!("{flush_id}:rows");
-        let rebase = positions_rebase(name, kind, &seen, &done, id.clone());
-        commit_batch(lakehouse, ident, base, converted.batch, properties, rebase, &id, partition_by, write).await?;
-    }
-    Ok((rows, dead_count))
-}
-
-/// Appends `rows` to `ident` in one snapshot and moves `base` to the committed table. When the
-/// catalog's answer was lost, the table is reloaded and the flush id looked up: a commit that
-/// landed is not repeated.
-#[allow(clippy::too_many_arguments)]
-async fn commit_batch(
-    lakehouse: &Lakehouse,
-    ident: &TableIdent,
-    base: &mut Option<Table>,
-    rows: arrow::array::RecordBatch,
-    properties: HashMap<String, String>,
-    rebase: RebaseFn,
-    flush_id: &str,
-    partition_by: &[(String, String)],
-    write: &WriteOptions,
-) -> Result<(), materialize::Error> {
-    let request = materialize::Request {
-        ident: ident.clone(),
-        base: base.clone(),
-        strategy: Strategy::Append,
-        partition_by: partition_by.to_vec(),
-        watermark_column: None,
-        previous_watermark: None,
-        fixed_watermark: None,
-        delete_when: None,
-        on_schema_change: SchemaChangePolicy::AppendNewColumns,
-        properties,
-        rebase: Some(rebase.clone()),
-        write,
-    };
-    let schema = rows.schema();
-    let stream = futures::StreamExt::boxed(futures::stream::iter([Ok(rows)]));
-    let result = materialize::materialize(lakehouse, request, schema, stream).await;
-    if let Err(e) = result {
-        if !e.commit().is_some_and(commit::Error::is_unknown_outcome) {
-            return Err(e);
-        }
-        let reloaded = lakehouse.table(ident).await?;
-        let landed = summary::ancestry(&reloaded)
-            .iter()
-            .any(|s| s.summary().additional_properties.get(FLUSH_ID).map(String::as_str) == Some(flush_id));
-        if !landed {
-            return Err(anyhow::Error::from(e)
-                .context(format!("the commit to {ident} did not land; the flush will be redone"))
-                .into());
-        }
-    }
-    *base = Some(lakehouse.table(ident).await?);
-    Ok(())
 }

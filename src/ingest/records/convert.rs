@@ -136,7 +136,8 @@ pub fn convert_records(layout: &mut Layout, source: &str, records: Vec<RawRecord
             None => alone,
             Some(d) => {
                 let vectorized = d.columns.get(i).cloned().unwrap_or_else(|| arrow::array::new_null_array(&ty.arrow(), fast.len()));
-                arrow::compute::interleave(&[vectorized.as_ref(), alone.as_ref()], &order)?
+                // Every row regular (the others, if any, were dead letters): no copy needed.
+                if each.kept.is_empty() { vectorized } else { arrow::compute::interleave(&[vectorized.as_ref(), alone.as_ref()], &order)? }
             }
         };
         arrays.push(array);

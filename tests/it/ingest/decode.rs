@@ -61,6 +61,20 @@ const LINES: &[&str] = &[
 ];
 
 fn write_input(p: &TestProject) {
+    write_lines(p, 1);
+}
+
+/// [`LINES`] `times` over into `in/a.ndjson`.
+fn write_lines(p: &TestProject, times: usize) {
+    let mut bytes = Vec::new();
+    for _ in 0..times {
+        bytes.extend_from_slice(&input_bytes());
+    }
+    std::fs::create_dir_all(p.path().join("in")).unwrap();
+    std::fs::write(p.path().join("in/a.ndjson"), &bytes).unwrap();
+}
+
+fn input_bytes() -> Vec<u8> {
     let mut bytes = Vec::new();
     for (i, line) in LINES.iter().enumerate() {
         bytes.extend_from_slice(line.as_bytes());
@@ -70,8 +84,7 @@ fn write_input(p: &TestProject) {
             bytes.extend_from_slice(b"{\"id\": 100, \"name\": \"caf\xe9\"}\n\n");
         }
     }
-    std::fs::create_dir_all(p.path().join("in")).unwrap();
-    std::fs::write(p.path().join("in/a.ndjson"), &bytes).unwrap();
+    bytes
 }
 
 const CONFIG: &str = r#"name = "t"
@@ -175,4 +188,36 @@ fn regular_nested_payloads_are_decoded_vectorized() {
     assert_eq!(row[0]["line_items"], r#"[{"sku":"A-3","qty":2,"price":1.5}]"#);
     assert_eq!(row[0]["created_at"], "2026-11-04T15:00:00Z");
     assert_eq!(row[0]["paid"], true);
+}
+
+#[test]
+fn a_batch_converted_on_two_threads_lands_what_one_thread_lands() {
+    // The 27 records a hundred times over. In batches of 10,000, the layouts without `evolve`
+    // (typed, mapped) convert each batch in two halves at once; in batches of 1,000, in one
+    // piece. `grown` (evolve) converts in one piece either way.
+    let mut dumps = Vec::new();
+    for (batch_rows, threads) in [("10000", true), ("1000", false)] {
+        let p = TestProject::new();
+        p.write("lake.toml", CONFIG);
+        write_lines(&p, 100);
+        let out = p.lake_env(&["ingest", "typed", "grown", "mapped", "--once", "--batch-rows", batch_rows], &[(
+            "LAKE_LOG",
+            "lake::ingest::lane=debug",
+        )]);
+        out.assert_ok();
+        assert!(out.stdout.contains("typed: 2700 records read, 1400 rows to raw.typed, 1300 dead letters"), "{}", out.all());
+        assert!(out.stdout.contains("grown: 2700 records read"), "{}", out.all());
+        assert_eq!(out.stderr.contains("records converted on 2 threads"), threads, "{}", out.stderr);
+        let tables = ["raw.typed", "raw.grown", "raw.mapped"].iter().flat_map(|t| [t.to_string(), format!("{t}__errors")]);
+        dumps.push(tables.map(|t| (dump(&p, &t), t)).collect::<Vec<_>>());
+    }
+    for ((two, table), (one, _)) in dumps[0].iter().zip(&dumps[1]) {
+        assert_eq!(two.as_array().map(Vec::len), one.as_array().map(Vec::len), "{table}");
+        assert_eq!(two, one, "{table}");
+    }
+    // Each of the 27 cases lands in the 100 copies as it lands alone.
+    let expected = expected();
+    for (got, table) in &dumps[0] {
+        assert_eq!(got.as_array().unwrap().len(), expected[table.as_str()].as_array().unwrap().len() * 100, "{table}");
+    }
 }
