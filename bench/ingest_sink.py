@@ -22,14 +22,24 @@ SqlCatalog on SQLite with a local warehouse:
          (always null in the file) become strings, and fields that are always `{}` (e.g.
          Stripe's `fraud_details`, `radar_options`) are dropped (Parquet cannot write a struct
          without fields). It validates nothing and adds no metadata columns.
+  kafka  The sink's parsing, typing and dead letters on a Kafka topic (confluent-kafka, the
+         librdkafka client Python teams use): every partition from its beginning, `consume` in
+         chunks of 10,000 messages, appends of `--batch` good rows (bench/run.sh: 50,000), each
+         followed by a synchronous offset commit; rows get lake's Kafka coordinates (`_topic`,
+         `_kafka_partition`, `_offset`, `_key`). It stops at the high watermarks it saw at the
+         start.
   clean  Writes IN's lines that `json.loads` parses as objects to OUT; prints how many it
          removed (the bulk case's input).
+  produce  Creates a topic with `--partitions` partitions and writes each line of FILE as one
+         message (not timed: the data for `kafka` and for `lake ingest --from kafka://`).
 
     python3 bench/ingest_sink.py sink FILE --warehouse DIR [--table raw.events] [--batch 10000]
     python3 bench/ingest_sink.py bulk CLEAN_FILE --warehouse DIR [--table raw.events]
+    python3 bench/ingest_sink.py kafka kafka://HOST:PORT/TOPIC --warehouse DIR [--table ...] [--batch 50000]
     python3 bench/ingest_sink.py clean IN OUT
+    python3 bench/ingest_sink.py produce FILE kafka://HOST:PORT/TOPIC [--partitions 3]
 
-`sink` and `bulk` print one JSON line: {"peer", "seconds" (from opening the catalog to the
+`sink`, `kafka` and `bulk` print one JSON line: {"peer", "seconds" (from opening the catalog to the
 last commit, imports excluded), "rows" and "dead_letters" (counted by reading the tables back
 after the timing), "data_bytes" (Parquet files under the warehouse)}. DIR must not exist yet.
 """
@@ -157,14 +167,27 @@ def create_table(catalog, name, schema):
     return catalog.create_table(name, schema=schema)
 
 
-class Sink:
-    """Line-by-line sink: parse, route dead letters, append batches of good rows."""
+# The coordinate columns `lake` gives a row of each source kind, and its `_record_id`.
+FILE_COORDINATES = [("_path", pa.string()), ("_line", pa.int64())]
+KAFKA_COORDINATES = [("_topic", pa.string()), ("_kafka_partition", pa.int32()), ("_offset", pa.int64()), ("_key", pa.string())]
 
-    def __init__(self, catalog, table, path):
-        self.catalog, self.name, self.path = catalog, table, str(path)
+
+def record_id(coordinates):
+    if len(coordinates) == 2:
+        return f"{coordinates[0]}:{coordinates[1]}"  # path:line
+    return f"{coordinates[0]}/{coordinates[1]}/{coordinates[2]}"  # topic/partition/offset
+
+
+class Sink:
+    """Record-by-record sink: parse, route dead letters, append batches of good rows. Records
+    come as (raw bytes, coordinates, received_at); `coordinates` match `coordinate_fields`."""
+
+    def __init__(self, catalog, table, coordinate_fields):
+        self.catalog, self.name, self.coordinate_fields = catalog, table, coordinate_fields
         self.source = table.split(".")[-1]
         self.columns = None  # [(name, type)], from the first batch
         self.rows_table = self.errors_table = None
+        self.records, self.dead = [], []
 
     def infer_columns(self, records):
         types = {}
@@ -181,26 +204,28 @@ class Sink:
                     types[key] = widen(types[key], t)
         self.columns = [(k, t or "varchar") for k, t in types.items()]
         fields = [pa.field(k, ARROW[t]) for k, t in self.columns]
-        fields += [pa.field("_extra", pa.string()), pa.field("_source", pa.string()), pa.field("_record_id", pa.string()),
-                   pa.field("_path", pa.string()), pa.field("_line", pa.int64()), pa.field("_event_type", pa.string()),
-                   pa.field("_received_at", TS), pa.field("_loaded_at", TS)]
+        fields += [pa.field("_extra", pa.string()), pa.field("_source", pa.string()), pa.field("_record_id", pa.string())]
+        fields += [pa.field(name, ty) for name, ty in self.coordinate_fields]
+        fields += [pa.field("_event_type", pa.string()), pa.field("_received_at", TS), pa.field("_loaded_at", TS)]
         self.schema = pa.schema(fields)
 
-    def flush(self, records, dead):
+    def flush(self):
         """Appends the dead letters, then the rows, of one batch."""
+        records, dead = self.records, self.dead
+        self.records, self.dead = [], []
         loaded_at = now_micros()
         if records and self.columns is None:
             self.infer_columns(records)
         cells = [[] for _ in self.columns or []]
-        extra, lines, received = [], [], []
+        extra, coordinates, received = [], [], []
         names = {name for name, _ in self.columns or []}
-        for value, line, received_at in records:
+        for value, at, received_at in records:
             row = []
             for name, ty in self.columns:
                 try:
                     row.append(convert(value.get(name), ty))
                 except WrongType as e:
-                    dead.append(("type", f"field `{name}`: {e}", compact(value), line, received_at))
+                    dead.append(("type", f"field `{name}`: {e}", compact(value), at, received_at))
                     row = None
                     break
             if row is None:
@@ -209,64 +234,133 @@ class Sink:
                 column.append(cell)
             rest = {k: v for k, v in value.items() if k not in names}
             extra.append(compact(rest) if rest else None)
-            lines.append(line)
+            coordinates.append(at)
             received.append(received_at)
         if dead:
             dead.sort(key=lambda d: d[3])
             n = len(dead)
-            batch = pa.table({
+            columns = {
                 "error_type": pa.array([d[0] for d in dead], pa.string()),
                 "error_message": pa.array([d[1] for d in dead], pa.string()),
                 "raw_payload": pa.array([d[2] for d in dead], pa.string()),
                 "_source": pa.array([self.source] * n, pa.string()),
-                "_record_id": pa.array([f"{self.path}:{d[3]}" for d in dead], pa.string()),
-                "_path": pa.array([self.path] * n, pa.string()),
-                "_line": pa.array([d[3] for d in dead], pa.int64()),
-                "_received_at": pa.array([d[4] for d in dead], TS),
-                "_loaded_at": pa.array([loaded_at] * n, TS),
-            })
+                "_record_id": pa.array([record_id(d[3]) for d in dead], pa.string()),
+            }
+            for i, (name, ty) in enumerate(self.coordinate_fields):
+                columns[name] = pa.array([d[3][i] for d in dead], ty)
+            columns["_received_at"] = pa.array([d[4] for d in dead], TS)
+            columns["_loaded_at"] = pa.array([loaded_at] * n, TS)
+            batch = pa.table(columns)
             if self.errors_table is None:
                 self.errors_table = create_table(self.catalog, self.name + "__errors", batch.schema)
             self.errors_table.append(batch)
-        if lines:
-            n = len(lines)
+        if coordinates:
+            n = len(coordinates)
             arrays = [pa.array(column, ARROW[ty]) for column, (_, ty) in zip(cells, self.columns)]
             arrays += [pa.array(extra, pa.string()), pa.array([self.source] * n, pa.string()),
-                       pa.array([f"{self.path}:{line}" for line in lines], pa.string()),
-                       pa.array([self.path] * n, pa.string()), pa.array(lines, pa.int64()),
-                       pa.array([None] * n, pa.string()), pa.array(received, TS), pa.array([loaded_at] * n, TS)]
+                       pa.array([record_id(at) for at in coordinates], pa.string())]
+            arrays += [pa.array([at[i] for at in coordinates], ty) for i, (_, ty) in enumerate(self.coordinate_fields)]
+            arrays += [pa.array([None] * n, pa.string()), pa.array(received, TS), pa.array([loaded_at] * n, TS)]
             batch = pa.Table.from_arrays(arrays, schema=self.schema)
             if self.rows_table is None:
                 self.rows_table = create_table(self.catalog, self.name, self.schema)
             self.rows_table.append(batch)
 
-    def run(self, batch_rows):
-        records, dead = [], []
-        with open(self.path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                received_at = now_micros()
-                raw = raw.rstrip(b"\r\n")
-                if not raw.strip():
-                    continue
+    def add(self, raw, at, received_at):
+        """One record: a row of the next batch, or a dead letter. Returns the rows waiting."""
+        if not raw.strip():
+            return len(self.records)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            self.dead.append(("parse", f"invalid UTF-8: {e}", raw.decode("utf-8", "replace"), at, received_at))
+            return len(self.records)
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            self.dead.append(("parse", f"invalid JSON: {e}", text, at, received_at))
+            return len(self.records)
+        if not isinstance(value, dict):
+            self.dead.append(("parse", f"expected a JSON object, got {type(value).__name__}", text, at, received_at))
+            return len(self.records)
+        self.records.append((value, at, received_at))
+        return len(self.records)
+
+    def pending(self):
+        return bool(self.records or self.dead)
+
+
+def sink_file(catalog, table, path, batch_rows):
+    """The file sink: each line of `path`, batches of `batch_rows` good rows."""
+    sink, path = Sink(catalog, table, FILE_COORDINATES), str(path)
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if sink.add(raw.rstrip(b"\r\n"), (path, number), now_micros()) >= batch_rows:
+                sink.flush()
+    if sink.pending():
+        sink.flush()
+
+
+def sink_kafka(catalog, table, url, batch_rows):
+    """A confluent-kafka consumer as a team writes one: every partition of the topic from its
+    beginning, `consume` in chunks of 10,000 messages, an append of `batch_rows` good rows at a
+    time, then a synchronous offset commit (at least once). It stops once every partition is read
+    up to the high watermark it had at the start."""
+    from confluent_kafka import Consumer, TopicPartition
+    brokers, topic = url.removeprefix("kafka://").split("/", 1)
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"bench-sink-{time.time_ns()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": False})
+    partitions = sorted(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    left = {p for p, end in ends.items() if end > 0}
+    sink = Sink(catalog, table, KAFKA_COORDINATES)
+    while left:
+        for message in consumer.consume(num_messages=10000, timeout=1.0):
+            if message.error():
+                raise RuntimeError(f"Kafka: {message.error()}")
+            partition, offset = message.partition(), message.offset()
+            key = message.key()
+            kind, ms = message.timestamp()
+            received_at = ms * 1000 if kind and ms >= 0 else now_micros()
+            at = (topic, partition, offset, key.decode("utf-8", "replace") if key is not None else None)
+            if sink.add(message.value() or b"", at, received_at) >= batch_rows:
+                sink.flush()
+                consumer.commit(asynchronous=False)
+            if offset + 1 >= ends[partition]:
+                left.discard(partition)
+    if sink.pending():
+        sink.flush()
+        consumer.commit(asynchronous=False)
+    consumer.close()
+
+
+def produce(path, url, partitions):
+    """Creates the topic with `partitions` partitions and writes each line of `path` (empty lines
+    too, as empty messages are records) as one message without a key. Prints the count."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    brokers, topic = url.removeprefix("kafka://").split("/", 1)
+    admin = AdminClient({"bootstrap.servers": brokers})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
+        future.result(timeout=60)
+    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 20, "batch.size": 1_000_000,
+                         "message.max.bytes": 10_000_000, "queue.buffering.max.messages": 1_000_000})
+    sent = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            while True:
                 try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    dead.append(("parse", f"invalid UTF-8: {e}", raw.decode("utf-8", "replace"), number, received_at))
-                    continue
-                try:
-                    value = json.loads(text)
-                except ValueError as e:
-                    dead.append(("parse", f"invalid JSON: {e}", text, number, received_at))
-                    continue
-                if not isinstance(value, dict):
-                    dead.append(("parse", f"expected a JSON object, got {type(value).__name__}", text, number, received_at))
-                    continue
-                records.append((value, number, received_at))
-                if len(records) >= batch_rows:
-                    self.flush(records, dead)
-                    records, dead = [], []
-        if records or dead:
-            self.flush(records, dead)
+                    producer.produce(topic, raw.rstrip(b"\r\n"))
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            sent += 1
+            if sent % 10000 == 0:
+                producer.poll(0)
+    if producer.flush(120) != 0:
+        raise RuntimeError("Kafka: messages left unsent after 120 s")
+    print(json.dumps({"topic": topic, "partitions": partitions, "messages": sent}))
 
 
 def fix_type(t):
@@ -321,9 +415,10 @@ def clean(src, out):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("peer", choices=["sink", "bulk", "clean"])
-    parser.add_argument("file")
-    parser.add_argument("out", nargs="?", help="clean: where to write the parsable lines")
+    parser.add_argument("peer", choices=["sink", "bulk", "kafka", "clean", "produce"])
+    parser.add_argument("file", help="the NDJSON file (kafka: kafka://host:port/topic)")
+    parser.add_argument("out", nargs="?", help="clean: where to write the parsable lines; produce: kafka://host:port/topic")
+    parser.add_argument("--partitions", type=int, default=1, help="produce: partitions of the new topic")
     parser.add_argument("--warehouse", help="sink/bulk: a new directory for the catalog and the warehouse")
     parser.add_argument("--table", default="raw.events")
     parser.add_argument("--batch", type=int, default=10000, help="sink: good rows per append")
@@ -332,12 +427,20 @@ def main():
         if not args.out:
             parser.error("clean needs IN and OUT")
         return clean(args.file, args.out)
+    if args.peer == "produce":
+        if not args.out:
+            parser.error("produce needs FILE and kafka://host:port/topic")
+        return produce(args.file, args.out, args.partitions)
     if not args.warehouse:
         parser.error(f"{args.peer} needs --warehouse")
+    if args.peer == "kafka" and not args.file.startswith("kafka://"):
+        parser.error("kafka reads kafka://host:port/topic")
     start = time.perf_counter()
     catalog = open_catalog(args.warehouse)
     if args.peer == "sink":
-        Sink(catalog, args.table, args.file).run(args.batch)
+        sink_file(catalog, args.table, args.file, args.batch)
+    elif args.peer == "kafka":
+        sink_kafka(catalog, args.table, args.file, args.batch)
     else:
         bulk(catalog, args.table, args.file)
     seconds = time.perf_counter() - start
