@@ -25,7 +25,8 @@ SqlCatalog on SQLite with a local warehouse:
   kafka  The sink's parsing, typing and dead letters on a Kafka topic (confluent-kafka, the
          librdkafka client Python teams use): every partition from its beginning, `consume` in
          chunks of 10,000 messages, appends of `--batch` good rows (bench/run.sh: 50,000), each
-         followed by a synchronous offset commit; rows get lake's Kafka coordinates (`_topic`,
+         followed by a synchronous offset commit (fetch settings as lake's: no pause after
+         the local queue fills); rows get lake's Kafka coordinates (`_topic`,
          `_kafka_partition`, `_offset`, `_key`). It stops at the high watermarks it saw at the
          start.
   clean  Writes IN's lines that `json.loads` parses as objects to OUT; prints how many it
@@ -308,8 +309,10 @@ def sink_kafka(catalog, table, url, batch_rows):
     up to the high watermark it had at the start."""
     from confluent_kafka import Consumer, TopicPartition
     brokers, topic = url.removeprefix("kafka://").split("/", 1)
+    # The fetch settings lake uses (src/ingest/kafka.rs): no 1 s pause after the local queue fills.
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"bench-sink-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": False})
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": False,
+                         "fetch.queue.backoff.ms": 10})
     partitions = sorted(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
     ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])

@@ -151,17 +151,14 @@ pub(super) async fn run_lane(
                 // The last commit ended while the source was idle: it is reported now, not when
                 // this batch is full, and the batch reads on.
                 let done = pending.take().expect("paused for an ended commit");
-                match finish(done, &mut report, &counters, config, options).await {
-                    Finished::Committed(t, end) => {
-                        tables = Some(*t);
-                        source.committed(&end).await.with_context(|| format!("ingest source `{name}`"))?;
-                    }
-                    Finished::Redo => continue 'restart,
-                    Finished::Failed(e) => return Err(e.context(format!("ingest source `{name}`"))),
+                match finish(done, &mut report, &counters, config, options, &mut *source).await? {
+                    Some(t) => tables = Some(t),
+                    None => continue 'restart,
                 }
                 continue;
             }
             let read = std::mem::replace(&mut reading, Read::new());
+            counters.buffered.store(0, Ordering::Relaxed);
             let batch = if read.is_empty() {
                 None
             } else {
@@ -174,13 +171,9 @@ pub(super) async fn run_lane(
             };
             // The commit before this batch ends first: commits go in order.
             if let Some(done) = pending.take() {
-                match finish(done, &mut report, &counters, config, options).await {
-                    Finished::Committed(t, end) => {
-                        tables = Some(*t);
-                        source.committed(&end).await.with_context(|| format!("ingest source `{name}`"))?;
-                    }
-                    Finished::Redo => continue 'restart,
-                    Finished::Failed(e) => return Err(e.context(format!("ingest source `{name}`"))),
+                match finish(done, &mut report, &counters, config, options, &mut *source).await? {
+                    Some(t) => tables = Some(t),
+                    None => continue 'restart,
                 }
             }
             if let Some((id, batch)) = batch {
@@ -199,12 +192,10 @@ pub(super) async fn run_lane(
             }
             // Drained under --once, stopping, or the input ended: everything read is committed.
             if read.drained || (options.stop.load(Ordering::Relaxed) && !source.drains_on_stop()) {
-                if let Some(done) = pending.take() {
-                    match finish(done, &mut report, &counters, config, options).await {
-                        Finished::Committed(_, end) => source.committed(&end).await.with_context(|| format!("ingest source `{name}`"))?,
-                        Finished::Redo => continue 'restart,
-                        Finished::Failed(e) => return Err(e.context(format!("ingest source `{name}`"))),
-                    }
+                if let Some(done) = pending.take()
+                    && finish(done, &mut report, &counters, config, options, &mut *source).await?.is_none()
+                {
+                    continue 'restart;
                 }
                 return Ok(report);
             }
@@ -367,27 +358,19 @@ fn start_commit(target: &Target, tables: Tables, batch: Batch) -> Pending {
     Pending { task, id, read, bytes, end, started: Instant::now() }
 }
 
-/// How a commit ended.
-enum Finished {
-    /// The tables after it, and the source's positions it committed.
-    Committed(Box<Tables>, Positions),
-    /// Another process consumed a stream of it: redo from the stored positions.
-    Redo,
-    Failed(anyhow::Error),
-}
-
-/// Waits for a commit, counts it and tells `on_flush`.
+/// Waits for a commit, counts it, tells `on_flush` and the source (which may release what it
+/// committed): the tables after it, or `None` when another process consumed a stream of it
+/// meanwhile (the lane starts again from the stored positions).
 async fn finish(
     pending: Pending,
     report: &mut SourceReport,
     counters: &metrics::SourceMetrics,
     config: &SourceConfig,
     options: &RunOptions,
-) -> Finished {
-    let (tables, result) = match pending.task.await {
-        Ok(done) => done,
-        Err(e) => return Finished::Failed(anyhow!("the commit of an ingest batch panicked: {e}")),
-    };
+    source: &mut dyn Source,
+) -> Result<Option<Tables>> {
+    let name = report.source.clone();
+    let (tables, result) = pending.task.await.map_err(|e| anyhow!("ingest source `{name}`: the commit of a batch panicked: {e}"))?;
     if let Err(e) = &result {
         let error = e.to_string();
         (options.on_flush)(Flush::Failed { id: &pending.id, report, from: &config.from, error });
@@ -397,14 +380,15 @@ async fn finish(
             count_flush(report, counters, (pending.read, pending.bytes, rows, dead), pending.started);
             let snapshot_id = tables.base.as_ref().and_then(|t| t.metadata().current_snapshot_id());
             (options.on_flush)(Flush::Committed { id: &pending.id, report, from: &config.from, rows, dead, snapshot_id });
-            Finished::Committed(Box::new(tables), pending.end)
+            source.committed(&pending.end).await.with_context(|| format!("ingest source `{name}`"))?;
+            Ok(Some(tables))
         }
         Err(e) if e.commit().is_some_and(commit::Error::is_producer_conflict) => {
             report.redone += 1;
-            tracing::info!("ingest {}: {e:#}; redoing the flush from the stored positions", report.source);
-            Finished::Redo
+            tracing::info!("ingest {name}: {e:#}; redoing the flush from the stored positions");
+            Ok(None)
         }
-        Err(e) => Finished::Failed(anyhow::Error::from(e)),
+        Err(e) => Err(anyhow::Error::from(e).context(format!("ingest source `{name}`"))),
     }
 }
 
@@ -419,7 +403,6 @@ fn count_flush(report: &mut SourceReport, counters: &metrics::SourceMetrics, (re
     counters.commits.fetch_add(1, Ordering::Relaxed);
     counters.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     counters.dead_letters.fetch_add(dead, Ordering::Relaxed);
-    counters.buffered.store(0, Ordering::Relaxed);
 }
 
 /// The rebase hook of a flush's commit to a table whose stored positions were `seen` when the
