@@ -248,74 +248,7 @@ section_ingest() {
     done
     rm -f "$data" "$clean"
   done
-  "$PY" - "$WORK/ingest.tsv" "$WORK/failures" <<'PY'
-import statistics, sys
-from collections import defaultdict
-runs = defaultdict(list)
-for line in open(sys.argv[1]):
-    kind, tool, rep, wall, rss, rows, dead, size, lines, nbytes, own = line.rstrip("\n").split("\t")
-    number = lambda text: int(text) if text.isdigit() else text  # "n/a": lake's count query failed
-    runs[kind, tool].append(dict(wall=float(wall), rss=int(rss), rows=number(rows), dead=number(dead), size=int(size),
-                                 lines=int(lines), nbytes=int(nbytes), own=float(own) if own else None))
-import os
-# Failures the runs found already (lake storing a line twice), then the count comparisons.
-failures = open(sys.argv[2]).read().splitlines() if os.path.exists(sys.argv[2]) else []
-seen = len(failures)
-count = lambda v: f"{v:,}" if isinstance(v, int) else v
-NAMES = {"lake": "lake", "sink": "Python sink", "bulk": "PyIceberg bulk"}
-print("## Ingest: NDJSON files of webhook payloads")
-print()
-print("Each payload kind into its own raw table, from one NDJSON file (bench/payloads.py, seed 7, 1% of the lines cut")
-print("short). lake: `lake ingest --from FILE --table raw.<kind> --once` in a fresh project (schema inferred, batches")
-print("of 10,000). Python sink: `json.loads` per line, dead letters to a table, PyIceberg appends of 10,000 rows with")
-print("lake's columns. PyIceberg bulk: one `pyarrow.json.read_json` and one `table.append` (bench/ingest_sink.py).")
-print("Wall seconds and peak RSS of the whole process; events/s and MB/s of the input the tool read (the")
-print("bulk case reads the file without the malformed lines, which are its dead letters: removed beforehand, not")
-print("stored); bytes on disk are the Parquet files of the rows and dead-letter tables per input event. \"own s\" is")
-print("the peer's own timer (catalog open to last commit, interpreter start and imports excluded). lake/peer wall")
-print("below 1 means lake took less time; lake/peer events/s above 1 means lake is faster.")
-print()
-print("| payload | tool | events | MB | median s | min-max s | own s | events/s | MB/s | peak RSS MiB | bytes/event on disk | rows | dead letters | lake/peer wall | lake/peer events/s |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-kinds = list(dict.fromkeys(k for k, _ in runs))
-for kind in kinds:
-    lake = runs[kind, "lake"]
-    lake_med = statistics.median(r["wall"] for r in lake)
-    lake_eps = lake[0]["lines"] / lake_med
-    for tool in ("lake", "sink", "bulk"):
-        rs = runs.get((kind, tool))
-        if not rs:
-            continue
-        walls = [r["wall"] for r in rs]
-        med = statistics.median(walls)
-        first = rs[0]
-        counts = {(r["rows"], r["dead"]) for r in rs}
-        if len(counts) > 1:
-            failures.append(f"{kind} {tool}: different rows/dead letters between repetitions: {sorted(counts)}")
-        if (first["rows"], first["dead"]) != (lake[0]["rows"], lake[0]["dead"]):
-            failures.append(f"{kind} {tool}: {first['rows']} rows and {first['dead']} dead letters, lake "
-                            f"{lake[0]['rows']} and {lake[0]['dead']}")
-        eps = first["lines"] / med
-        own = statistics.median(r["own"] for r in rs) if first["own"] is not None else None
-        ratio_wall = "" if tool == "lake" else f"{lake_med / med:.2f}"
-        ratio_eps = "" if tool == "lake" else f"{lake_eps / eps:.2f}x"
-        print(f"| {kind} | {NAMES[tool]} | {first['lines']:,} | {first['nbytes'] / 1e6:,.1f} | {med:.2f} | "
-              f"{min(walls):.2f}-{max(walls):.2f} | {'' if own is None else f'{own:.2f}'} | {eps:,.0f} | "
-              f"{first['nbytes'] / 1e6 / med:,.1f} | {max(r['rss'] for r in rs) / 1024:,.0f} | "
-              f"{statistics.median(r['size'] for r in rs) / first['lines']:,.1f} | {count(first['rows'])} | {count(first['dead'])} | "
-              f"{ratio_wall} | {ratio_eps} |")
-print()
-if failures:
-    with open(sys.argv[2], "a") as f:
-        for line in failures[seen:]:
-            f.write(line + "\n")
-    print("**Counts differ** (the comparison is void):")
-    for line in failures:
-        print(f"- {line}")
-else:
-    print("Every run stored the same rows and dead letters as lake's (and lake no line twice).")
-print()
-PY
+  "$PY" bench/ingest_report.py files "$WORK/ingest.tsv" "$WORK/failures"
 }
 
 # ---- section: entity resolution (bench/resolve.py) -------------------------------------
@@ -779,70 +712,7 @@ section_kafka() {
     done
     rm -f "$data"
   done
-  "$PY" - "$WORK/kafka.tsv" "$WORK/failures" <<'PY'
-import os, statistics, sys
-from collections import defaultdict
-runs = defaultdict(list)
-for line in open(sys.argv[1]):
-    kind, parts, tool, rep, wall, rss, rows, dead, size, messages, nbytes, own = line.rstrip("\n").split("\t")
-    number = lambda text: int(text) if text.isdigit() else text  # "n/a": lake's count query failed
-    runs[kind, int(parts), tool].append(dict(wall=float(wall), rss=int(rss), rows=number(rows), dead=number(dead),
-                                             size=int(size), messages=int(messages), nbytes=int(nbytes),
-                                             own=float(own) if own else None))
-failures = open(sys.argv[2]).read().splitlines() if os.path.exists(sys.argv[2]) else []
-seen = len(failures)
-count = lambda v: f"{v:,}" if isinstance(v, int) else v
-print("## Ingest: a Kafka topic of webhook payloads")
-print()
-print("The same payloads (bench/payloads.py, seed 7, 1% cut short), one message per line, produced (not timed) to a")
-print("topic of 1 or 3 partitions on a Tansu broker on loopback (in-memory storage; a new broker per topic), each")
-print("kind into its own raw table. lake: `lake ingest --from kafka://HOST:PORT/<kind> --table raw.<kind> --once` in a")
-print("fresh project (every partition from its offsets in the table, batches of 10,000). confluent-kafka sink: the")
-print("Python sink's parsing, typing and dead letters (`json.loads` per message) on a confluent-kafka consumer,")
-print("`consume` in chunks of 10,000, PyIceberg appends of 50,000 rows, each followed by a synchronous offset commit")
-print("(bench/ingest_sink.py kafka). Both stop at the high watermarks. Wall seconds and peak RSS of the whole process")
-print("(startup included); MB/s of the message payloads; \"own s\" is the sink's own timer (catalog open to last")
-print("commit). lake/sink events/s above 1 means lake is faster.")
-print()
-print("| payload | partitions | tool | events | MB | median s | min-max s | own s | events/s | MB/s | peak RSS MiB | bytes/event on disk | rows | dead letters | lake/sink events/s |")
-print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for kind, parts in dict.fromkeys((k, p) for k, p, _ in runs):
-    lake = runs[kind, parts, "lake"]
-    lake_med = statistics.median(r["wall"] for r in lake)
-    for tool in ("lake", "sink"):
-        rs = runs.get((kind, parts, tool))
-        if not rs:
-            continue
-        walls = [r["wall"] for r in rs]
-        med = statistics.median(walls)
-        first = rs[0]
-        counts = {(r["rows"], r["dead"]) for r in rs}
-        if len(counts) > 1:
-            failures.append(f"kafka {kind} {parts}: {tool} stored different rows/dead letters between repetitions: {sorted(counts)}")
-        if (first["rows"], first["dead"]) != (lake[0]["rows"], lake[0]["dead"]):
-            failures.append(f"kafka {kind} {parts}: {tool} stored {first['rows']} rows and {first['dead']} dead letters, "
-                            f"lake {lake[0]['rows']} and {lake[0]['dead']}")
-        if isinstance(first["rows"], int) and isinstance(first["dead"], int) and first["rows"] + first["dead"] != first["messages"]:
-            failures.append(f"kafka {kind} {parts}: {tool} stored {first['rows']} rows + {first['dead']} dead letters "
-                            f"of {first['messages']} messages")
-        own = statistics.median(r["own"] for r in rs) if first["own"] is not None else None
-        print(f"| {kind} | {parts} | {'lake' if tool == 'lake' else 'confluent-kafka sink'} | {first['messages']:,} | "
-              f"{first['nbytes'] / 1e6:,.1f} | {med:.2f} | {min(walls):.2f}-{max(walls):.2f} | "
-              f"{'' if own is None else f'{own:.2f}'} | {first['messages'] / med:,.0f} | {first['nbytes'] / 1e6 / med:,.1f} | "
-              f"{max(r['rss'] for r in rs) / 1024:,.0f} | {statistics.median(r['size'] for r in rs) / first['messages']:,.1f} | "
-              f"{count(first['rows'])} | {count(first['dead'])} | {'' if tool == 'lake' else f'{med / lake_med:.2f}x'} |")
-print()
-if failures[seen:]:
-    with open(sys.argv[2], "a") as f:
-        for line in failures[seen:]:
-            f.write(line + "\n")
-    print("**Counts differ** (the comparison is void):")
-    for line in failures[seen:]:
-        print(f"- {line}")
-else:
-    print("Every run stored every message once, as a row or a dead letter, and the same rows and dead letters as lake.")
-print()
-PY
+  "$PY" bench/ingest_report.py kafka "$WORK/kafka.tsv" "$WORK/failures"
 }
 
 # ---- the run ----------------------------------------------------------------------------
