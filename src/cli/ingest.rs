@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, anyhow};
 
-use super::{CliResult, EXIT_FAILED, EXIT_OK, ExitCodeExt, GlobalArgs};
+use super::{CliResult, EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, ExitCodeExt, GlobalArgs};
 use crate::ingest::config::{BatchConfig, SourceConfig};
 use crate::ingest::{Flush, RunOptions, SourceReport, committed_positions, run_source};
 use crate::lakehouse::catalog::{Lakehouse, table_ident};
@@ -113,19 +113,24 @@ pub(super) async fn ingest(g: &GlobalArgs, args: IngestArgs) -> CliResult {
             Ok(reports) => {
                 for report in reports {
                     if report_finished(format, name, &report, args.max_error_rate.or(source.max_error_rate)) {
-                        code = EXIT_FAILED;
+                        code = code.max(EXIT_FAILED);
                     }
                 }
             }
             Err(e) => {
+                // A catalog or storage fault (full, read-only, unreachable) exits 3 with one
+                // line naming the setting to fix, as every command does; secrets scrubbed.
+                let message = if crate::lakehouse::fault::classify(&e).is_some() {
+                    code = code.max(EXIT_ENVIRONMENT);
+                    format!("ingest source `{name}`: {}", super::error_message(EXIT_ENVIRONMENT, &e))
+                } else {
+                    code = code.max(EXIT_FAILED);
+                    super::error_message(EXIT_FAILED, &e)
+                };
                 match format {
-                    LogFormat::Json => println!(
-                        "{}",
-                        serde_json::json!({"event": "error", "source": name, "message": format!("{e:#}")})
-                    ),
-                    LogFormat::Text => eprintln!("error: {e:#}"),
+                    LogFormat::Json => println!("{}", serde_json::json!({"event": "error", "source": name, "message": message})),
+                    LogFormat::Text => eprintln!("error: {message}"),
                 }
-                code = EXIT_FAILED;
             }
         }
     }

@@ -328,3 +328,47 @@ fn show_snapshots_and_maintain_exit_3_when_the_storage_is_gone() {
         assert_environment_failure(&out, "s3.endpoint");
     }
 }
+
+/// `lake ingest` reads and converts the next batch while the last one commits: a warehouse that
+/// fills up after a few commits fails the run with exit 3, keeps every batch committed before
+/// (rows and read positions agree), and a rerun once there is room stores every line exactly
+/// once, as a row or a dead letter.
+#[test]
+fn ingest_into_a_warehouse_that_fills_up_mid_stream_fails_with_exit_3_and_a_rerun_loads_each_line_once() {
+    let lines = 30_000;
+    let p = TestProject::new();
+    let mut input = String::new();
+    for i in 0..lines {
+        if i % 97 == 5 {
+            input.push_str(&format!("{{\"id\": {i}, \"note\": \"cut\n"));
+        } else {
+            // Text that compresses poorly, so that each batch needs real space.
+            let noise: String = (0..6).map(|k| format!("{:016x}", (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15 >> k))).collect();
+            input.push_str(&format!("{{\"id\": {i}, \"note\": \"{noise}\"}}\n"));
+        }
+    }
+    p.write("landing/events.ndjson", &input);
+    let fs = Tmpfs::mount(&p.path().join(".lake/warehouse"), "16m");
+    // Room for a few batches of 2,000 records, not for all fifteen.
+    let filler = fs.fill(1024 * 1024);
+    let args = ["ingest", "--from", "landing/events.ndjson", "--table", "raw.events", "--once", "--batch-rows", "2000"];
+    let out = p.lake(&args);
+    assert_eq!(out.code, EXIT_ENVIRONMENT, "expected exit 3:\n{}", out.all());
+    // One error line naming the source and the setting, after the lines of the commits that landed.
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(errors[0].contains("ingest source `events`: the warehouse") && errors[0].contains("is full"), "{}", out.stderr);
+    assert!(errors[0].contains("catalog.warehouse") && !errors[0].contains("os error 28): "), "{}", out.stderr);
+    // What was committed is whole: rows of distinct lines, from the start of the file.
+    let rows = p.sql_count("select count(*) from raw.events");
+    assert!(rows > 0 && rows < lines as i64, "expected some batches committed before the disk filled, got {rows} rows");
+    assert_eq!(p.sql_count("select count(distinct _line) from raw.events"), rows);
+
+    std::fs::remove_file(filler).unwrap();
+    p.lake(&args).assert_ok();
+    let dead = p.sql_count("select count(*) from raw.events__errors");
+    assert_eq!(dead, (0..lines).filter(|i| i % 97 == 5).count() as i64);
+    assert_eq!(p.sql_count("select count(*) from raw.events") + dead, lines as i64);
+    assert_eq!(p.sql_count("select count(distinct _line) from raw.events") + dead, lines as i64);
+    assert_eq!(p.sql_count("select count(*) from raw.events__errors where _line in (select _line from raw.events)"), 0);
+}
