@@ -201,22 +201,30 @@ fail() { echo "CHECK FAILED: $*" >&2; echo "$*" >> "$WORK/failures"; }
 # ---- section: ingest of NDJSON files ----------------------------------------------------
 # One row per run in $WORK/ingest.tsv:
 # kind tool rep wall_s rss_kib rows dead_letters data_bytes input_lines input_bytes own_s
-ingest_run_lake() { # kind rep data
-  local kind=$1 rep=$2 data=$3 dir="$WORK/lake-$1-$2"
+# lake_ingest NAME FROM KIND KEY: `lake ingest --from FROM --table raw.KIND --once` in a fresh
+# project, measured as NAME; sets ROWS, DEAD (dead letters), UNIQUE (distinct KEY among the
+# rows: a record stored twice makes it smaller than ROWS) and BYTES (Parquet on disk).
+lake_ingest() {
+  local name=$1 from=$2 kind=$3 key=$4 dir="$WORK/$1"
   mkdir -p "$dir"
   printf 'name = "bench"\n' > "$dir/lake.toml"
   cd "$dir"
-  measure "lake-$kind-$rep" "$LAKE" ingest --from "$data" --table "raw.$kind" --once
-  local rows dead lines
-  rows=$(lake_count "select count(*) from raw.$kind")
-  dead=$(lake_count "select count(*) from raw.${kind}__errors")
-  lines=$(lake_count "select count(distinct _line) from raw.$kind")
+  measure "$name" "$LAKE" ingest --from "$from" --table "raw.$kind" --once
+  ROWS=$(lake_count "select count(*) from raw.$kind")
+  DEAD=$(lake_count "select count(*) from raw.${kind}__errors")
+  UNIQUE=$(lake_count "select count(distinct $key) from raw.$kind")
+  BYTES=$(parquet_bytes "$dir/.lake")
   cd "$ROOT"
-  [ "$lines" = "$rows" ] || fail "$kind rep $rep: lake stored $rows rows from $lines distinct lines (duplicates)"
-  printf '%s\tlake\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n' "$kind" "$rep" "$WALL" "$RSS_KIB" "$rows" "$dead" \
-    "$(parquet_bytes "$dir/.lake")" "$(wc -l < "$data")" "$(stat -c %s "$data")" >> "$WORK/ingest.tsv"
-  echo "  $kind rep $rep lake: ${WALL} s, $rows rows, $dead dead letters" >&2
   rm -rf "$dir"
+}
+
+ingest_run_lake() { # kind rep data
+  local kind=$1 rep=$2 data=$3
+  lake_ingest "lake-$kind-$rep" "$data" "$kind" _line
+  [ "$UNIQUE" = "$ROWS" ] || fail "$kind rep $rep: lake stored $ROWS rows from $UNIQUE distinct lines (duplicates)"
+  printf '%s\tlake\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n' "$kind" "$rep" "$WALL" "$RSS_KIB" "$ROWS" "$DEAD" \
+    "$BYTES" "$(wc -l < "$data")" "$(stat -c %s "$data")" >> "$WORK/ingest.tsv"
+  echo "  $kind rep $rep lake: ${WALL} s, $ROWS rows, $DEAD dead letters" >&2
 }
 
 ingest_run_peer() { # peer kind rep data removed
@@ -662,21 +670,12 @@ tansu_start() { # sets KAFKA (host:port): a new Tansu broker, in-memory storage,
 tansu_stop() { [ -n "$TANSU_PID" ] && kill "$TANSU_PID" 2>/dev/null && wait "$TANSU_PID" 2>/dev/null; TANSU_PID=; true; }
 
 kafka_run_lake() { # kind partitions rep topic messages bytes
-  local kind=$1 parts=$2 rep=$3 topic=$4 dir="$WORK/lake-kafka-$1-$2-$3"
-  mkdir -p "$dir"
-  printf 'name = "bench"\n' > "$dir/lake.toml"
-  cd "$dir"
-  measure "lake-kafka-$kind-$parts-$rep" "$LAKE" ingest --from "kafka://$KAFKA/$topic" --table "raw.$kind" --once
-  local rows dead distinct
-  rows=$(lake_count "select count(*) from raw.$kind")
-  dead=$(lake_count "select count(*) from raw.${kind}__errors")
-  distinct=$(lake_count "select count(distinct (_kafka_partition, _offset)) from raw.$kind")
-  cd "$ROOT"
-  [ "$distinct" = "$rows" ] || fail "$kind ($parts partitions) rep $rep: lake stored $rows rows from $distinct distinct offsets (duplicates)"
-  printf '%s\t%s\tlake\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n' "$kind" "$parts" "$rep" "$WALL" "$RSS_KIB" "$rows" "$dead" \
-    "$(parquet_bytes "$dir/.lake")" "$5" "$6" >> "$WORK/kafka.tsv"
-  echo "  $kind $parts partition(s) rep $rep lake: ${WALL} s, $rows rows, $dead dead letters" >&2
-  rm -rf "$dir"
+  local kind=$1 parts=$2 rep=$3 topic=$4
+  lake_ingest "lake-kafka-$kind-$parts-$rep" "kafka://$KAFKA/$topic" "$kind" "(_kafka_partition, _offset)"
+  [ "$UNIQUE" = "$ROWS" ] || fail "$kind ($parts partitions) rep $rep: lake stored $ROWS rows from $UNIQUE distinct offsets (duplicates)"
+  printf '%s\t%s\tlake\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n' "$kind" "$parts" "$rep" "$WALL" "$RSS_KIB" "$ROWS" "$DEAD" \
+    "$BYTES" "$5" "$6" >> "$WORK/kafka.tsv"
+  echo "  $kind $parts partition(s) rep $rep lake: ${WALL} s, $ROWS rows, $DEAD dead letters" >&2
 }
 
 kafka_run_peer() { # kind partitions rep topic messages bytes
