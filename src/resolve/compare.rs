@@ -5,7 +5,7 @@
 //! |---|---|
 //! | first_name | exact, nickname, Jaro-Winkler ≥ 0.92, ≥ 0.85, ≥ 0.70, else |
 //! | last_name | exact, Jaro-Winkler ≥ 0.92, ≥ 0.85, ≥ 0.70, else |
-//! | email | exact, same but `+tag`/dots, same local part on another domain, local part one edit apart, else |
+//! | email | exact, same mailbox but a `+tag`, same local part without tags and dots on another mailbox, local part one edit apart, else |
 //! | phone | exact, one edit, else |
 //! | dob | exact, day and month swapped, one edit, within 30 days, else |
 //! | postcode | exact, one edit, else |
@@ -18,7 +18,7 @@
 use chrono::NaiveDate;
 
 use super::config::Role;
-use super::normalize::email_local_key;
+use super::normalize::{email_local, email_local_key};
 use super::{Norm, jaro, nicknames};
 
 /// A comparison of the probabilistic scoring: which role, and its levels.
@@ -60,7 +60,7 @@ impl Kind {
         match self {
             Kind::FirstName => &["exact", "nickname", "jaro_winkler>=0.92", "jaro_winkler>=0.85", "jaro_winkler>=0.70", "else"],
             Kind::LastName => &["exact", "jaro_winkler>=0.92", "jaro_winkler>=0.85", "jaro_winkler>=0.70", "else"],
-            Kind::Email => &["exact", "same_without_tag_or_dots", "same_local_part", "local_one_edit", "else"],
+            Kind::Email => &["exact", "same_without_tag", "same_local_part", "local_one_edit", "else"],
             Kind::Phone | Kind::Postcode => &["exact", "one_edit", "else"],
             Kind::Dob => &["exact", "day_month_swapped", "one_edit", "within_30_days", "else"],
             Kind::Address => &["exact", "jaro_winkler>=0.90", "jaro_winkler>=0.75", "else"],
@@ -103,13 +103,21 @@ impl Kind {
     }
 }
 
+/// Email levels. A `+tag` names the same mailbox on nearly every provider, so two addresses
+/// that differ only in a tag agree at level 1. Dots are ignored only where the provider
+/// ignores them (Gmail, already in the normalized value): elsewhere `ann.lee@x.com` and
+/// `annlee@x.com` are two mailboxes, which two people with one name can hold; they agree,
+/// as the same letters on another domain do, only at level 2 (`same_local_part`).
 fn email_level(a: &str, b: &str) -> u8 {
     fn domain(e: &str) -> Option<&str> {
         e.rsplit_once('@').map(|(_, d)| d)
     }
+    if domain(a).is_some() && domain(a) == domain(b) && email_local(a).is_some() && email_local(a) == email_local(b) {
+        return 1;
+    }
     let (ka, kb) = (email_local_key(a), email_local_key(b));
     if ka.is_some() && ka == kb {
-        return if domain(a) == domain(b) { 1 } else { 2 };
+        return 2;
     }
     match (ka, kb) {
         (Some(x), Some(y)) if x.len() >= 5 && strsim::osa_distance(&x, &y) <= 1 => 3,
@@ -160,13 +168,59 @@ pub fn value(norm: &Norm, kind: Kind, swapped: bool) -> Option<&str> {
 }
 
 /// The levels of a pair on the `kinds` in use ([`NULL`] elsewhere).
+///
+/// Two local parts that agree only loosely (`same_local_part`, `local_one_edit`) count for
+/// nothing when either is spelled from its record's names: people with one name, or one
+/// surname in one household, hold `ann.lee@x.com` and `annlee@y.com` as often as one person
+/// does, so that agreement is the names' agreement again, not evidence of its own (scored
+/// as a missing value; `--explain` shows `local_part_from_names`).
 pub fn pattern(a: &Norm, b: &Norm, kinds: &[Kind]) -> Pattern {
     let swap = swapped(a, b);
     let mut out = [NULL; 7];
     for (k, kind) in kinds.iter().enumerate() {
         if let (Some(x), Some(y)) = (value(a, *kind, false), value(b, *kind, swap)) {
             out[k] = kind.level(x, y);
+            if *kind == Kind::Email && LOOSE_EMAIL.contains(&out[k]) && (local_from_names(a) || local_from_names(b)) {
+                out[k] = NULL;
+            }
         }
     }
     out
+}
+
+/// The email levels that agree on the local part's letters without naming one mailbox.
+const LOOSE_EMAIL: [u8; 2] = [2, 3];
+
+/// Whether a record's email local part (without its `+tag` and separators, and without a
+/// digit) is its first and last name, or an initial and the other name, in either order
+/// (`ann.lee`, `annlee`, `alee`, `lee_ann`, `leea`), or one of the names alone.
+fn local_from_names(n: &Norm) -> bool {
+    let letters = |s: &str| s.chars().filter(char::is_ascii_alphabetic).collect::<String>();
+    let (Some(email), Some(first), Some(last)) = (
+        n[Role::Email.index()].as_deref(),
+        n[Role::FirstName.index()].as_deref().map(letters),
+        n[Role::LastName.index()].as_deref().map(letters),
+    ) else {
+        return false;
+    };
+    // Digits make an address one person's (`ann.lee84`): only letters and separators are
+    // the name alone.
+    let Some(local) = email_local(email).filter(|l| !l.chars().any(|c| c.is_ascii_digit())).map(letters) else {
+        return false;
+    };
+    if local.is_empty() || first.is_empty() || last.is_empty() {
+        return false;
+    }
+    let (f, l) = (&first[..1], &last[..1]);
+    [
+        format!("{first}{last}"),
+        format!("{last}{first}"),
+        format!("{f}{last}"),
+        format!("{last}{f}"),
+        format!("{first}{l}"),
+        format!("{l}{first}"),
+        first.clone(),
+        last.clone(),
+    ]
+    .contains(&local)
 }

@@ -168,6 +168,12 @@ impl Model {
         let mut terms = Vec::new();
         for (k, c) in self.comparisons.iter().enumerate() {
             let (weight, tf_adjustment, level) = match pattern[k] {
+                NULL if c.kind == Kind::Email
+                    && compare::value(a, c.kind, false).is_some()
+                    && compare::value(b, c.kind, false).is_some() =>
+                {
+                    (0.0, 0.0, "local_part_from_names")
+                }
                 NULL => (0.0, 0.0, "null"),
                 level => {
                     let (w, tf) = self.term(k, level, a);

