@@ -1,5 +1,6 @@
-//! Clusters and stable ids: transitive closure of matched pairs (union-find), and entity ids
-//! that survive across runs.
+//! Clusters and stable ids: transitive closure of matched pairs (union-find; with the
+//! probabilistic scoring, strongest pair first and never across a pair found apart), and
+//! entity ids that survive across runs.
 //!
 //! A cluster holding records that had ids before keeps the oldest of those ids (by the
 //! earliest `first_seen` of the records carrying it, then by id); the other ids are recorded
@@ -57,6 +58,58 @@ impl UnionFind {
             groups[slot[root] as usize].push(x);
         }
         groups
+    }
+}
+
+/// Union-find that refuses to join two sets holding a pair known to be apart.
+#[derive(Debug, Clone)]
+pub struct Apart {
+    sets: UnionFind,
+    /// Per set root: the records some member is known to be apart from.
+    partners: Vec<Vec<u32>>,
+}
+
+impl Apart {
+    pub fn new(n: usize, apart: &[(u32, u32)]) -> Self {
+        let mut partners = vec![Vec::new(); n];
+        for &(a, b) in apart {
+            partners[a as usize].push(b);
+            partners[b as usize].push(a);
+        }
+        Self { sets: UnionFind::new(n), partners }
+    }
+
+    /// Joins the sets of `a` and `b` whatever they hold (a cluster the index already has).
+    pub fn force(&mut self, a: u32, b: u32) {
+        let (ra, rb) = (self.sets.find(a), self.sets.find(b));
+        if self.sets.union(a, b) {
+            let root = self.sets.find(a);
+            let other = if root == ra { rb } else { ra };
+            let moved = std::mem::take(&mut self.partners[other as usize]);
+            self.partners[root as usize].extend(moved);
+        }
+    }
+
+    /// Joins the sets of `a` and `b` unless a member of one is apart from a member of the
+    /// other; whether they are one set now.
+    pub fn join(&mut self, a: u32, b: u32) -> bool {
+        let (ra, rb) = (self.sets.find(a), self.sets.find(b));
+        if ra == rb {
+            return true;
+        }
+        let (small, large) = if self.partners[ra as usize].len() <= self.partners[rb as usize].len() { (ra, rb) } else { (rb, ra) };
+        let partners = std::mem::take(&mut self.partners[small as usize]);
+        let blocked = partners.iter().any(|&p| self.sets.find(p) == large);
+        self.partners[small as usize] = partners;
+        if blocked {
+            return false;
+        }
+        self.force(a, b);
+        true
+    }
+
+    pub fn groups(&mut self) -> Vec<Vec<u32>> {
+        self.sets.groups()
     }
 }
 

@@ -53,6 +53,9 @@ pub struct Matches {
     pub pairs_per_rule: BTreeMap<String, u64>,
     /// The trained model of the probabilistic scoring.
     pub model: Option<Model>,
+    /// Compared pairs the probabilistic scoring finds clearly apart (match probability below
+    /// [`crate::resolve::probabilistic::APART`]): clustering never joins their clusters.
+    pub apart: Vec<(u32, u32)>,
 }
 
 /// A record's normalized values by role: a [`Norm`], or a row of a stored index read in place.

@@ -45,7 +45,7 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use cluster::{UnionFind, new_entity_id};
+use cluster::{Apart, new_entity_id};
 use config::{ResolveConfig, Role};
 use matching::{Match, SkippedBlock, find_matches};
 use normalize::Normalizer;
@@ -213,7 +213,7 @@ impl Resolver {
         };
         let found = find_matches(&entries, compare_from, &self.config);
 
-        let mut sets = UnionFind::new(entries.len());
+        let mut sets = Apart::new(entries.len(), &found.apart);
         if let Mode::Incremental { .. } = mode {
             // The index before `compare_from` keeps its clusters: records sharing a prior id
             // stay together. Records after it are clustered by this run's pairs alone.
@@ -221,12 +221,18 @@ impl Resolver {
             for (i, e) in entries.iter().enumerate().take(compare_from) {
                 if let Some(p) = &e.prior {
                     let first = *first_with.entry(p.entity_id.as_str()).or_insert(i as u32);
-                    sets.union(first, i as u32);
+                    sets.force(first, i as u32);
                 }
             }
         }
-        for m in &found.matches {
-            sets.union(m.a, m.b);
+        // Strongest pair first, so that of two chains that would join namesakes the likelier
+        // one forms (only the probabilistic scoring finds pairs apart; rules join every match).
+        let mut order: Vec<&Match> = found.matches.iter().collect();
+        if !found.apart.is_empty() {
+            order.sort_by(|x, y| y.score.total_cmp(&x.score).then((x.a, x.b).cmp(&(y.a, y.b))));
+        }
+        for m in order {
+            sets.join(m.a, m.b);
         }
         let groups = sets.groups();
         let assigning = Instant::now();

@@ -254,6 +254,12 @@ fn kinds_in<T: HasNorm + Sync>(records: &[T]) -> Vec<Kind> {
         .collect()
 }
 
+/// A compared pair below this match probability is evidence of two people (a shared name,
+/// but another phone and birth date): clustering never joins the clusters of its records,
+/// however other pairs chain them (two namesakes linked through a third record each
+/// resembles).
+pub const APART: f64 = 0.001;
+
 /// Trains the model on all `records` and returns the pairs with at least one record from
 /// `compare_from` on that reach the threshold.
 pub fn find_matches<T: HasNorm + Sync>(
@@ -289,6 +295,8 @@ pub fn find_matches<T: HasNorm + Sync>(
         *out.pairs_per_rule.entry(config.rules[p.rule as usize].name.clone()).or_default() += 1;
         if score >= model.threshold {
             out.matches.push(Match { a: p.a, b: p.b, rule: p.rule, score });
+        } else if score < APART {
+            out.apart.push((p.a, p.b));
         }
     }
     out.model = Some(model);
