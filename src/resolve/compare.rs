@@ -96,7 +96,7 @@ impl Kind {
             }
             Kind::LastName => bands(jaro::jaro_winkler(a, b), &[0.92, 0.85, 0.70], 1),
             Kind::Email => email_level(a, b),
-            Kind::Phone | Kind::Postcode => 1 + u8::from(strsim::osa_distance(a, b) > 1),
+            Kind::Phone | Kind::Postcode => 1 + u8::from(!within_one_edit(a, b)),
             Kind::Dob => dob_level(a, b),
             Kind::Address => bands(jaro::jaro_winkler(a, b), &[0.90, 0.75], 1),
         }
@@ -115,29 +115,82 @@ fn email_level(a: &str, b: &str) -> u8 {
     if domain(a).is_some() && domain(a) == domain(b) && email_local(a).is_some() && email_local(a) == email_local(b) {
         return 1;
     }
-    let (ka, kb) = (email_local_key(a), email_local_key(b));
-    if ka.is_some() && ka == kb {
+    // The local keys (no tag, no dots), compared without building them for the pairs (most)
+    // that cannot be one edit apart: lengths two apart, or differing at both ends.
+    let (Some(ka), Some(kb)) = (local_key_chars(a), local_key_chars(b)) else {
+        return 4;
+    };
+    let (la, lb) = (ka.clone().count(), kb.clone().count());
+    if la == 0 || lb == 0 || la.abs_diff(lb) > 1 {
+        return 4;
+    }
+    if ka.clone().eq(kb.clone()) {
         return 2;
     }
-    match (ka, kb) {
-        (Some(x), Some(y)) if x.len() >= 5 && strsim::osa_distance(&x, &y) <= 1 => 3,
+    let bytes = ka.clone().map(char::len_utf8).sum::<usize>();
+    if bytes < 5 || (ka.clone().next() != kb.clone().next() && ka.clone().last() != kb.clone().last()) {
+        return 4;
+    }
+    match (email_local_key(a), email_local_key(b)) {
+        (Some(x), Some(y)) if within_one_edit(&x, &y) => 3,
         _ => 4,
     }
 }
 
+/// The characters of [`email_local_key`], without building it.
+fn local_key_chars(email: &str) -> Option<impl Iterator<Item = char> + Clone + '_> {
+    email_local(email).map(|l| l.chars().filter(|c| *c != '.'))
+}
+
+/// Whether the optimal-string-alignment distance of `a` and `b` is at most 1 (equal, or one
+/// substitution, insertion, deletion or swap of neighbours apart), as
+/// `strsim::osa_distance(a, b) <= 1`, without its allocations for ASCII strings.
+pub fn within_one_edit(a: &str, b: &str) -> bool {
+    if !a.is_ascii() || !b.is_ascii() {
+        return strsim::osa_distance(a, b) <= 1;
+    }
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let (short, long) = if x.len() <= y.len() { (x, y) } else { (y, x) };
+    if long.len() - short.len() > 1 {
+        return false;
+    }
+    // The common prefix, then what is left must be one edit.
+    let i = short.iter().zip(long).take_while(|(p, q)| p == q).count();
+    if i == short.len() {
+        return true; // equal, or one byte appended
+    }
+    if short.len() < long.len() {
+        return short[i..] == long[i + 1..];
+    }
+    short[i + 1..] == long[i + 1..]
+        || (i + 1 < short.len() && short[i] == long[i + 1] && short[i + 1] == long[i] && short[i + 2..] == long[i + 2..])
+}
+
 fn dob_level(a: &str, b: &str) -> u8 {
-    let parse = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
-    let (Some(x), Some(y)) = (parse(a), parse(b)) else {
-        return 2 + u8::from(strsim::osa_distance(a, b) > 1) * 2;
+    let (Some(x), Some(y)) = (date(a), date(b)) else {
+        return 2 + u8::from(!within_one_edit(a, b)) * 2;
     };
     use chrono::Datelike;
     if x.year() == y.year() && x.month() == y.day() && x.day() == y.month() {
         return 1;
     }
-    if strsim::osa_distance(a, b) <= 1 {
+    if within_one_edit(a, b) {
         return 2;
     }
     if (x - y).num_days().abs() <= 30 { 3 } else { 4 }
+}
+
+/// A `YYYY-MM-DD` date (what the `date` normalizer writes) read from its digits; anything
+/// else through chrono's parser, as before.
+fn date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')));
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        if let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) {
+            return NaiveDate::from_ymd_opt(y as i32, m, d);
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
 /// Whether `b`'s first and last name fit `a`'s better the other way round.

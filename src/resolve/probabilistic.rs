@@ -268,14 +268,19 @@ pub fn find_matches<T: HasNorm + Sync>(
     config: &ResolveConfig,
     threshold: Option<f64>,
 ) -> Matches {
+    let started = std::time::Instant::now();
     let found = blocking::candidates(records, 0, config);
+    tracing::debug!("blocking: {} candidate pairs in {:.2?}", found.pairs.len(), started.elapsed());
+    let started = std::time::Instant::now();
     let kinds = kinds_in(records);
     let patterns: Vec<Pattern> = found
         .pairs
         .par_iter()
         .map(|p| compare::pattern(records[p.a as usize].norm(), records[p.b as usize].norm(), &kinds))
         .collect();
+    tracing::debug!("comparing: {} patterns in {:.2?}", patterns.len(), started.elapsed());
     let mut model = train::train(records, &kinds, &found.pairs, &patterns, config);
+    let started = std::time::Instant::now();
     let scores: Vec<f64> = found
         .pairs
         .par_iter()
@@ -283,6 +288,7 @@ pub fn find_matches<T: HasNorm + Sync>(
         .map(|(p, pattern)| probability(model.weight(records[p.a as usize].norm(), pattern)))
         .collect();
     let (chosen, curve) = train::threshold_curve(&scores);
+    tracing::debug!("scoring and the threshold in {:.2?}", started.elapsed());
     model.curve = curve;
     model.threshold_chosen = threshold.is_none();
     model.threshold = threshold.unwrap_or(chosen);

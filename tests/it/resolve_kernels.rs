@@ -50,6 +50,37 @@ fn the_nanp_fast_path_agrees_with_phonenumber() {
 }
 
 #[test]
+fn within_one_edit_is_strsims_osa_distance_at_most_one() {
+    use lake::resolve::compare::within_one_edit;
+    let mut next = rng(0x9E37_79B9_7F4A_7C15);
+    // Near strings: a random word and one, two or no edits of it, so every kind of edit (and
+    // the swap of neighbours) comes up often.
+    for _ in 0..50_000 {
+        let alphabet: &[u8] = if next(2) == 0 { b"ab" } else { b"0123456789" };
+        let len = next(9) as usize;
+        let a: Vec<u8> = (0..len).map(|_| alphabet[next(alphabet.len() as u64) as usize]).collect();
+        let mut b = a.clone();
+        for _ in 0..next(3) {
+            let at = if b.is_empty() { 0 } else { next(b.len() as u64) as usize };
+            match next(4) {
+                0 if !b.is_empty() => b[at] = alphabet[next(alphabet.len() as u64) as usize],
+                1 => b.insert(at, alphabet[next(alphabet.len() as u64) as usize]),
+                2 if !b.is_empty() => {
+                    b.remove(at);
+                }
+                _ if at + 1 < b.len() => b.swap(at, at + 1),
+                _ => {}
+            }
+        }
+        let (a, b) = (String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+        assert_eq!(within_one_edit(&a, &b), strsim::osa_distance(&a, &b) <= 1, "{a:?} {b:?}");
+    }
+    for (a, b) in [("", ""), ("", "a"), ("ab", "ba"), ("abc", "bca"), ("josé", "jsoé"), ("josé", "jose"), ("é", "")] {
+        assert_eq!(within_one_edit(a, b), strsim::osa_distance(a, b) <= 1, "{a:?} {b:?}");
+    }
+}
+
+#[test]
 fn jaro_and_jaro_winkler_are_strsims_bit_for_bit() {
     let mut next = rng(0x2545_F491_4F6C_DD1D);
     fn word(next: &mut impl FnMut(u64) -> u64, alphabet: &[u8], max: u64) -> String {

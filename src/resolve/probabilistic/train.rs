@@ -309,9 +309,13 @@ pub(super) fn train<T: HasNorm + Sync>(
     patterns: &[Pattern],
     config: &ResolveConfig,
 ) -> Model {
+    let started = std::time::Instant::now();
     let tf: Vec<Frequencies> = kinds.iter().map(|k| Frequencies::of(records, *k)).collect();
     let (u, household, u_sample_pairs) = estimate_u(records, kinds, &tf);
+    tracing::debug!("training: frequencies, u and households in {:.2?}", started.elapsed());
+    let started = std::time::Instant::now();
     let m = estimate_m(kinds, pairs, patterns, &u, config);
+    tracing::debug!("training: m by EM in {:.2?}", started.elapsed());
     let comparisons = kinds
         .iter()
         .enumerate()
@@ -338,7 +342,9 @@ pub(super) fn train<T: HasNorm + Sync>(
         household_kinds: household_kinds(kinds),
         household,
     };
+    let started = std::time::Instant::now();
     model.prior = estimate_prior(records, &model, pairs, patterns);
+    tracing::debug!("training: the prior in {:.2?}", started.elapsed());
     model
 }
 
