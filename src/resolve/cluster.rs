@@ -98,10 +98,8 @@ impl Apart {
             return true;
         }
         let (small, large) = if self.partners[ra as usize].len() <= self.partners[rb as usize].len() { (ra, rb) } else { (rb, ra) };
-        let partners = std::mem::take(&mut self.partners[small as usize]);
-        let blocked = partners.iter().any(|&p| self.sets.find(p) == large);
-        self.partners[small as usize] = partners;
-        if blocked {
+        let sets = &mut self.sets;
+        if self.partners[small as usize].iter().any(|&p| sets.find(p) == large) {
             return false;
         }
         self.force(a, b);

@@ -116,7 +116,8 @@ fn email_level(a: &str, b: &str) -> u8 {
         return 1;
     }
     // The local keys (no tag, no dots), compared without building them for the pairs (most)
-    // that cannot be one edit apart: lengths two apart, or differing at both ends.
+    // that cannot be one edit apart: lengths two apart, or (three characters or more)
+    // differing at both ends.
     let (Some(ka), Some(kb)) = (local_key_chars(a), local_key_chars(b)) else {
         return 4;
     };
@@ -128,7 +129,7 @@ fn email_level(a: &str, b: &str) -> u8 {
         return 2;
     }
     let bytes = ka.clone().map(char::len_utf8).sum::<usize>();
-    if bytes < 5 || (ka.clone().next() != kb.clone().next() && ka.clone().last() != kb.clone().last()) {
+    if bytes < 5 || (la >= 3 && ka.clone().next() != kb.clone().next() && ka.clone().last() != kb.clone().last()) {
         return 4;
     }
     match (email_local_key(a), email_local_key(b)) {
