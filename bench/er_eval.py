@@ -6,14 +6,14 @@ per-dataset tuning.
     python3 bench/er_eval.py [--no-splink] [--only febrl1,households] [--min-f1 0.95]
     LAKE_BIN=path/to/lake python3 bench/er_eval.py
 
-For each set it runs `lake resolve` with its default rules, `lake resolve` with
-`scoring = { method = "probabilistic" }` and nothing else configured, and (unless --no-splink) Splink 5 on
+For each set it runs `lake resolve` with its deterministic rules (`scoring = { method =
+"rules" }`), `lake resolve` with nothing configured (the probabilistic scoring), and (unless --no-splink) Splink 5 on
 DuckDB configured the way its documentation recommends for such data: probabilistic,
 term-frequency-adjusted name, date-of-birth, email, exact/fuzzy comparisons from its
 comparison library, lambda estimated from deterministic rules, u by random sampling, m by EM
 over two blocking rules, clustered at match probability 0.95. It prints pairwise precision,
 recall and F1 per engine. Needs `pip install recordlinkage==0.16 splink==5.0.0`.
-With --min-f1, exits 1 when lake's probabilistic F1 on any set is below it.
+With --min-f1, exits 1 when lake's default (probabilistic) F1 on any set is below it.
 """
 
 import argparse
@@ -146,16 +146,16 @@ def main():
     lake = lake_binary()
     work = Path(tempfile.mkdtemp(prefix="lake-er-eval-"))
     only = [s for s in args.only.split(",") if s]
-    probabilistic = work / "probabilistic.toml"
-    probabilistic.write_text('[scoring]\nmethod = "probabilistic"\n')
+    rules = work / "rules.toml"
+    rules.write_text('[scoring]\nmethod = "rules"\n')
     rows, failed = [], []
     for name, path, roles in er_data.datasets(work, only):
         truth = er_data.truth_of(path)
-        clusters, seconds, _ = run_lake(lake, path, roles, work / f"lake_{name}")
-        rows.append((name, "lake resolve (default rules)", len(truth), seconds, *pairwise(clusters, truth)))
-        clusters, seconds, _ = run_lake(lake, path, roles, work / f"lake_fs_{name}", probabilistic)
+        clusters, seconds, _ = run_lake(lake, path, roles, work / f"lake_{name}", rules)
+        rows.append((name, "lake resolve (rules)", len(truth), seconds, *pairwise(clusters, truth)))
+        clusters, seconds, _ = run_lake(lake, path, roles, work / f"lake_fs_{name}")
         p, r, f1 = pairwise(clusters, truth)
-        rows.append((name, "lake resolve (probabilistic)", len(truth), seconds, p, r, f1))
+        rows.append((name, "lake resolve (probabilistic, default)", len(truth), seconds, p, r, f1))
         if args.min_f1 is not None and f1 < args.min_f1:
             failed.append(f"{name}: F1 {f1:.4f} < {args.min_f1}")
         if not args.no_splink:

@@ -7,8 +7,8 @@
 For each size it generates the seeded synthetic customers (scripts/gen_customers.py, about
 1.8 records per person), then runs
 
-  * `lake resolve` (release build) with its default rules,
-  * `lake resolve` with `scoring = { method = "probabilistic" }`,
+  * `lake resolve` (release build) with its deterministic rules (`scoring = { method = "rules" }`),
+  * `lake resolve` with its default settings (the probabilistic scoring),
   * Splink 5 probabilistic (EM-trained, its comparison library; bench/er_eval.py's setup), and
   * Splink 5 on DuckDB with the same rules as deterministic rules: the same normalization
     written in DuckDB SQL, the same blocking keys, the same Jaro-Winkler thresholds (names
@@ -146,6 +146,8 @@ def main():
     sizes = [int(a) for a in sys.argv[1:]] or [100_000, 1_000_000]
     lake = lake_binary()
     work = Path(tempfile.mkdtemp(prefix="lake-resolve-bench-"))
+    rules_config = work / "rules.toml"
+    rules_config.write_text('[scoring]\nmethod = "rules"\n')
     (work / "splink_run.py").write_text(SPLINK)
     rows = []
     for size in sizes:
@@ -162,25 +164,23 @@ def main():
         seconds, rss, out = run_measured([
             lake, "--log-format", "json", "resolve", "--input", str(data), "--id", "record_id",
             "--columns", "email=email,phone=phone,first_name=first_name,last_name=last_name,dob=dob,postcode=postcode,address=address",
+            "--config", str(rules_config), "--output", str(out_dir)])
+        stats = json.loads(out.strip().splitlines()[-1])
+        with (out_dir / "clusters.csv").open() as f:
+            clusters = {r["id"]: r["entity_id"] for r in csv.DictReader(f)}
+        p, r, f1 = score(clusters, truth)
+        rows.append(("lake resolve (rules)", records, seconds, rss, stats["comparisons"], stats["matches"], p, r, f1))
+
+        out_dir = work / f"lake_fs_{size}"
+        seconds, rss, out = run_measured([
+            lake, "--log-format", "json", "resolve", "--input", str(data), "--id", "record_id",
+            "--columns", "email=email,phone=phone,first_name=first_name,last_name=last_name,dob=dob,postcode=postcode,address=address",
             "--output", str(out_dir)])
         stats = json.loads(out.strip().splitlines()[-1])
         with (out_dir / "clusters.csv").open() as f:
             clusters = {r["id"]: r["entity_id"] for r in csv.DictReader(f)}
         p, r, f1 = score(clusters, truth)
-        rows.append(("lake resolve", records, seconds, rss, stats["comparisons"], stats["matches"], p, r, f1))
-
-        out_dir = work / f"lake_fs_{size}"
-        config = work / "probabilistic.toml"
-        config.write_text('[scoring]\nmethod = "probabilistic"\n')
-        seconds, rss, out = run_measured([
-            lake, "--log-format", "json", "resolve", "--input", str(data), "--id", "record_id",
-            "--columns", "email=email,phone=phone,first_name=first_name,last_name=last_name,dob=dob,postcode=postcode,address=address",
-            "--config", str(config), "--output", str(out_dir)])
-        stats = json.loads(out.strip().splitlines()[-1])
-        with (out_dir / "clusters.csv").open() as f:
-            clusters = {r["id"]: r["entity_id"] for r in csv.DictReader(f)}
-        p, r, f1 = score(clusters, truth)
-        rows.append(("lake resolve (probabilistic)", records, seconds, rss, stats["comparisons"], stats["matches"], p, r, f1))
+        rows.append(("lake resolve (probabilistic, default)", records, seconds, rss, stats["comparisons"], stats["matches"], p, r, f1))
 
         # Splink's probabilistic setup, the same one bench/er_eval.py uses (EM-trained).
         (work / "splink_fs.py").write_text(er_eval.SPLINK)

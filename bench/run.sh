@@ -290,7 +290,7 @@ print()
 print("| records | engine | median s | min-max s | records/s | peak RSS MiB | pairs compared | matched pairs | precision | recall | F1 | lake/peer wall |")
 print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 varied = []
-PEER = {"lake resolve": "Splink 5 + DuckDB (same rules)", "lake resolve (probabilistic)": "Splink 5 (EM, probabilistic)"}
+PEER = {"lake resolve (rules)": "Splink 5 + DuckDB (same rules)", "lake resolve (probabilistic, default)": "Splink 5 (EM, probabilistic)"}
 for (records, engine), rows in runs.items():
     secs = [float(r[2]) for r in rows]
     med = statistics.median(secs)

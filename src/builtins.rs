@@ -31,7 +31,11 @@ pub fn registry() -> Registry {
     registry
         .register("dedupe_latest", dedupe_latest)
         .register("union_all", union_all)
-        .register_reading_this("resolve_entities", crate::resolve::model::resolve_entities);
+        .register_reading_beside(
+            "resolve_entities",
+            crate::resolve::model::resolve_entities,
+            crate::resolve::model::reads_beside,
+        );
     registry
 }
 

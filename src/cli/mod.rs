@@ -308,7 +308,7 @@ pub enum Command {
         /// Roles mapped to columns: email=COL,phone=COL,first_name=COL,last_name=COL,dob=COL,postcode=COL,address=COL (any subset).
         #[arg(long, num_args = 1..)]
         columns: Vec<String>,
-        /// Rules file (TOML); default rules for the mapped roles when not given.
+        /// Settings file (TOML: normalization, rules, scoring); without it, the probabilistic scoring over the mapped roles.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Folder for pairs.csv, clusters.csv and stats.json.

@@ -43,6 +43,9 @@ pub struct RustModelContext {
     /// Whether this run is incremental: `inputs` may hold only what is new since the last run
     /// and the output is merged or appended into `this`.
     pub is_incremental: bool,
+    /// Tables beside its own (in its namespace) as they stood before the run, for a function
+    /// registered with [`Registry::register_reading_beside`]: what it wrote there before.
+    pub beside: BTreeMap<String, LazyFrame>,
     side_outputs: Arc<Mutex<Vec<SideOutput>>>,
 }
 
@@ -82,6 +85,9 @@ pub struct RustModelCall {
     /// The model's own table before this run, if it exists.
     pub this: Option<(SchemaRef, Vec<RecordBatch>)>,
     pub is_incremental: bool,
+    /// `(table, schema, batches)` of each table beside its own that the function reads and
+    /// that exists.
+    pub beside: Vec<(String, SchemaRef, Vec<RecordBatch>)>,
 }
 
 /// What a Rust model produced, as Arrow.
@@ -208,12 +214,18 @@ impl RustModelContext {
 /// A registered Rust model function.
 pub type RustModelFn = Arc<dyn Fn(RustModelContext) -> Result<LazyFrame> + Send + Sync>;
 
+/// The tables beside its own (names in the model's namespace) that a function reads, from its
+/// parameters.
+pub type ReadsBeside = fn(&serde_json::Map<String, Value>) -> Vec<String>;
+
 /// Rust model functions by name.
 #[derive(Clone, Default)]
 pub struct Registry {
     functions: BTreeMap<String, RustModelFn>,
     /// Functions that read their own earlier output ([`RustModelContext::this`]).
     reading_this: HashSet<String>,
+    /// Functions that also read tables beside their own.
+    reading_beside: BTreeMap<String, ReadsBeside>,
 }
 
 impl Registry {
@@ -230,6 +242,7 @@ impl Registry {
     {
         self.functions.insert(name.to_string(), Arc::new(f));
         self.reading_this.remove(name);
+        self.reading_beside.remove(name);
         self
     }
 
@@ -243,6 +256,24 @@ impl Registry {
         self.register(name, f);
         self.reading_this.insert(name.to_string());
         self
+    }
+
+    /// Like [`Registry::register_reading_this`], for a function that also reads tables it
+    /// writes beside its own (side outputs), named by `beside` from its parameters; they come
+    /// as [`RustModelContext::beside`] when they exist.
+    pub fn register_reading_beside<F>(&mut self, name: &str, f: F, beside: ReadsBeside) -> &mut Self
+    where
+        F: Fn(RustModelContext) -> Result<LazyFrame> + Send + Sync + 'static,
+    {
+        self.register_reading_this(name, f);
+        self.reading_beside.insert(name.to_string(), beside);
+        self
+    }
+
+    /// The tables beside its own that the function registered under `name` reads, given its
+    /// parameters.
+    pub fn reads_beside(&self, name: &str, params: &serde_json::Map<String, Value>) -> Vec<String> {
+        self.reading_beside.get(name).map(|f| f(params)).unwrap_or_default()
     }
 
     /// Whether the function registered under `name` reads its own table.
@@ -274,7 +305,7 @@ impl fmt::Debug for Registry {
 ///
 /// This blocks and uses the CPU: async callers run it in `tokio::task::spawn_blocking`.
 pub fn run_rust_model(f: &RustModelFn, call: RustModelCall) -> Result<RustModelOutput> {
-    let RustModelCall { model, inputs, params, this: this_batches, is_incremental } = call;
+    let RustModelCall { model, inputs, params, this: this_batches, is_incremental, beside } = call;
     let model = model.as_str();
     let started = std::time::Instant::now();
     // The inputs and the model's own table are loaded side by side.
@@ -298,6 +329,12 @@ pub fn run_rust_model(f: &RustModelFn, call: RustModelCall) -> Result<RustModelO
     let (frames, this) = rayon::join(load_inputs, load_this);
     let (frames, this) = (frames?, this?);
     drop((inputs, this_batches));
+    let mut beside_frames = BTreeMap::new();
+    for (table, schema, batches) in beside {
+        let df = record_batches_to_dataframe(&schema, &batches)
+            .with_context(|| format!("model `{model}`: cannot load its table `{table}` into Polars"))?;
+        beside_frames.insert(table, df.lazy());
+    }
     let side_outputs = Arc::new(Mutex::new(Vec::new()));
     let context = RustModelContext {
         inputs: frames,
@@ -305,6 +342,7 @@ pub fn run_rust_model(f: &RustModelFn, call: RustModelCall) -> Result<RustModelO
         model: model.to_string(),
         this,
         is_incremental,
+        beside: beside_frames,
         side_outputs: side_outputs.clone(),
     };
     tracing::debug!(model, "loaded its inputs into Polars in {:.2?}", started.elapsed());

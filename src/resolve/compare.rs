@@ -133,9 +133,16 @@ fn email_level(a: &str, b: &str) -> u8 {
         return 4;
     }
     match (email_local_key(a), email_local_key(b)) {
-        (Some(x), Some(y)) if within_one_edit(&x, &y) => 3,
+        // Numbers tell accounts apart (`mia.reyes18` and `mia.reyes19`, `jlee84` and `jlee48`):
+        // a local part one edit from another counts only when their digits agree.
+        (Some(x), Some(y)) if within_one_edit(&x, &y) && digits(&x).eq(digits(&y)) => 3,
         _ => 4,
     }
+}
+
+/// The digits of a text, in order.
+fn digits(text: &str) -> impl Iterator<Item = char> + '_ {
+    text.chars().filter(char::is_ascii_digit)
 }
 
 /// The characters of [`email_local_key`], without building it.

@@ -233,13 +233,12 @@ pub struct Rule {
 }
 
 /// How candidate pairs are scored.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Scoring {
     /// A pair matches when one rule whose block it shares passes all its comparisons; the
     /// first such rule (in configuration order) names the match, and its confidence is the
     /// mean similarity of the rule's comparisons.
-    #[default]
     Rules,
     /// `method = "probabilistic"`: Fellegi-Sunter over every mapped role with built-in graded
     /// comparison levels and term-frequency adjustment; u from value frequencies and random
@@ -319,7 +318,8 @@ pub struct ResolveConfig {
     /// Matching rules in priority order; empty means [`default_rules`].
     #[serde(default)]
     pub rules: Vec<Rule>,
-    /// How pairs are scored (unset: [`Scoring::Rules`]).
+    /// How pairs are scored (unset: [`Scoring::Probabilistic`] without `rules`,
+    /// [`Scoring::Rules`] with them).
     #[serde(default)]
     pub scoring: Option<Scoring>,
 }
@@ -366,14 +366,20 @@ impl ResolveConfig {
 
     /// The scoring, as [`ResolveConfig::complete`] settled it.
     pub fn scoring(&self) -> &Scoring {
-        self.scoring.as_ref().unwrap_or(&Scoring::Rules)
+        static PROBABILISTIC: Scoring = Scoring::Probabilistic { threshold: None };
+        static RULES: Scoring = Scoring::Rules;
+        self.scoring.as_ref().unwrap_or(if self.rules.is_empty() { &PROBABILISTIC } else { &RULES })
     }
 
     /// Fills in the scoring and default rules for the `present` roles when none are
     /// configured (see [`Scoring`] and [`default_blocking`]), and checks
     /// that every rule only uses roles that are present.
     pub fn complete(mut self, present: &[Role]) -> Result<Self> {
-        let scoring = self.scoring.take().unwrap_or_default();
+        // Without rules or a scoring, the probabilistic scoring; rules alone are scored as rules.
+        let scoring = self.scoring.take().unwrap_or(match self.rules.is_empty() {
+            true => Scoring::Probabilistic { threshold: None },
+            false => Scoring::Rules,
+        });
         if self.rules.is_empty() {
             self.rules = match scoring {
                 Scoring::Probabilistic { .. } => default_blocking(present),

@@ -299,12 +299,25 @@ impl HasNorm for Norm {
     }
 }
 
+impl<T: HasNorm> HasNorm for &T {
+    fn norm(&self) -> &Norm {
+        (*self).norm()
+    }
+}
+
 /// Compares the records: every candidate pair ([`blocking::candidates`]), except pairs of
 /// two records both below `compare_from` (records already compared with each other in an
 /// earlier run).
-pub fn find_matches<T: HasNorm + Sync>(records: &[T], compare_from: usize, config: &ResolveConfig) -> Matches {
+pub fn find_matches<T: HasNorm + Sync>(
+    records: &[T],
+    compare_from: usize,
+    config: &ResolveConfig,
+    trained: Option<&Model>,
+) -> Matches {
     let (prior, threshold, comparisons, estimate) = match config.scoring() {
-        Scoring::Probabilistic { threshold } => return probabilistic::find_matches(records, compare_from, config, *threshold),
+        Scoring::Probabilistic { threshold } => {
+            return probabilistic::find_matches(records, compare_from, config, *threshold, trained);
+        }
         Scoring::Rules => return rule_matches(records, compare_from, config),
         Scoring::FellegiSunter { prior, threshold, comparisons, estimate } => (*prior, *threshold, comparisons, *estimate),
     };

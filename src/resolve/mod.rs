@@ -147,11 +147,49 @@ pub struct Resolution {
     pub model: Option<probabilistic::Model>,
 }
 
+/// With the probabilistic scoring, clusters form strongest pair first and never across a pair
+/// found apart, so the order of the pairs matters: a kept cluster formed by weaker pairs than a
+/// new record's could end otherwise in a full build. So an incremental run re-forms from scratch
+/// every kept cluster that a new record matches: its records are compared among themselves
+/// again (with the same model) and their pairs join this run's. Returns which entries before
+/// `compare_from` were reopened (their prior clusters are not kept as they were).
+fn reopen(entries: &[Entry], compare_from: usize, config: &ResolveConfig, found: &mut matching::Matches) -> Vec<bool> {
+    let old = |i: u32| (i as usize) < compare_from;
+    let mut touched: HashSet<&str> = HashSet::new();
+    let mut reopened = vec![false; compare_from];
+    for i in found.matches.iter().flat_map(|m| [m.a, m.b]).filter(|&i| old(i)) {
+        reopened[i as usize] = true;
+        if let Some(p) = &entries[i as usize].prior {
+            touched.insert(p.entity_id.as_str());
+        }
+    }
+    for (i, e) in entries.iter().enumerate().take(compare_from) {
+        if e.prior.as_ref().is_some_and(|p| touched.contains(p.entity_id.as_str())) {
+            reopened[i] = true;
+        }
+    }
+    let members: Vec<u32> = (0..compare_from as u32).filter(|&i| reopened[i as usize]).collect();
+    if members.len() < 2 {
+        return reopened;
+    }
+    let records: Vec<&Norm> = members.iter().map(|&i| &entries[i as usize].norm).collect();
+    let model = found.model.as_ref().expect("only the probabilistic scoring is reopened");
+    let within = probabilistic::find_matches(&records, 0, config, None, Some(model));
+    let at = |i: u32| members[i as usize];
+    found.comparisons += within.comparisons;
+    found.matches.extend(within.matches.into_iter().map(|m| Match { a: at(m.a), b: at(m.b), ..m }));
+    found.apart.extend(within.apart.into_iter().map(|(a, b)| (at(a), at(b))));
+    reopened
+}
+
 /// A configured resolution: normalizes records and resolves them.
 #[derive(Debug, Clone)]
 pub struct Resolver {
     config: ResolveConfig,
     normalizers: [Normalizer; 7],
+    present: Vec<Role>,
+    /// A probabilistic model kept from an earlier run, used instead of training one.
+    trained: Option<Arc<probabilistic::Model>>,
 }
 
 impl Resolver {
@@ -159,7 +197,26 @@ impl Resolver {
     pub fn new(config: ResolveConfig, present: &[Role]) -> Result<Self> {
         let config = config.complete(present)?;
         let normalizers = config.normalizers()?;
-        Ok(Self { config, normalizers })
+        let mut present = present.to_vec();
+        present.sort();
+        present.dedup();
+        Ok(Self { config, normalizers, present, trained: None })
+    }
+
+    /// This resolver scoring with `model` (kept from an earlier run with the same
+    /// [`Resolver::fingerprint`]) instead of training one: pairs score as they did then.
+    pub fn with_model(mut self, model: probabilistic::Model) -> Self {
+        self.trained = Some(Arc::new(model));
+        self
+    }
+
+    /// A digest of everything a trained model depends on besides the records: the settings
+    /// (normalization, blocking, scoring) and the roles present. A model kept under another
+    /// fingerprint is not reused.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("{} {:?} {:?}", env!("CARGO_PKG_VERSION"), self.present, self.config));
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 
     pub fn config(&self) -> &ResolveConfig {
@@ -211,7 +268,11 @@ impl Resolver {
             Mode::Full => 0,
             Mode::Incremental { compare_from } => compare_from.min(entries.len()),
         };
-        let found = find_matches(&entries, compare_from, &self.config);
+        let mut found = find_matches(&entries, compare_from, &self.config, self.trained.as_deref());
+        let reopened = match found.model.is_some() && compare_from > 0 {
+            true => reopen(&entries, compare_from, &self.config, &mut found),
+            false => Vec::new(),
+        };
 
         let mut sets = Apart::new(entries.len(), &found.apart);
         if let Mode::Incremental { .. } = mode {
@@ -219,6 +280,9 @@ impl Resolver {
             // stay together. Records after it are clustered by this run's pairs alone.
             let mut first_with: HashMap<&str, u32> = HashMap::new();
             for (i, e) in entries.iter().enumerate().take(compare_from) {
+                if reopened.get(i).copied().unwrap_or(false) {
+                    continue;
+                }
                 if let Some(p) = &e.prior {
                     let first = *first_with.entry(p.entity_id.as_str()).or_insert(i as u32);
                     sets.force(first, i as u32);

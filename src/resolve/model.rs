@@ -22,18 +22,23 @@
 //! appends to `entity_resolution_stats`, `entity_merges` and `entity_changes` (each record whose
 //! entity is new or other than before, with its previous entity) and merges `blocking_index`,
 //! all in the model's namespace (names can be changed with `stats_table`, `merges_table`,
-//! `changes_table`, `blocking_table`).
+//! `changes_table`, `blocking_table`). With the probabilistic scoring (the default without
+//! `rules`), the trained model is kept in `entity_resolution_model` (`model_table`): later
+//! runs, full or incremental, score with it. A new model is trained when the settings change,
+//! when the records have doubled since the kept model was trained (so a model trained on the
+//! first small load does not stay), or when that table is dropped; a run that trains one
+//! re-resolves the whole index with it.
 //!
 //! On a full build every record is compared, and records that were in the index keep their
 //! entity's id. On an incremental run (`materialized: incremental`, `incremental_strategy:
 //! merge`, `unique_key: [source, source_id]`, `watermark: snapshot`), only the records new or
 //! changed since the last run, and the other records of the clusters a changed record was in,
 //! are compared, against the whole index by blocking key; the model returns the rows whose
-//! entity, match or values changed. With rule scoring such a run reads into records only the
-//! part of the index those comparisons need (`neighbourhood`), so its cost follows the change,
-//! and it gives what a full build gives, except when a block grows past `max_block_size` (a full build then drops the pairs it held;
-//! an incremental run keeps the clusters they made). Probabilistic scoring trains on what each
-//! run sees, so its incremental runs only approximate a full build.
+//! entity, match or values changed. Such a run reads into records only the part of the index
+//! those comparisons need (`neighbourhood`), so its cost follows the change, and it gives what
+//! a full build gives, except when a block grows past `max_block_size` (a full build then
+//! drops the pairs it held; an incremental run keeps the clusters they made). A run that has
+//! to train a model reads the whole index.
 
 use std::collections::BTreeMap;
 
@@ -53,6 +58,7 @@ use super::config::{ResolveConfig, Role, Scoring};
 use super::{Entry, Mode, Norm, Prior, Raw, Resolution, Resolver};
 use crate::engine::rust_model::{RustModelContext, SideOutputMode};
 
+mod kept;
 mod neighbourhood;
 
 /// Where one input's fields are: its source name, id column, and a column per role.
@@ -89,21 +95,32 @@ impl SourceMapping {
     }
 }
 
+/// Where `resolve_entities` keeps its trained model unless `model_table` names another table.
+const MODEL_TABLE: &str = "entity_resolution_model";
+
+/// The tables beside its index that `resolve_entities` reads back: its kept model.
+pub fn reads_beside(params: &serde_json::Map<String, Value>) -> Vec<String> {
+    vec![params.get("model_table").and_then(Value::as_str).unwrap_or(MODEL_TABLE).to_string()]
+}
+
 /// The built-in `resolve_entities`; see the module documentation.
 pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
     let model = ctx.model.clone();
     let mut params = ctx.params.clone();
-    let table_param = |params: &mut serde_json::Map<String, Value>, key: &str, default: &str| {
-        match params.remove(key) {
-            Some(Value::String(s)) => Ok(s),
-            None => Ok(default.to_string()),
-            Some(other) => Err(anyhow!("model `{model}`: `{key}` must be a table name, not {other}")),
-        }
-    };
-    let stats_table = table_param(&mut params, "stats_table", "entity_resolution_stats")?;
-    let merges_table = table_param(&mut params, "merges_table", "entity_merges")?;
-    let changes_table = table_param(&mut params, "changes_table", "entity_changes")?;
-    let blocking_table = table_param(&mut params, "blocking_table", "blocking_index")?;
+    let [stats_table, merges_table, changes_table, blocking_table, model_table] = [
+        ("stats_table", "entity_resolution_stats"),
+        ("merges_table", "entity_merges"),
+        ("changes_table", "entity_changes"),
+        ("blocking_table", "blocking_index"),
+        ("model_table", MODEL_TABLE),
+    ]
+    .map(|(key, default)| match params.remove(key) {
+        Some(Value::String(s)) => Ok(s),
+        None => Ok(default.to_string()),
+        Some(other) => Err(anyhow!("model `{model}`: `{key}` must be a table name, not {other}")),
+    });
+    let (stats_table, merges_table, changes_table) = (stats_table?, merges_table?, changes_table?);
+    let (blocking_table, model_table) = (blocking_table?, model_table?);
     let sources: BTreeMap<String, SourceMapping> = serde_json::from_value(
         params
             .remove("sources")
@@ -122,7 +139,6 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
     present.sort();
     present.dedup();
     let resolver = Resolver::new(config, &present).with_context(|| format!("model `{model}` (resolve_entities)"))?;
-
     let started = std::time::Instant::now();
     let incoming = read_incoming(&ctx, &sources, &resolver)?;
     tracing::debug!(model, "read and normalized {} records in {:.2?}", incoming.len(), started.elapsed());
@@ -138,23 +154,21 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
     };
     let now = chrono::Utc::now().timestamp_micros();
     let incremental = ctx.is_incremental && index.is_some();
+    // The probabilistic model trained by an earlier run under the same settings.
+    let probabilistic = matches!(resolver.config().scoring(), Scoring::Probabilistic { .. });
+    let kept = match probabilistic {
+        true => kept::reusable(ctx.beside.get(&model_table), &resolver, || {
+            records_after(index.as_ref().filter(|_| incremental), &incoming)
+        })
+        .with_context(|| format!("model `{model}`: cannot read its kept model from `{model_table}`"))?,
+        false => None,
+    };
+    let reuses_model = kept.is_some();
+    let resolver = if let Some(trained) = kept { resolver.with_model(trained) } else { resolver };
     // Entries from `arrivals_from` on are the changed records (an incremental run).
     let (resolution, raws, arrivals_from) = match &index {
-        Some(index) if incremental => {
-            // Rule scoring needs only the part of the index the change touches; probabilistic
-            // scoring trains on what it is given, so it is given the whole index.
-            let part = match resolver.config().scoring() {
-                Scoring::Rules => neighbourhood::around(index, &resolver, incoming),
-                _ => read_index(index).and_then(|rows| {
-                    let arrivals = with_priors(index, incoming)?;
-                    Ok(neighbourhood::Neighbourhood { rows, arrivals, ids: Default::default() })
-                }),
-            }
-            .with_context(|| format!("model `{model}`: cannot read its own table"))?;
-            let (entries, raws, compare_from, arrivals_from) = incremental_entries(part.rows, part.arrivals);
-            let mode = Mode::Incremental { compare_from };
-            (resolver.resolve_beside(entries, mode, now, &part.ids), raws, arrivals_from)
-        }
+        Some(index) if incremental => resolve_change(&resolver, index, incoming, probabilistic && !reuses_model, now)
+            .with_context(|| format!("model `{model}`: cannot read its own table"))?,
         _ => {
             let priors = std::time::Instant::now();
             let incoming = match &index {
@@ -192,6 +206,9 @@ pub fn resolve_entities(ctx: RustModelContext) -> Result<LazyFrame> {
             false => SideOutputMode::Replace,
         };
         ctx.emit(&blocking_table, mode, blocking_frame(&resolver, &resolution, arrivals_from)?.lazy());
+    }
+    if let Some(trained) = resolution.model.as_ref().filter(|_| probabilistic && !reuses_model) {
+        ctx.emit(&model_table, SideOutputMode::Replace, kept::frame(trained, &resolver, now)?);
     }
     let rows = index_frame(&resolution, &raws, &keep, now)?;
     tracing::debug!(model, "built its output frames in {:.2?}", started.elapsed());
@@ -344,6 +361,46 @@ fn incremental_entries(previous: Vec<IndexRow>, incoming: Vec<(Entry, Raw)>) -> 
 }
 
 /// A text column of the stored index, read in place.
+/// An incremental run: resolves the changed records `incoming` against the index. Entries
+/// from the returned position on are the changed records.
+fn resolve_change(
+    resolver: &Resolver,
+    index: &DataFrame,
+    incoming: Vec<(Entry, Raw)>,
+    training: bool,
+    now: i64,
+) -> Result<(Resolution, Vec<Raw>, usize)> {
+    // Rule scoring, and a kept model, need only the part of the index the change touches;
+    // training a model needs the whole index.
+    let part = match resolver.config().scoring() {
+        Scoring::Probabilistic { .. } | Scoring::Rules if !training => neighbourhood::around(index, resolver, incoming)?,
+        _ => {
+            let rows = read_index(index)?;
+            let arrivals = with_priors(index, incoming)?;
+            neighbourhood::Neighbourhood { rows, arrivals, ids: Default::default() }
+        }
+    };
+    let (entries, raws, compare_from, arrivals_from) = incremental_entries(part.rows, part.arrivals);
+    // Training a new model changes how every pair scores: the run re-resolves the whole index
+    // with it, as a full build would.
+    let mode = if training { Mode::Full } else { Mode::Incremental { compare_from } };
+    Ok((resolver.resolve_beside(entries, mode, now, &part.ids), raws, arrivals_from))
+}
+
+/// How many records the index (when given) holds once `incoming` is merged into it.
+fn records_after(index: Option<&DataFrame>, incoming: &[(Entry, Raw)]) -> Result<usize> {
+    let Some(index) = index else {
+        return Ok(incoming.len());
+    };
+    let (sources, source_ids) = (index_text(index, "source")?, index_text(index, "source_id")?);
+    let indexed: HashSet<(&str, &str)> = sources.iter().zip(source_ids.iter()).filter_map(|(s, i)| Some((s?, i?))).collect();
+    let new = incoming
+        .iter()
+        .filter(|(e, _)| !indexed.contains(&(e.source.as_str(), e.source_id.as_str())))
+        .count();
+    Ok(indexed.len() + new)
+}
+
 fn index_text<'a>(index: &'a DataFrame, name: &str) -> Result<&'a StringChunked> {
     index
         .column(name)

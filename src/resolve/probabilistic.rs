@@ -21,15 +21,19 @@
 //!   thresholds are reported with the model.
 //!
 //! Small inputs lean on built-in starting values (pseudo-counts), so a handful of records
-//! still resolves sensibly. Training always sees every record given, also in an incremental
-//! run, so that resolving in chunks trains the same model as resolving at once.
+//! still resolves sensibly. Training sees every record given. A model kept from an earlier
+//! run ([`crate::resolve::Resolver::with_model`], stored as [`Model::params_json`] and
+//! [`Model::term_frequencies`]) is used as it is, so that every pair scores as it did then.
+//! Pairs are scored in a canonical orientation ([`oriented`]): the order of the records never
+//! changes a score.
 
+mod stored;
 mod train;
 
 use std::fmt;
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::compare::{self, Kind, NULL, Pattern};
 use super::config::ResolveConfig;
@@ -59,7 +63,7 @@ pub struct Comparison {
 }
 
 /// Expected precision and recall at a threshold, by the model.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CurvePoint {
     pub threshold: f64,
     pub expected_precision: f64,
@@ -76,6 +80,8 @@ pub struct Model {
     /// Whether the threshold was chosen from the model (not configured).
     pub threshold_chosen: bool,
     pub u_sample_pairs: u64,
+    /// Records it was trained on.
+    pub records: u64,
     pub curve: Vec<CurvePoint>,
     /// Positions (in `comparisons`) of the household roles: last name, phone, address,
     /// postcode.
@@ -116,7 +122,7 @@ pub struct Explanation {
 }
 
 impl Model {
-    fn kinds(&self) -> Vec<Kind> {
+    pub(crate) fn kinds(&self) -> Vec<Kind> {
         self.comparisons.iter().map(|c| c.kind).collect()
     }
 
@@ -158,11 +164,13 @@ impl Model {
 
     /// Match probability of two records.
     pub fn probability(&self, a: &Norm, b: &Norm) -> f64 {
+        let (a, b) = oriented(a, b);
         probability(self.weight(a, &compare::pattern(a, b, &self.kinds())))
     }
 
     /// Each comparison's level and weight for a pair.
     pub fn explain(&self, a: &Norm, b: &Norm) -> Explanation {
+        let (a, b) = oriented(a, b);
         let swapped = compare::swapped(a, b);
         let pattern = compare::pattern(a, b, &self.kinds());
         let mut terms = Vec::new();
@@ -238,6 +246,18 @@ impl fmt::Display for Explanation {
     }
 }
 
+/// The two records of a pair in a canonical order (by their values), so that a pair scores the
+/// same whichever record comes first in the input or the run: with names swapped, the record
+/// on the left decides which name counts as the first name, and so its term frequencies.
+pub(crate) fn oriented<'r>(a: &'r Norm, b: &'r Norm) -> (&'r Norm, &'r Norm) {
+    if b < a { (b, a) } else { (a, b) }
+}
+
+/// The left record of a candidate pair, as [`oriented`] orders it.
+fn left<'r, T: HasNorm>(records: &'r [T], p: &blocking::Pair) -> &'r Norm {
+    oriented(records[p.a as usize].norm(), records[p.b as usize].norm()).0
+}
+
 fn logit2(p: f64) -> f64 {
     (p / (1.0 - p)).log2()
 }
@@ -260,38 +280,49 @@ fn kinds_in<T: HasNorm + Sync>(records: &[T]) -> Vec<Kind> {
 /// resembles).
 pub const APART: f64 = 0.001;
 
-/// Trains the model on all `records` and returns the pairs with at least one record from
+/// Trains the model on all `records` (unless `trained` is given: a model kept from an earlier
+/// run, which is then used as it is) and returns the pairs with at least one record from
 /// `compare_from` on that reach the threshold.
 pub fn find_matches<T: HasNorm + Sync>(
     records: &[T],
     compare_from: usize,
     config: &ResolveConfig,
     threshold: Option<f64>,
+    trained: Option<&Model>,
 ) -> Matches {
     let started = std::time::Instant::now();
-    let found = blocking::candidates(records, 0, config);
+    // Training needs every candidate pair; a kept model only those a new record is in.
+    let found = blocking::candidates(records, if trained.is_some() { compare_from } else { 0 }, config);
     tracing::debug!("blocking: {} candidate pairs in {:.2?}", found.pairs.len(), started.elapsed());
     let started = std::time::Instant::now();
-    let kinds = kinds_in(records);
+    let kinds = trained.map_or_else(|| kinds_in(records), Model::kinds);
     let patterns: Vec<Pattern> = found
         .pairs
         .par_iter()
-        .map(|p| compare::pattern(records[p.a as usize].norm(), records[p.b as usize].norm(), &kinds))
+        .map(|p| {
+            let (a, b) = oriented(records[p.a as usize].norm(), records[p.b as usize].norm());
+            compare::pattern(a, b, &kinds)
+        })
         .collect();
     tracing::debug!("comparing: {} patterns in {:.2?}", patterns.len(), started.elapsed());
-    let mut model = train::train(records, &kinds, &found.pairs, &patterns, config);
+    let mut model = match trained {
+        Some(model) => model.clone(),
+        None => train::train(records, &kinds, &found.pairs, &patterns, config),
+    };
     let started = std::time::Instant::now();
     let scores: Vec<f64> = found
         .pairs
         .par_iter()
         .zip(&patterns)
-        .map(|(p, pattern)| probability(model.weight(records[p.a as usize].norm(), pattern)))
+        .map(|(p, pattern)| probability(model.weight(left(records, p), pattern)))
         .collect();
-    let (chosen, curve) = train::threshold_curve(&scores);
-    tracing::debug!("scoring and the threshold in {:.2?}", started.elapsed());
-    model.curve = curve;
-    model.threshold_chosen = threshold.is_none();
-    model.threshold = threshold.unwrap_or(chosen);
+    if trained.is_none() {
+        let (chosen, curve) = train::threshold_curve(&scores);
+        model.curve = curve;
+        model.threshold_chosen = threshold.is_none();
+        model.threshold = threshold.unwrap_or(chosen);
+    }
+    tracing::debug!("scoring (and the threshold) in {:.2?}", started.elapsed());
     let mut out = Matches { blocks: found.blocks, skipped: found.skipped, ..Matches::default() };
     for (p, &score) in found.pairs.iter().zip(&scores) {
         if (p.b as usize) < compare_from {

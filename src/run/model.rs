@@ -223,7 +223,6 @@ async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &st
     if reads_this {
         tables.insert(plan.name.clone());
     }
-    let (session, mut reads) = ctx.session_for(&tables, &plan.appended, &Default::default()).await?;
     let params = model
         .config
         .extra
@@ -231,6 +230,21 @@ async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &st
         .and_then(|p| p.as_object())
         .cloned()
         .unwrap_or_default();
+    // Tables the function wrote beside its own before (side outputs) and reads back.
+    let mut beside = Vec::new();
+    for table in ctx.registry.reads_beside(function, &params) {
+        let name = format!("{}.{table}", model.layer);
+        if ctx.lakehouse.load_table(&table_ident(&name)?).await?.is_some() {
+            tables.insert(name.clone());
+            beside.push((table, name));
+        }
+    }
+    let (session, mut reads) = ctx.session_for(&tables, &plan.appended, &Default::default()).await?;
+    // Neither the model's own table nor those beside it are inputs: they stay out of the
+    // watermark and of the up-to-date check.
+    for (_, name) in &beside {
+        reads.remove(name);
+    }
     let fingerprint = up_to_date::fingerprint(model, &format!("rust {function} {}", serde_json::Value::Object(params.clone())));
     let mut own = reads.clone();
     own.remove(&plan.name);
@@ -267,6 +281,12 @@ async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &st
         let (schema, batches) = task.await.context("reading an input panicked")??;
         inputs.push((input_name, schema, batches));
     }
+    let mut beside_batches = Vec::new();
+    for (table, name) in beside {
+        let (ns, t) = name.split_once('.').expect("table names are qualified");
+        let (schema, batches) = read(compile::quoted(ns, t)).await.context("reading a table beside its own panicked")??;
+        beside_batches.push((table, schema, batches));
+    }
     let this = match reading_this {
         // The model's own table is not an input: it does not go into the watermark.
         Some(task) => {
@@ -282,6 +302,7 @@ async fn rust_output(ctx: &RunContext, model: &Model, plan: &Plan, function: &st
         params,
         this,
         is_incremental: plan.is_incremental,
+        beside: beside_batches,
     };
     let output = tokio::task::spawn_blocking(move || run_rust_model(&f, call))
         .await

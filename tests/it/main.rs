@@ -34,6 +34,7 @@ mod property;
 mod resolve;
 mod resolve_fs;
 mod resolve_incremental;
+mod resolve_kept;
 mod resolve_kernels;
 mod rest;
 mod runs;

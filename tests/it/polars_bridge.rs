@@ -112,6 +112,7 @@ fn run(
         params,
         this: None,
         is_incremental: false,
+        beside: Vec::new(),
     };
     let output = run_rust_model(&f, call)?;
     Ok((output.schema, output.batches))

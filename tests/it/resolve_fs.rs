@@ -17,6 +17,8 @@ use crate::resolve::{clusters, lake_resolve, precision_recall, truth_of};
 use crate::support::TestProject;
 
 const PROBABILISTIC: &str = "[scoring]\nmethod = \"probabilistic\"\n";
+/// The deterministic rules, which are no longer the default.
+pub(crate) const RULES: &str = "[scoring]\nmethod = \"rules\"\n";
 
 #[test]
 fn derived_keys_soundex_nicknames_and_email_local_parts() {
@@ -66,7 +68,7 @@ fn the_household_correction_holds_when_random_pairs_almost_never_share_a_househo
             records.push(norm(&resolver, &[(FirstName, first), (LastName, &last), (Phone, &phone), (Address, &address)]));
         }
     }
-    let found = lake::resolve::probabilistic::find_matches(&records, 0, resolver.config(), None);
+    let found = lake::resolve::probabilistic::find_matches(&records, 0, resolver.config(), None, None);
     let model = found.model.expect("a trained model");
     let bit = |role: &str| {
         let k = model.comparisons.iter().position(|c| c.role == role).unwrap();
@@ -183,10 +185,13 @@ fn probabilistic_scoring_resolves_febrl3_it_was_not_designed_on() {
         lake_resolve(p.path(), &args).assert_ok();
         precision_recall(&clusters(&p.path().join(out)), &truth_of(&input))
     };
-    let (precision, recall) = run(&["--config", "fs.toml"], "fs");
+    p.write("rules.toml", RULES);
+    // Default settings: the probabilistic scoring.
+    let (precision, recall) = run(&[], "fs");
     println!("FEBRL 3 probabilistic: precision {precision:.4}, recall {recall:.4}");
     assert!(precision >= 0.99 && f1(precision, recall) >= 0.98, "precision {precision:.4}, recall {recall:.4}");
-    let (_, rules_recall) = run(&[], "rules");
+    assert_eq!(run(&["--config", "fs.toml"], "configured"), (precision, recall), "the default is the probabilistic scoring");
+    let (_, rules_recall) = run(&["--config", "rules.toml"], "rules");
     assert!(recall > rules_recall + 0.2, "the deterministic rules miss far more: {rules_recall:.4} vs {recall:.4}");
 
     let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.path().join("fs/stats.json")).unwrap()).unwrap();
@@ -204,11 +209,12 @@ fn probabilistic_scoring_resolves_febrl3_it_was_not_designed_on() {
 fn probabilistic_scoring_on_the_independent_households_recovers_what_rules_miss() {
     let p = TestProject::empty();
     let input = er_data(p.path(), "households(__import__('pathlib').Path(OUT), people=1500, seed=3)");
-    p.write("fs.toml", PROBABILISTIC);
+    p.write("rules.toml", RULES);
     let columns = "email=email,phone=phone,first_name=first_name,last_name=last_name,dob=dob,postcode=postcode,address=address";
     let args = ["--input", input.to_str().unwrap(), "--id", "record_id", "--columns", columns];
-    lake_resolve(p.path(), &[&args[..], &["--output", "rules"]].concat()).assert_ok();
-    lake_resolve(p.path(), &[&args[..], &["--output", "fs", "--config", "fs.toml"]].concat()).assert_ok();
+    lake_resolve(p.path(), &[&args[..], &["--output", "rules", "--config", "rules.toml"]].concat()).assert_ok();
+    // Default settings: the probabilistic scoring.
+    lake_resolve(p.path(), &[&args[..], &["--output", "fs"]].concat()).assert_ok();
     let truth = truth_of(&input);
     let (rp, rr) = precision_recall(&clusters(&p.path().join("rules")), &truth);
     let (fp, fr) = precision_recall(&clusters(&p.path().join("fs")), &truth);
@@ -270,7 +276,8 @@ fn explain_prints_each_level_and_weight_for_a_matched_and_an_unmatched_pair() {
     let out = lake_resolve(p.path(), &[&base[..], &["--explain", "r0", "nope"]].concat());
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.all().contains("no record has the id `nope`"), "{}", out.all());
-    let rules = ["--input", input.to_str().unwrap(), "--id", "record_id", "--columns", columns, "--explain", a, b];
+    p.write("rules.toml", RULES);
+    let rules = ["--input", input.to_str().unwrap(), "--id", "record_id", "--columns", columns, "--config", "rules.toml", "--explain", a, b];
     let out = lake_resolve(p.path(), &rules);
     assert_eq!(out.code, 2, "{}", out.all());
     assert!(out.all().contains("--explain needs the probabilistic scoring"), "{}", out.all());
@@ -307,6 +314,10 @@ fn email_local_parts_spelled_from_the_names_are_no_evidence_and_a_tag_names_the_
         "x4,a1,Ann.Lee+shop@hey.com,212-555-0101,Ann,Lee,01/02/1980,,,",
         "x5,z1,qz1987@aol.com,,Zed,Quorn,,,,",
         "x6,z2,qz1987@gmx.net,,Zora,Quill,,,,",
+        // Two leads numbered apart (the demo's HubSpot leads), and a typo that keeps the number.
+        "x7,m1,mia.reyes.lead18@leads.io,,Mia,Reyes,,,,",
+        "x8,m2,mia.reyes.lead19@leads.io,,Mia,Reyes,,,,",
+        "x9,m1,mia.reyse.lead18@leads.io,,Mia,Reyes,,,,",
     ] {
         csv.push_str(row);
         csv.push('\n');
@@ -327,6 +338,11 @@ fn email_local_parts_spelled_from_the_names_are_no_evidence_and_a_tag_names_the_
     let (level, weight) = email_level(p.path(), &base, "x5", "x6");
     assert_eq!(level, "same_local_part");
     assert!(weight > 0.0, "{weight}");
+    // Numbers tell accounts apart: one edit that changes a digit is another address.
+    let (level, weight) = email_level(p.path(), &base, "x7", "x8");
+    assert_eq!(level, "else");
+    assert!(weight < 0.0, "{weight}");
+    assert_eq!(email_level(p.path(), &base, "x7", "x9").0, "local_one_edit");
 
     lake_resolve(p.path(), &[&base[..], &["--output", "out"]].concat()).assert_ok();
     let clusters = clusters(&p.path().join("out"));
@@ -334,6 +350,7 @@ fn email_local_parts_spelled_from_the_names_are_no_evidence_and_a_tag_names_the_
     for (a, b) in [("x1", "x2"), ("x1", "x3"), ("x2", "x3")] {
         assert_ne!(clusters[a], clusters[b], "{a} and {b} are two people called Ann Lee");
     }
+    assert_ne!(clusters["x7"], clusters["x8"], "two leads called Mia Reyes");
 }
 
 #[test]

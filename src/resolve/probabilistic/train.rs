@@ -9,7 +9,7 @@ use super::super::blocking::Pair;
 use super::super::compare::{self, Kind, NULL, Pattern};
 use super::super::config::ResolveConfig;
 use super::super::matching::HasNorm;
-use super::{Comparison, CurvePoint, Level, Model, logit2, probability};
+use super::{Comparison, CurvePoint, Level, Model, left, logit2, oriented, probability};
 
 /// Pseudo-pairs behind the built-in u values (matter only for small inputs).
 const U_PSEUDO: f64 = 1000.0;
@@ -17,6 +17,8 @@ const U_PSEUDO: f64 = 1000.0;
 const M_PSEUDO: f64 = 10.0;
 /// Pseudo-records behind a value's share in the term-frequency adjustment.
 const TF_PSEUDO: f64 = 100.0;
+/// Pseudo-pairs behind the built-in prior (matter only for small inputs).
+const PRIOR_PSEUDO: f64 = 1000.0;
 /// Random record pairs sampled for u.
 const U_SAMPLE: u64 = 300_000;
 const EM_ITERATIONS: usize = 40;
@@ -61,6 +63,21 @@ impl Frequencies {
         let total = counts.values().map(|&c| c as u64).sum();
         let counts = counts.into_iter().filter(|(_, c)| *c > 1).map(|(k, c)| (Box::from(k), c)).collect();
         Self { counts, total }
+    }
+
+    /// Frequencies as stored: the values held more than once, and the records with a value.
+    pub(super) fn from_counts(counts: HashMap<Box<str>, u32>, total: u64) -> Self {
+        Self { counts, total }
+    }
+
+    /// The values held more than once, with their counts.
+    pub(super) fn counts(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.counts.iter().map(|(v, &n)| (&**v, n))
+    }
+
+    /// Records with a value.
+    pub(super) fn total(&self) -> u64 {
+        self.total
     }
 
     /// Record pairs sharing a value, and all record pairs with a value.
@@ -110,7 +127,8 @@ fn estimate_u<T: HasNorm + Sync>(records: &[T], kinds: &[Kind], tf: &[Frequencie
     let counts = pairs
         .par_iter()
         .fold(zero, |mut acc, &(a, b)| {
-            let pattern = compare::pattern(records[a as usize].norm(), records[b as usize].norm(), kinds);
+            let (a, b) = oriented(records[a as usize].norm(), records[b as usize].norm());
+            let pattern = compare::pattern(a, b, kinds);
             for (k, &level) in pattern.iter().enumerate().take(kinds.len()) {
                 if level != NULL {
                     acc[k][level as usize] += 1;
@@ -338,6 +356,7 @@ pub(super) fn train<T: HasNorm + Sync>(
         threshold: 0.5,
         threshold_chosen: true,
         u_sample_pairs,
+        records: records.len() as u64,
         curve: vec![],
         household_kinds: household_kinds(kinds),
         household,
@@ -355,12 +374,16 @@ fn estimate_prior<T: HasNorm + Sync>(records: &[T], model: &Model, pairs: &[Pair
     let evidence: Vec<f64> = pairs
         .par_iter()
         .zip(patterns)
-        .map(|(p, pattern)| model.weight(records[p.a as usize].norm(), pattern) - logit2(model.prior))
+        .map(|(p, pattern)| model.weight(left(records, p), pattern) - logit2(model.prior))
         .collect();
-    let mut prior = (1.0 / n.max(2.0)).min(0.5);
+    // Each record has about one match among the others: the starting point, and the value a
+    // few pseudo-pairs hold the fixed point to where there are too few pairs to tell (among a
+    // handful of records nearly every pair is a candidate, and it would run up to its cap).
+    let base = (1.0 / n.max(2.0)).min(0.5);
+    let mut prior = base;
     for _ in 0..30 {
         let expected: f64 = evidence.par_iter().map(|w| probability(w + logit2(prior))).sum();
-        prior = (expected / all).clamp(1e-12, 0.5);
+        prior = ((expected + PRIOR_PSEUDO * base) / (all + PRIOR_PSEUDO)).clamp(1e-12, 0.5);
     }
     prior
 }
