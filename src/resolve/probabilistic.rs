@@ -253,11 +253,6 @@ pub(crate) fn oriented<'r>(a: &'r Norm, b: &'r Norm) -> (&'r Norm, &'r Norm) {
     if b < a { (b, a) } else { (a, b) }
 }
 
-/// The left record of a candidate pair, as [`oriented`] orders it.
-fn left<'r, T: HasNorm>(records: &'r [T], p: &blocking::Pair) -> &'r Norm {
-    oriented(records[p.a as usize].norm(), records[p.b as usize].norm()).0
-}
-
 fn logit2(p: f64) -> f64 {
     (p / (1.0 - p)).log2()
 }
@@ -296,25 +291,29 @@ pub fn find_matches<T: HasNorm + Sync>(
     tracing::debug!("blocking: {} candidate pairs in {:.2?}", found.pairs.len(), started.elapsed());
     let started = std::time::Instant::now();
     let kinds = trained.map_or_else(|| kinds_in(records), Model::kinds);
-    let patterns: Vec<Pattern> = found
+    // Each pair's levels, and which of its records is on the left (as [`oriented`] orders
+    // them; kept, so weighing the pair does not compare the two records' values again).
+    let (patterns, lefts): (Vec<Pattern>, Vec<u32>) = found
         .pairs
         .par_iter()
         .map(|p| {
-            let (a, b) = oriented(records[p.a as usize].norm(), records[p.b as usize].norm());
-            compare::pattern(a, b, &kinds)
+            let (x, y) = (records[p.a as usize].norm(), records[p.b as usize].norm());
+            match y < x {
+                true => (compare::pattern(y, x, &kinds), p.b),
+                false => (compare::pattern(x, y, &kinds), p.a),
+            }
         })
-        .collect();
+        .unzip();
     tracing::debug!("comparing: {} patterns in {:.2?}", patterns.len(), started.elapsed());
     let mut model = match trained {
         Some(model) => model.clone(),
-        None => train::train(records, &kinds, &found.pairs, &patterns, config),
+        None => train::train(records, &kinds, &found.pairs, &patterns, &lefts, config),
     };
     let started = std::time::Instant::now();
-    let scores: Vec<f64> = found
-        .pairs
+    let scores: Vec<f64> = lefts
         .par_iter()
         .zip(&patterns)
-        .map(|(p, pattern)| probability(model.weight(left(records, p), pattern)))
+        .map(|(&left, pattern)| probability(model.weight(records[left as usize].norm(), pattern)))
         .collect();
     if trained.is_none() {
         let (chosen, curve) = train::threshold_curve(&scores);

@@ -391,6 +391,17 @@ fn ten_chunks_resolve_to_the_same_clusters_as_once_and_keep_ids() {
     assert!(rebuilt.merges.is_empty());
 }
 
+/// Seeds `raw.customers` from `seeds/customers_*.csv` in the generator's columns.
+pub(crate) fn seeded_customers(p: &TestProject) {
+    let types = "record_id: varchar, source: varchar, true_id: varchar, first_name: varchar, last_name: varchar, \
+                 email: varchar, phone: varchar, dob: varchar, postcode: varchar, address: varchar";
+    p.write(
+        "seeds/seeds.yml",
+        &format!("seeds:\n  - name: customers\n    config:\n      files: \"customers_*.csv\"\n      column_types: {{{types}}}\n"),
+    );
+    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: customers\n");
+}
+
 /// `source:source_id -> entity_id` of a project's entity index.
 /// An incremental `resolve_entities` model over `input`'s generator columns (gen_customers.py).
 pub(crate) fn incremental_entity_index(input: &str) -> String {
@@ -417,17 +428,8 @@ fn resolve_entities_model_keeps_ids_across_incremental_runs_and_full_refresh() {
     let mut lines = text.lines();
     let header = lines.next().unwrap();
     let rows: Vec<&str> = lines.collect();
-    let types = "record_id: varchar, source: varchar, true_id: varchar, first_name: varchar, last_name: varchar, \
-                 email: varchar, phone: varchar, dob: varchar, postcode: varchar, address: varchar";
-    p.write(
-        "seeds/seeds.yml",
-        &format!("seeds:\n  - name: customers\n    config:\n      files: \"customers_*.csv\"\n      column_types: {{{types}}}\n"),
-    );
-    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: customers\n");
-    p.write(
-        "models/semantic/entity_index.yml",
-        &incremental_entity_index("raw.customers"),
-    );
+    seeded_customers(&p);
+    p.write("models/semantic/entity_index.yml", &incremental_entity_index("raw.customers"));
     let chunks: Vec<&[&str]> = rows.chunks(rows.len().div_ceil(3)).collect();
     let mut before: HashMap<String, String> = HashMap::new();
     for (k, chunk) in chunks.iter().enumerate() {

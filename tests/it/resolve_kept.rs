@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use lake::resolve::config::{ResolveConfig, Role};
 use lake::resolve::{Entry, Mode, Resolver};
 
-use crate::resolve::{entries_of, incremental_entity_index, partition, synthetic};
+use crate::resolve::{entries_of, incremental_entity_index, partition, seeded_customers, synthetic};
 use crate::support::TestProject;
 
 /// `(trained_at, fingerprint, records)` of the kept model, and how many `params` rows it has.
@@ -37,13 +37,7 @@ fn the_trained_model_is_kept_until_the_settings_change_or_the_records_double() {
     let header = lines.next().unwrap();
     let rows: Vec<&str> = lines.collect();
     let (a, b) = (rows.len() * 4 / 10, rows.len() / 2);
-    let types = "record_id: varchar, source: varchar, true_id: varchar, first_name: varchar, last_name: varchar, \
-                 email: varchar, phone: varchar, dob: varchar, postcode: varchar, address: varchar";
-    p.write(
-        "seeds/seeds.yml",
-        &format!("seeds:\n  - name: customers\n    config:\n      files: \"customers_*.csv\"\n      column_types: {{{types}}}\n"),
-    );
-    p.write("models/sources.yml", "sources:\n  - name: raw\n    tables:\n      - name: customers\n");
+    seeded_customers(&p);
     let model = incremental_entity_index("raw.customers");
     p.write("models/semantic/entity_index.yml", &model);
     let load = |k: usize, part: &[&str]| {

@@ -9,7 +9,7 @@ use super::super::blocking::Pair;
 use super::super::compare::{self, Kind, NULL, Pattern};
 use super::super::config::ResolveConfig;
 use super::super::matching::HasNorm;
-use super::{Comparison, CurvePoint, Level, Model, left, logit2, oriented, probability};
+use super::{Comparison, CurvePoint, Level, Model, logit2, oriented, probability};
 
 /// Pseudo-pairs behind the built-in u values (matter only for small inputs).
 const U_PSEUDO: f64 = 1000.0;
@@ -319,12 +319,14 @@ fn em(counts: &BTreeMap<Pattern, f64>, blocked: &[bool], m0: &[Vec<f64>], u0: &[
     (m, matches)
 }
 
-/// Trains the model on `records` and their candidate pairs (threshold set by the caller).
+/// Trains the model on `records` and their candidate pairs, with each pair's levels and its
+/// left record (threshold set by the caller).
 pub(super) fn train<T: HasNorm + Sync>(
     records: &[T],
     kinds: &[Kind],
     pairs: &[Pair],
     patterns: &[Pattern],
+    lefts: &[u32],
     config: &ResolveConfig,
 ) -> Model {
     let started = std::time::Instant::now();
@@ -362,19 +364,19 @@ pub(super) fn train<T: HasNorm + Sync>(
         household,
     };
     let started = std::time::Instant::now();
-    model.prior = estimate_prior(records, &model, pairs, patterns);
+    model.prior = estimate_prior(records, &model, lefts, patterns);
     tracing::debug!("training: the prior in {:.2?}", started.elapsed());
     model
 }
 
 /// The prior as the fixed point of expected matches among the candidate pairs over all pairs.
-fn estimate_prior<T: HasNorm + Sync>(records: &[T], model: &Model, pairs: &[Pair], patterns: &[Pattern]) -> f64 {
+fn estimate_prior<T: HasNorm + Sync>(records: &[T], model: &Model, lefts: &[u32], patterns: &[Pattern]) -> f64 {
     let n = records.len() as f64;
     let all = (n * (n - 1.0) / 2.0).max(1.0);
-    let evidence: Vec<f64> = pairs
+    let evidence: Vec<f64> = lefts
         .par_iter()
         .zip(patterns)
-        .map(|(p, pattern)| model.weight(left(records, p), pattern) - logit2(model.prior))
+        .map(|(&left, pattern)| model.weight(records[left as usize].norm(), pattern) - logit2(model.prior))
         .collect();
     // Each record has about one match among the others: the starting point, and the value a
     // few pseudo-pairs hold the fixed point to where there are too few pairs to tell (among a
