@@ -360,7 +360,6 @@ fn incremental_entries(previous: Vec<IndexRow>, incoming: Vec<(Entry, Raw)>) -> 
     (entries, raws, compare_from, arrivals_from)
 }
 
-/// A text column of the stored index, read in place.
 /// An incremental run: resolves the changed records `incoming` against the index. Entries
 /// from the returned position on are the changed records.
 fn resolve_change(
@@ -401,6 +400,7 @@ fn records_after(index: Option<&DataFrame>, incoming: &[(Entry, Raw)]) -> Result
     Ok(indexed.len() + new)
 }
 
+/// A text column of the stored index, read in place.
 fn index_text<'a>(index: &'a DataFrame, name: &str) -> Result<&'a StringChunked> {
     index
         .column(name)
