@@ -73,7 +73,10 @@ pub(super) fn resolve(g: &GlobalArgs, args: &ResolveArgs) -> CliResult {
     })
     .usage()?;
     drop(ids);
+    tracing::debug!("read {rows} records in {:.2?}", started.elapsed());
+    let normalizing = std::time::Instant::now();
     let norms = resolver.normalize_all(&raws);
+    tracing::debug!("normalized them in {:.2?}", normalizing.elapsed());
     drop(raws);
     let entries: Vec<Entry> = record_ids.iter().zip(norms).map(|(id, norm)| Entry::new(&source, id, norm)).collect();
     drop(record_ids);

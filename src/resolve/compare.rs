@@ -81,9 +81,15 @@ impl Kind {
 
     /// The level two present values reach.
     pub fn level(self, a: &str, b: &str) -> u8 {
+        self.level_with(a, b, None)
+    }
+
+    /// [`Kind::level`], with the values' Jaro-Winkler similarity when it is known already.
+    fn level_with(self, a: &str, b: &str, known: Option<f64>) -> u8 {
         if a == b {
             return 0;
         }
+        let jaro_winkler = |a: &str, b: &str| known.unwrap_or_else(|| jaro::jaro_winkler(a, b));
         let bands = |s: f64, mins: &[f64], first: u8| {
             mins.iter().position(|m| s >= *m).map_or(first + mins.len() as u8, |i| first + i as u8)
         };
@@ -92,13 +98,13 @@ impl Kind {
                 if nicknames::equivalent(a, b) {
                     return 1;
                 }
-                bands(jaro::jaro_winkler(a, b), &[0.92, 0.85, 0.70], 2)
+                bands(jaro_winkler(a, b), &[0.92, 0.85, 0.70], 2)
             }
-            Kind::LastName => bands(jaro::jaro_winkler(a, b), &[0.92, 0.85, 0.70], 1),
+            Kind::LastName => bands(jaro_winkler(a, b), &[0.92, 0.85, 0.70], 1),
             Kind::Email => email_level(a, b),
             Kind::Phone | Kind::Postcode => 1 + u8::from(!within_one_edit(a, b)),
             Kind::Dob => dob_level(a, b),
-            Kind::Address => bands(jaro::jaro_winkler(a, b), &[0.90, 0.75], 1),
+            Kind::Address => bands(jaro_winkler(a, b), &[0.90, 0.75], 1),
         }
     }
 }
@@ -203,19 +209,37 @@ fn date(s: &str) -> Option<NaiveDate> {
 
 /// Whether `b`'s first and last name fit `a`'s better the other way round.
 pub fn swapped(a: &Norm, b: &Norm) -> bool {
+    names(a, b).swapped
+}
+
+/// How `b`'s names are read against `a`'s: swapped or not, and (when deciding that needed
+/// them) the Jaro-Winkler similarities of the first names and of the last names so read.
+struct Names {
+    swapped: bool,
+    first: Option<f64>,
+    last: Option<f64>,
+}
+
+fn names(a: &Norm, b: &Norm) -> Names {
     fn get(n: &Norm, r: Role) -> Option<&str> {
         n[r.index()].as_deref()
     }
+    let unknown = Names { swapped: false, first: None, last: None };
     let (Some(fa), Some(la), Some(fb), Some(lb)) =
         (get(a, Role::FirstName), get(a, Role::LastName), get(b, Role::FirstName), get(b, Role::LastName))
     else {
-        return false;
+        return unknown;
     };
     if fa == fb || la == lb {
-        return false;
+        return unknown;
     }
     let jw = jaro::jaro_winkler;
-    jw(fa, lb) + jw(la, fb) > jw(fa, fb) + jw(la, lb) + 0.1
+    let (straight, crossed) = ((jw(fa, fb), jw(la, lb)), (jw(fa, lb), jw(la, fb)));
+    if crossed.0 + crossed.1 > straight.0 + straight.1 + 0.1 {
+        Names { swapped: true, first: Some(crossed.0), last: Some(crossed.1) }
+    } else {
+        Names { swapped: false, first: Some(straight.0), last: Some(straight.1) }
+    }
 }
 
 /// The value of `kind` in `b`, read in the orientation `swapped` gives.
@@ -236,11 +260,16 @@ pub fn value(norm: &Norm, kind: Kind, swapped: bool) -> Option<&str> {
 /// does, so that agreement is the names' agreement again, not evidence of its own (scored
 /// as a missing value; `--explain` shows `local_part_from_names`).
 pub fn pattern(a: &Norm, b: &Norm, kinds: &[Kind]) -> Pattern {
-    let swap = swapped(a, b);
+    let names = names(a, b);
     let mut out = [NULL; 7];
     for (k, kind) in kinds.iter().enumerate() {
-        if let (Some(x), Some(y)) = (value(a, *kind, false), value(b, *kind, swap)) {
-            out[k] = kind.level(x, y);
+        if let (Some(x), Some(y)) = (value(a, *kind, false), value(b, *kind, names.swapped)) {
+            let known = match kind {
+                Kind::FirstName => names.first,
+                Kind::LastName => names.last,
+                _ => None,
+            };
+            out[k] = kind.level_with(x, y, known);
             if *kind == Kind::Email && LOOSE_EMAIL.contains(&out[k]) && (local_from_names(a) || local_from_names(b)) {
                 out[k] = NULL;
             }

@@ -140,7 +140,15 @@ impl Model {
     /// Summed match weight (with the prior) of a pair with these levels, and the part of it
     /// that is the household correction.
     fn weigh(&self, a: &Norm, pattern: &Pattern) -> (f64, f64) {
-        let mut w = logit2(self.prior);
+        let (evidence, correction) = self.evidence(a, pattern);
+        (evidence + logit2(self.prior), correction)
+    }
+
+    /// Summed match weight of a pair with these levels without the prior (added last, so
+    /// that a weight from kept evidence equals [`Model::weight`] bit for bit), and the part of
+    /// it that is the household correction.
+    fn evidence(&self, a: &Norm, pattern: &Pattern) -> (f64, f64) {
+        let mut w = 0.0;
         let mut agree = 0usize;
         for (k, &level) in pattern.iter().enumerate().take(self.comparisons.len()) {
             if level != NULL {
@@ -305,16 +313,23 @@ pub fn find_matches<T: HasNorm + Sync>(
         })
         .unzip();
     tracing::debug!("comparing: {} patterns in {:.2?}", patterns.len(), started.elapsed());
-    let mut model = match trained {
-        Some(model) => model.clone(),
-        None => train::train(records, &kinds, &found.pairs, &patterns, &lefts, config),
+    let (mut model, evidence) = match trained {
+        Some(model) => (model.clone(), None),
+        None => {
+            let (model, evidence) = train::train(records, &kinds, &found.pairs, &patterns, &lefts, config);
+            (model, Some(evidence))
+        }
     };
     let started = std::time::Instant::now();
-    let scores: Vec<f64> = lefts
-        .par_iter()
-        .zip(&patterns)
-        .map(|(&left, pattern)| probability(model.weight(records[left as usize].norm(), pattern)))
-        .collect();
+    let scores: Vec<f64> = match evidence {
+        // Training weighed every pair already (for the prior): the same sum, prior added last.
+        Some(evidence) => evidence.par_iter().map(|w| probability(w + logit2(model.prior))).collect(),
+        None => lefts
+            .par_iter()
+            .zip(&patterns)
+            .map(|(&left, pattern)| probability(model.weight(records[left as usize].norm(), pattern)))
+            .collect(),
+    };
     if trained.is_none() {
         let (chosen, curve) = train::threshold_curve(&scores);
         model.curve = curve;

@@ -138,18 +138,19 @@ fn unioned_blocking_finds_a_pair_with_a_typo_in_every_exact_key() {
     let records = vec![
         norm(&resolver, &[(Email, "jon.smyth@x.com"), (FirstName, "Jon"), (LastName, "Smyth"), (Dob, "1980-02-03")]),
         // Typos in the email and the last name, the phone only here: only the birth date
-        // with an initial and the Soundex code with the first initial still agree.
+        // with an initial and the Soundex code with the first name's first letters still
+        // agree.
         norm(&resolver, &[(Email, "jon.smith@y.org"), (Phone, "+1 212 736 0100"), (FirstName, "Jon"), (LastName, "Smith"), (Dob, "1980-02-03")]),
         norm(&resolver, &[(Email, "other@x.com"), (FirstName, "Ann"), (LastName, "Other"), (Dob, "1980-02-03")]),
     ];
     let found = candidates(&records, 0, resolver.config());
     let pair = found.pairs.iter().find(|p| (p.a, p.b) == (0, 1)).expect("the typo pair is a candidate");
     let rule = |name: &str| names.iter().position(|n| n == name).unwrap();
-    assert_eq!(names[pair.rule as usize], "soundex_first_initial", "{names:?}");
-    for shared in ["soundex_first_initial", "dob_first_initial", "dob_last_initial"] {
+    assert_eq!(names[pair.rule as usize], "soundex_first_prefix", "{names:?}");
+    for shared in ["soundex_first_prefix", "dob_first_initial", "dob_last_initial"] {
         assert!(pair.rules & (1 << rule(shared)) != 0, "{shared} holds the pair");
     }
-    for apart in ["email", "email_local", "name", "name_prefix", "last_first_initial"] {
+    for apart in ["email", "email_local", "name", "name_prefix", "last_first_prefix"] {
         assert!(pair.rules & (1 << rule(apart)) == 0, "{apart} does not hold the pair");
     }
     assert_eq!(found.pairs.iter().filter(|p| (p.a, p.b) == (0, 1)).count(), 1, "each pair once");
@@ -427,7 +428,7 @@ fn resolve_entities_model_takes_probabilistic_scoring_from_its_params() {
     let (precision, recall) = precision_recall(&predicted, &truth_of(&input));
     assert!(f1(precision, recall) >= 0.95, "precision {precision:.4}, recall {recall:.4}");
     let rules = p.sql_rows("select distinct rule from semantic.blocking_index order by rule");
-    assert!(rules.iter().any(|r| r[0] == "soundex_first_initial"), "{rules:?}");
+    assert!(rules.iter().any(|r| r[0] == "soundex_first_prefix"), "{rules:?}");
     let confidence = p.sql_rows("select min(confidence) from semantic.entity_index where match_rule is not null");
     let min: f64 = confidence[0][0].parse().unwrap();
     assert!((0.5..=1.0).contains(&min), "a match probability at or above the threshold: {min}");

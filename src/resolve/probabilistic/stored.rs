@@ -2,7 +2,7 @@
 //! frequencies as `(role, value, count)` rows. A run that reuses it scores every pair as the
 //! run that trained it would, which is what makes incremental runs equal a full build.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use anyhow::{Context, Result, anyhow, ensure};
 use serde::{Deserialize, Serialize};

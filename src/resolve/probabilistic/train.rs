@@ -1,7 +1,11 @@
 //! Training the probabilistic model: term frequencies, u from value frequencies and random
 //! pairs, m by EM per blocking rule, the prior as a fixed point, and the threshold.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// foldhash, as in `resolve`: the term frequencies are looked up once per exact agreement of
+// every candidate pair.
+use foldhash::{HashMap, HashMapExt};
 
 use rayon::prelude::*;
 
@@ -180,30 +184,48 @@ pub(super) fn household_kinds(kinds: &[Kind]) -> Vec<usize> {
 fn household_counts<T: HasNorm + Sync>(records: &[T], kinds: &[Kind], house: &[usize]) -> ([u64; 16], [u64; 16]) {
     use std::hash::{BuildHasher, Hash, Hasher};
     let roles: Vec<usize> = house.iter().map(|&k| kinds[k].role().index()).collect();
-    // A fixed-key hasher: the same records give the same groups in every run.
+    // Each record's values of the household kinds, hashed once (a fixed-key hasher: the same
+    // records give the same groups in every run); 0 where it has none.
     let hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let hashes: Vec<[u64; 4]> = records
+        .par_iter()
+        .map(|r| {
+            let mut out = [0u64; 4];
+            for (slot, &role) in out.iter_mut().zip(&roles) {
+                if let Some(v) = r.norm()[role].as_deref() {
+                    let mut h = hasher.build_hasher();
+                    v.hash(&mut h);
+                    *slot = h.finish() | 1;
+                }
+            }
+            out
+        })
+        .collect();
     let sets: Vec<usize> = (1..1usize << roles.len()).collect();
     let per_set: Vec<(usize, u64, u64)> = sets
         .par_iter()
         .map(|&set| {
-            // Records by the 64-bit hash of their values for the set's kinds.
-            let mut groups: HashMap<u64, u64> = HashMap::new();
-            let mut have = 0u64;
-            'records: for r in records {
-                let mut h = hasher.build_hasher();
-                for (bit, &role) in roles.iter().enumerate() {
-                    if set & (1 << bit) != 0 {
-                        let Some(v) = r.norm()[role].as_deref() else {
-                            continue 'records;
-                        };
-                        v.hash(&mut h);
+            // The records having every kind of the set, by one hash of their values for it;
+            // sorted, so that equal values are neighbours.
+            let mut keys: Vec<u64> = hashes
+                .iter()
+                .filter_map(|h| {
+                    let mut key = 0u64;
+                    for (bit, &value) in h.iter().enumerate().take(roles.len()) {
+                        if set & (1 << bit) != 0 {
+                            if value == 0 {
+                                return None;
+                            }
+                            key = (key.rotate_left(17) ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                        }
                     }
-                }
-                have += 1;
-                *groups.entry(h.finish()).or_default() += 1;
-            }
+                    Some(key)
+                })
+                .collect();
+            keys.sort_unstable();
             let pairs = |n: u64| n * n.saturating_sub(1) / 2;
-            (set, groups.values().map(|&c| pairs(c)).sum(), pairs(have))
+            let together = keys.chunk_by(|x, y| x == y).map(|g| pairs(g.len() as u64)).sum();
+            (set, together, pairs(keys.len() as u64))
         })
         .collect();
     let (mut together, mut having) = ([0u64; 16], [0u64; 16]);
@@ -237,13 +259,8 @@ fn estimate_m(kinds: &[Kind], pairs: &[Pair], patterns: &[Pattern], u: &[Vec<f64
     let m0: Vec<Vec<f64>> = kinds.iter().map(|k| defaults(*k).0.to_vec()).collect();
     let mut acc: Vec<Vec<f64>> = m0.iter().map(|l| vec![0.0; l.len()]).collect();
     let mut acc_weight = vec![0.0; kinds.len()];
-    for (r, rule) in config.rules.iter().enumerate().take(32) {
-        let mut counts: BTreeMap<Pattern, f64> = BTreeMap::new();
-        for (p, pattern) in pairs.iter().zip(patterns) {
-            if p.rules & (1 << r) != 0 {
-                *counts.entry(*pattern).or_default() += 1.0;
-            }
-        }
+    let per_rule = pattern_counts(pairs, patterns, config.rules.len().min(32));
+    for (rule, counts) in config.rules.iter().zip(per_rule) {
         if counts.is_empty() {
             continue;
         }
@@ -272,6 +289,37 @@ fn estimate_m(kinds: &[Kind], pairs: &[Pair], patterns: &[Pattern], u: &[Vec<f64
                 m0[k].clone()
             }
         })
+        .collect()
+}
+
+/// For each of the first `rules` rules, how many of the pairs in its blocks have each
+/// pattern: one pass over the pairs on every core, counted exactly (so in any order).
+fn pattern_counts(pairs: &[Pair], patterns: &[Pattern], rules: usize) -> Vec<BTreeMap<Pattern, f64>> {
+    let zero = || vec![HashMap::<Pattern, u64>::new(); rules];
+    pairs
+        .par_iter()
+        .zip(patterns)
+        .fold(zero, |mut acc, (p, pattern)| {
+            let mut bits = p.rules;
+            while bits != 0 {
+                let r = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if r < rules {
+                    *acc[r].entry(*pattern).or_default() += 1;
+                }
+            }
+            acc
+        })
+        .reduce(zero, |mut x, y| {
+            for (a, b) in x.iter_mut().zip(y) {
+                for (pattern, n) in b {
+                    *a.entry(pattern).or_default() += n;
+                }
+            }
+            x
+        })
+        .into_iter()
+        .map(|counts| counts.into_iter().map(|(pattern, n)| (pattern, n as f64)).collect())
         .collect()
 }
 
@@ -320,7 +368,8 @@ fn em(counts: &BTreeMap<Pattern, f64>, blocked: &[bool], m0: &[Vec<f64>], u0: &[
 }
 
 /// Trains the model on `records` and their candidate pairs, with each pair's levels and its
-/// left record (threshold set by the caller).
+/// left record (threshold set by the caller). Returns it with each pair's evidence: its match
+/// weight without the prior.
 pub(super) fn train<T: HasNorm + Sync>(
     records: &[T],
     kinds: &[Kind],
@@ -328,7 +377,7 @@ pub(super) fn train<T: HasNorm + Sync>(
     patterns: &[Pattern],
     lefts: &[u32],
     config: &ResolveConfig,
-) -> Model {
+) -> (Model, Vec<f64>) {
     let started = std::time::Instant::now();
     let tf: Vec<Frequencies> = kinds.iter().map(|k| Frequencies::of(records, *k)).collect();
     let (u, household, u_sample_pairs) = estimate_u(records, kinds, &tf);
@@ -364,28 +413,46 @@ pub(super) fn train<T: HasNorm + Sync>(
         household,
     };
     let started = std::time::Instant::now();
-    model.prior = estimate_prior(records, &model, lefts, patterns);
-    tracing::debug!("training: the prior in {:.2?}", started.elapsed());
-    model
-}
-
-/// The prior as the fixed point of expected matches among the candidate pairs over all pairs.
-fn estimate_prior<T: HasNorm + Sync>(records: &[T], model: &Model, lefts: &[u32], patterns: &[Pattern]) -> f64 {
-    let n = records.len() as f64;
-    let all = (n * (n - 1.0) / 2.0).max(1.0);
     let evidence: Vec<f64> = lefts
         .par_iter()
         .zip(patterns)
-        .map(|(&left, pattern)| model.weight(records[left as usize].norm(), pattern) - logit2(model.prior))
+        .map(|(&left, pattern)| model.evidence(records[left as usize].norm(), pattern).0)
         .collect();
+    model.prior = estimate_prior(records.len(), &evidence);
+    tracing::debug!("training: the prior in {:.2?}", started.elapsed());
+    (model, evidence)
+}
+
+/// Passes of the prior's fixed point at most; it stops earlier once a pass moves it by less
+/// than [`PRIOR_TOLERANCE`] of itself.
+const PRIOR_PASSES: usize = 30;
+const PRIOR_TOLERANCE: f64 = 1e-9;
+
+/// The prior as the fixed point of expected matches among the candidate pairs over all pairs
+/// of `n` records, from each candidate pair's evidence (match weight without the prior).
+fn estimate_prior(n: usize, evidence: &[f64]) -> f64 {
+    let n = n as f64;
+    let all = (n * (n - 1.0) / 2.0).max(1.0);
     // Each record has about one match among the others: the starting point, and the value a
     // few pseudo-pairs hold the fixed point to where there are too few pairs to tell (among a
     // handful of records nearly every pair is a candidate, and it would run up to its cap).
     let base = (1.0 / n.max(2.0)).min(0.5);
     let mut prior = base;
-    for _ in 0..30 {
-        let expected: f64 = evidence.par_iter().map(|w| probability(w + logit2(prior))).sum();
-        prior = ((expected + PRIOR_PSEUDO * base) / (all + PRIOR_PSEUDO)).clamp(1e-12, 0.5);
+    for _ in 0..PRIOR_PASSES {
+        // Summed in fixed chunks, in order: the same records give the same prior on any
+        // number of threads.
+        let expected: f64 = evidence
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().map(|w| probability(w + logit2(prior))).sum::<f64>())
+            .collect::<Vec<f64>>()
+            .iter()
+            .sum();
+        let next = ((expected + PRIOR_PSEUDO * base) / (all + PRIOR_PSEUDO)).clamp(1e-12, 0.5);
+        let moved = (next - prior).abs() / prior;
+        prior = next;
+        if moved < PRIOR_TOLERANCE {
+            break;
+        }
     }
     prior
 }
@@ -393,9 +460,11 @@ fn estimate_prior<T: HasNorm + Sync>(records: &[T], model: &Model, lefts: &[u32]
 /// The threshold (≥ 0.5) that maximises the expected F0.5 over the candidate pairs' match
 /// probabilities, and the expected precision and recall at several thresholds.
 pub(super) fn threshold_curve(scores: &[f64]) -> (f64, Vec<CurvePoint>) {
-    let mut sorted = scores.to_vec();
+    // Every pair counts towards the expected matches; only those of 0.5 or more can set the
+    // threshold (and are sorted).
+    let actual: f64 = scores.iter().sum();
+    let mut sorted: Vec<f64> = scores.par_iter().copied().filter(|p| *p >= 0.5).collect();
     sorted.par_sort_unstable_by(|x, y| y.total_cmp(x));
-    let actual: f64 = sorted.iter().sum();
     let (mut best, mut best_f1, mut tp) = (0.5, -1.0, 0.0);
     for (i, &p) in sorted.iter().enumerate() {
         if p < 0.5 {
