@@ -129,11 +129,24 @@ pub fn candidates<T: HasNorm + Sync>(records: &[T], compare_from: usize, config:
     let mut pairs: Vec<Pair> = plan.work.par_iter().flat_map_iter(|block| plan.pairs_in(block)).collect();
     pairs.par_sort_unstable_by_key(|p| (p.a, p.b));
     let mut out = Candidates { blocks: plan.blocks, skipped: plan.skipped, ..Candidates::default() };
-    for p in &pairs {
-        *out.pairs_per_rule.entry(config.rules[p.rule as usize].name.clone()).or_default() += 1;
-    }
+    out.pairs_per_rule = per_rule(pairs.iter().map(|p| p.rule), config);
     out.pairs = pairs;
     out
+}
+
+/// How many of `rules` (indexes into the config's rules) name each rule, by rule name
+/// (rules that name none left out).
+pub fn per_rule(rules: impl Iterator<Item = u16>, config: &ResolveConfig) -> BTreeMap<String, u64> {
+    let mut counts = vec![0u64; config.rules.len()];
+    for r in rules {
+        counts[r as usize] += 1;
+    }
+    by_name(&counts, config)
+}
+
+/// Counts per rule (by index into the config's rules) by rule name, zeros left out.
+pub fn by_name(counts: &[u64], config: &ResolveConfig) -> BTreeMap<String, u64> {
+    config.rules.iter().zip(counts).filter(|(_, n)| **n > 0).map(|(r, n)| (r.name.clone(), *n)).collect()
 }
 
 /// The blocks of rule `r` that hold two records or more, one of them at `compare_from` or

@@ -391,7 +391,7 @@ fn rule_matches<T: HasNorm + Sync>(records: &[T], compare_from: usize, config: &
         });
     matches.par_sort_unstable_by_key(|m| (m.a, m.b));
     tracing::debug!("comparing: {} matches in {:.2?}", matches.len(), started.elapsed());
-    let pairs_per_rule = rules.iter().zip(&counts).filter(|(_, n)| **n > 0).map(|(r, n)| (r.name.clone(), *n)).collect();
+    let pairs_per_rule = blocking::by_name(&counts, config);
     Matches {
         matches,
         comparisons: counts.iter().sum(),

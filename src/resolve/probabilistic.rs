@@ -338,12 +338,13 @@ pub fn find_matches<T: HasNorm + Sync>(
     }
     tracing::debug!("scoring (and the threshold) in {:.2?}", started.elapsed());
     let mut out = Matches { blocks: found.blocks, skipped: found.skipped, ..Matches::default() };
+    let compared = || found.pairs.iter().filter(|p| p.b as usize >= compare_from);
+    out.pairs_per_rule = blocking::per_rule(compared().map(|p| p.rule), config);
     for (p, &score) in found.pairs.iter().zip(&scores) {
         if (p.b as usize) < compare_from {
             continue;
         }
         out.comparisons += 1;
-        *out.pairs_per_rule.entry(config.rules[p.rule as usize].name.clone()).or_default() += 1;
         if score >= model.threshold {
             out.matches.push(Match { a: p.a, b: p.b, rule: p.rule, score });
         } else if score < APART {
