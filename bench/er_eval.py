@@ -111,6 +111,13 @@ if "city" in have:
     comparisons.append(cl.ExactMatch("city").configure(term_frequency_adjustments=True))
 settings = SettingsCreator(link_type="dedupe_only", comparisons=comparisons, blocking_rules_to_generate_predictions=rules,
                            retain_intermediate_calculation_columns=False)
+if sys.argv[4:] == ["count"]:
+    # Only count the pairs these blocking rules make (exactly, not from a sample), and stop.
+    from splink.blocking_analysis import count_comparisons_from_blocking_rules
+    counted = count_comparisons_from_blocking_rules(DuckDBAPI().register(clean), blocking_rules=rules,
+                                                    link_type="dedupe_only", record_sample_proportion=1.0)
+    print(json.dumps({"comparisons": int(counted[-1]["cumulative_comparison_count"])}))
+    sys.exit(0)
 linker = Linker(DuckDBAPI().register(clean), settings, log_level=logging.ERROR)
 det = [block_on(*[r for r in ("first_name", "last_name", "dob") if r in have])]
 linker.training.estimate_probability_two_random_records_match(det, recall=0.7)
