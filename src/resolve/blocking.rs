@@ -136,7 +136,7 @@ pub fn candidates<T: HasNorm + Sync>(records: &[T], compare_from: usize, config:
 
 /// How many of `rules` (indexes into the config's rules) name each rule, by rule name
 /// (rules that name none left out).
-pub fn per_rule(rules: impl Iterator<Item = u16>, config: &ResolveConfig) -> BTreeMap<String, u64> {
+fn per_rule(rules: impl Iterator<Item = u16>, config: &ResolveConfig) -> BTreeMap<String, u64> {
     let mut counts = vec![0u64; config.rules.len()];
     for r in rules {
         counts[r as usize] += 1;

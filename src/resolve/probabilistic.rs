@@ -338,19 +338,20 @@ pub fn find_matches<T: HasNorm + Sync>(
     }
     tracing::debug!("scoring (and the threshold) in {:.2?}", started.elapsed());
     let mut out = Matches { blocks: found.blocks, skipped: found.skipped, ..Matches::default() };
-    let compared = || found.pairs.iter().filter(|p| p.b as usize >= compare_from);
-    out.pairs_per_rule = blocking::per_rule(compared().map(|p| p.rule), config);
+    let mut per_rule = vec![0u64; config.rules.len()];
     for (p, &score) in found.pairs.iter().zip(&scores) {
         if (p.b as usize) < compare_from {
             continue;
         }
-        out.comparisons += 1;
+        per_rule[p.rule as usize] += 1;
         if score >= model.threshold {
             out.matches.push(Match { a: p.a, b: p.b, rule: p.rule, score });
         } else if score < APART {
             out.apart.push((p.a, p.b));
         }
     }
+    out.comparisons = per_rule.iter().sum();
+    out.pairs_per_rule = blocking::by_name(&per_rule, config);
     out.model = Some(model);
     out
 }

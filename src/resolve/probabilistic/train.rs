@@ -467,9 +467,6 @@ pub(super) fn threshold_curve(scores: &[f64]) -> (f64, Vec<CurvePoint>) {
     sorted.par_sort_unstable_by(|x, y| y.total_cmp(x));
     let (mut best, mut best_f1, mut tp) = (0.5, -1.0, 0.0);
     for (i, &p) in sorted.iter().enumerate() {
-        if p < 0.5 {
-            break;
-        }
         tp += p;
         // F-beta with beta = 1/2: clustering closes matches transitively, so one false pair
         // can join two whole clusters; precision weighs more than recall.
