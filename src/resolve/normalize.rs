@@ -18,7 +18,9 @@ use std::str::FromStr;
 use chrono::NaiveDate;
 use unicode_normalization::UnicodeNormalization;
 
+mod metadata;
 mod nanp;
+pub use metadata::rebuild as rebuild_phone_metadata;
 use unicode_normalization::char::is_combining_mark;
 
 /// A named normalization function, chosen per column.
@@ -162,7 +164,9 @@ pub fn phone(value: &str, region: &str) -> Option<String> {
         return phone_parsed(value, region);
     };
     let digits: String = value.chars().filter(char::is_ascii_digit).collect();
-    let valid = |e164: &str| phonenumber::parse(None, e164).is_ok_and(|n| n.is_valid());
+    let valid = |e164: &str| {
+        metadata::with_database(|db| phonenumber::parse_with(db, None, e164).is_ok_and(|n| n.is_valid_with(db)))
+    };
     if is_fake_number(&digits) || !nanp::is_valid(&national, valid) {
         return None;
     }
@@ -174,7 +178,7 @@ pub fn phone(value: &str, region: &str) -> Option<String> {
 }
 
 /// [`phone`] with every number parsed by `phonenumber` (no fast path): what the fast path
-/// is checked against.
+/// is checked against. Each thread parses with its own copy of the metadata (`metadata`).
 pub fn phone_parsed(value: &str, region: &str) -> Option<String> {
     let value = value.trim();
     let digits: String = value.chars().filter(char::is_ascii_digit).collect();
@@ -191,15 +195,17 @@ pub fn phone_parsed(value: &str, region: &str) -> Option<String> {
     // 0.3.10 would otherwise apply that region's national prefix to it (with region US,
     // `+49 151…` loses the `1` of `151`).
     let country = if value.starts_with('+') { None } else { country };
-    let number = phonenumber::parse(country, &value).ok()?;
-    if !number.is_valid() {
-        return None;
-    }
-    let national = number.national().value().to_string();
-    if is_fake_number(&national) {
-        return None;
-    }
-    Some(number.format().mode(phonenumber::Mode::E164).to_string())
+    metadata::with_database(|db| {
+        let number = phonenumber::parse_with(db, country, &value).ok()?;
+        if !number.is_valid_with(db) {
+            return None;
+        }
+        let national = number.national().value().to_string();
+        if is_fake_number(&national) {
+            return None;
+        }
+        Some(number.format_with(db).mode(phonenumber::Mode::E164).to_string())
+    })
 }
 
 /// One digit repeated, or a number that starts with a run like 123456 or 987654.

@@ -1,9 +1,11 @@
 //! The fast paths of entity resolution give exactly what the libraries they stand in for give:
-//! phone normalization of North American numbers (`phonenumber`) and Jaro / Jaro-Winkler
-//! (`strsim`).
+//! phone normalization of North American numbers and each thread's copy of the phone metadata
+//! (`phonenumber`), and Jaro / Jaro-Winkler (`strsim`).
 
 use lake::resolve::jaro::{jaro, jaro_winkler};
-use lake::resolve::normalize::{phone, phone_parsed};
+use lake::resolve::normalize::{phone, phone_parsed, rebuild_phone_metadata};
+use phonenumber::metadata::DATABASE;
+use phonenumber::{Mode, PhoneNumber};
 
 /// A seeded xorshift: `next(n)` is in `0..n`.
 fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
@@ -14,6 +16,52 @@ fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
         state ^= state << 17;
         state % n
     }
+}
+
+/// The copy of `phonenumber`'s metadata each thread parses with holds what the default holds,
+/// field by field and in the same order, for every country code.
+#[test]
+fn each_threads_phone_metadata_is_phonenumbers_own() {
+    let own = rebuild_phone_metadata(&DATABASE);
+    let mut regions = 0;
+    for code in 1..1000u16 {
+        let shown = |db: &phonenumber::metadata::Database| format!("{:?}", db.by_code(&code));
+        assert_eq!(shown(&own), shown(&DATABASE), "country code {code}");
+        assert_eq!(own.region(&code), DATABASE.region(&code), "country code {code}");
+        regions += DATABASE.by_code(&code).map_or(0, |m| m.len());
+    }
+    assert!(regions > 240, "only {regions} regions compared");
+    assert_eq!(format!("{:?}", own.by_id("001")), format!("{:?}", DATABASE.by_id("001")));
+}
+
+/// Every example number of the metadata (each type of each region), written internationally
+/// and nationally, parses, validates and formats the same with a thread's copy as with the
+/// default database.
+#[test]
+fn phone_numbers_parse_the_same_with_each_threads_metadata() {
+    let own = rebuild_phone_metadata(&DATABASE);
+    let parsed = |db, country, s: &str| {
+        phonenumber::parse_with(db, country, s)
+            .map(|n: PhoneNumber| (n.is_valid_with(db), n.format_with(db).mode(Mode::E164).to_string(), n))
+            .map_err(|e| e.to_string())
+    };
+    let mut checked = 0;
+    for code in 1..1000u16 {
+        for meta in DATABASE.by_code(&code).unwrap_or_default() {
+            let d = meta.descriptors();
+            let descriptors = [d.fixed_line(), d.mobile(), d.toll_free(), d.premium_rate(), d.voip(), d.uan()];
+            for example in descriptors.into_iter().flatten().filter_map(|d| d.example()) {
+                let country = meta.id().parse().ok();
+                for (country, s) in [(None, format!("+{code} {example}")), (country, example.to_string())] {
+                    assert_eq!(parsed(&own, country, &s), parsed(&DATABASE, country, &s), "{s} in {}", meta.id());
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} numbers checked");
+    assert_eq!(phone_parsed("+44 20 7946 0958", "US").as_deref(), Some("+442079460958"));
+    assert_eq!(phone_parsed("0049 151 23456789", "US").as_deref(), Some("+4915123456789"));
 }
 
 /// Numbers over many prefixes, in several spellings, several per prefix (so most are answered
