@@ -70,11 +70,22 @@ pub struct Apart {
 }
 
 impl Apart {
-    pub fn new(n: usize, apart: &[(u32, u32)]) -> Self {
+    /// Sets over `0..n` that `links` (every pair that will be joined or forced) may join,
+    /// never across a pair of `apart`. Only an apart pair inside one component of `links` can
+    /// ever stop a join, so only those are kept: most pairs found apart (millions, at a
+    /// million records) are between records no chain of links reaches from one to the other.
+    pub fn new(n: usize, apart: &[(u32, u32)], links: impl IntoIterator<Item = (u32, u32)>) -> Self {
+        let mut reach = UnionFind::new(n);
+        for (a, b) in links {
+            reach.union(a, b);
+        }
+        let component: Vec<u32> = (0..n as u32).map(|x| reach.find(x)).collect();
         let mut partners = vec![Vec::new(); n];
         for &(a, b) in apart {
-            partners[a as usize].push(b);
-            partners[b as usize].push(a);
+            if component[a as usize] == component[b as usize] {
+                partners[a as usize].push(b);
+                partners[b as usize].push(a);
+            }
         }
         Self { sets: UnionFind::new(n), partners }
     }

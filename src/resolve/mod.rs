@@ -274,10 +274,10 @@ impl Resolver {
             false => Vec::new(),
         };
 
-        let mut sets = Apart::new(entries.len(), &found.apart);
+        // The index before `compare_from` keeps its clusters: records sharing a prior id stay
+        // together. Records after it are clustered by this run's pairs alone.
+        let mut forced = Vec::new();
         if let Mode::Incremental { .. } = mode {
-            // The index before `compare_from` keeps its clusters: records sharing a prior id
-            // stay together. Records after it are clustered by this run's pairs alone.
             let mut first_with: HashMap<&str, u32> = HashMap::new();
             for (i, e) in entries.iter().enumerate().take(compare_from) {
                 if reopened.get(i).copied().unwrap_or(false) {
@@ -285,9 +285,14 @@ impl Resolver {
                 }
                 if let Some(p) = &e.prior {
                     let first = *first_with.entry(p.entity_id.as_str()).or_insert(i as u32);
-                    sets.force(first, i as u32);
+                    forced.push((first, i as u32));
                 }
             }
+        }
+        let links = forced.iter().copied().chain(found.matches.iter().map(|m| (m.a, m.b)));
+        let mut sets = Apart::new(entries.len(), &found.apart, links);
+        for &(first, i) in &forced {
+            sets.force(first, i);
         }
         // Strongest pair first, so that of two chains that would join namesakes the likelier
         // one forms (only the probabilistic scoring finds pairs apart; rules join every match).

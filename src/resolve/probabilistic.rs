@@ -126,33 +126,44 @@ impl Model {
         self.comparisons.iter().map(|c| c.kind).collect()
     }
 
-    /// The match weight of comparison `k` at `level` for a pair whose left record is `a`.
-    fn term(&self, k: usize, level: u8, a: &Norm) -> (f64, f64) {
-        let c = &self.comparisons[k];
-        let weight = c.levels[level as usize].weight;
-        let tf = match (&c.tf, level) {
-            (Some(tf), 0) => compare::value(a, c.kind, false).map_or(0.0, |v| tf.adjustment(v, c.levels[0].u)),
-            _ => 0.0,
-        };
-        (weight, tf)
+    /// The term-frequency adjustment an exact agreement on each comparison gains, for a pair
+    /// whose left record is `a`: 0 where the comparison has none or `a` no value, and, given
+    /// the pair's `pattern`, where it does not agree exactly.
+    fn exact_tf(&self, a: &Norm, pattern: Option<&Pattern>) -> [f64; 7] {
+        let mut out = [0.0; 7];
+        for (k, c) in self.comparisons.iter().enumerate() {
+            if let Some(tf) = &c.tf
+                && pattern.is_none_or(|p| p[k] == 0)
+            {
+                out[k] = compare::value(a, c.kind, false).map_or(0.0, |v| tf.adjustment(v, c.levels[0].u));
+            }
+        }
+        out
+    }
+
+    /// The match weight of comparison `k` at `level`, and its term-frequency adjustment (from
+    /// [`Model::exact_tf`] of the pair's left record).
+    fn term(&self, k: usize, level: u8, exact_tf: &[f64; 7]) -> (f64, f64) {
+        let weight = self.comparisons[k].levels[level as usize].weight;
+        (weight, if level == 0 { exact_tf[k] } else { 0.0 })
     }
 
     /// Summed match weight (with the prior) of a pair with these levels, and the part of it
     /// that is the household correction.
     fn weigh(&self, a: &Norm, pattern: &Pattern) -> (f64, f64) {
-        let (evidence, correction) = self.evidence(a, pattern);
+        let (evidence, correction) = self.evidence(&self.exact_tf(a, Some(pattern)), pattern);
         (evidence + logit2(self.prior), correction)
     }
 
     /// Summed match weight of a pair with these levels without the prior (added last, so
     /// that a weight from kept evidence equals [`Model::weight`] bit for bit), and the part of
     /// it that is the household correction.
-    fn evidence(&self, a: &Norm, pattern: &Pattern) -> (f64, f64) {
+    fn evidence(&self, exact_tf: &[f64; 7], pattern: &Pattern) -> (f64, f64) {
         let mut w = 0.0;
         let mut agree = 0usize;
         for (k, &level) in pattern.iter().enumerate().take(self.comparisons.len()) {
             if level != NULL {
-                let (x, tf) = self.term(k, level, a);
+                let (x, tf) = self.term(k, level, exact_tf);
                 w += x + tf;
             }
             if level == 0
@@ -163,6 +174,18 @@ impl Model {
         }
         let correction = self.household.get(agree).copied().unwrap_or(0.0);
         (w + correction, correction)
+    }
+
+    /// Each pair's evidence ([`Model::evidence`]), given its levels and its left record. With
+    /// as many pairs as records or more, each record's adjustments are looked up once, not
+    /// once per pair it is the left of (the same values, so the same sums).
+    fn evidences<T: HasNorm + Sync>(&self, records: &[T], lefts: &[u32], patterns: &[Pattern]) -> Vec<f64> {
+        let pairs = lefts.par_iter().zip(patterns);
+        if lefts.len() < records.len() {
+            return pairs.map(|(&l, p)| self.evidence(&self.exact_tf(records[l as usize].norm(), Some(p)), p).0).collect();
+        }
+        let exact: Vec<[f64; 7]> = records.par_iter().map(|r| self.exact_tf(r.norm(), None)).collect();
+        pairs.map(|(&l, p)| self.evidence(&exact[l as usize], p).0).collect()
     }
 
     /// Match weight (with the prior) of a pair with these levels.
@@ -181,6 +204,7 @@ impl Model {
         let (a, b) = oriented(a, b);
         let swapped = compare::swapped(a, b);
         let pattern = compare::pattern(a, b, &self.kinds());
+        let exact_tf = self.exact_tf(a, Some(&pattern));
         let mut terms = Vec::new();
         for (k, c) in self.comparisons.iter().enumerate() {
             let (weight, tf_adjustment, level) = match pattern[k] {
@@ -192,7 +216,7 @@ impl Model {
                 }
                 NULL => (0.0, 0.0, "null"),
                 level => {
-                    let (w, tf) = self.term(k, level, a);
+                    let (w, tf) = self.term(k, level, &exact_tf);
                     (w, tf, c.levels[level as usize].label)
                 }
             };
@@ -321,15 +345,9 @@ pub fn find_matches<T: HasNorm + Sync>(
         }
     };
     let started = std::time::Instant::now();
-    let scores: Vec<f64> = match evidence {
-        // Training weighed every pair already (for the prior): the same sum, prior added last.
-        Some(evidence) => evidence.par_iter().map(|w| probability(w + logit2(model.prior))).collect(),
-        None => lefts
-            .par_iter()
-            .zip(&patterns)
-            .map(|(&left, pattern)| probability(model.weight(records[left as usize].norm(), pattern)))
-            .collect(),
-    };
+    // Training weighed every pair already (for the prior); a kept model weighs them here.
+    let evidence = evidence.unwrap_or_else(|| model.evidences(records, &lefts, &patterns));
+    let scores: Vec<f64> = evidence.par_iter().map(|w| probability(w + logit2(model.prior))).collect();
     if trained.is_none() {
         let (chosen, curve) = train::threshold_curve(&scores);
         model.curve = curve;

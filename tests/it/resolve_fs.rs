@@ -88,7 +88,8 @@ fn the_household_correction_holds_when_random_pairs_almost_never_share_a_househo
 fn clusters_are_never_joined_across_a_pair_found_apart() {
     use lake::resolve::cluster::Apart;
     // 0 and 2 are apart; 1 resembles both.
-    let mut sets = Apart::new(4, &[(0, 2)]);
+    let links = [(0, 1), (1, 2), (2, 3), (3, 0), (1, 0)];
+    let mut sets = Apart::new(4, &[(0, 2)], links);
     assert!(sets.join(0, 1));
     assert!(!sets.join(1, 2), "2 would join 0's cluster");
     assert!(sets.join(2, 3));
@@ -96,7 +97,7 @@ fn clusters_are_never_joined_across_a_pair_found_apart() {
     assert!(sets.join(1, 0), "already together");
     assert_eq!(sets.groups(), vec![vec![0, 1], vec![2, 3]]);
     // An index's own clusters are kept whatever this run finds apart.
-    let mut forced = Apart::new(3, &[(0, 2)]);
+    let mut forced = Apart::new(3, &[(0, 2)], [(0, 2), (1, 2)]);
     forced.force(0, 2);
     assert!(forced.join(1, 2));
     assert_eq!(forced.groups(), vec![vec![0, 1, 2]]);

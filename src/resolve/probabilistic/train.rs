@@ -413,11 +413,7 @@ pub(super) fn train<T: HasNorm + Sync>(
         household,
     };
     let started = std::time::Instant::now();
-    let evidence: Vec<f64> = lefts
-        .par_iter()
-        .zip(patterns)
-        .map(|(&left, pattern)| model.evidence(records[left as usize].norm(), pattern).0)
-        .collect();
+    let evidence = model.evidences(records, lefts, patterns);
     model.prior = estimate_prior(records.len(), &evidence);
     tracing::debug!("training: the prior in {:.2?}", started.elapsed());
     (model, evidence)
