@@ -21,6 +21,24 @@ use super::config::Role;
 use super::normalize::{email_local, email_local_key};
 use super::{Norm, jaro, nicknames};
 
+/// A record's normalized values by role: a [`Norm`], or one record of a
+/// [`super::packed::Packed`].
+pub trait Values {
+    fn get(&self, role: Role) -> Option<&str>;
+}
+
+impl Values for Norm {
+    fn get(&self, role: Role) -> Option<&str> {
+        self[role.index()].as_deref()
+    }
+}
+
+/// The canonical order of two records: by their values, role by role in [`Role::ALL`]'s
+/// order, a missing value first (the order of the [`Norm`] arrays themselves).
+pub fn order<V: Values>(a: &V, b: &V) -> std::cmp::Ordering {
+    Role::ALL.iter().map(|&r| a.get(r).cmp(&b.get(r))).find(|o| o.is_ne()).unwrap_or(std::cmp::Ordering::Equal)
+}
+
 /// A comparison of the probabilistic scoring: which role, and its levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -208,7 +226,7 @@ fn date(s: &str) -> Option<NaiveDate> {
 }
 
 /// Whether `b`'s first and last name fit `a`'s better the other way round.
-pub fn swapped(a: &Norm, b: &Norm) -> bool {
+pub fn swapped<V: Values>(a: &V, b: &V) -> bool {
     names(a, b).swapped
 }
 
@@ -220,13 +238,10 @@ struct Names {
     last: Option<f64>,
 }
 
-fn names(a: &Norm, b: &Norm) -> Names {
-    fn get(n: &Norm, r: Role) -> Option<&str> {
-        n[r.index()].as_deref()
-    }
+fn names<V: Values>(a: &V, b: &V) -> Names {
     let unknown = Names { swapped: false, first: None, last: None };
     let (Some(fa), Some(la), Some(fb), Some(lb)) =
-        (get(a, Role::FirstName), get(a, Role::LastName), get(b, Role::FirstName), get(b, Role::LastName))
+        (a.get(Role::FirstName), a.get(Role::LastName), b.get(Role::FirstName), b.get(Role::LastName))
     else {
         return unknown;
     };
@@ -243,13 +258,13 @@ fn names(a: &Norm, b: &Norm) -> Names {
 }
 
 /// The value of `kind` in `b`, read in the orientation `swapped` gives.
-pub fn value(norm: &Norm, kind: Kind, swapped: bool) -> Option<&str> {
+pub fn value<V: Values>(norm: &V, kind: Kind, swapped: bool) -> Option<&str> {
     let role = match (kind, swapped) {
         (Kind::FirstName, true) => Role::LastName,
         (Kind::LastName, true) => Role::FirstName,
         _ => kind.role(),
     };
-    norm[role.index()].as_deref()
+    norm.get(role)
 }
 
 /// The levels of a pair on the `kinds` in use ([`NULL`] elsewhere).
@@ -259,7 +274,7 @@ pub fn value(norm: &Norm, kind: Kind, swapped: bool) -> Option<&str> {
 /// surname in one household, hold `ann.lee@x.com` and `annlee@y.com` as often as one person
 /// does, so that agreement is the names' agreement again, not evidence of its own (scored
 /// as a missing value; `--explain` shows `local_part_from_names`).
-pub fn pattern(a: &Norm, b: &Norm, kinds: &[Kind]) -> Pattern {
+pub fn pattern<V: Values>(a: &V, b: &V, kinds: &[Kind]) -> Pattern {
     let names = names(a, b);
     let mut out = [NULL; 7];
     for (k, kind) in kinds.iter().enumerate() {
@@ -284,12 +299,12 @@ const LOOSE_EMAIL: [u8; 2] = [2, 3];
 /// Whether a record's email local part (without its `+tag` and separators, and without a
 /// digit) is its first and last name, or an initial and the other name, in either order
 /// (`ann.lee`, `annlee`, `alee`, `lee_ann`, `leea`), or one of the names alone.
-fn local_from_names(n: &Norm) -> bool {
+fn local_from_names<V: Values>(n: &V) -> bool {
     let letters = |s: &str| s.chars().filter(char::is_ascii_alphabetic).collect::<String>();
     let (Some(email), Some(first), Some(last)) = (
-        n[Role::Email.index()].as_deref(),
-        n[Role::FirstName.index()].as_deref().map(letters),
-        n[Role::LastName.index()].as_deref().map(letters),
+        n.get(Role::Email),
+        n.get(Role::FirstName).map(letters),
+        n.get(Role::LastName).map(letters),
     ) else {
         return false;
     };

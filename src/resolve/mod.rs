@@ -29,6 +29,7 @@ pub mod jaro;
 pub mod matching;
 pub mod model;
 pub mod nicknames;
+pub mod packed;
 pub mod normalize;
 pub mod probabilistic;
 
