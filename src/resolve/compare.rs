@@ -33,6 +33,12 @@ impl Values for Norm {
     }
 }
 
+impl<V: Values> Values for &V {
+    fn get(&self, role: Role) -> Option<&str> {
+        (**self).get(role)
+    }
+}
+
 /// The canonical order of two records: by their values, role by role in [`Role::ALL`]'s
 /// order, a missing value first (the order of the [`Norm`] arrays themselves).
 pub fn order<V: Values>(a: &V, b: &V) -> std::cmp::Ordering {

@@ -29,8 +29,8 @@ pub mod jaro;
 pub mod matching;
 pub mod model;
 pub mod nicknames;
-pub mod packed;
 pub mod normalize;
+pub mod packed;
 pub mod probabilistic;
 
 use std::borrow::Cow;

@@ -35,7 +35,8 @@ use std::fmt;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::compare::{self, Kind, NULL, Pattern};
+use super::blocking::Pair;
+use super::compare::{self, Kind, NULL, Pattern, Values};
 use super::config::ResolveConfig;
 use super::matching::{HasNorm, Match, Matches};
 use super::packed::Packed;
@@ -128,14 +129,11 @@ impl Model {
     }
 
     /// The term-frequency adjustment an exact agreement on each comparison gains, for a pair
-    /// whose left record is `a`: 0 where the comparison has none or `a` no value, and, given
-    /// the pair's `pattern`, where it does not agree exactly.
-    fn exact_tf(&self, a: &Norm, pattern: Option<&Pattern>) -> [f64; 7] {
+    /// whose left record is `a` (0 where the comparison has none or `a` no value).
+    fn exact_tf(&self, a: &Norm) -> [f64; 7] {
         let mut out = [0.0; 7];
         for (k, c) in self.comparisons.iter().enumerate() {
-            if let Some(tf) = &c.tf
-                && pattern.is_none_or(|p| p[k] == 0)
-            {
+            if let Some(tf) = &c.tf {
                 out[k] = compare::value(a, c.kind, false).map_or(0.0, |v| tf.adjustment(v, c.levels[0].u));
             }
         }
@@ -152,7 +150,7 @@ impl Model {
     /// Summed match weight (with the prior) of a pair with these levels, and the part of it
     /// that is the household correction.
     fn weigh(&self, a: &Norm, pattern: &Pattern) -> (f64, f64) {
-        let (evidence, correction) = self.evidence(&self.exact_tf(a, Some(pattern)), pattern);
+        let (evidence, correction) = self.evidence(&self.exact_tf(a), pattern);
         (evidence + logit2(self.prior), correction)
     }
 
@@ -178,14 +176,14 @@ impl Model {
     }
 
     /// Each pair's evidence ([`Model::evidence`]), given its levels and its left record. With
-    /// as many pairs as records or more, each record's adjustments are looked up once, not
-    /// once per pair it is the left of (the same values, so the same sums).
+    /// many pairs, each record's adjustments are looked up once, not once per pair it is the
+    /// left of (the same values, so the same sums).
     fn evidences<T: HasNorm + Sync>(&self, records: &[T], lefts: &[u32], patterns: &[Pattern]) -> Vec<f64> {
         let pairs = lefts.par_iter().zip(patterns);
-        if lefts.len() < records.len() {
-            return pairs.map(|(&l, p)| self.evidence(&self.exact_tf(records[l as usize].norm(), Some(p)), p).0).collect();
+        if !per_record_pays(lefts.len(), records.len()) {
+            return pairs.map(|(&l, p)| self.evidence(&self.exact_tf(records[l as usize].norm()), p).0).collect();
         }
-        let exact: Vec<[f64; 7]> = records.par_iter().map(|r| self.exact_tf(r.norm(), None)).collect();
+        let exact: Vec<[f64; 7]> = records.par_iter().map(|r| self.exact_tf(r.norm())).collect();
         pairs.map(|(&l, p)| self.evidence(&exact[l as usize], p).0).collect()
     }
 
@@ -205,7 +203,7 @@ impl Model {
         let (a, b) = oriented(a, b);
         let swapped = compare::swapped(a, b);
         let pattern = compare::pattern(a, b, &self.kinds());
-        let exact_tf = self.exact_tf(a, Some(&pattern));
+        let exact_tf = self.exact_tf(a);
         let mut terms = Vec::new();
         for (k, c) in self.comparisons.iter().enumerate() {
             let (weight, tf_adjustment, level) = match pattern[k] {
@@ -308,6 +306,27 @@ fn kinds_in<T: HasNorm + Sync>(records: &[T]) -> Vec<Kind> {
 /// resembles).
 pub const APART: f64 = 0.001;
 
+/// Each pair's levels, and which of its records is on the left (as [`oriented`] orders them;
+/// kept, so weighing the pair does not compare the two records' values again).
+fn compare_pairs<V: Values + Send>(pairs: &[Pair], kinds: &[Kind], record: impl Fn(u32) -> V + Sync) -> (Vec<Pattern>, Vec<u32>) {
+    pairs
+        .par_iter()
+        .map(|p| {
+            let (x, y) = (record(p.a), record(p.b));
+            match compare::order(&y, &x).is_lt() {
+                true => (compare::pattern(&y, &x, kinds), p.b),
+                false => (compare::pattern(&x, &y, kinds), p.a),
+            }
+        })
+        .unzip()
+}
+
+/// Whether work done once per record (packing its values, looking up its term frequencies)
+/// pays back over `pairs` pairs among `records` records: not when the pairs are fewer.
+fn per_record_pays(pairs: usize, records: usize) -> bool {
+    pairs >= records
+}
+
 /// Trains the model on all `records` (unless `trained` is given: a model kept from an earlier
 /// run, which is then used as it is) and returns the pairs with at least one record from
 /// `compare_from` on that reach the threshold.
@@ -324,21 +343,15 @@ pub fn find_matches<T: HasNorm + Sync>(
     tracing::debug!("blocking: {} candidate pairs in {:.2?}", found.pairs.len(), started.elapsed());
     let started = std::time::Instant::now();
     let kinds = trained.map_or_else(|| kinds_in(records), Model::kinds);
-    // Each pair's levels, and which of its records is on the left (as [`oriented`] orders
-    // them; kept, so weighing the pair does not compare the two records' values again).
-    let packed = Packed::new(records);
-    let (patterns, lefts): (Vec<Pattern>, Vec<u32>) = found
-        .pairs
-        .par_iter()
-        .map(|p| {
-            let (x, y) = (packed.get(p.a), packed.get(p.b));
-            match compare::order(&y, &x).is_lt() {
-                true => (compare::pattern(&y, &x, &kinds), p.b),
-                false => (compare::pattern(&x, &y, &kinds), p.a),
-            }
-        })
-        .unzip();
-    drop(packed);
+    // Many pairs are compared on packed records; a few (a kept model's incremental run) on the
+    // records as they are, not worth packing the whole index for.
+    let (patterns, lefts) = match per_record_pays(found.pairs.len(), records.len()) {
+        true => {
+            let packed = Packed::new(records);
+            compare_pairs(&found.pairs, &kinds, |i| packed.get(i))
+        }
+        false => compare_pairs(&found.pairs, &kinds, |i| records[i as usize].norm()),
+    };
     tracing::debug!("comparing: {} patterns in {:.2?}", patterns.len(), started.elapsed());
     let (mut model, evidence) = match trained {
         Some(model) => (model.clone(), None),
