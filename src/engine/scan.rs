@@ -143,7 +143,7 @@ async fn files_matching(table: &Table, id: i64, predicate: &Predicate) -> Option
 
 /// Reads scan tasks in partitions of about equal bytes.
 #[derive(Debug)]
-struct ScanExec {
+pub(super) struct ScanExec {
     table: String,
     file_io: FileIO,
     schema: SchemaRef,
@@ -186,6 +186,58 @@ impl ScanExec {
             limit,
             properties,
         }
+    }
+
+    /// The files each partition reads.
+    pub(super) fn partitions(&self) -> &[Vec<FileScanTask>] {
+        &self.partitions
+    }
+
+    /// Whether every file is read whole: no delete file applies and no filter went down.
+    pub(super) fn reads_whole_files(&self) -> bool {
+        self.limit.is_none() && self.partitions.iter().flatten().all(|t| t.deletes.is_empty() && t.predicate.is_none())
+    }
+
+    /// The columns `columns` (positions in the scan's schema) of `tasks`, one file after
+    /// another and each file's rows in order: two reads of the same tasks give the same rows
+    /// in the same order, whichever columns each asks for.
+    pub(super) fn read_in_order(
+        &self,
+        tasks: &[FileScanTask],
+        columns: &[usize],
+        batch_size: usize,
+    ) -> DFResult<SendableRecordBatchStream> {
+        let schema = Arc::new(self.schema.project(columns)?);
+        let tasks: Vec<FileScanTask> = tasks
+            .iter()
+            .map(|t| {
+                let mut t = t.clone();
+                t.project_field_ids = columns.iter().map(|&c| t.project_field_ids[c]).collect();
+                t
+            })
+            .collect();
+        let stream = self.read(tasks, batch_size, 1)?;
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+
+    /// The rows of `tasks`, `in_flight` files at a time.
+    fn read(
+        &self,
+        tasks: Vec<FileScanTask>,
+        batch_size: usize,
+        in_flight: usize,
+    ) -> DFResult<futures::stream::BoxStream<'static, DFResult<RecordBatch>>> {
+        let reader = ArrowReaderBuilder::new(self.file_io.clone(), Runtime::try_current().map_err(df_error)?)
+            .with_batch_size(batch_size)
+            .with_data_file_concurrency_limit(in_flight)
+            .build();
+        let table = self.table.clone();
+        Ok(reader
+            .read(futures::stream::iter(tasks.into_iter().map(Ok)).boxed())
+            .map_err(df_error)?
+            .stream()
+            .map_err(move |e| df_error(format!("cannot read data files of {table}: {e}")))
+            .boxed())
     }
 
     /// Rows of `tasks` (files) when they are exactly the file's record count.
@@ -275,17 +327,7 @@ impl ExecutionPlan for ScanExec {
                 left -= n;
             }
         }
-        let reader = ArrowReaderBuilder::new(self.file_io.clone(), Runtime::try_current().map_err(df_error)?)
-            .with_batch_size(batch_size)
-            .with_data_file_concurrency_limit(FILES_IN_FLIGHT)
-            .build();
-        let table = self.table.clone();
-        let read = reader
-            .read(futures::stream::iter(read.into_iter().map(Ok)).boxed())
-            .map_err(df_error)?
-            .stream()
-            .map_err(move |e| df_error(format!("cannot read data files of {table}: {e}")))
-            .map(move |batch| match (batch, no_columns) {
+        let read = self.read(read, batch_size, FILES_IN_FLIGHT)?.map(move |batch| match (batch, no_columns) {
                 (Ok(b), true) => rows_only(&schema, b.num_rows()),
                 (other, _) => other,
             });

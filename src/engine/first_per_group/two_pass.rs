@@ -1,0 +1,316 @@
+//! [`FirstPerGroupScanExec`]: the first row per group of a table scan, in two reads of its
+//! files instead of one read that holds every row.
+//!
+//! The one-pass [`FirstPerGroupExec`](super::FirstPerGroupExec) needs its input hashed by key
+//! (every column of every row copied once more) and holds every batch that still holds a
+//! winner, which for a staging model's raw table is nearly all of them: 2.3 GB of JSON payloads
+//! at 1M Shopify orders. When the window reads a table scan directly, the key and order
+//! columns are read first, alone (`first_pass`: each scan partition on its own core, then
+//! merged), which gives, per scan partition, the positions of the winning rows; then each
+//! partition reads its files again, every column, one batch at a time, and keeps the rows at
+//! those positions. Nothing but the winners' positions is held, and nothing is copied but the
+//! rows kept.
+//!
+//! A position is a row's ordinal in its partition's read: the scan reads a partition's files
+//! one after another, each in row order ([`ScanExec::read_in_order`]), so both reads see the
+//! same rows in the same order. That holds because every file is read whole (no delete file,
+//! no filter pushed down; otherwise this plan is not used). Ties in the order go to the row
+//! read first: the lower partition, then the earlier position.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, RecordBatch, UInt64Array};
+use arrow::buffer::BooleanBuffer;
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::HashMap;
+use datafusion::common::runtime::SpawnedTask;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::utils::collect_columns;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::OnceCell;
+
+use super::Ranker;
+use crate::engine::scan::ScanExec;
+
+/// Positions of the winning rows, ascending, by scan partition.
+type Positions = Arc<Vec<Vec<u64>>>;
+
+/// Keeps, of each group of a table scan's rows with equal `partition_by` values, the row that
+/// sorts first by `order_by`, with a last column of 1s (the `row_number` it replaces). Reads
+/// the table itself: it has no input plan.
+#[derive(Debug)]
+pub struct FirstPerGroupScanExec {
+    scan: Arc<dyn ExecutionPlan>,
+    /// The scan's columns the keys and orders read, ascending.
+    ranked: Vec<usize>,
+    /// Over the `ranked` columns alone.
+    partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    order_by: Vec<PhysicalSortExpr>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+    winners: Arc<OnceCell<Positions>>,
+}
+
+impl FirstPerGroupScanExec {
+    /// The two-read plan for a window over `input`, when `input` is a scan that reads its files
+    /// whole and the keys and orders need fewer columns than it reads. `schema`: the scan's
+    /// columns, then the `row_number` column.
+    pub fn over(
+        input: &Arc<dyn ExecutionPlan>,
+        partition_by: &[Arc<dyn PhysicalExpr>],
+        order_by: &[PhysicalSortExpr],
+        schema: SchemaRef,
+    ) -> Result<Option<Self>> {
+        let Some(scan) = input.as_any().downcast_ref::<ScanExec>() else {
+            return Ok(None);
+        };
+        let mut ranked: Vec<usize> = partition_by
+            .iter()
+            .chain(order_by.iter().map(|s| &s.expr))
+            .flat_map(collect_columns)
+            .map(|c| c.index())
+            .collect();
+        ranked.sort_unstable();
+        ranked.dedup();
+        let width = input.schema().fields().len();
+        if !scan.reads_whole_files() || scan.partitions().is_empty() || ranked.len() >= width {
+            return Ok(None);
+        }
+        let remap = |e: &Arc<dyn PhysicalExpr>| remap_columns(e, &ranked);
+        let partition_by = partition_by.iter().map(remap).collect::<Result<Vec<_>>>()?;
+        let order_by = order_by
+            .iter()
+            .map(|s| Ok(PhysicalSortExpr { expr: remap(&s.expr)?, options: s.options }))
+            .collect::<Result<Vec<_>>>()?;
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(scan.partitions().len()),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        Ok(Some(Self {
+            scan: Arc::clone(input),
+            ranked,
+            partition_by,
+            order_by,
+            schema,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+            winners: Arc::new(OnceCell::new()),
+        }))
+    }
+}
+
+/// `expr` over the columns `columns` of its input alone (each column's new index is its place
+/// in `columns`).
+fn remap_columns(expr: &Arc<dyn PhysicalExpr>, columns: &[usize]) -> Result<Arc<dyn PhysicalExpr>> {
+    Arc::clone(expr)
+        .transform(|e| {
+            let Some(column) = e.as_any().downcast_ref::<Column>() else {
+                return Ok(Transformed::no(e));
+            };
+            let index = columns.binary_search(&column.index()).map_err(|_| {
+                DataFusionError::Internal(format!("FirstPerGroupScanExec: column {column} is not read"))
+            })?;
+            Ok(Transformed::yes(Arc::new(Column::new(column.name(), index)) as Arc<dyn PhysicalExpr>))
+        })
+        .data()
+}
+
+fn scan_of(plan: &Arc<dyn ExecutionPlan>) -> Result<&ScanExec> {
+    plan.as_any()
+        .downcast_ref::<ScanExec>()
+        .ok_or_else(|| DataFusionError::Internal("FirstPerGroupScanExec reads a LakeScan".into()))
+}
+
+impl DisplayAs for FirstPerGroupScanExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let keys: Vec<String> = self.partition_by.iter().map(|e| e.to_string()).collect();
+        let order: Vec<String> = self.order_by.iter().map(|e| e.to_string()).collect();
+        write!(f, "FirstPerGroupScanExec: partition_by=[{}], order_by=[{}], reads ", keys.join(", "), order.join(", "))?;
+        self.scan.fmt_as(t, f)
+    }
+}
+
+impl ExecutionPlan for FirstPerGroupScanExec {
+    fn name(&self) -> &str {
+        "FirstPerGroupScanExec"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        let batch_size = context.session_config().batch_size().max(1);
+        let metrics = BaselineMetrics::new(&self.metrics, partition);
+        let (scan, winners, schema) = (Arc::clone(&self.scan), Arc::clone(&self.winners), Arc::clone(&self.schema));
+        let (ranked, partition_by, order_by) = (self.ranked.clone(), self.partition_by.clone(), self.order_by.clone());
+        let kept = futures::stream::once(async move {
+            let positions = winners
+                .get_or_try_init(|| first_pass(Arc::clone(&scan), ranked, partition_by, order_by, batch_size))
+                .await?;
+            let mine = positions.get(partition).cloned().unwrap_or_default();
+            let reader = scan_of(&scan)?;
+            let every: Vec<usize> = (0..reader.schema().fields().len()).collect();
+            let tasks = reader.partitions().get(partition).cloned().unwrap_or_default();
+            let rows = reader.read_in_order(&tasks, &every, batch_size)?;
+            Ok::<_, DataFusionError>(second_pass(rows, mine, schema, metrics))
+        })
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), kept)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+/// Where the first row of a group is so far.
+struct Winner {
+    order: Box<[u8]>,
+    partition: u32,
+    position: u64,
+}
+
+/// The first read: each scan partition's key and order columns on its own task, the winners
+/// of each, merged; the winners' positions by partition.
+async fn first_pass(
+    scan: Arc<dyn ExecutionPlan>,
+    ranked: Vec<usize>,
+    partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    order_by: Vec<PhysicalSortExpr>,
+    batch_size: usize,
+) -> Result<Positions> {
+    let reader = scan_of(&scan)?;
+    let narrow: Arc<Schema> = Arc::new(reader.schema().project(&ranked)?);
+    let mut tasks = Vec::new();
+    for (partition, files) in reader.partitions().iter().enumerate() {
+        let rows = reader.read_in_order(files, &ranked, batch_size)?;
+        let ranker = Ranker::try_new(&narrow, &partition_by, &order_by)?;
+        tasks.push(SpawnedTask::spawn(firsts(rows, ranker, partition as u32)));
+    }
+    let mut merged: HashMap<Box<[u8]>, Winner> = HashMap::default();
+    for task in tasks {
+        let firsts = task.join_unwind().await.map_err(|e| DataFusionError::External(Box::new(e)))??;
+        if merged.is_empty() {
+            merged = firsts;
+            continue;
+        }
+        for (key, w) in firsts {
+            match merged.get_mut(&key) {
+                Some(best) if (&*w.order, w.partition, w.position) < (&*best.order, best.partition, best.position) => {
+                    *best = w
+                }
+                Some(_) => {}
+                None => {
+                    merged.insert(key, w);
+                }
+            }
+        }
+    }
+    let mut positions = vec![Vec::new(); reader.partitions().len()];
+    for w in merged.into_values() {
+        positions[w.partition as usize].push(w.position);
+    }
+    positions.iter_mut().for_each(|p| p.sort_unstable());
+    Ok(Arc::new(positions))
+}
+
+/// The first row of each group in one partition's read of the key and order columns.
+async fn firsts(
+    mut rows: SendableRecordBatchStream,
+    ranker: Ranker,
+    partition: u32,
+) -> Result<HashMap<Box<[u8]>, Winner>> {
+    let mut winners: HashMap<Box<[u8]>, Winner> = HashMap::default();
+    let mut offset = 0u64;
+    while let Some(batch) = rows.next().await {
+        let batch = batch?;
+        let (keys, orders) = ranker.encode(&batch)?;
+        for row in 0..batch.num_rows() {
+            let order: &[u8] = orders.as_ref().map_or(&[], |o| o.row(row).data());
+            let position = offset + row as u64;
+            match winners.get_mut(keys.row(row).data()) {
+                Some(best) if order < &*best.order => {
+                    best.order = order.into();
+                    best.position = position;
+                }
+                Some(_) => {}
+                None => {
+                    winners.insert(keys.row(row).data().into(), Winner { order: order.into(), partition, position });
+                }
+            }
+        }
+        offset += batch.num_rows() as u64;
+    }
+    Ok(winners)
+}
+
+/// The second read: the rows of `rows` at `positions` (ascending), each with the row number 1.
+fn second_pass(
+    rows: SendableRecordBatchStream,
+    positions: Vec<u64>,
+    schema: SchemaRef,
+    metrics: BaselineMetrics,
+) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
+    let mut offset = 0u64;
+    let mut next = 0usize;
+    rows.try_filter_map(move |batch| {
+        let _timer = metrics.elapsed_compute().timer();
+        let n = batch.num_rows() as u64;
+        let from = next;
+        while next < positions.len() && positions[next] < offset + n {
+            next += 1;
+        }
+        let picked = &positions[from..next];
+        let start = offset;
+        offset += n;
+        let out = match picked.len() {
+            0 => None,
+            k if k as u64 == n => Some(Ok(batch)),
+            _ => {
+                let mut mask = vec![false; n as usize];
+                for &p in picked {
+                    mask[(p - start) as usize] = true;
+                }
+                Some(filter_record_batch(&batch, &BooleanArray::new(BooleanBuffer::from(mask), None)))
+            }
+        };
+        let out = out
+            .map(|b| {
+                let b = b?;
+                let mut columns = b.columns().to_vec();
+                columns.push(Arc::new(UInt64Array::from_value(1, b.num_rows())));
+                let out = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+                metrics.record_output(out.num_rows());
+                Ok::<_, DataFusionError>(out)
+            })
+            .transpose();
+        futures::future::ready(out)
+    })
+}
