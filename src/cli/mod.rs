@@ -342,7 +342,24 @@ pub enum SqlFormat {
 /// std::process::exit(lake::cli::main_with_registry(registry));
 /// ```
 pub fn main_with_registry(registry: Registry) -> i32 {
+    main_with(registry, || {})
+}
+
+/// [`main_with_registry`], calling `batch` first, before any other thread starts, for a command
+/// that runs to its end and may keep what memory it freed until then: every command but
+/// `lake ingest` (which runs until stopped, or holds to its stated memory bound with `--once`)
+/// and `lake docs --serve`. The `lake` binary uses it to keep the memory its allocator frees
+/// for the rest of the run instead of giving it back to the system.
+pub fn main_with(registry: Registry, batch: fn()) -> i32 {
     let cli = Cli::parse();
+    let gives_memory_back = match &cli.command {
+        Command::Ingest(_) => true,
+        Command::Docs(args) => args.serve.is_some(),
+        _ => false,
+    };
+    if !gives_memory_back {
+        batch();
+    }
     if !matches!(cli.command, Command::Ingest(_)) {
         quiet_on_closed_pipe();
     }
