@@ -96,3 +96,216 @@ fn merged_calls_on_one_column_give_what_each_call_gives_alone() {
     assert_eq!(physical.matches("json_get_str(").count(), 1, "{plan}");
     assert!(!physical.contains("json_length("), "{plan}");
 }
+
+/// JSON texts nobody here wrote by hand: 4,000 generated documents (nested objects and arrays,
+/// escapes, non-ASCII text, numbers of every form, whitespace), half of them then broken by a
+/// deleted, inserted or cut character. What the functions find is what serde_json finds: a
+/// text is JSON when serde_json reads it whole (as `IgnoredAny`), and the value at a path is
+/// the one a reader that keeps each key's first occurrence reaches.
+#[test]
+fn paths_find_in_generated_and_broken_texts_what_serde_json_finds() {
+    use std::sync::Arc;
+
+    use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::Value;
+
+    /// A JSON value whose objects keep each key's first occurrence.
+    struct FirstWins(Value);
+    impl<'de> Deserialize<'de> for FirstWins {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = FirstWins;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("JSON")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<FirstWins, A::Error> {
+                    let mut map = serde_json::Map::new();
+                    while let Some((k, v)) = m.next_entry::<String, FirstWins>()? {
+                        map.entry(k).or_insert(v.0);
+                    }
+                    Ok(FirstWins(Value::Object(map)))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<FirstWins, A::Error> {
+                    let mut items = Vec::new();
+                    while let Some(v) = s.next_element::<FirstWins>()? {
+                        items.push(v.0);
+                    }
+                    Ok(FirstWins(Value::Array(items)))
+                }
+                fn visit_bool<E>(self, v: bool) -> Result<FirstWins, E> {
+                    Ok(FirstWins(Value::Bool(v)))
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<FirstWins, E> {
+                    Ok(FirstWins(Value::from(v)))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<FirstWins, E> {
+                    Ok(FirstWins(Value::from(v)))
+                }
+                fn visit_f64<E>(self, v: f64) -> Result<FirstWins, E> {
+                    Ok(FirstWins(Value::from(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<FirstWins, E> {
+                    Ok(FirstWins(Value::from(v)))
+                }
+                fn visit_unit<E>(self) -> Result<FirstWins, E> {
+                    Ok(FirstWins(Value::Null))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    fn value(next: &mut dyn FnMut(u64) -> u64, depth: usize, out: &mut String) {
+        let space = |next: &mut dyn FnMut(u64) -> u64| [" ", "", "", "\n ", "\t"][next(5) as usize];
+        match next(if depth > 4 { 6 } else { 9 }) {
+            0 => out.push_str(["\"x\"", "\"caf\u{e9} \u{1f600}\"", "\"q\\\"uote\\\\ \\n\\u00e9\\/\"", "\"\"", "\"0123456789abcdefghij\""][next(5) as usize]),
+            1 => out.push_str(["0", "-7", "12.50", "1e5", "-0.25E-3", "18446744073709551616", "3"][next(7) as usize]),
+            2 => out.push_str(["true", "false", "null"][next(3) as usize]),
+            3..=5 => out.push_str(&format!("\"{}\"", "s".repeat(next(40) as usize))),
+            6 | 7 => {
+                // Keys distinct within an object ("a" spelled with an escape or without).
+                out.push('{');
+                let mut keys = vec![["\"a\"", "\"\\u0061\""][next(2) as usize], "\"b\"", "\"c\"", "\"d\"", "\"k\u{e9}\""];
+                for i in 0..next(5) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(space(next));
+                    out.push_str(keys.remove(next(keys.len() as u64) as usize));
+                    out.push_str(space(next));
+                    out.push(':');
+                    out.push_str(space(next));
+                    value(next, depth + 1, out);
+                }
+                out.push_str(space(next));
+                out.push('}');
+            }
+            _ => {
+                out.push('[');
+                for i in 0..next(4) {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    value(next, depth + 1, out);
+                }
+                out.push(']');
+            }
+        }
+    }
+    let mut docs = Vec::new();
+    for i in 0..4000 {
+        let mut doc = String::new();
+        value(&mut next, if i % 3 == 0 { 4 } else { 0 }, &mut doc);
+        if i % 2 == 1 {
+            let mut chars: Vec<char> = doc.chars().collect();
+            let at = next(chars.len() as u64 + 1) as usize;
+            match next(3) {
+                0 if at < chars.len() => {
+                    chars.remove(at);
+                }
+                1 => chars.insert(at, ['{', '}', '[', ']', ',', ':', '"', '\\', ' ', '-', '\u{1}', 'x'][next(12) as usize]),
+                _ => chars.truncate(at),
+            }
+            doc = chars.into_iter().collect();
+        }
+        docs.push(doc);
+    }
+    // And texts at the edges of the grammar, in a skipped part and on a path.
+    for edge in [
+        r#"{"x": [1, 2,], "a": 1}"#, r#"{"x": {"k": 1,}, "a": 1}"#, r#"{"a": [1,]}"#, r#"{"x": [,1], "a": 1}"#,
+        r#"{"x": 01, "a": 1}"#, r#"{"x": 1., "a": 1}"#, r#"{"x": .5, "a": 1}"#, r#"{"x": -, "a": 1}"#, r#"{"x": 1e, "a": 1}"#,
+        r#"{"x": 1e+, "a": 1}"#, r#"{"x": -0.0e-0, "a": 1}"#, r#"{"x": tru, "a": 1}"#, r#"{"x": nul, "a": 1}"#,
+        r#"{"x": "bad \x escape", "a": 1}"#, r#"{"x": "\u12G4", "a": 1}"#, r#"{"x": "\u12", "a": 1}"#,
+        "{\"x\": \"tab\there\", \"a\": 1}", "{\"x\": [\"ctl\u{1}\"], \"a\": 1}", r#"{x: 1, "a": 1}"#,
+        r#"{"x" 1, "a": 1}"#, r#"{"x": , "a": 1}"#, r#"{"x": [1 2], "a": 1}"#, r#"{"x": {"k" : [ ] , "l":{ }}, "a": 1}"#,
+        r#"{"": 1, "a": {"b": "\"\\\/\b\f\n\r\t\u0041"}}"#, r#"{"a": 1} {"a": 2}"#, r#"{"a": 1}   "#, r#"  {"a": 1}"#,
+        r#"{"a": "x"}x"#, r#"{"a": [1, [2, [3, {"c": [4]}]]], "d": "sssssssss\"sssssss"}"#, r#""a""#, "", " ",
+        r#"{"a": {"b": 1}, "a": {"b": 2}}"#, r#"{"c": [0, {"a": "deep"}, 2], "b": [{"x": 1}]}"#,
+    ] {
+        docs.push(edge.to_string());
+    }
+    let paths: [&[Value]; 5] = [
+        &[Value::from("a")],
+        &[Value::from("a"), Value::from("b")],
+        &[Value::from("b"), Value::from(0)],
+        &[Value::from("c"), Value::from(1), Value::from("a")],
+        &[Value::from("d")],
+    ];
+    let at = |doc: &Value, path: &[Value]| -> Option<Value> {
+        let mut v = doc;
+        for step in path {
+            v = match step {
+                Value::String(k) => v.as_object()?.get(k)?,
+                _ => v.as_array()?.get(step.as_u64()? as usize)?,
+            };
+        }
+        Some(v.clone())
+    };
+    let (mut valid, mut expected) = (0, Vec::new());
+    for doc in &docs {
+        let tree = serde_json::from_str::<IgnoredAny>(doc).ok().map(|_| serde_json::from_str::<FirstWins>(doc).unwrap().0);
+        valid += tree.is_some() as usize;
+        let mut row = Vec::new();
+        for path in &paths {
+            let found = tree.as_ref().and_then(|t| at(t, path));
+            row.push(match &found {
+                None | Some(Value::Null) => "NULL".to_string(),
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            });
+            row.push(match &found {
+                Some(Value::Object(m)) => m.len().to_string(),
+                Some(Value::Array(a)) => a.len().to_string(),
+                _ => "NULL".to_string(),
+            });
+        }
+        expected.push(row);
+    }
+    assert!(valid > 2300 && valid < 3800, "{valid} of 4,000 texts are JSON");
+    let sql_path = |p: &[Value]| {
+        p.iter().map(|s| match s {
+            Value::String(k) => format!("'{k}'"),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+    };
+    let calls: Vec<String> = paths
+        .iter()
+        .flat_map(|p| [format!("json_get_str(doc, {})", sql_path(p)), format!("json_length(doc, {})", sql_path(p))])
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let got: Vec<Vec<String>> = rt.block_on(async {
+        use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+        let ctx = lake::engine::session::new_session();
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..docs.len() as i64));
+        let texts: ArrayRef = Arc::new(StringArray::from_iter_values(&docs));
+        let batch = RecordBatch::try_from_iter([("id", ids), ("doc", texts)]).unwrap();
+        ctx.register_batch("docs", batch).unwrap();
+        let sql = format!("select {} from docs order by id", calls.join(", "));
+        let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        batches
+            .iter()
+            .flat_map(|b| {
+                (0..b.num_rows()).map(move |i| {
+                    b.columns()
+                        .iter()
+                        .map(|c| if c.is_null(i) { "NULL".into() } else { array_value_to_string(c, i).unwrap() })
+                        .collect()
+                })
+            })
+            .collect()
+    });
+    assert_eq!(got.len(), docs.len());
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(g, e, "text {i}: {}", docs[i]);
+    }
+}

@@ -1,14 +1,15 @@
 //! One pass over a JSON text for any number of paths: the paths as a trie ([`Paths`]), followed
-//! through the text by a serde visitor that skips, without building, everything off the paths.
-//! At a path's end the value there is built (or its members counted, none built). An object's
-//! key matches its first occurrence only; a text that is not JSON, or has anything but
-//! whitespace after the value, finds nothing at any path.
+//! through the text's bytes by a scanner that checks, without building, everything off the
+//! paths (an iterative skip; a string's end found by `memchr`). At a path's end the value
+//! there is built by serde_json (or its members counted, none built). An object's key matches
+//! its first occurrence only; a text that is not JSON, or has anything but whitespace after the
+//! value, finds nothing at any path. What counts as JSON is what serde_json's reader accepts:
+//! a skipped string's escapes are checked as serde_json checks an ignored one (`\u` and four
+//! hex digits), a skipped number by its grammar; a key with an escape and a value built are
+//! read by serde_json itself.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// One step of a path: an object key or an array index.
@@ -59,8 +60,11 @@ impl Paths {
     /// count is a number value.
     pub(super) fn find(&self, text: &str, out: &mut [Option<Value>]) {
         out.fill(None);
-        let mut de = serde_json::Deserializer::from_str(text);
-        let whole = Walk { node: &self.root, out: &mut *out }.deserialize(&mut de).is_ok() && de.end().is_ok();
+        let mut scan = Scanner { text, bytes: text.as_bytes(), at: 0 };
+        let whole = scan.walk(&self.root, out).is_ok() && {
+            scan.space();
+            scan.at == scan.bytes.len()
+        };
         if !whole {
             out.fill(None);
         }
@@ -82,107 +86,280 @@ fn insert(node: &mut Node, steps: &[Step], leaf: Node) -> Result<(), ()> {
     }
 }
 
-/// Follows the trie through whatever value comes next.
-struct Walk<'n, 'o> {
-    node: &'n Node,
-    out: &'o mut [Option<Value>],
+/// The text is not JSON (or not where the scanner stands).
+struct NotJson;
+
+type Scanned<T = ()> = Result<T, NotJson>;
+
+/// A JSON text read forward from byte `at`.
+struct Scanner<'t> {
+    text: &'t str,
+    bytes: &'t [u8],
+    at: usize,
 }
 
-impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
-    type Value = ();
+impl<'t> Scanner<'t> {
+    fn space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        match self.node {
+    fn peek(&self) -> Scanned<u8> {
+        self.bytes.get(self.at).copied().ok_or(NotJson)
+    }
+
+    fn expect(&mut self, byte: u8) -> Scanned {
+        self.space();
+        match self.peek()? == byte {
+            true => Ok(self.at += 1),
+            false => Err(NotJson),
+        }
+    }
+
+    /// Follows `node` through the value that comes next.
+    fn walk(&mut self, node: &Node, out: &mut [Option<Value>]) -> Scanned {
+        self.space();
+        match node {
             Node::Leaf { slot, counting: false } => {
-                self.out[*slot] = Some(Value::deserialize(d)?);
+                let start = self.at;
+                self.skip()?;
+                out[*slot] = Some(serde_json::from_str(&self.text[start..self.at]).map_err(|_| NotJson)?);
                 Ok(())
             }
-            // Counting, or on along the paths: the visitor below.
-            _ => d.deserialize_any(self),
+            Node::Leaf { slot, counting: true } => match self.peek()? {
+                open @ (b'{' | b'[') => {
+                    let mut n = 0i64;
+                    self.members(open == b'{', |scan, _| {
+                        n += 1;
+                        scan.skip()
+                    })?;
+                    out[*slot] = Some(Value::from(n));
+                    Ok(())
+                }
+                // A scalar where a count was asked: nothing there.
+                _ => self.skip(),
+            },
+            Node::Branch(children) => match self.peek()? {
+                b'{' => {
+                    // Which children were walked: a key repeated in the object is skipped.
+                    let mut seen = Seen::new(children.len());
+                    self.members(true, |scan, key| {
+                        let key = key.expect("an object's member has a key");
+                        let hit = (children.iter().enumerate())
+                            .position(|(i, (s, _))| matches!(s, Step::Key(k) if *k == *key) && !seen.get(i));
+                        match hit {
+                            Some(i) => {
+                                seen.set(i);
+                                scan.walk(&children[i].1, out)
+                            }
+                            None => scan.skip(),
+                        }
+                    })
+                }
+                b'[' => {
+                    let mut i = 0;
+                    self.members(false, |scan, _| {
+                        let found = children.iter().find(|(s, _)| *s == Step::Index(i));
+                        i += 1;
+                        match found {
+                            Some((_, node)) => scan.walk(node, out),
+                            None => scan.skip(),
+                        }
+                    })
+                }
+                // A scalar where the paths go on: nothing there.
+                _ => self.skip(),
+            },
         }
     }
-}
 
-impl<'de> Visitor<'de> for Walk<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let children = match self.node {
-            Node::Leaf { slot, .. } => {
-                let mut n = 0i64;
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
-                    n += 1;
-                }
-                self.out[*slot] = Some(Value::from(n));
-                return Ok(());
-            }
-            Node::Branch(children) => children,
-        };
-        // Which children were walked: a key repeated in the object is skipped.
-        let mut seen = Seen::new(children.len());
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let hit = (children.iter().enumerate())
-                .position(|(i, (s, _))| matches!(s, Step::Key(k) if *k == key) && !seen.get(i));
-            match hit {
-                Some(i) => {
-                    seen.set(i);
-                    map.next_value_seed(Walk { node: &children[i].1, out: &mut *self.out })?;
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+    /// Reads the object (`object`) or array at the scanner, calling `member` at each member's
+    /// value with its key (objects), which must read that value.
+    fn members(&mut self, object: bool, mut member: impl FnMut(&mut Self, Option<Cow<'t, str>>) -> Scanned) -> Scanned {
+        let close = if object { b'}' } else { b']' };
+        self.at += 1;
+        self.space();
+        if self.peek()? == close {
+            self.at += 1;
+            return Ok(());
         }
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let children = match self.node {
-            Node::Leaf { slot, .. } => {
-                let mut n = 0i64;
-                while seq.next_element::<IgnoredAny>()?.is_some() {
-                    n += 1;
-                }
-                self.out[*slot] = Some(Value::from(n));
-                return Ok(());
-            }
-            Node::Branch(children) => children,
-        };
-        let mut i = 0;
         loop {
-            let more = match children.iter().find(|(s, _)| *s == Step::Index(i)) {
-                Some((_, node)) => seq.next_element_seed(Walk { node, out: &mut *self.out })?.is_some(),
-                None => seq.next_element::<IgnoredAny>()?.is_some(),
+            let key = match object {
+                true => {
+                    self.space();
+                    let key = self.key()?;
+                    self.expect(b':')?;
+                    Some(key)
+                }
+                false => None,
             };
-            if !more {
-                return Ok(());
+            self.space();
+            member(self, key)?;
+            self.space();
+            match self.peek()? {
+                b',' => self.at += 1,
+                c if c == close => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(NotJson),
             }
-            i += 1;
         }
     }
 
-    // Scalars where the paths go on, or to count: nothing there.
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+    /// An object's key: borrowed when it has no escape, else read by serde_json.
+    fn key(&mut self) -> Scanned<Cow<'t, str>> {
+        let start = self.at;
+        let escaped = self.string()?;
+        let raw = &self.text[start..self.at];
+        match escaped {
+            false => Ok(Cow::Borrowed(&raw[1..raw.len() - 1])),
+            true => serde_json::from_str::<String>(raw).map(Cow::Owned).map_err(|_| NotJson),
+        }
+    }
+
+    /// Past the string at the scanner (which must start one); whether it has an escape.
+    fn string(&mut self) -> Scanned<bool> {
+        if self.peek()? != b'"' {
+            return Err(NotJson);
+        }
+        self.at += 1;
+        let mut escaped = false;
+        loop {
+            let rest = &self.bytes[self.at..];
+            let end = memchr::memchr2(b'"', b'\\', rest).ok_or(NotJson)?;
+            // No control character unescaped (a fold, not `any`, so that it vectorizes).
+            if rest[..end].iter().fold(false, |control, &b| control | (b < 0x20)) {
+                return Err(NotJson);
+            }
+            self.at += end;
+            if rest[end] == b'"' {
+                self.at += 1;
+                return Ok(escaped);
+            }
+            escaped = true;
+            match self.bytes.get(self.at + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.at += 2,
+                Some(b'u') => {
+                    let hex = self.bytes.get(self.at + 2..self.at + 6).ok_or(NotJson)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return Err(NotJson);
+                    }
+                    self.at += 6;
+                }
+                _ => return Err(NotJson),
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.at;
+        while let Some(b'0'..=b'9') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+        self.at - start
+    }
+
+    /// Past the number at the scanner, by JSON's grammar.
+    fn number(&mut self) -> Scanned {
+        if self.peek()? == b'-' {
+            self.at += 1;
+        }
+        match self.peek()? {
+            b'0' => {
+                self.at += 1;
+                if let Some(b'0'..=b'9') = self.bytes.get(self.at) {
+                    return Err(NotJson);
+                }
+            }
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return Err(NotJson),
+        }
+        if self.bytes.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            if self.digits() == 0 {
+                return Err(NotJson);
+            }
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(self.at) {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.bytes.get(self.at) {
+                self.at += 1;
+            }
+            if self.digits() == 0 {
+                return Err(NotJson);
+            }
+        }
         Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+
+    fn literal(&mut self, word: &[u8]) -> Scanned {
+        match self.bytes.get(self.at..self.at + word.len()) == Some(word) {
+            true => Ok(self.at += word.len()),
+            false => Err(NotJson),
+        }
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+
+    /// Past the value at the scanner, checked, nothing built: iterative, so any depth goes.
+    fn skip(&mut self) -> Scanned {
+        // Open containers, innermost last: `true` for an object.
+        let mut open: Vec<bool> = Vec::new();
+        loop {
+            self.space();
+            match self.peek()? {
+                b'"' => {
+                    self.string()?;
+                }
+                b'{' | b'[' => {
+                    let object = self.peek()? == b'{';
+                    self.at += 1;
+                    self.space();
+                    if self.peek()? == if object { b'}' } else { b']' } {
+                        self.at += 1;
+                    } else {
+                        open.push(object);
+                        if object {
+                            self.string()?;
+                            self.expect(b':')?;
+                        }
+                        continue;
+                    }
+                }
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                b'-' | b'0'..=b'9' => self.number()?,
+                _ => return Err(NotJson),
+            }
+            // After a value: close what ends here, or go on to the next member.
+            loop {
+                let Some(&object) = open.last() else { return Ok(()) };
+                self.space();
+                match self.peek()? {
+                    b',' => {
+                        self.at += 1;
+                        if object {
+                            self.space();
+                            self.string()?;
+                            self.expect(b':')?;
+                        }
+                        break;
+                    }
+                    b'}' if object => {
+                        self.at += 1;
+                        open.pop();
+                    }
+                    b']' if !object => {
+                        self.at += 1;
+                        open.pop();
+                    }
+                    _ => return Err(NotJson),
+                }
+            }
+        }
     }
 }
 
