@@ -14,7 +14,6 @@
 with ranked as (
     select
         *,
-        json_get_str(data, 'object', 'id') as charge_key,
         row_number() over (
             partition by json_get_str(data, 'object', 'id')
             order by created desc, _received_at desc, _record_id desc
@@ -24,7 +23,7 @@ with ranked as (
 
 latest as (
     select
-        charge_key                                                          as charge_id,
+        json_get_str(data, 'object', 'id')                                  as charge_id,
         json_get_str(data, 'object', 'customer')                            as customer_id,
         cast(json_get_str(data, 'object', 'metadata', 'shopify_order_id') as bigint) as order_id,
         cast(cast(json_get_int(data, 'object', 'amount') as decimal(18, 2)) / 100 as decimal(18, 2))          as amount,
