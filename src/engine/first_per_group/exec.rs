@@ -9,7 +9,6 @@ use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
 use arrow::compute::interleave_record_batch;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::row::Rows;
-use datafusion::common::HashMap;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -20,7 +19,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, PlanProperties};
 use futures::{StreamExt, TryStreamExt};
 
-use super::Ranker;
+use super::{Firsts, Offered, Ranker};
 /// Keeps, of each group of rows with equal `partition_by` values, the row that sorts first by
 /// `order_by`, with a last column of 1s (the `row_number` it replaces). Needs its input hashed
 /// by the group key, as the window did.
@@ -136,19 +135,12 @@ impl ExecutionPlan for FirstPerGroupExec {
     }
 }
 
-/// Where the first row of a group is so far.
-struct Winner {
-    /// The row's order columns, byte-comparable: less sorts first.
-    order: Box<[u8]>,
-    batch: u32,
-    row: u32,
-}
-
 /// One partition's state: the input batches that still hold a group's first row, and the
 /// winners by encoded group key.
 struct Groups {
     ranker: Ranker,
-    winners: HashMap<Box<[u8]>, Winner>,
+    /// Where each group's first row is: (batch number, row).
+    winners: Firsts<(u32, u32)>,
     /// By batch number; `None` once no winner is in it.
     batches: Vec<Option<RecordBatch>>,
     /// Winners per batch.
@@ -163,7 +155,7 @@ impl Groups {
     fn try_new(exec: &FirstPerGroupExec, reservation: MemoryReservation, compactions: Count) -> Result<Self> {
         Ok(Self {
             ranker: Ranker::try_new(&exec.input.schema(), &exec.partition_by, &exec.order_by)?,
-            winners: HashMap::default(),
+            winners: Firsts::new(),
             batches: Vec::new(),
             live: Vec::new(),
             held_rows: 0,
@@ -186,26 +178,15 @@ impl Groups {
         self.live.push(0);
         let mut released = Vec::new();
         for row in 0..n {
-            let key = keys.row(row);
             let order: &[u8] = orders.as_ref().map_or(&[], |o| o.row(row).data());
-            match self.winners.get_mut(key.data()) {
-                Some(winner) if order < &*winner.order => {
-                    if winner.order.len() == order.len() {
-                        winner.order.copy_from_slice(order);
-                    } else {
-                        winner.order = order.into();
-                    }
-                    self.live[winner.batch as usize] -= 1;
-                    released.push(winner.batch);
-                    (winner.batch, winner.row) = (this, row as u32);
+            match self.winners.offer(keys.row(row).data(), order, (this, row as u32)) {
+                Offered::Beat((batch, _)) => {
+                    self.live[batch as usize] -= 1;
+                    released.push(batch);
                     self.live[this as usize] += 1;
                 }
-                Some(_) => {}
-                None => {
-                    let winner = Winner { order: order.into(), batch: this, row: row as u32 };
-                    self.winners.insert(key.data().into(), winner);
-                    self.live[this as usize] += 1;
-                }
+                Offered::First => self.live[this as usize] += 1,
+                Offered::Lost => {}
             }
         }
         released.push(this);
@@ -217,7 +198,7 @@ impl Groups {
                 self.reservation.shrink(gone.get_array_memory_size());
             }
         }
-        if self.held_rows > 2 * self.winners.len() + COMPACT_SLACK {
+        if self.held_rows > 2 * self.winners.winners.len() + COMPACT_SLACK {
             self.compact()?;
         }
         Ok(())
@@ -226,16 +207,16 @@ impl Groups {
     /// Copies the winning rows into new batches and lets the old ones go: the batches held
     /// then hold at most twice the rows kept (plus [`COMPACT_SLACK`]), whatever the input size.
     fn compact(&mut self) -> Result<()> {
-        let mut winners: Vec<&mut Winner> = self.winners.values_mut().collect();
-        winners.sort_unstable_by_key(|w| (w.batch, w.row));
+        let mut winners: Vec<&mut (u32, u32)> = self.winners.winners.values_mut().map(|(_, at)| at).collect();
+        winners.sort_unstable();
         let (position, refs) = held(&self.batches);
         let (mut batches, mut live) = (Vec::new(), Vec::new());
         for chunk in winners.chunks_mut(COMPACT_BATCH) {
             let indices: Vec<(usize, usize)> =
-                chunk.iter().map(|w| (position[w.batch as usize], w.row as usize)).collect();
+                chunk.iter().map(|&&mut (batch, row)| (position[batch as usize], row as usize)).collect();
             let this = batches.len() as u32;
-            for (row, w) in chunk.iter_mut().enumerate() {
-                (w.batch, w.row) = (this, row as u32);
+            for (row, at) in chunk.iter_mut().enumerate() {
+                **at = (this, row as u32);
             }
             batches.push(Some(interleave_record_batch(&refs, &indices)?));
             live.push(chunk.len());
@@ -243,7 +224,7 @@ impl Groups {
         let size = |bs: &[Option<RecordBatch>]| bs.iter().flatten().map(|b| b.get_array_memory_size()).sum::<usize>();
         self.reservation.try_grow(size(&batches))?;
         self.reservation.shrink(size(&self.batches));
-        self.held_rows = self.winners.len();
+        self.held_rows = self.winners.winners.len();
         (self.batches, self.live) = (batches, live);
         self.compactions.add(1);
         Ok(())
@@ -256,7 +237,7 @@ impl Groups {
         batch_size: usize,
         metrics: BaselineMetrics,
     ) -> impl Iterator<Item = Result<RecordBatch>> + Send {
-        let mut picks: Vec<(u32, u32)> = self.winners.into_values().map(|w| (w.batch, w.row)).collect();
+        let mut picks: Vec<(u32, u32)> = self.winners.winners.into_values().map(|(_, at)| at).collect();
         picks.sort_unstable();
         let (position, refs) = held(&self.batches);
         let held: Vec<RecordBatch> = refs.into_iter().cloned().collect();

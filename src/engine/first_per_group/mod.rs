@@ -27,7 +27,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Schema};
 use arrow::row::{RowConverter, Rows, SortField};
-use datafusion::common::ScalarValue;
+use datafusion::common::{HashMap, ScalarValue};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result;
@@ -213,4 +213,44 @@ impl Ranker {
 
 fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
     exprs.iter().map(|e| e.evaluate(batch)?.into_array(batch.num_rows())).collect()
+}
+
+/// The first row of each group so far, by encoded group key: its order row (byte-comparable:
+/// less sorts first) and where that row is (`At`).
+struct Firsts<At> {
+    winners: HashMap<Box<[u8]>, (Box<[u8]>, At)>,
+}
+
+/// What became of a row offered to [`Firsts`].
+enum Offered<At> {
+    /// The first row of its group.
+    First,
+    /// It sorts before the group's first row so far, which was at this place.
+    Beat(At),
+    /// It does not sort before the group's first row (a tie keeps the row offered first).
+    Lost,
+}
+
+impl<At> Firsts<At> {
+    fn new() -> Self {
+        Self { winners: HashMap::default() }
+    }
+
+    fn offer(&mut self, key: &[u8], order: &[u8], at: At) -> Offered<At> {
+        match self.winners.get_mut(key) {
+            Some((best, place)) if order < &**best => {
+                if best.len() == order.len() {
+                    best.copy_from_slice(order);
+                } else {
+                    *best = order.into();
+                }
+                Offered::Beat(std::mem::replace(place, at))
+            }
+            Some(_) => Offered::Lost,
+            None => {
+                self.winners.insert(key.into(), (order.into(), at));
+                Offered::First
+            }
+        }
+    }
 }

@@ -25,7 +25,6 @@ use arrow::array::{BooleanArray, RecordBatch, UInt64Array};
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Schema, SchemaRef};
-use datafusion::common::HashMap;
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::{DataFusionError, Result};
@@ -40,7 +39,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Par
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::OnceCell;
 
-use super::Ranker;
+use super::{Firsts, Ranker};
 use crate::engine::scan::ScanExec;
 
 /// Positions of the winning rows, ascending, by scan partition.
@@ -190,13 +189,6 @@ impl ExecutionPlan for FirstPerGroupScanExec {
     }
 }
 
-/// Where the first row of a group is so far.
-struct Winner {
-    order: Box<[u8]>,
-    partition: u32,
-    position: u64,
-}
-
 /// The first read: each scan partition's key and order columns on its own task, the winners
 /// of each, merged; the winners' positions by partition.
 async fn first_pass(
@@ -214,61 +206,46 @@ async fn first_pass(
         let ranker = Ranker::try_new(&narrow, &partition_by, &order_by)?;
         tasks.push(SpawnedTask::spawn(firsts(rows, ranker, partition as u32)));
     }
-    let mut merged: HashMap<Box<[u8]>, Winner> = HashMap::default();
+    // Each partition's first rows, merged: a tie goes to the row read first.
+    let mut merged: Firsts<(u32, u64)> = Firsts::new();
     for task in tasks {
         let firsts = task.join_unwind().await.map_err(|e| DataFusionError::External(Box::new(e)))??;
-        if merged.is_empty() {
+        if merged.winners.is_empty() {
             merged = firsts;
             continue;
         }
-        for (key, w) in firsts {
-            match merged.get_mut(&key) {
-                Some(best) if (&*w.order, w.partition, w.position) < (&*best.order, best.partition, best.position) => {
-                    *best = w
-                }
+        for (key, (order, at)) in firsts.winners {
+            match merged.winners.get_mut(&key) {
+                Some(best) if (&*order, at) < (&*best.0, best.1) => *best = (order, at),
                 Some(_) => {}
                 None => {
-                    merged.insert(key, w);
+                    merged.winners.insert(key, (order, at));
                 }
             }
         }
     }
     let mut positions = vec![Vec::new(); reader.partitions().len()];
-    for w in merged.into_values() {
-        positions[w.partition as usize].push(w.position);
+    for (_, (partition, position)) in merged.winners.into_values() {
+        positions[partition as usize].push(position);
     }
     positions.iter_mut().for_each(|p| p.sort_unstable());
     Ok(Arc::new(positions))
 }
 
 /// The first row of each group in one partition's read of the key and order columns.
-async fn firsts(
-    mut rows: SendableRecordBatchStream,
-    ranker: Ranker,
-    partition: u32,
-) -> Result<HashMap<Box<[u8]>, Winner>> {
-    let mut winners: HashMap<Box<[u8]>, Winner> = HashMap::default();
+async fn firsts(mut rows: SendableRecordBatchStream, ranker: Ranker, partition: u32) -> Result<Firsts<(u32, u64)>> {
+    let mut firsts = Firsts::new();
     let mut offset = 0u64;
     while let Some(batch) = rows.next().await {
         let batch = batch?;
         let (keys, orders) = ranker.encode(&batch)?;
         for row in 0..batch.num_rows() {
             let order: &[u8] = orders.as_ref().map_or(&[], |o| o.row(row).data());
-            let position = offset + row as u64;
-            match winners.get_mut(keys.row(row).data()) {
-                Some(best) if order < &*best.order => {
-                    best.order = order.into();
-                    best.position = position;
-                }
-                Some(_) => {}
-                None => {
-                    winners.insert(keys.row(row).data().into(), Winner { order: order.into(), partition, position });
-                }
-            }
+            firsts.offer(keys.row(row).data(), order, (partition, offset + row as u64));
         }
         offset += batch.num_rows() as u64;
     }
-    Ok(winners)
+    Ok(firsts)
 }
 
 /// The second read: the rows of `rows` at `positions` (ascending), each with the row number 1.
