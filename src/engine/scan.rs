@@ -142,7 +142,7 @@ async fn files_matching(table: &Table, id: i64, predicate: &Predicate) -> Option
 }
 
 /// Reads scan tasks in partitions of about equal bytes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct ScanExec {
     table: String,
     file_io: FileIO,

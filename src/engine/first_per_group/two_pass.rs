@@ -24,13 +24,11 @@ use std::sync::Arc;
 use arrow::array::{BooleanArray, RecordBatch, UInt64Array};
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use datafusion::common::runtime::SpawnedTask;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_expr::utils::collect_columns;
+use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
@@ -50,7 +48,7 @@ type Positions = Arc<Vec<Vec<u64>>>;
 /// the table itself: it has no input plan.
 #[derive(Debug)]
 pub struct FirstPerGroupScanExec {
-    scan: Arc<dyn ExecutionPlan>,
+    scan: Arc<ScanExec>,
     /// The scan's columns the keys and orders read, ascending.
     ranked: Vec<usize>,
     /// Over the `ranked` columns alone.
@@ -87,7 +85,9 @@ impl FirstPerGroupScanExec {
         if !scan.reads_whole_files() || scan.partitions().is_empty() || ranked.len() >= width {
             return Ok(None);
         }
-        let remap = |e: &Arc<dyn PhysicalExpr>| remap_columns(e, &ranked);
+        // The keys and orders over the columns read first, alone.
+        let narrow = scan.schema().project(&ranked)?;
+        let remap = |e: &Arc<dyn PhysicalExpr>| reassign_expr_columns(Arc::clone(e), &narrow);
         let partition_by = partition_by.iter().map(remap).collect::<Result<Vec<_>>>()?;
         let order_by = order_by
             .iter()
@@ -100,7 +100,7 @@ impl FirstPerGroupScanExec {
             Boundedness::Bounded,
         );
         Ok(Some(Self {
-            scan: Arc::clone(input),
+            scan: Arc::new(scan.clone()),
             ranked,
             partition_by,
             order_by,
@@ -110,28 +110,6 @@ impl FirstPerGroupScanExec {
             winners: Arc::new(OnceCell::new()),
         }))
     }
-}
-
-/// `expr` over the columns `columns` of its input alone (each column's new index is its place
-/// in `columns`).
-fn remap_columns(expr: &Arc<dyn PhysicalExpr>, columns: &[usize]) -> Result<Arc<dyn PhysicalExpr>> {
-    Arc::clone(expr)
-        .transform(|e| {
-            let Some(column) = e.as_any().downcast_ref::<Column>() else {
-                return Ok(Transformed::no(e));
-            };
-            let index = columns.binary_search(&column.index()).map_err(|_| {
-                DataFusionError::Internal(format!("FirstPerGroupScanExec: column {column} is not read"))
-            })?;
-            Ok(Transformed::yes(Arc::new(Column::new(column.name(), index)) as Arc<dyn PhysicalExpr>))
-        })
-        .data()
-}
-
-fn scan_of(plan: &Arc<dyn ExecutionPlan>) -> Result<&ScanExec> {
-    plan.as_any()
-        .downcast_ref::<ScanExec>()
-        .ok_or_else(|| DataFusionError::Internal("FirstPerGroupScanExec reads a LakeScan".into()))
 }
 
 impl DisplayAs for FirstPerGroupScanExec {
@@ -174,10 +152,9 @@ impl ExecutionPlan for FirstPerGroupScanExec {
                 .get_or_try_init(|| first_pass(Arc::clone(&scan), ranked, partition_by, order_by, batch_size))
                 .await?;
             let mine = positions.get(partition).cloned().unwrap_or_default();
-            let reader = scan_of(&scan)?;
-            let every: Vec<usize> = (0..reader.schema().fields().len()).collect();
-            let tasks = reader.partitions().get(partition).cloned().unwrap_or_default();
-            let rows = reader.read_in_order(&tasks, &every, batch_size)?;
+            let every: Vec<usize> = (0..scan.schema().fields().len()).collect();
+            let tasks = scan.partitions().get(partition).cloned().unwrap_or_default();
+            let rows = scan.read_in_order(&tasks, &every, batch_size)?;
             Ok::<_, DataFusionError>(second_pass(rows, mine, schema, metrics))
         })
         .try_flatten();
@@ -192,17 +169,16 @@ impl ExecutionPlan for FirstPerGroupScanExec {
 /// The first read: each scan partition's key and order columns on its own task, the winners
 /// of each, merged; the winners' positions by partition.
 async fn first_pass(
-    scan: Arc<dyn ExecutionPlan>,
+    scan: Arc<ScanExec>,
     ranked: Vec<usize>,
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
     order_by: Vec<PhysicalSortExpr>,
     batch_size: usize,
 ) -> Result<Positions> {
-    let reader = scan_of(&scan)?;
-    let narrow: Arc<Schema> = Arc::new(reader.schema().project(&ranked)?);
+    let narrow = scan.schema().project(&ranked)?;
     let mut tasks = Vec::new();
-    for (partition, files) in reader.partitions().iter().enumerate() {
-        let rows = reader.read_in_order(files, &ranked, batch_size)?;
+    for (partition, files) in scan.partitions().iter().enumerate() {
+        let rows = scan.read_in_order(files, &ranked, batch_size)?;
         let ranker = Ranker::try_new(&narrow, &partition_by, &order_by)?;
         tasks.push(SpawnedTask::spawn(firsts(rows, ranker, partition as u32)));
     }
@@ -224,7 +200,7 @@ async fn first_pass(
             }
         }
     }
-    let mut positions = vec![Vec::new(); reader.partitions().len()];
+    let mut positions = vec![Vec::new(); scan.partitions().len()];
     for (_, (partition, position)) in merged.winners.into_values() {
         positions[partition as usize].push(position);
     }
