@@ -1,4 +1,4 @@
-"""Writes a project of N SQL models to DIR: python3 bench/gen_models.py DIR N [--dbt] (see compile.sh).
+"""Writes a project of N SQL models to DIR: python3 bench/gen_models.py DIR N [--dbt] (bench/run.sh compile times it against dbt).
 
 With --dbt, the same project for dbt-duckdb (bench/run.sh compile): the same models, macros,
 refs, sources and materializations (table unless the model says otherwise, as in lake), with
