@@ -22,7 +22,7 @@ use iceberg::arrow::ArrowReaderBuilder;
 use iceberg::spec::{DataFile, TableMetadata};
 use iceberg::table::Table;
 
-use super::merge;
+use super::{merge, unique};
 use crate::lakehouse::commit;
 use crate::lakehouse::deletes::{self, DeletedPositions};
 use crate::lakehouse::manifests::LiveFile;
@@ -50,7 +50,7 @@ pub(super) async fn plan(
     unique_key: &[String],
     options: &WriteOptions,
 ) -> Result<Delta> {
-    let keys = merge::key_columns(incoming, unique_key)?;
+    let keys = unique::key_columns(incoming, unique_key)?;
     let candidates = merge::candidate_files(table, &keys, unique_key).await?;
     let positions = match table.metadata().current_snapshot_id() {
         Some(snapshot) if !candidates.is_empty() => {
@@ -115,7 +115,7 @@ async fn replaced_positions<'a>(
     keys: &[ArrayRef],
     unique_key: &[String],
 ) -> Result<Vec<(&'a LiveFile, Vec<i64>)>> {
-    let converter = merge::key_converter(keys)?;
+    let converter = unique::key_converter(keys)?;
     let encoded = converter.convert_columns(keys)?;
     let incoming: HashSet<&[u8]> = encoded.iter().map(|r| r.data()).collect();
     let wanted: HashSet<String> = candidates.iter().map(|l| l.file.file_path().to_string()).collect();

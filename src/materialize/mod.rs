@@ -29,6 +29,7 @@ mod planned;
 mod replace_range;
 mod schema_change;
 mod tombstones;
+mod unique;
 pub mod watermark;
 
 use std::collections::{HashMap, HashSet};
@@ -230,7 +231,7 @@ pub async fn materialize(
         }
         Strategy::ReplaceUnique { unique_key, dedupe_by } => {
             let prepared = async {
-                let rows = merge::unique_rows(&request.ident, &schema, &mut batches, unique_key, dedupe_by.as_deref()).await?;
+                let rows = unique::unique_rows(&request.ident, &schema, &mut batches, unique_key, dedupe_by.as_deref()).await?;
                 let changes = if created { MetadataChanges::default() } else { replace_changes(&table, &schema, &request.partition_by)? };
                 Ok::<_, anyhow::Error>((rows, changes))
             };

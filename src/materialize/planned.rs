@@ -16,7 +16,7 @@ use iceberg::table::Table;
 
 use super::{
     Error, Outcome, REWRITE_ATTEMPTS, Request, Strategy, align, commit_properties, final_watermark, guard, merge,
-    merge_on_read, new_tracker, replace_range, schema_change, tombstones,
+    merge_on_read, new_tracker, replace_range, schema_change, tombstones, unique,
 };
 use crate::lakehouse::catalog::Lakehouse;
 use crate::lakehouse::commit::{self, Change, MetadataChanges};
@@ -67,7 +67,7 @@ async fn plan_change(
 ) -> Result<(arrow::array::RecordBatch, Planned)> {
     let plan = match &request.strategy {
         Strategy::Merge { unique_key, dedupe_by, mode } => {
-            let rows = merge::unique_and_sorted(&request.ident, rows, unique_key, dedupe_by.as_deref())?;
+            let rows = unique::unique_and_sorted(&request.ident, rows, unique_key, dedupe_by.as_deref())?;
             // Every incoming key replaces its row; only the rows not marked deleted are written.
             let (keys, rows) = match &request.delete_when {
                 Some(column) => (tombstones::without(&rows, column)?, tombstones::kept(&rows, column)?),
@@ -153,7 +153,7 @@ pub(super) async fn planned_change(
 
     match &request.strategy {
         Strategy::Merge { unique_key, dedupe_by, .. } => {
-            merge::check_columns(&request.ident, &output_schema, unique_key, dedupe_by.as_deref())?
+            unique::check_columns(&request.ident, &output_schema, unique_key, dedupe_by.as_deref())?
         }
         Strategy::ReplaceRange { column } => replace_range::check_column(&request.ident, &output_schema, column)?,
         _ => unreachable!("planned changes are merge and replace_range"),

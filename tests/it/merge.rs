@@ -718,6 +718,38 @@ select id, name, version, batch from {{ source('raw', 'items') }}
 }
 
 #[test]
+fn a_deduplicated_full_refresh_drops_the_losing_rows_wherever_they_arrive() {
+    // Rows already in key order, the losing copy of a key last: the kept rows are a prefix of
+    // the arrival order, and the copy that lost must still go.
+    let p = project(
+        "{{ config(materialized='incremental', incremental_strategy='merge', unique_key='id', dedupe_by='version') }}\n\
+         select id, name, version from {{ source('raw', 'items') }} order by id, version desc\n",
+    );
+    deliver(&p, 1, &["1,eu,a,10,1,2026-11-01,1", "2,eu,b-new,20,2,2026-11-01,1", "2,eu,b-old,20,1,2026-11-01,1"]);
+    p.lake(&["run", "--full-refresh"]).assert_ok();
+    assert_eq!(rows(&p, "select id || ':' || name from staging.items order by id"), vec!["1:a", "2:b-new"]);
+
+    // Many batches in scrambled order, every key twice: one row per key, the greater version.
+    let p = project(
+        "{{ config(materialized='incremental', incremental_strategy='merge', unique_key='id', dedupe_by='version') }}\n\
+         select id, name, version from {{ source('raw', 'items') }}\n",
+    );
+    let n: u64 = 150_000;
+    let lines: Vec<String> = (0..2 * n)
+        .map(|i| {
+            let id = i * 7919 % n;
+            format!("{id},eu,v{},1,{},2026-11-01,1", i / n, i / n)
+        })
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    deliver(&p, 1, &refs);
+    p.lake(&["run", "--full-refresh"]).assert_ok();
+    assert_eq!(p.sql_count("select count(*) from staging.items"), n as i64);
+    assert_eq!(p.sql_count("select count(distinct id) from staging.items"), n as i64);
+    assert_eq!(p.sql_count("select count(*) from staging.items where name = 'v1' and version = 1"), n as i64);
+}
+
+#[test]
 fn merged_rows_are_written_in_key_order_so_a_narrow_merge_rewrites_few_files() {
     // 200,000 rows arrive in scrambled key order with incompressible payloads; files roll at
     // 1 MiB. Written in key order, each file holds a narrow id range: updating ten neighbouring
