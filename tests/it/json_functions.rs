@@ -167,7 +167,10 @@ fn paths_find_in_generated_and_broken_texts_what_serde_json_finds() {
         let space = |next: &mut dyn FnMut(u64) -> u64| [" ", "", "", "\n ", "\t"][next(5) as usize];
         match next(if depth > 4 { 6 } else { 9 }) {
             0 => out.push_str(["\"x\"", "\"caf\u{e9} \u{1f600}\"", "\"q\\\"uote\\\\ \\n\\u00e9\\/\"", "\"\"", "\"0123456789abcdefghij\""][next(5) as usize]),
-            1 => out.push_str(["0", "-7", "12.50", "1e5", "-0.25E-3", "18446744073709551616", "3"][next(7) as usize]),
+            1 => out.push_str(
+                ["0", "-7", "12.50", "1e5", "-0.25E-3", "18446744073709551616", "3", "-0", "999999999999999999", "-9223372036854775808"]
+                    [next(10) as usize],
+            ),
             2 => out.push_str(["true", "false", "null"][next(3) as usize]),
             3..=5 => out.push_str(&format!("\"{}\"", "s".repeat(next(40) as usize))),
             6 | 7 => {
@@ -266,6 +269,19 @@ fn paths_find_in_generated_and_broken_texts_what_serde_json_finds() {
                 Some(Value::Array(a)) => a.len().to_string(),
                 _ => "NULL".to_string(),
             });
+            let text = |v: Option<String>| v.unwrap_or_else(|| "NULL".to_string());
+            row.push(text(match &found {
+                Some(Value::Number(n)) => n.as_i64().map(|i| i.to_string()),
+                Some(Value::String(s)) => s.trim().parse::<i64>().ok().map(|i| i.to_string()),
+                _ => None,
+            }));
+            row.push(text(match &found {
+                Some(Value::Number(n)) => n.as_f64(),
+                Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            }
+            .map(|f| arrow::util::display::array_value_to_string(&arrow::array::Float64Array::from(vec![f]), 0).unwrap())));
+            row.push(text(found.as_ref().and_then(Value::as_bool).map(|b| b.to_string())));
         }
         expected.push(row);
     }
@@ -280,7 +296,9 @@ fn paths_find_in_generated_and_broken_texts_what_serde_json_finds() {
     };
     let calls: Vec<String> = paths
         .iter()
-        .flat_map(|p| [format!("json_get_str(doc, {})", sql_path(p)), format!("json_length(doc, {})", sql_path(p))])
+        .flat_map(|p| {
+            ["json_get_str", "json_length", "json_get_int", "json_get_float", "json_get_bool"].map(|f| format!("{f}(doc, {})", sql_path(p)))
+        })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let got: Vec<Vec<String>> = rt.block_on(async {

@@ -198,7 +198,7 @@ impl Groups {
                 self.reservation.shrink(gone.get_array_memory_size());
             }
         }
-        if self.held_rows > 2 * self.winners.winners.len() + COMPACT_SLACK {
+        if self.held_rows > 2 * self.winners.len() + COMPACT_SLACK {
             self.compact()?;
         }
         Ok(())
@@ -207,7 +207,7 @@ impl Groups {
     /// Copies the winning rows into new batches and lets the old ones go: the batches held
     /// then hold at most twice the rows kept (plus [`COMPACT_SLACK`]), whatever the input size.
     fn compact(&mut self) -> Result<()> {
-        let mut winners: Vec<&mut (u32, u32)> = self.winners.winners.values_mut().map(|(_, at)| at).collect();
+        let mut winners: Vec<&mut (u32, u32)> = self.winners.places_mut().collect();
         winners.sort_unstable();
         let (position, refs) = held(&self.batches);
         let (mut batches, mut live) = (Vec::new(), Vec::new());
@@ -224,7 +224,7 @@ impl Groups {
         let size = |bs: &[Option<RecordBatch>]| bs.iter().flatten().map(|b| b.get_array_memory_size()).sum::<usize>();
         self.reservation.try_grow(size(&batches))?;
         self.reservation.shrink(size(&self.batches));
-        self.held_rows = self.winners.winners.len();
+        self.held_rows = self.winners.len();
         (self.batches, self.live) = (batches, live);
         self.compactions.add(1);
         Ok(())
@@ -237,7 +237,7 @@ impl Groups {
         batch_size: usize,
         metrics: BaselineMetrics,
     ) -> impl Iterator<Item = Result<RecordBatch>> + Send {
-        let mut picks: Vec<(u32, u32)> = self.winners.winners.into_values().map(|(_, at)| at).collect();
+        let mut picks: Vec<(u32, u32)> = self.winners.into_places().collect();
         picks.sort_unstable();
         let (position, refs) = held(&self.batches);
         let held: Vec<RecordBatch> = refs.into_iter().cloned().collect();

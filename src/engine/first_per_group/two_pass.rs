@@ -186,22 +186,14 @@ async fn first_pass(
     let mut merged: Firsts<(u32, u64)> = Firsts::new();
     for task in tasks {
         let firsts = task.join_unwind().await.map_err(|e| DataFusionError::External(Box::new(e)))??;
-        if merged.winners.is_empty() {
+        if merged.len() == 0 {
             merged = firsts;
-            continue;
-        }
-        for (key, (order, at)) in firsts.winners {
-            match merged.winners.get_mut(&key) {
-                Some(best) if (&*order, at) < (&*best.0, best.1) => *best = (order, at),
-                Some(_) => {}
-                None => {
-                    merged.winners.insert(key, (order, at));
-                }
-            }
+        } else {
+            merged.absorb(firsts);
         }
     }
     let mut positions = vec![Vec::new(); scan.partitions().len()];
-    for (_, (partition, position)) in merged.winners.into_values() {
+    for (partition, position) in merged.into_places() {
         positions[partition as usize].push(position);
     }
     positions.iter_mut().for_each(|p| p.sort_unstable());

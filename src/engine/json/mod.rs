@@ -16,7 +16,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use serde_json::Value;
 
-use walk::{Paths, Step};
+use walk::{Found, Paths, Step};
 
 mod many;
 mod walk;
@@ -160,25 +160,37 @@ impl Builder {
         }
     }
 
-    /// `json_length` finds a count (a number), read as an integer like `json_get_int` reads one.
-    fn append(&mut self, v: Option<&Value>) {
+    /// `json_length` finds a count (an integer), read as `json_get_int` reads one. What is
+    /// found as written ([`Found`]) is read as the same value built by serde_json would be.
+    fn append(&mut self, v: Option<&Found>) {
         match self {
             Builder::Str(b) => b.append_option(v.and_then(|v| match v {
-                Value::String(s) => Some(Cow::Borrowed(s.as_str())),
-                Value::Null => None,
-                other => Some(Cow::Owned(other.to_string())),
+                Found::Str(s) => Some(Cow::Borrowed(*s)),
+                Found::Int(i) => Some(Cow::Owned(i.to_string())),
+                Found::Bool(x) => Some(Cow::Borrowed(if *x { "true" } else { "false" })),
+                Found::Null | Found::Value(Value::Null) => None,
+                Found::Value(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+                Found::Value(other) => Some(Cow::Owned(other.to_string())),
             })),
             Builder::Int(b) => b.append_option(v.and_then(|v| match v {
-                Value::Number(n) => n.as_i64(),
-                Value::String(s) => s.trim().parse().ok(),
+                Found::Int(i) => Some(*i),
+                Found::Str(s) => s.trim().parse().ok(),
+                Found::Value(Value::Number(n)) => n.as_i64(),
+                Found::Value(Value::String(s)) => s.trim().parse().ok(),
                 _ => None,
             })),
             Builder::Float(b) => b.append_option(v.and_then(|v| match v {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => s.trim().parse().ok(),
+                Found::Int(i) => Some(*i as f64),
+                Found::Str(s) => s.trim().parse().ok(),
+                Found::Value(Value::Number(n)) => n.as_f64(),
+                Found::Value(Value::String(s)) => s.trim().parse().ok(),
                 _ => None,
             })),
-            Builder::Bool(b) => b.append_option(v.and_then(Value::as_bool)),
+            Builder::Bool(b) => b.append_option(v.and_then(|v| match v {
+                Found::Bool(x) => Some(*x),
+                Found::Value(v) => v.as_bool(),
+                _ => None,
+            })),
         }
     }
 

@@ -1,7 +1,8 @@
 //! One pass over a JSON text for any number of paths: the paths as a trie ([`Paths`]), followed
 //! through the text's bytes by a scanner that checks, without building, everything off the
 //! paths (an iterative skip; a string's end found by `memchr`). At a path's end the value
-//! there is built by serde_json (or its members counted, none built). An object's key matches
+//! there is taken as it is written when it can be (a string without escapes, a short integer,
+//! `true`, `false`, `null`: [`Found`]), else built by serde_json, or its members counted. An object's key matches
 //! its first occurrence only; a text that is not JSON, or has anything but whitespace after the
 //! value, finds nothing at any path. What counts as JSON is what serde_json's reader accepts:
 //! a skipped string's escapes are checked as serde_json checks an ignored one (`\u` and four
@@ -11,6 +12,19 @@
 use std::borrow::Cow;
 
 use serde_json::Value;
+
+/// The value at a path: borrowed from the text where it can be, else built by serde_json.
+#[derive(Debug, Clone)]
+pub(super) enum Found<'t> {
+    /// A string without escapes.
+    Str(&'t str),
+    /// An integer of at most 18 digits (any i64 serde_json would read there), or a count.
+    Int(i64),
+    Bool(bool),
+    Null,
+    /// Anything else: an escaped string, another number, an object or an array.
+    Value(Value),
+}
 
 /// One step of a path: an object key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,7 +72,7 @@ impl Paths {
 
     /// What is at each path in `text`, into `out` (one per slot; `None`: nothing there). A
     /// count is a number value.
-    pub(super) fn find(&self, text: &str, out: &mut [Option<Value>]) {
+    pub(super) fn find<'t>(&self, text: &'t str, out: &mut [Option<Found<'t>>]) {
         out.fill(None);
         let mut scan = Scanner { text, bytes: text.as_bytes(), at: 0 };
         let whole = scan.walk(&self.root, out).is_ok() && {
@@ -118,13 +132,11 @@ impl<'t> Scanner<'t> {
     }
 
     /// Follows `node` through the value that comes next.
-    fn walk(&mut self, node: &Node, out: &mut [Option<Value>]) -> Scanned {
+    fn walk(&mut self, node: &Node, out: &mut [Option<Found<'t>>]) -> Scanned {
         self.space();
         match node {
             Node::Leaf { slot, counting: false } => {
-                let start = self.at;
-                self.skip()?;
-                out[*slot] = Some(serde_json::from_str(&self.text[start..self.at]).map_err(|_| NotJson)?);
+                out[*slot] = Some(self.value()?);
                 Ok(())
             }
             Node::Leaf { slot, counting: true } => match self.peek()? {
@@ -134,7 +146,7 @@ impl<'t> Scanner<'t> {
                         n += 1;
                         scan.skip()
                     })?;
-                    out[*slot] = Some(Value::from(n));
+                    out[*slot] = Some(Found::Int(n));
                     Ok(())
                 }
                 // A scalar where a count was asked: nothing there.
@@ -171,6 +183,39 @@ impl<'t> Scanner<'t> {
                 // A scalar where the paths go on: nothing there.
                 _ => self.skip(),
             },
+        }
+    }
+
+    /// The value at the scanner, read as serde_json would read it.
+    fn value(&mut self) -> Scanned<Found<'t>> {
+        let start = self.at;
+        let found = match self.peek()? {
+            b'"' => match self.string()? {
+                false => Some(Found::Str(&self.text[start + 1..self.at - 1])),
+                true => None,
+            },
+            b't' => self.literal(b"true").map(|()| Some(Found::Bool(true)))?,
+            b'f' => self.literal(b"false").map(|()| Some(Found::Bool(false)))?,
+            b'n' => self.literal(b"null").map(|()| Some(Found::Null))?,
+            b'-' | b'0'..=b'9' => {
+                self.number()?;
+                let text = &self.text[start..self.at];
+                let digits = text.strip_prefix('-').unwrap_or(text);
+                // 18 digits always fit an i64; longer ones, fractions, exponents and `-0` (a
+                // float to serde_json) go to serde_json.
+                match digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()) && text != "-0" {
+                    true => Some(Found::Int(text.parse().map_err(|_| NotJson)?)),
+                    false => None,
+                }
+            }
+            _ => {
+                self.skip()?;
+                None
+            }
+        };
+        match found {
+            Some(found) => Ok(found),
+            None => serde_json::from_str(&self.text[start..self.at]).map(Found::Value).map_err(|_| NotJson),
         }
     }
 
