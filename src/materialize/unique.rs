@@ -261,15 +261,14 @@ pub(super) async fn unique_rows<'a>(
     if in_arrival_order(&kept, total) {
         return Ok(futures::stream::iter(collected.into_iter().map(Ok)).boxed());
     }
+    // Each chunk's (batch, row) places are found as it is copied: 4 bytes a kept row held, not 16.
     let starts = starts(&collected);
-    let chunks: Vec<Vec<(usize, usize)>> = kept
-        .chunks(OUTPUT_ROWS)
-        .map(|chunk| chunk.iter().map(|&g| locate(&starts, g as usize)).collect())
-        .collect();
-    drop(kept);
-    let sorted = chunks.into_iter().map(move |chunk| {
+    let chunks = (0..kept.len()).step_by(OUTPUT_ROWS);
+    let sorted = chunks.map(move |from| {
+        let chunk = &kept[from..(from + OUTPUT_ROWS).min(kept.len())];
+        let places: Vec<(usize, usize)> = chunk.iter().map(|&g| locate(&starts, g as usize)).collect();
         let refs: Vec<&RecordBatch> = collected.iter().collect();
-        Ok(interleave_record_batch(&refs, &chunk)?)
+        Ok(interleave_record_batch(&refs, &places)?)
     });
     Ok(futures::stream::iter(sorted).boxed())
 }
